@@ -1,0 +1,125 @@
+# softunicast — GNU make build.  `make` builds everything into build/.
+# Sources are discovered by directory, so adding a file needs no Makefile edit:
+#   src/lib/*.c        -> build/lib/libsoftunicast.{so,a}
+#   src/cli/*.c, src/router/*.c, src/agent/*.c, src/lab/*.c -> build/bin/softunicast
+#   src/bpf/*.bpf.c    -> build/bpf/*.bpf.o + build/include/*.skel.h
+#   tests/unit/test_*.c, tests/bpf/test_*.c -> build/tests/*/test_*  (TAP, run by prove)
+#   tests/e2e/*.t      -> run by prove as root
+#   tests/fuzz/fuzz_*.c -> build/fuzz/fuzz_*  (clang libFuzzer)
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BUILD   ?= build
+VERSION := 0.1.0
+SONAME  := libsoftunicast.so.0
+
+CC      ?= cc
+CLANG   ?= clang
+BPFTOOL ?= bpftool
+PKGS    := libbpf yaml-0.1 jansson libmnl
+WERROR  := $(if $(filter true,$(CI)),-Werror,)
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wshadow -Wstrict-prototypes \
+           $(WERROR) -fPIC -D_GNU_SOURCE -DSU_VERSION=\"$(VERSION)\" \
+           -Iinclude -Isrc -I$(BUILD)/include $(shell pkg-config --cflags $(PKGS))
+LDLIBS  += $(shell pkg-config --libs $(PKGS)) -lm
+SAN     :=
+
+LIB_SRC  := $(sort $(wildcard src/lib/*.c))
+BIN_SRC  := $(sort $(wildcard src/cli/*.c src/router/*.c src/agent/*.c src/lab/*.c))
+BPF_SRC  := $(sort $(wildcard src/bpf/*.bpf.c))
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c tests/bpf/test_*.c))
+TLIB_SRC := $(sort $(wildcard tests/lib/*.c))
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+BIN_OBJ  := $(BIN_SRC:%.c=$(BUILD)/obj/%.o)
+TLIB_OBJ := $(TLIB_SRC:%.c=$(BUILD)/obj/%.o)
+BPF_OBJ  := $(BPF_SRC:src/bpf/%.bpf.c=$(BUILD)/bpf/%.bpf.o)
+SKELS    := $(BPF_SRC:src/bpf/%.bpf.c=$(BUILD)/include/%.skel.h)
+TESTS    := $(UNIT_SRC:%.c=$(BUILD)/%)
+FUZZERS  := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+
+STATIC   := $(BUILD)/lib/libsoftunicast.a
+SHARED   := $(BUILD)/lib/libsoftunicast.so
+CLI      := $(BUILD)/bin/softunicast
+PRELOAD  := $(wildcard src/preload/*.c)
+EXTRA_BINS :=
+
+.PHONY: all check test-unit test-e2e fuzz asan bench install clean
+all: $(CLI) $(SHARED) $(STATIC) $(BUILD)/lib/pkgconfig/softunicast.pc $(TESTS) $(EXTRA_BINS)
+
+$(BUILD)/obj/%.o: %.c $(SKELS) | $(BUILD)/include
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SAN) -MMD -MP -c $< -o $@
+
+$(BUILD)/bpf/%.bpf.o: src/bpf/%.bpf.c $(wildcard src/bpf/*.h)
+	@mkdir -p $(@D)
+	$(CLANG) -O2 -g -target bpf -Wall -Werror -Isrc -c $< -o $@
+
+$(BUILD)/include/%.skel.h: $(BUILD)/bpf/%.bpf.o
+	@mkdir -p $(@D)
+	$(BPFTOOL) gen skeleton $< name $(subst -,_,$*) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/include:
+	@mkdir -p $@
+
+$(STATIC): $(LIB_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+
+$(SHARED): $(LIB_OBJ) src/lib/libsoftunicast.map
+	@mkdir -p $(@D)
+	$(CC) -shared $(SAN) -Wl,-soname,$(SONAME) -Wl,--version-script=src/lib/libsoftunicast.map \
+	  -o $(BUILD)/lib/$(SONAME) $(LIB_OBJ) $(LDLIBS)
+	ln -sf $(SONAME) $@
+
+$(BUILD)/lib/pkgconfig/softunicast.pc: softunicast.pc.in Makefile
+	@mkdir -p $(@D)
+	sed -e 's|@PREFIX@|$(PREFIX)|; s|@VERSION@|$(VERSION)|' $< > $@
+
+$(CLI): $(BIN_OBJ) $(STATIC)
+	@mkdir -p $(@D)
+	$(CC) $(SAN) -o $@ $(BIN_OBJ) $(STATIC) $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TLIB_OBJ) $(STATIC)
+	@mkdir -p $(@D)
+	$(CC) $(SAN) -o $@ $< $(TLIB_OBJ) $(STATIC) $(LDLIBS) -lcmocka
+
+# libFuzzer harnesses compile the library sources they need directly, with clang.
+FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude -Isrc \
+               -I$(BUILD)/include $(shell pkg-config --cflags $(PKGS))
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(SKELS)
+	@mkdir -p $(@D)
+	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(LDLIBS)
+
+fuzz: $(FUZZERS)
+
+# check: every suite through prove; prove's closing "Result: PASS/FAIL" line is the summary.
+check: all fuzz
+	prove -v --timer $(TESTS) $(sort $(wildcard tests/e2e/*.t)) tests/fuzz/run.t
+
+asan:
+	$(MAKE) BUILD=build-asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" CFLAGS="-O1 -g" all
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 SU_BUILD=build-asan \
+	  prove -v $(UNIT_SRC:%.c=build-asan/%) $(sort $(wildcard tests/e2e/*.t))
+
+include $(wildcard bench/*/bench.mk)
+bench: $(BENCHES)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig \
+	  $(DESTDIR)$(PREFIX)/include/softunicast $(DESTDIR)$(PREFIX)/share/man/man1 \
+	  $(DESTDIR)$(PREFIX)/lib/softunicast/bpf
+	install -m 0755 $(CLI) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 $(STATIC) $(DESTDIR)$(PREFIX)/lib/
+	install -m 0755 $(BUILD)/lib/$(SONAME) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libsoftunicast.so
+	install -m 0644 $(BUILD)/lib/pkgconfig/softunicast.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	install -m 0644 include/softunicast/*.h $(DESTDIR)$(PREFIX)/include/softunicast/
+	install -m 0644 docs/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+
+clean:
+	rm -rf build build-asan
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,87 @@
+/* softunicast — multi-call entry point: `softunicast COMMAND [ARGS]`. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+const char *su_prog = "softunicast";
+
+/* Weak so that a subcommand whose file has not been written yet still links
+ * and reports itself as unavailable rather than breaking the build. */
+#define WEAK __attribute__((weak))
+WEAK int router_main(int argc, char **argv);
+WEAK int agent_main(int argc, char **argv);
+WEAK int connect_main(int argc, char **argv);
+WEAK int lab_main(int argc, char **argv);
+
+static const struct {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *summary;
+} commands[] = {
+	{ "plan", plan_main, "build a stable address plan from a fleet description" },
+	{ "who", who_main, "show who owns an egress IP or IP:PORT" },
+	{ "show", show_main, "list a plan's assignments" },
+	{ "geofeed", geofeed_main, "print the RFC 8805 geofeed of the egress space in use" },
+	{ "diff", diff_main, "show what changed between two plans" },
+	{ "router", router_main, "run or inspect the XDP router of a data center" },
+	{ "agent", agent_main, "run or inspect the agent of a server" },
+	{ "connect", connect_main, "connect with tags from this server's slice (netcat-like)" },
+	{ "lab", lab_main, "build and run the whole system in network namespaces" },
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: %s COMMAND [ARGS...]\n"
+		"       %s COMMAND --help\n\n"
+		"softunicast shares IPv4 egress addresses between the servers of many data\n"
+		"centers without stateful NAT: each egress IP belongs to one data center and its\n"
+		"source ports are split into slices owned by servers.\n\n"
+		"Commands:\n",
+		su_prog, su_prog);
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (commands[i].fn)
+			fprintf(out, "  %-9s %s\n", commands[i].name, commands[i].summary);
+	fprintf(out, "\nExit status: 0 ok, 1 failure, 2 usage, 3 invalid input, 4 unsatisfiable\n"
+		     "demand, 5 not found.  See softunicast(1).\n");
+}
+
+int cli_fail(int code, const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s %s: ", su_prog, cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return code;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return SU_EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return SU_EXIT_OK;
+	}
+	if (!strcmp(argv[1], "--version")) {
+		printf("softunicast %s\n", SU_VERSION);
+		return SU_EXIT_OK;
+	}
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (strcmp(argv[1], commands[i].name))
+			continue;
+		if (!commands[i].fn)
+			return cli_fail(SU_EXIT_USAGE, argv[1], "not built into this binary");
+		return commands[i].fn(argc - 1, argv + 1);
+	}
+	fprintf(stderr, "%s: unknown command '%s'\n\n", su_prog, argv[1]);
+	usage(stderr);
+	return SU_EXIT_USAGE;
+}

@@ -1,0 +1,111 @@
+/* The address plan: which data center owns each egress IP and which server
+ * owns each port slice of it.  Built by the planner (planner.c) from a fleet
+ * (fleet.h), stored as a versioned text snapshot (snapshot.c), and read by
+ * the router, the agent and the query commands.
+ *
+ * Addresses are host byte order.  Slices are aligned on the slice size:
+ * port P belongs to slice P >> slice_shift, which is what the router's array
+ * index is; only slices wholly inside the port range are used. */
+#ifndef SU_PLAN_H
+#define SU_PLAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/addr.h"
+#include "lib/err.h"
+#include "lib/tags.h"
+
+#define SU_PLAN_FORMAT 1
+
+enum su_state {
+	SU_FREE = 0,     /* slot unowned (IPs are never free: free IPs are absent) */
+	SU_ACTIVE = 1,
+	SU_DRAINING = 2, /* still routed to its old owner until `deadline` */
+};
+
+struct su_plan_dc {
+	char *name;
+	uint32_t router; /* backbone address of the DC's router */
+};
+
+struct su_plan_server {
+	char *name;
+	uint32_t addr;
+	uint32_t dc;   /* index into plan->dcs */
+	bool retired;  /* gone from the fleet; kept while its slices drain */
+};
+
+struct su_plan_prefix {
+	struct su_prefix4 prefix;
+	struct su_tags tags;
+	uint32_t *dcs;  /* allow-list (indexes into plan->dcs); n_dcs == 0: any */
+	uint32_t n_dcs;
+};
+
+struct su_plan_slot {
+	int32_t server;   /* index into plan->servers, -1 when free */
+	uint8_t state;    /* enum su_state */
+	int64_t deadline; /* unix seconds; draining only */
+};
+
+struct su_plan_ip {
+	uint32_t ip;
+	uint32_t dc;      /* owner DC */
+	uint32_t demand;  /* index into plan->demands: the tag-set it serves */
+	uint32_t prefix;  /* index into plan->prefixes (the IP's own tags) */
+	uint8_t state;    /* SU_ACTIVE or SU_DRAINING */
+	int64_t deadline;
+	uint32_t first_slot; /* slots[first_slot .. first_slot + slices_per_ip) */
+};
+
+/* A tag-set a DC's servers egress with, `slices` slices per server. */
+struct su_plan_demand {
+	uint32_t dc;
+	struct su_tags tags;
+	uint32_t slices;
+	bool retired; /* no longer in the fleet; kept while its IPs drain */
+};
+
+struct su_plan {
+	uint64_t serial;      /* +1 whenever the content changes */
+	uint32_t port_lo, port_hi;
+	uint32_t slice_size, slice_shift;
+	uint32_t first_slice; /* slice index of slots[ip.first_slot] */
+	uint32_t slices_per_ip;
+	int64_t drain;        /* seconds */
+
+	struct su_plan_dc *dcs;
+	uint32_t n_dcs;
+	struct su_plan_server *servers;
+	uint32_t n_servers;
+	struct su_plan_prefix *prefixes; /* sorted by address */
+	uint32_t n_prefixes;
+	struct su_plan_demand *demands;
+	uint32_t n_demands;
+	struct su_plan_ip *ips;          /* sorted by address */
+	uint32_t n_ips;
+	struct su_plan_slot *slots;      /* n_ips * slices_per_ip */
+};
+
+/* Lookups return NULL when absent.  su_plan__slot returns NULL for a port
+ * outside the sliced range. */
+const struct su_plan_ip *su_plan__find_ip(const struct su_plan *p, uint32_t ip);
+const struct su_plan_slot *su_plan__slot(const struct su_plan *p, const struct su_plan_ip *ip,
+					 uint32_t port);
+int su_plan__find_dc(const struct su_plan *p, const char *name);     /* index or -ENOENT */
+int su_plan__find_server(const struct su_plan *p, const char *name); /* active server, or -ENOENT */
+static inline uint32_t su_plan__slot_lo(const struct su_plan *p, uint32_t slot_in_ip)
+{
+	return (p->first_slice + slot_in_ip) << p->slice_shift;
+}
+
+/* Snapshot I/O (snapshot.c).  Writing is atomic: temp file, fsync, rename. */
+int su_plan__load(const char *path, struct su_plan **out, struct su_err *err);
+int su_plan__parse(const char *buf, size_t len, const char *name, struct su_plan **out,
+		   struct su_err *err);
+int su_plan__write(const struct su_plan *p, const char *path, struct su_err *err);
+void su_plan__free(struct su_plan *p);
+
+#endif
