@@ -104,6 +104,7 @@ asan:
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 SU_BUILD=build-asan \
 	  prove -v $(UNIT_SRC:%.c=build-asan/%) $(sort $(wildcard tests/e2e/*.t))
 
+-include src/preload/preload.mk
 include $(wildcard bench/*/bench.mk)
 bench: $(BENCHES)
 
