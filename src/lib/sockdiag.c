@@ -1,0 +1,144 @@
+/* inet_diag dump with a kernel-side bytecode filter (see sockdiag.h). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <libmnl/libmnl.h>
+#include <linux/inet_diag.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/sockdiag.h"
+
+/* Large enough for one kernel dump skb (up to 32 KiB with big pages). */
+#define DUMP_BUF 65536
+
+/* One host condition: op + hostcond + one IPv4 address (16 bytes). */
+struct bc_host {
+	struct inet_diag_bc_op op;
+	struct inet_diag_hostcond cond;
+	uint32_t addr;
+};
+
+/* Every op jumps to the next one on success and past the end (+4, which the
+ * kernel's inet_diag_bc_run reads as "reject") on failure: a conjunction. */
+static size_t bc_build(const struct su_sockdiag_query *q, struct bc_host *bc)
+{
+	size_t n = 0, total;
+
+	if (q->src || q->sport >= 0) {
+		bc[n].op.code = INET_DIAG_BC_S_COND;
+		bc[n].cond = (struct inet_diag_hostcond){
+			.family = AF_INET, .prefix_len = q->src ? 32 : 0, .port = q->sport };
+		bc[n++].addr = htonl(q->src);
+	}
+	if (q->dst || q->dport >= 0) {
+		bc[n].op.code = INET_DIAG_BC_D_COND;
+		bc[n].cond = (struct inet_diag_hostcond){
+			.family = AF_INET, .prefix_len = q->dst ? 32 : 0, .port = q->dport };
+		bc[n++].addr = htonl(q->dst);
+	}
+	total = n * sizeof(*bc);
+	for (size_t i = 0; i < n; i++) {
+		bc[i].op.yes = sizeof(*bc);
+		bc[i].op.no = (unsigned short)(total - i * sizeof(*bc) + 4);
+	}
+	return total;
+}
+
+struct walk {
+	su_sockdiag_cb cb;
+	void *arg;
+	uint8_t proto;
+	int rc;
+};
+
+static int on_msg(const struct nlmsghdr *nlh, void *data)
+{
+	struct walk *w = data;
+	const struct inet_diag_msg *m = mnl_nlmsg_get_payload(nlh);
+	struct su_sockdiag_sock s;
+
+	if (m->idiag_family != AF_INET)
+		return MNL_CB_OK;
+	s = (struct su_sockdiag_sock){
+		.src = ntohl(m->id.idiag_src[0]),
+		.dst = ntohl(m->id.idiag_dst[0]),
+		.sport = ntohs(m->id.idiag_sport),
+		.dport = ntohs(m->id.idiag_dport),
+		.proto = w->proto,
+		.state = m->idiag_state,
+		.inode = m->idiag_inode,
+		.cookie = (uint64_t)m->id.idiag_cookie[0] | (uint64_t)m->id.idiag_cookie[1] << 32,
+	};
+	w->rc = w->cb(&s, w->arg);
+	return w->rc ? MNL_CB_STOP : MNL_CB_OK;
+}
+
+static int send_request(struct mnl_socket *nl, const struct su_sockdiag_query *q, uint32_t seq)
+{
+	char buf[512];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	struct inet_diag_req_v2 *req;
+	struct bc_host bc[2];
+	size_t bclen;
+
+	nlh->nlmsg_type = SOCK_DIAG_BY_FAMILY;
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+	nlh->nlmsg_seq = seq;
+	req = mnl_nlmsg_put_extra_header(nlh, sizeof(*req));
+	req->sdiag_family = AF_INET;
+	req->sdiag_protocol = q->proto;
+	req->idiag_states = ~0u; /* TIME_WAIT still holds its 4-tuple */
+	bclen = bc_build(q, bc);
+	if (bclen)
+		mnl_attr_put(nlh, INET_DIAG_REQ_BYTECODE, bclen, bc);
+	if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0)
+		return -errno;
+	return 0;
+}
+
+int su_sockdiag__dump(const struct su_sockdiag_query *q, su_sockdiag_cb cb, void *arg)
+{
+	struct mnl_socket *nl = mnl_socket_open2(NETLINK_SOCK_DIAG, SOCK_CLOEXEC);
+	struct walk w = { .cb = cb, .arg = arg, .proto = q->proto };
+	uint32_t seq = (uint32_t)time(NULL), portid;
+	char *buf;
+	int rc;
+
+	if (!nl)
+		return -errno;
+	buf = malloc(DUMP_BUF);
+	if (!buf) {
+		mnl_socket_close(nl);
+		return -ENOMEM;
+	}
+	rc = mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) ? -errno : 0;
+	portid = mnl_socket_get_portid(nl);
+	if (!rc)
+		rc = send_request(nl, q, seq);
+	while (!rc) {
+		ssize_t n = mnl_socket_recvfrom(nl, buf, DUMP_BUF);
+
+		if (n < 0) {
+			rc = -errno;
+			break;
+		}
+		rc = mnl_cb_run(buf, (size_t)n, seq, portid, on_msg, &w);
+		if (rc == MNL_CB_ERROR) {
+			rc = -errno;
+			break;
+		}
+		if (rc == MNL_CB_STOP) { /* NLMSG_DONE or the callback stopped */
+			rc = w.rc;
+			break;
+		}
+		rc = 0;
+	}
+	free(buf);
+	mnl_socket_close(nl);
+	return rc;
+}
