@@ -49,6 +49,11 @@ EXTRA_BINS :=
 .PHONY: all check test-unit test-e2e fuzz asan bench install clean
 all: $(CLI) $(SHARED) $(STATIC) $(BUILD)/lib/pkgconfig/softunicast.pc $(TESTS) $(EXTRA_BINS)
 
+# The library never includes a BPF skeleton; everything else may.
+$(BUILD)/obj/src/lib/%.o: src/lib/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SAN) -MMD -MP -c $< -o $@
+
 $(BUILD)/obj/%.o: %.c $(SKELS) | $(BUILD)/include
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -MMD -MP -c $< -o $@
@@ -89,7 +94,7 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TLIB_OBJ) $(STATIC)
 # libFuzzer harnesses compile the library sources they need directly, with clang.
 FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude -Isrc \
                -I$(BUILD)/include $(shell pkg-config --cflags $(PKGS))
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(SKELS)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
 	@mkdir -p $(@D)
 	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(LDLIBS)
 

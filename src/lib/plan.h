@@ -28,6 +28,7 @@ enum su_state {
 struct su_plan_dc {
 	char *name;
 	uint32_t router; /* backbone address of the DC's router */
+	bool retired;    /* gone from the fleet; kept while its IPs drain */
 };
 
 struct su_plan_server {
@@ -42,6 +43,7 @@ struct su_plan_prefix {
 	struct su_tags tags;
 	uint32_t *dcs;  /* allow-list (indexes into plan->dcs); n_dcs == 0: any */
 	uint32_t n_dcs;
+	bool retired;   /* gone from the fleet; kept for its draining IPs' tags */
 };
 
 struct su_plan_slot {
@@ -89,6 +91,36 @@ struct su_plan {
 	struct su_plan_slot *slots;      /* n_ips * slices_per_ip */
 };
 
+/* Building blocks shared by the planner and the snapshot loader (plan.c).
+ * The add functions append and return the new index or -ENOMEM;
+ * su_plan__canonicalize() then sorts every table into the one order the
+ * snapshot is written in (so equal plans are byte-identical) and checks that
+ * no entity is listed twice. */
+struct su_plan *su_plan__new(void);
+int su_plan__set_geometry(struct su_plan *p, uint32_t lo, uint32_t hi, uint32_t slice_size);
+int su_plan__add_dc(struct su_plan *p, const char *name, uint32_t router, bool retired);
+int su_plan__add_server(struct su_plan *p, const char *name, uint32_t addr, uint32_t dc, bool retired);
+int su_plan__add_prefix(struct su_plan *p, const struct su_prefix4 *pfx, const struct su_tags *tags,
+			const uint32_t *dcs, uint32_t n_dcs, bool retired);
+int su_plan__add_demand(struct su_plan *p, uint32_t dc, const struct su_tags *tags, uint32_t slices,
+			bool retired);
+/* Appends an IP with all its slots free. */
+int su_plan__add_ip(struct su_plan *p, uint32_t ip, uint32_t dc, uint32_t demand, uint32_t prefix,
+		    uint8_t state, int64_t deadline);
+int su_plan__canonicalize(struct su_plan *p, struct su_err *err);
+/* Same content, serial aside. */
+bool su_plan__equal(const struct su_plan *a, const struct su_plan *b);
+
+/* Cost of a plan, in IPv4 addresses (the figure users pay for). */
+struct su_plan_cost {
+	uint64_t active_ips;   /* IPs serving a demand now */
+	uint64_t draining_ips; /* IPs waiting out their drain before reuse */
+	uint64_t per_server;   /* one IP per server per tag-set slice: the design it replaces */
+	uint64_t lower_bound;  /* sum over DC and tag-set of ceil(slices needed / slices per IP) */
+	uint64_t slices_active, slices_draining, slices_free;
+};
+void su_plan__cost(const struct su_plan *p, struct su_plan_cost *cost);
+
 /* Lookups return NULL when absent.  su_plan__slot returns NULL for a port
  * outside the sliced range. */
 const struct su_plan_ip *su_plan__find_ip(const struct su_plan *p, uint32_t ip);
@@ -107,5 +139,6 @@ int su_plan__parse(const char *buf, size_t len, const char *name, struct su_plan
 		   struct su_err *err);
 int su_plan__write(const struct su_plan *p, const char *path, struct su_err *err);
 void su_plan__free(struct su_plan *p);
+const char *su_state__name(uint8_t state); /* "active", "draining", "free" */
 
 #endif

@@ -1,0 +1,728 @@
+/* Fleet description loader: YAML (libyaml's document API, which keeps line
+ * numbers) → struct su_fleet, validated as it is read.  Every error names the
+ * file, the line and the offending value; nothing is half-loaded. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#include "lib/fleet.h"
+#include "lib/util.h"
+
+struct ctx {
+	const char *file;
+	yaml_document_t *doc;
+	struct su_err *err;
+	struct su_fleet *fleet;
+};
+
+#define FAIL(c, node, ...) fail_at(c, node, __VA_ARGS__)
+
+static unsigned line_of(const yaml_node_t *n)
+{
+	return n ? (unsigned)n->start_mark.line + 1 : 0;
+}
+
+__attribute__((format(printf, 3, 4))) static int fail_at(struct ctx *c, const yaml_node_t *n,
+							  const char *fmt, ...)
+{
+	char msg[400];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return su_err__set(c->err, EINVAL, "%s:%u: %s", c->file, line_of(n), msg);
+}
+
+static yaml_node_t *node(struct ctx *c, int id)
+{
+	return yaml_document_get_node(c->doc, id);
+}
+
+static const char *scalar(const yaml_node_t *n)
+{
+	return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+}
+
+static const char *kind_name(const yaml_node_t *n)
+{
+	switch (n->type) {
+	case YAML_SCALAR_NODE: return "a value";
+	case YAML_SEQUENCE_NODE: return "a list";
+	case YAML_MAPPING_NODE: return "a mapping";
+	default: return "empty";
+	}
+}
+
+static int expect(struct ctx *c, const yaml_node_t *n, yaml_node_type_t type, const char *what)
+{
+	static const char *const names[] = { [YAML_SCALAR_NODE] = "a value",
+					      [YAML_SEQUENCE_NODE] = "a list",
+					      [YAML_MAPPING_NODE] = "a mapping" };
+
+	if (n->type != type)
+		return FAIL(c, n, "%s must be %s, not %s", what, names[type], kind_name(n));
+	return 0;
+}
+
+/* libyaml accepts duplicate mapping keys; a fleet must not (the second
+ * silently winning is how outages start). */
+static int check_unique_keys(struct ctx *c, const yaml_node_t *map, const char *what)
+{
+	for (yaml_node_pair_t *a = map->data.mapping.pairs.start; a < map->data.mapping.pairs.top; a++) {
+		const yaml_node_t *ka = node(c, a->key);
+
+		if (!scalar(ka))
+			return FAIL(c, ka, "%s: keys must be plain values", what);
+		for (yaml_node_pair_t *b = map->data.mapping.pairs.start; b < a; b++)
+			if (!strcmp(scalar(node(c, b->key)), scalar(ka)))
+				return FAIL(c, ka, "%s: duplicate key '%s'", what, scalar(ka));
+	}
+	return 0;
+}
+
+#define for_each_pair(c, map, p) \
+	for (yaml_node_pair_t *p = (map)->data.mapping.pairs.start; p < (map)->data.mapping.pairs.top; p++)
+#define for_each_item(c, seq, it) \
+	for (yaml_node_item_t *it = (seq)->data.sequence.items.start; it < (seq)->data.sequence.items.top; it++)
+
+static bool valid_name(const char *s)
+{
+	if (!*s || strlen(s) > 63)
+		return false;
+	for (; *s; s++)
+		if (!(isalnum((unsigned char)*s) || *s == '-' || *s == '_' || *s == '.'))
+			return false;
+	return true;
+}
+
+static int parse_name(struct ctx *c, const yaml_node_t *n, const char *what, char **out)
+{
+	const char *s = scalar(n);
+
+	if (!s || !valid_name(s))
+		return FAIL(c, n, "bad %s name '%s' (letters, digits, '-', '_', '.'; at most 63)",
+			    what, s ? s : kind_name(n));
+	*out = strdup(s);
+	return *out ? 0 : -ENOMEM;
+}
+
+static int parse_addr(struct ctx *c, const yaml_node_t *n, const char *what, uint32_t *out)
+{
+	const char *s = scalar(n);
+
+	if (!s || su_addr__parse(s, out))
+		return FAIL(c, n, "%s: bad IPv4 address '%s'", what, s ? s : kind_name(n));
+	return 0;
+}
+
+static int parse_uint(struct ctx *c, const yaml_node_t *n, const char *what, uint32_t lo,
+		      uint32_t hi, uint32_t *out)
+{
+	const char *s = scalar(n);
+	char *end;
+	unsigned long v;
+
+	if (!s || !isdigit((unsigned char)*s))
+		return FAIL(c, n, "%s: '%s' is not a number", what, s ? s : kind_name(n));
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || v < lo || v > hi)
+		return FAIL(c, n, "%s: '%s' is out of range %u-%u", what, s, lo, hi);
+	*out = (uint32_t)v;
+	return 0;
+}
+
+int su_duration__parse(const char *s, int64_t *seconds)
+{
+	static const struct { char unit; int64_t mult; } units[] = {
+		{ 's', 1 }, { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 },
+	};
+	int64_t total = 0;
+
+	if (!s || !*s)
+		return -EINVAL;
+	while (*s) {
+		int64_t v = 0, mult = 0;
+
+		if (!isdigit((unsigned char)*s))
+			return -EINVAL;
+		while (isdigit((unsigned char)*s)) {
+			v = v * 10 + (*s++ - '0');
+			if (v > 100000000)
+				return -ERANGE;
+		}
+		if (!*s && total == 0) {
+			mult = 1; /* bare seconds */
+		} else {
+			for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+				if (*s == units[i].unit)
+					mult = units[i].mult;
+			if (!mult)
+				return -EINVAL;
+			s++;
+		}
+		total += v * mult;
+	}
+	if (total > 365 * 86400)
+		return -ERANGE;
+	*seconds = total;
+	return 0;
+}
+
+/* ISO 3166-1 alpha-2 codes officially assigned, plus XK (Kosovo), which
+ * geolocation databases use.  RFC 8805 section 2.1.1.2 asks for these. */
+static const char countries[] =
+	"AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO "
+	"BQ BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ "
+	"DK DM DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP "
+	"GQ GR GS GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG "
+	"KH KI KM KN KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML "
+	"MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE "
+	"PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL "
+	"SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM "
+	"US UY UZ VA VC VE VG VI VN VU WF WS XK YE YT ZA ZM ZW";
+
+bool su_country__valid(const char *code)
+{
+	char key[4];
+
+	if (strlen(code) != 2 || !isupper((unsigned char)code[0]) || !isupper((unsigned char)code[1]))
+		return false;
+	snprintf(key, sizeof(key), "%s ", code);
+	return strstr(countries, key) || !strcmp(countries + sizeof(countries) - 3, code);
+}
+
+int su_slices__geometry(uint32_t lo, uint32_t hi, uint32_t size, uint32_t *first, uint32_t *count)
+{
+	uint32_t shift = (uint32_t)__builtin_ctz(size);
+	uint32_t f = (lo + size - 1) >> shift;
+	uint32_t end = (hi + 1) >> shift; /* one past the last whole slice */
+
+	if (end <= f)
+		return -ERANGE;
+	*first = f;
+	*count = end - f;
+	return 0;
+}
+
+/* Geofeed fields end up in CSV (RFC 8805 section 2.1.1): no separators. */
+static bool csv_safe(const char *s)
+{
+	for (; *s; s++)
+		if (*s == ',' || *s == '"' || (unsigned char)*s < 0x20 || *s == 0x7f)
+			return false;
+	return true;
+}
+
+/* RFC 8805 2.1.1.3: region is ISO 3166-2 ("GB-ENG"), its country part
+ * matching the country column. */
+static bool region_valid(const char *region, const char *country)
+{
+	size_t n = strlen(region);
+
+	if (!country || n < 4 || n > 6 || strncmp(region, country, 2) || region[2] != '-')
+		return false;
+	for (const char *s = region + 3; *s; s++)
+		if (!isupper((unsigned char)*s) && !isdigit((unsigned char)*s))
+			return false;
+	return true;
+}
+
+static int check_geo_tags(struct ctx *c, const yaml_node_t *n, const struct su_tags *t)
+{
+	const char *country = su_tags__get(t, "country");
+	const char *region = su_tags__get(t, "region");
+	const char *city = su_tags__get(t, "city");
+
+	if (country && !su_country__valid(country))
+		return FAIL(c, n, "country '%s' is not an ISO 3166-1 alpha-2 code", country);
+	if (region && !region_valid(region, country))
+		return FAIL(c, n, "region '%s' is not an ISO 3166-2 code of country '%s'", region,
+			    country ? country : "(none)");
+	if (city && (!country || !csv_safe(city)))
+		return FAIL(c, n, "city '%s' needs a country and no ',' '\"' or control characters",
+			    city);
+	return 0;
+}
+
+/* A tag mapping; `extra` names one non-tag key allowed in it (or NULL) and
+ * receives its node. */
+static int parse_tags(struct ctx *c, const yaml_node_t *map, const char *what, const char *extra,
+		      const yaml_node_t **extra_node, struct su_tags *out)
+{
+	int ret = expect(c, map, YAML_MAPPING_NODE, what);
+
+	if (!ret)
+		ret = check_unique_keys(c, map, what);
+	for_each_pair(c, map, p) {
+		const yaml_node_t *k = node(c, p->key), *v = node(c, p->value);
+
+		if (ret)
+			break;
+		if (extra && !strcmp(scalar(k), extra)) {
+			*extra_node = v;
+			continue;
+		}
+		if (!su_tags__valid_key(scalar(k)))
+			return FAIL(c, k, "%s: bad tag key '%s' (lowercase letters, digits, '_', '-')",
+				    what, scalar(k));
+		if (!scalar(v) || !*scalar(v))
+			return FAIL(c, v, "%s: tag '%s' needs a non-empty value", what, scalar(k));
+		ret = su_tags__set(out, scalar(k), scalar(v));
+	}
+	return ret;
+}
+
+static int find_dc(const struct su_fleet *f, const char *name)
+{
+	for (uint32_t i = 0; i < f->n_dcs; i++)
+		if (!strcmp(f->dcs[i].name, name))
+			return (int)i;
+	return -1;
+}
+
+static int parse_servers(struct ctx *c, const yaml_node_t *map, struct su_fleet_dc *dc)
+{
+	int ret = expect(c, map, YAML_MAPPING_NODE, "servers");
+
+	if (!ret)
+		ret = check_unique_keys(c, map, "servers");
+	if (ret)
+		return ret;
+	dc->servers = calloc(map->data.mapping.pairs.top - map->data.mapping.pairs.start + 1,
+			     sizeof(*dc->servers));
+	if (!dc->servers)
+		return -ENOMEM;
+	for_each_pair(c, map, p) {
+		struct su_fleet_server *s = &dc->servers[dc->n_servers];
+		const yaml_node_t *k = node(c, p->key);
+		char what[96];
+
+		s->line = line_of(k);
+		ret = parse_name(c, k, "server", &s->name);
+		if (ret)
+			return ret;
+		dc->n_servers++;
+		snprintf(what, sizeof(what), "server %s", s->name);
+		ret = parse_addr(c, node(c, p->value), what, &s->addr);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int parse_egress(struct ctx *c, const yaml_node_t *seq, struct su_fleet_dc *dc)
+{
+	int ret = expect(c, seq, YAML_SEQUENCE_NODE, "egress");
+
+	if (ret)
+		return ret;
+	dc->demands = calloc(seq->data.sequence.items.top - seq->data.sequence.items.start + 1,
+			     sizeof(*dc->demands));
+	if (!dc->demands)
+		return -ENOMEM;
+	for_each_item(c, seq, it) {
+		const yaml_node_t *n = node(c, *it), *slices = NULL;
+		struct su_fleet_demand *d = &dc->demands[dc->n_demands++];
+
+		d->line = line_of(n);
+		d->slices = 1;
+		ret = parse_tags(c, n, "egress tag-set", "slices", &slices, &d->tags);
+		if (!ret && slices)
+			ret = parse_uint(c, slices, "slices", 1, SU_MAX_SLICES_PER_SERVER, &d->slices);
+		if (ret)
+			return ret;
+		if (!d->tags.n)
+			return FAIL(c, n, "egress tag-set of %s has no tags", dc->name);
+		for (struct su_fleet_demand *o = dc->demands; o < d; o++)
+			if (!su_tags__cmp(&o->tags, &d->tags))
+				return FAIL(c, n, "egress tag-set repeated in %s (first on line %u)",
+					    dc->name, o->line);
+	}
+	return 0;
+}
+
+static int parse_dc(struct ctx *c, const yaml_node_t *k, const yaml_node_t *v, struct su_fleet_dc *dc)
+{
+	bool have_router = false;
+	int ret;
+
+	dc->line = line_of(k);
+	ret = parse_name(c, k, "data center", &dc->name);
+	if (!ret)
+		ret = expect(c, v, YAML_MAPPING_NODE, dc->name);
+	if (!ret)
+		ret = check_unique_keys(c, v, dc->name);
+	for_each_pair(c, v, p) {
+		const yaml_node_t *pk = node(c, p->key), *pv = node(c, p->value);
+		const char *key = scalar(pk);
+
+		if (ret)
+			break;
+		if (!strcmp(key, "router")) {
+			ret = parse_addr(c, pv, "router", &dc->router);
+			have_router = true;
+		} else if (!strcmp(key, "servers")) {
+			ret = parse_servers(c, pv, dc);
+		} else if (!strcmp(key, "egress")) {
+			ret = parse_egress(c, pv, dc);
+		} else {
+			ret = FAIL(c, pk, "data center %s: unknown key '%s' (router, servers, egress)",
+				   dc->name, key);
+		}
+	}
+	if (!ret && !have_router)
+		ret = FAIL(c, k, "data center %s has no router address", dc->name);
+	return ret;
+}
+
+static int parse_datacenters(struct ctx *c, const yaml_node_t *map)
+{
+	struct su_fleet *f = c->fleet;
+	int ret = expect(c, map, YAML_MAPPING_NODE, "datacenters");
+
+	if (!ret)
+		ret = check_unique_keys(c, map, "datacenters");
+	if (ret)
+		return ret;
+	f->dcs = calloc(map->data.mapping.pairs.top - map->data.mapping.pairs.start + 1, sizeof(*f->dcs));
+	if (!f->dcs)
+		return -ENOMEM;
+	for_each_pair(c, map, p) {
+		ret = parse_dc(c, node(c, p->key), node(c, p->value), &f->dcs[f->n_dcs++]);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int parse_prefix_dcs(struct ctx *c, const yaml_node_t *seq, struct su_fleet_prefix *pfx)
+{
+	int ret = expect(c, seq, YAML_SEQUENCE_NODE, "prefix datacenters");
+
+	if (ret)
+		return ret;
+	pfx->dcs = calloc(seq->data.sequence.items.top - seq->data.sequence.items.start + 1,
+			  sizeof(*pfx->dcs));
+	if (!pfx->dcs)
+		return -ENOMEM;
+	for_each_item(c, seq, it) {
+		const yaml_node_t *n = node(c, *it);
+		int dc = scalar(n) ? find_dc(c->fleet, scalar(n)) : -1;
+
+		if (dc < 0)
+			return FAIL(c, n, "unknown data center '%s'", scalar(n) ? scalar(n) : kind_name(n));
+		for (uint32_t i = 0; i < pfx->n_dcs; i++)
+			if (pfx->dcs[i] == (uint32_t)dc)
+				return FAIL(c, n, "data center '%s' listed twice", scalar(n));
+		pfx->dcs[pfx->n_dcs++] = (uint32_t)dc;
+	}
+	if (!pfx->n_dcs)
+		return FAIL(c, seq, "empty datacenters list: omit the key to allow every DC");
+	return 0;
+}
+
+static int parse_prefix(struct ctx *c, const yaml_node_t *n, struct su_fleet_prefix *pfx)
+{
+	const yaml_node_t *prefix = NULL, *tags = NULL, *dcs = NULL;
+	int ret = expect(c, n, YAML_MAPPING_NODE, "prefix entry");
+
+	pfx->line = line_of(n);
+	if (!ret)
+		ret = check_unique_keys(c, n, "prefix entry");
+	for_each_pair(c, n, p) {
+		const char *key = scalar(node(c, p->key));
+
+		if (ret)
+			return ret;
+		if (!strcmp(key, "prefix"))
+			prefix = node(c, p->value);
+		else if (!strcmp(key, "tags"))
+			tags = node(c, p->value);
+		else if (!strcmp(key, "datacenters"))
+			dcs = node(c, p->value);
+		else
+			return FAIL(c, node(c, p->key), "prefix entry: unknown key '%s' (prefix, tags, datacenters)", key);
+	}
+	if (ret)
+		return ret;
+	if (!prefix)
+		return FAIL(c, n, "prefix entry has no 'prefix'");
+	ret = su_prefix__parse(scalar(prefix), &pfx->prefix);
+	if (ret == -EDOM)
+		return FAIL(c, prefix, "prefix '%s' has host bits set", scalar(prefix));
+	if (ret)
+		return FAIL(c, prefix, "bad IPv4 prefix '%s'", scalar(prefix) ? scalar(prefix) : kind_name(prefix));
+	if (pfx->prefix.len < 8)
+		return FAIL(c, prefix, "prefix '%s' is larger than a /8", scalar(prefix));
+	if (!tags)
+		return FAIL(c, n, "prefix %s has no tags", scalar(prefix));
+	ret = parse_tags(c, tags, "prefix tags", NULL, NULL, &pfx->tags);
+	if (!ret)
+		ret = check_geo_tags(c, tags, &pfx->tags);
+	if (!ret && dcs)
+		ret = parse_prefix_dcs(c, dcs, pfx);
+	return ret;
+}
+
+static int parse_prefixes(struct ctx *c, const yaml_node_t *seq)
+{
+	struct su_fleet *f = c->fleet;
+	uint64_t total = 0;
+	int ret = expect(c, seq, YAML_SEQUENCE_NODE, "prefixes");
+
+	if (ret)
+		return ret;
+	f->prefixes = calloc(seq->data.sequence.items.top - seq->data.sequence.items.start + 1,
+			     sizeof(*f->prefixes));
+	if (!f->prefixes)
+		return -ENOMEM;
+	for_each_item(c, seq, it) {
+		struct su_fleet_prefix *pfx = &f->prefixes[f->n_prefixes++];
+		char a[SU_PREFIX_STRLEN], b[SU_PREFIX_STRLEN];
+
+		ret = parse_prefix(c, node(c, *it), pfx);
+		if (ret)
+			return ret;
+		for (struct su_fleet_prefix *o = f->prefixes; o < pfx; o++)
+			if (su_prefix__overlaps(&o->prefix, &pfx->prefix))
+				return FAIL(c, node(c, *it), "prefix %s overlaps %s (line %u)",
+					    su_prefix__str(&pfx->prefix, a), su_prefix__str(&o->prefix, b), o->line);
+		total += su_prefix__size(&pfx->prefix);
+		if (total > SU_MAX_EGRESS_IPS)
+			return FAIL(c, node(c, *it), "more than %u egress addresses in all", SU_MAX_EGRESS_IPS);
+	}
+	return 0;
+}
+
+static int parse_ports(struct ctx *c, const yaml_node_t *map)
+{
+	struct su_fleet *f = c->fleet;
+	int ret = expect(c, map, YAML_MAPPING_NODE, "ports");
+
+	if (!ret)
+		ret = check_unique_keys(c, map, "ports");
+	for_each_pair(c, map, p) {
+		const yaml_node_t *k = node(c, p->key), *v = node(c, p->value);
+
+		if (ret)
+			return ret;
+		if (!strcmp(scalar(k), "range")) {
+			const char *s = scalar(v);
+			unsigned lo, hi;
+			int end = 0;
+
+			if (!s || sscanf(s, "%5u-%5u%n", &lo, &hi, &end) != 2 || s[end] || !isdigit((unsigned char)*s) ||
+			    lo < 1 || hi > 65535 || lo > hi)
+				return FAIL(c, v, "ports: bad range '%s' (LO-HI within 1-65535)", s ? s : kind_name(v));
+			f->port_lo = lo;
+			f->port_hi = hi;
+		} else if (!strcmp(scalar(k), "slice")) {
+			ret = parse_uint(c, v, "ports: slice", SU_MIN_SLICE, 32768, &f->slice_size);
+			if (!ret && (f->slice_size & (f->slice_size - 1)))
+				return FAIL(c, v, "ports: slice %u is not a power of two", f->slice_size);
+		} else {
+			return FAIL(c, k, "ports: unknown key '%s' (range, slice)", scalar(k));
+		}
+	}
+	return ret;
+}
+
+/* Cross-entity rules that need the whole file: every router and server
+ * address is unique, and so is every server name.  Sorted, so a fleet of
+ * tens of thousands of servers checks in milliseconds. */
+struct named_addr {
+	const char *name;
+	uint32_t addr;
+	unsigned line;
+	bool server;
+};
+
+static int cmp_addr(const void *a, const void *b)
+{
+	const struct named_addr *x = a, *y = b;
+
+	if (x->addr != y->addr)
+		return x->addr < y->addr ? -1 : 1;
+	return x->line < y->line ? -1 : x->line > y->line;
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+	const struct named_addr *x = a, *y = b;
+	int c = (y->server - x->server) ? (int)y->server - (int)x->server : strcmp(x->name, y->name);
+
+	return c ? c : (x->line < y->line ? -1 : x->line > y->line);
+}
+
+static int check_uniqueness(struct ctx *c)
+{
+	const struct su_fleet *f = c->fleet;
+	char a[SU_ADDR_STRLEN];
+	size_t n = 0, cap = f->n_dcs;
+	struct named_addr *all;
+	int ret = 0;
+
+	for (uint32_t i = 0; i < f->n_dcs; i++)
+		cap += f->dcs[i].n_servers;
+	all = calloc(cap + 1, sizeof(*all));
+	if (!all)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < f->n_dcs; i++) {
+		all[n++] = (struct named_addr){ f->dcs[i].name, f->dcs[i].router, f->dcs[i].line, false };
+		for (uint32_t j = 0; j < f->dcs[i].n_servers; j++)
+			all[n++] = (struct named_addr){ f->dcs[i].servers[j].name, f->dcs[i].servers[j].addr,
+							f->dcs[i].servers[j].line, true };
+	}
+	qsort(all, n, sizeof(*all), cmp_addr);
+	for (size_t i = 1; i < n && !ret; i++)
+		if (all[i].addr == all[i - 1].addr)
+			ret = su_err__set(c->err, EINVAL, "%s:%u: address %s of %s is already used by %s (line %u)",
+					  c->file, all[i].line, su_addr__str(all[i].addr, a), all[i].name,
+					  all[i - 1].name, all[i - 1].line);
+	qsort(all, n, sizeof(*all), cmp_name);
+	for (size_t i = 1; i < n && !ret; i++)
+		if (all[i].server && all[i - 1].server && !strcmp(all[i].name, all[i - 1].name))
+			ret = su_err__set(c->err, EINVAL, "%s:%u: server name '%s' is already used (line %u)",
+					  c->file, all[i].line, all[i].name, all[i - 1].line);
+	free(all);
+	return ret;
+}
+
+static int parse_root(struct ctx *c, const yaml_node_t *root)
+{
+	struct su_fleet *f = c->fleet;
+	const yaml_node_t *prefixes = NULL;
+	bool have_dcs = false;
+	int ret;
+
+	if (!root)
+		return su_err__set(c->err, EINVAL, "%s: empty fleet description", c->file);
+	ret = expect(c, root, YAML_MAPPING_NODE, "the fleet description");
+	if (!ret)
+		ret = check_unique_keys(c, root, "fleet");
+	/* prefixes name DCs, so datacenters are read first whatever the order. */
+	for_each_pair(c, root, p) {
+		const yaml_node_t *k = node(c, p->key), *v = node(c, p->value);
+		const char *key = scalar(k);
+
+		if (ret)
+			return ret;
+		if (!strcmp(key, "ports")) {
+			ret = parse_ports(c, v);
+		} else if (!strcmp(key, "drain")) {
+			if (!scalar(v) || su_duration__parse(scalar(v), &f->drain))
+				ret = FAIL(c, v, "drain: bad duration '%s' (e.g. 90s, 10m, 1h30m)",
+					   scalar(v) ? scalar(v) : kind_name(v));
+		} else if (!strcmp(key, "datacenters")) {
+			ret = parse_datacenters(c, v);
+			have_dcs = true;
+		} else if (!strcmp(key, "prefixes")) {
+			prefixes = v;
+		} else {
+			ret = FAIL(c, k, "unknown key '%s' (ports, drain, datacenters, prefixes)", key);
+		}
+	}
+	if (ret)
+		return ret;
+	if (!have_dcs || !f->n_dcs)
+		return FAIL(c, root, "no datacenters");
+	if (!prefixes)
+		return FAIL(c, root, "no prefixes");
+	ret = parse_prefixes(c, prefixes);
+	if (!ret)
+		ret = check_uniqueness(c);
+	if (!ret) {
+		uint32_t first, count;
+
+		if (su_slices__geometry(f->port_lo, f->port_hi, f->slice_size, &first, &count))
+			ret = FAIL(c, root, "ports: no whole %u-port slice fits in %u-%u", f->slice_size,
+				   f->port_lo, f->port_hi);
+	}
+	return ret;
+}
+
+int su_fleet__parse(const char *buf, size_t len, const char *name, struct su_fleet **out,
+		    struct su_err *err)
+{
+	yaml_parser_t parser;
+	yaml_document_t doc;
+	struct su_fleet *f = calloc(1, sizeof(*f));
+	struct ctx c = { .file = name, .doc = &doc, .err = err, .fleet = f };
+	int ret;
+
+	*out = NULL;
+	if (!f)
+		return -ENOMEM;
+	*f = (struct su_fleet){ .port_lo = SU_DEFAULT_PORT_LO, .port_hi = SU_DEFAULT_PORT_HI,
+				.slice_size = SU_DEFAULT_SLICE, .drain = SU_DEFAULT_DRAIN };
+	if (!yaml_parser_initialize(&parser)) {
+		free(f);
+		return -ENOMEM;
+	}
+	yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
+	if (!yaml_parser_load(&parser, &doc)) {
+		ret = su_err__set(err, EINVAL, "%s:%zu: YAML syntax error: %s", name,
+				  parser.problem_mark.line + 1, parser.problem ? parser.problem : "unknown");
+		yaml_parser_delete(&parser);
+		su_fleet__free(f);
+		return ret;
+	}
+	ret = parse_root(&c, yaml_document_get_root_node(&doc));
+	yaml_document_delete(&doc);
+	yaml_parser_delete(&parser);
+	if (ret) {
+		su_fleet__free(f);
+		return ret;
+	}
+	*out = f;
+	return 0;
+}
+
+int su_fleet__load(const char *path, struct su_fleet **out, struct su_err *err)
+{
+	FILE *fp = fopen(path, "r");
+	char *buf = NULL;
+	size_t len = 0;
+	int ret;
+
+	*out = NULL;
+	if (!fp)
+		return su_err__set(err, errno, "%s: %s", path, strerror(errno));
+	ret = su_read_all(fp, &buf, &len);
+	fclose(fp);
+	if (ret)
+		return su_err__set(err, -ret, "%s: read failed: %s", path, strerror(-ret));
+	ret = su_fleet__parse(buf, len, path, out, err);
+	free(buf);
+	return ret;
+}
+
+void su_fleet__free(struct su_fleet *f)
+{
+	if (!f)
+		return;
+	for (uint32_t i = 0; i < f->n_dcs; i++) {
+		struct su_fleet_dc *dc = &f->dcs[i];
+
+		for (uint32_t j = 0; j < dc->n_servers; j++)
+			free(dc->servers[j].name);
+		for (uint32_t j = 0; j < dc->n_demands; j++)
+			su_tags__free(&dc->demands[j].tags);
+		free(dc->servers);
+		free(dc->demands);
+		free(dc->name);
+	}
+	for (uint32_t i = 0; i < f->n_prefixes; i++) {
+		su_tags__free(&f->prefixes[i].tags);
+		free(f->prefixes[i].dcs);
+	}
+	free(f->dcs);
+	free(f->prefixes);
+	free(f);
+}

@@ -1,0 +1,581 @@
+/* Plan snapshots: a line-oriented text file, one record per line, written in
+ * canonical order so equal plans are byte-identical and `diff`/`grep` work on
+ * them.  The loader trusts nothing: every reference, range and state is
+ * checked, and a truncated file is caught by the closing `end COUNT`.
+ *
+ *   softunicast-plan 1
+ *   serial N
+ *   ports LO-HI slice SIZE
+ *   drain SECONDS
+ *   dc NAME ROUTER [retired]
+ *   server NAME DC ADDR [retired]
+ *   prefix CIDR TAGS DCS|* [retired]
+ *   demand DC TAGS SLICES [retired]
+ *   ip ADDR DC CIDR PREFIX-TAGS DEMAND-TAGS active|draining [DEADLINE]
+ *   slot ADDR PORT SERVER SERVER-ADDR active|draining [DEADLINE]
+ *   end RECORDS
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/fleet.h"
+#include "lib/plan.h"
+#include "lib/strmap.h"
+#include "lib/util.h"
+
+#define MAX_FIELDS 10
+
+/* ---- writing ---------------------------------------------------------------- */
+
+static const char *state_name(uint8_t state)
+{
+	return state == SU_ACTIVE ? "active" : state == SU_DRAINING ? "draining" : "free";
+}
+
+static void write_state(FILE *fp, uint8_t state, int64_t deadline)
+{
+	if (state == SU_DRAINING)
+		fprintf(fp, " draining %" PRId64 "\n", deadline);
+	else
+		fputs(" active\n", fp);
+}
+
+static void write_tags(FILE *fp, const struct su_tags *t)
+{
+	char *s = su_tags__format(t);
+
+	fputs(s ? s : "-", fp);
+	free(s);
+}
+
+static uint64_t write_tables(FILE *fp, const struct su_plan *p)
+{
+	char a[SU_PREFIX_STRLEN];
+	uint64_t records = 0;
+
+	for (uint32_t i = 0; i < p->n_dcs; i++, records++)
+		fprintf(fp, "dc %s %s%s\n", p->dcs[i].name, su_addr__str(p->dcs[i].router, a),
+			p->dcs[i].retired ? " retired" : "");
+	for (uint32_t i = 0; i < p->n_servers; i++, records++)
+		fprintf(fp, "server %s %s %s%s\n", p->servers[i].name, p->dcs[p->servers[i].dc].name,
+			su_addr__str(p->servers[i].addr, a), p->servers[i].retired ? " retired" : "");
+	for (uint32_t i = 0; i < p->n_prefixes; i++, records++) {
+		const struct su_plan_prefix *x = &p->prefixes[i];
+
+		fprintf(fp, "prefix %s ", su_prefix__str(&x->prefix, a));
+		write_tags(fp, &x->tags);
+		fputc(' ', fp);
+		for (uint32_t j = 0; j < x->n_dcs; j++)
+			fprintf(fp, "%s%s", j ? "," : "", p->dcs[x->dcs[j]].name);
+		fprintf(fp, "%s%s\n", x->n_dcs ? "" : "*", x->retired ? " retired" : "");
+	}
+	for (uint32_t i = 0; i < p->n_demands; i++, records++) {
+		fprintf(fp, "demand %s ", p->dcs[p->demands[i].dc].name);
+		write_tags(fp, &p->demands[i].tags);
+		fprintf(fp, " %u%s\n", p->demands[i].slices, p->demands[i].retired ? " retired" : "");
+	}
+	return records;
+}
+
+static uint64_t write_ip(FILE *fp, const struct su_plan *p, const struct su_plan_ip *ip)
+{
+	const struct su_plan_prefix *px = &p->prefixes[ip->prefix];
+	char a[SU_ADDR_STRLEN], b[SU_PREFIX_STRLEN];
+	uint64_t records = 1;
+
+	fprintf(fp, "ip %s %s %s ", su_addr__str(ip->ip, a), p->dcs[ip->dc].name,
+		su_prefix__str(&px->prefix, b));
+	write_tags(fp, &px->tags);
+	fputc(' ', fp);
+	write_tags(fp, &p->demands[ip->demand].tags);
+	write_state(fp, ip->state, ip->deadline);
+	for (uint32_t s = 0; s < p->slices_per_ip; s++) {
+		const struct su_plan_slot *slot = &p->slots[ip->first_slot + s];
+
+		if (slot->state == SU_FREE)
+			continue;
+		fprintf(fp, "slot %s %u %s ", a, su_plan__slot_lo(p, s), p->servers[slot->server].name);
+		fputs(su_addr__str(p->servers[slot->server].addr, b), fp);
+		write_state(fp, slot->state, slot->deadline);
+		records++;
+	}
+	return records;
+}
+
+static int write_plan(FILE *fp, const void *arg)
+{
+	const struct su_plan *p = arg;
+	uint64_t records = 4;
+
+	fprintf(fp, "# softunicast address plan, written by softunicast %s; do not edit by hand\n"
+		    "softunicast-plan %d\nserial %" PRIu64 "\nports %u-%u slice %u\ndrain %" PRId64 "\n",
+		SU_VERSION, SU_PLAN_FORMAT, p->serial, p->port_lo, p->port_hi, p->slice_size, p->drain);
+	records += write_tables(fp, p);
+	for (uint32_t i = 0; i < p->n_ips; i++)
+		records += write_ip(fp, p, &p->ips[i]);
+	fprintf(fp, "end %" PRIu64 "\n", records);
+	return ferror(fp) ? -EIO : 0;
+}
+
+int su_plan__write(const struct su_plan *p, const char *path, struct su_err *err)
+{
+	int ret = !strcmp(path, "-") ? write_plan(stdout, p) : su_write_atomic(path, write_plan, p);
+
+	if (ret)
+		return su_err__set(err, -ret, "%s: cannot write plan: %s", path, strerror(-ret));
+	return 0;
+}
+
+/* ---- parsing ------------------------------------------------------------------ */
+
+struct loader {
+	const char *file;
+	unsigned line;
+	struct su_err *err;
+	struct su_plan *p;
+	struct su_strmap dcs, servers, prefixes, demands;
+	uint64_t records;
+	int ip; /* the IP the following slot lines belong to, -1 before any */
+	int stage; /* record kinds must come in order */
+	char key[512];
+};
+
+__attribute__((format(printf, 2, 3))) static int bad(struct loader *l, const char *fmt, ...)
+{
+	char msg[400];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return su_err__set(l->err, EINVAL, "%s:%u: %s", l->file, l->line, msg);
+}
+
+static int parse_u64(const char *s, uint64_t max, uint64_t *out)
+{
+	char *end;
+
+	if (!s || *s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	*out = strtoull(s, &end, 10);
+	return errno || *end || *out > max ? -EINVAL : 0;
+}
+
+static int lookup(struct loader *l, struct su_strmap *m, const char *what, uint32_t *idx)
+{
+	if (su_strmap__get(m, l->key, idx))
+		return bad(l, "unknown %s '%s'", what, l->key);
+	return 0;
+}
+
+static int parse_retired(struct loader *l, char **f, int n, int fixed, bool *retired)
+{
+	*retired = n == fixed + 1 && !strcmp(f[fixed], "retired");
+	if (n != fixed + *retired)
+		return bad(l, "expected %d fields", fixed);
+	return 0;
+}
+
+static int parse_state(struct loader *l, char **f, int n, int at, uint8_t *state, int64_t *deadline)
+{
+	uint64_t v;
+
+	*deadline = 0;
+	if (n == at + 1 && !strcmp(f[at], "active")) {
+		*state = SU_ACTIVE;
+		return 0;
+	}
+	if (n == at + 2 && !strcmp(f[at], "draining") && !parse_u64(f[at + 1], INT64_MAX, &v) && v) {
+		*state = SU_DRAINING;
+		*deadline = (int64_t)v;
+		return 0;
+	}
+	return bad(l, "bad state (active, or draining DEADLINE)");
+}
+
+static int parse_tags_field(struct loader *l, const char *s, struct su_tags *t)
+{
+	struct su_err e;
+
+	if (su_tags__parse(s, t, &e))
+		return bad(l, "%s", e.msg);
+	return 0;
+}
+
+static int parse_header(struct loader *l, char **f, int n)
+{
+	struct su_plan *p = l->p;
+	uint64_t v, lo, hi;
+	char *dash;
+
+	if (l->stage == 0) {
+		if (n != 2 || strcmp(f[0], "softunicast-plan"))
+			return bad(l, "not a softunicast plan");
+		if (parse_u64(f[1], 1000, &v) || v != SU_PLAN_FORMAT)
+			return bad(l, "plan format '%s' not supported (this build reads %d)", f[1], SU_PLAN_FORMAT);
+	} else if (l->stage == 1) {
+		if (n != 2 || strcmp(f[0], "serial") || parse_u64(f[1], UINT64_MAX, &p->serial))
+			return bad(l, "expected 'serial N'");
+	} else if (l->stage == 2) {
+		dash = n == 4 ? strchr(f[1], '-') : NULL;
+		if (!dash || strcmp(f[0], "ports") || strcmp(f[2], "slice"))
+			return bad(l, "expected 'ports LO-HI slice SIZE'");
+		*dash = '\0';
+		if (parse_u64(f[1], 65535, &lo) || parse_u64(dash + 1, 65535, &hi) ||
+		    parse_u64(f[3], 32768, &v) || v < SU_MIN_SLICE ||
+		    su_plan__set_geometry(p, (uint32_t)lo, (uint32_t)hi, (uint32_t)v))
+			return bad(l, "bad port range or slice size");
+	} else {
+		if (n != 2 || strcmp(f[0], "drain") || parse_u64(f[1], 365 * 86400, &v))
+			return bad(l, "expected 'drain SECONDS'");
+		p->drain = (int64_t)v;
+	}
+	l->stage++;
+	return 0;
+}
+
+static int parse_dc(struct loader *l, char **f, int n)
+{
+	uint32_t router;
+	bool retired;
+	int ret = parse_retired(l, f, n, 3, &retired);
+
+	if (ret)
+		return ret;
+	if (su_addr__parse(f[2], &router))
+		return bad(l, "bad router address '%s'", f[2]);
+	ret = su_plan__add_dc(l->p, f[1], router, retired);
+	if (ret >= 0)
+		ret = su_strmap__put(&l->dcs, f[1], (uint32_t)ret);
+	return ret == -EEXIST ? bad(l, "data center '%s' listed twice", f[1]) : ret;
+}
+
+static int server_key(struct loader *l, const char *name, const char *addr, const char *dc)
+{
+	if ((size_t)snprintf(l->key, sizeof(l->key), "%s/%s/%s", name, addr, dc) >= sizeof(l->key))
+		return bad(l, "name too long");
+	return 0;
+}
+
+static int parse_server(struct loader *l, char **f, int n)
+{
+	uint32_t addr, dc;
+	bool retired;
+	int ret = parse_retired(l, f, n, 4, &retired);
+
+	if (ret)
+		return ret;
+	snprintf(l->key, sizeof(l->key), "%s", f[2]);
+	if ((ret = lookup(l, &l->dcs, "data center", &dc)))
+		return ret;
+	if (su_addr__parse(f[3], &addr))
+		return bad(l, "bad server address '%s'", f[3]);
+	if ((ret = server_key(l, f[1], f[3], f[2])))
+		return ret;
+	ret = su_plan__add_server(l->p, f[1], addr, dc, retired);
+	if (ret >= 0)
+		ret = su_strmap__put(&l->servers, l->key, (uint32_t)ret);
+	return ret == -EEXIST ? bad(l, "server '%s' listed twice", f[1]) : ret;
+}
+
+static int parse_prefix_dcs(struct loader *l, char *list, uint32_t *dcs, uint32_t *n)
+{
+	char *save = NULL;
+
+	*n = 0;
+	if (!strcmp(list, "*"))
+		return 0;
+	for (char *name = strtok_r(list, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
+		int ret;
+
+		if (*n >= l->p->n_dcs)
+			return bad(l, "data center list too long");
+		snprintf(l->key, sizeof(l->key), "%s", name);
+		if ((ret = lookup(l, &l->dcs, "data center", &dcs[*n])))
+			return ret;
+		for (uint32_t i = 0; i < *n; i++)
+			if (dcs[i] == dcs[*n])
+				return bad(l, "data center '%s' listed twice", name);
+		(*n)++;
+	}
+	return 0;
+}
+
+static int parse_prefix(struct loader *l, char **f, int n)
+{
+	struct su_prefix4 px;
+	struct su_tags tags = { 0 };
+	uint32_t *dcs = calloc(l->p->n_dcs + 1, sizeof(*dcs)), n_dcs;
+	bool retired;
+	int ret = dcs ? parse_retired(l, f, n, 4, &retired) : -ENOMEM;
+
+	if (!ret && su_prefix__parse(f[1], &px))
+		ret = bad(l, "bad prefix '%s'", f[1]);
+	if (!ret)
+		ret = parse_tags_field(l, f[2], &tags);
+	if (!ret)
+		ret = parse_prefix_dcs(l, f[3], dcs, &n_dcs);
+	if (!ret && (size_t)snprintf(l->key, sizeof(l->key), "%s/%s", f[1], f[2]) >= sizeof(l->key))
+		ret = bad(l, "tags too long");
+	if (!ret)
+		ret = su_plan__add_prefix(l->p, &px, &tags, dcs, n_dcs, retired);
+	if (ret >= 0)
+		ret = su_strmap__put(&l->prefixes, l->key, (uint32_t)ret);
+	su_tags__free(&tags);
+	free(dcs);
+	return ret == -EEXIST ? bad(l, "prefix %s listed twice", f[1]) : ret;
+}
+
+static int parse_demand(struct loader *l, char **f, int n)
+{
+	struct su_tags tags = { 0 };
+	uint64_t slices;
+	uint32_t dc;
+	bool retired;
+	int ret = parse_retired(l, f, n, 4, &retired);
+
+	if (ret)
+		return ret;
+	snprintf(l->key, sizeof(l->key), "%s", f[1]);
+	if ((ret = lookup(l, &l->dcs, "data center", &dc)))
+		return ret;
+	if (parse_u64(f[3], SU_MAX_SLICES_PER_SERVER, &slices) || !slices)
+		return bad(l, "bad slice count '%s'", f[3]);
+	if ((ret = parse_tags_field(l, f[2], &tags)))
+		return ret;
+	if ((size_t)snprintf(l->key, sizeof(l->key), "%s/%s", f[1], f[2]) >= sizeof(l->key))
+		ret = bad(l, "tags too long");
+	if (!ret)
+		ret = su_plan__add_demand(l->p, dc, &tags, (uint32_t)slices, retired);
+	if (ret >= 0)
+		ret = su_strmap__put(&l->demands, l->key, (uint32_t)ret);
+	su_tags__free(&tags);
+	return ret == -EEXIST ? bad(l, "tag-set '%s' of '%s' listed twice", f[2], f[1]) : ret;
+}
+
+/* An active IP must be coherent: live DC and demand, inside its prefix, its
+ * prefix's tags satisfying the demand, the DC allowed. A draining one only
+ * needs to be routable. */
+static int check_ip(struct loader *l, const struct su_plan_ip *ip)
+{
+	const struct su_plan *p = l->p;
+	const struct su_plan_prefix *px = &p->prefixes[ip->prefix];
+	bool allowed = !px->n_dcs;
+
+	if (!su_prefix__contains(&px->prefix, ip->ip))
+		return bad(l, "address outside its prefix");
+	if (p->demands[ip->demand].dc != ip->dc)
+		return bad(l, "tag-set belongs to another data center");
+	if (ip->state == SU_DRAINING)
+		return 0;
+	for (uint32_t i = 0; i < px->n_dcs; i++)
+		allowed |= px->dcs[i] == ip->dc;
+	if (p->dcs[ip->dc].retired || p->demands[ip->demand].retired || px->retired || !allowed)
+		return bad(l, "active IP on a retired or disallowed data center, prefix or tag-set");
+	if (!su_tags__contains(&px->tags, &p->demands[ip->demand].tags))
+		return bad(l, "prefix tags do not satisfy the tag-set");
+	return 0;
+}
+
+static int parse_ip(struct loader *l, char **f, int n)
+{
+	struct su_plan_ip ip = { 0 };
+	uint32_t dc, prefix, demand;
+	int ret;
+
+	if (n < 7)
+		return bad(l, "expected 'ip ADDR DC CIDR PREFIX-TAGS DEMAND-TAGS STATE'");
+	if (su_addr__parse(f[1], &ip.ip))
+		return bad(l, "bad address '%s'", f[1]);
+	if (l->ip >= 0 && l->p->ips[l->ip].ip >= ip.ip)
+		return bad(l, "IPs out of order at %s", f[1]);
+	snprintf(l->key, sizeof(l->key), "%s", f[2]);
+	if ((ret = lookup(l, &l->dcs, "data center", &dc)))
+		return ret;
+	snprintf(l->key, sizeof(l->key), "%s/%s", f[3], f[4]);
+	if ((ret = lookup(l, &l->prefixes, "prefix", &prefix)))
+		return ret;
+	snprintf(l->key, sizeof(l->key), "%s/%s", f[2], f[5]);
+	if ((ret = lookup(l, &l->demands, "tag-set", &demand)))
+		return ret;
+	if ((ret = parse_state(l, f, n, 6, &ip.state, &ip.deadline)))
+		return ret;
+	ret = su_plan__add_ip(l->p, ip.ip, dc, demand, prefix, ip.state, ip.deadline);
+	if (ret < 0)
+		return ret;
+	l->ip = ret;
+	return check_ip(l, &l->p->ips[l->ip]);
+}
+
+static int parse_slot(struct loader *l, char **f, int n)
+{
+	struct su_plan *p = l->p;
+	struct su_plan_ip *ip;
+	struct su_plan_slot *slot;
+	uint32_t addr, server;
+	uint64_t port;
+	int ret;
+
+	if (n < 6)
+		return bad(l, "expected 'slot ADDR PORT SERVER SERVER-ADDR STATE'");
+	if (l->ip < 0 || su_addr__parse(f[1], &addr) || addr != p->ips[l->ip].ip)
+		return bad(l, "slot of %s does not follow its ip line", f[1]);
+	ip = &p->ips[l->ip];
+	if (parse_u64(f[2], 65535, &port) || port & (p->slice_size - 1) ||
+	    !(slot = (struct su_plan_slot *)su_plan__slot(p, ip, (uint32_t)port)))
+		return bad(l, "port %s is not the start of a slice", f[2]);
+	if (slot->state != SU_FREE)
+		return bad(l, "slot %s:%s listed twice", f[1], f[2]);
+	if ((ret = server_key(l, f[3], f[4], p->dcs[ip->dc].name)) ||
+	    (ret = lookup(l, &l->servers, "server of this data center", &server)))
+		return ret;
+	if ((ret = parse_state(l, f, n, 5, &slot->state, &slot->deadline)))
+		return ret;
+	if (slot->state == SU_ACTIVE && (ip->state != SU_ACTIVE || p->servers[server].retired))
+		return bad(l, "active slot on a draining IP or a retired server");
+	slot->server = (int32_t)server;
+	return 0;
+}
+
+static const struct {
+	const char *kind;
+	int stage;
+	int (*parse)(struct loader *l, char **f, int n);
+} records[] = {
+	{ "dc", 4, parse_dc },         { "server", 5, parse_server }, { "prefix", 6, parse_prefix },
+	{ "demand", 7, parse_demand }, { "ip", 8, parse_ip },         { "slot", 8, parse_slot },
+};
+
+static int split(char *line, char **f)
+{
+	int n = 0;
+
+	for (char *save = NULL, *tok = strtok_r(line, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+		if (n == MAX_FIELDS)
+			return -1;
+		f[n++] = tok;
+	}
+	return n;
+}
+
+static int parse_line(struct loader *l, char *line)
+{
+	char *f[MAX_FIELDS];
+	int n = split(line, f);
+	uint64_t count;
+
+	if (n < 0)
+		return bad(l, "too many fields");
+	if (!n || f[0][0] == '#')
+		return 0;
+	if (l->stage == 9)
+		return bad(l, "text after 'end'");
+	if (l->stage < 4) {
+		l->records++;
+		return parse_header(l, f, n);
+	}
+	if (!strcmp(f[0], "end")) {
+		if (n != 2 || parse_u64(f[1], UINT64_MAX, &count) || count != l->records)
+			return bad(l, "record count mismatch: file truncated or edited");
+		l->stage = 9;
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(records) / sizeof(records[0]); i++) {
+		if (strcmp(f[0], records[i].kind))
+			continue;
+		if (records[i].stage < l->stage)
+			return bad(l, "'%s' record out of order", f[0]);
+		l->stage = records[i].stage;
+		l->records++;
+		return records[i].parse(l, f, n);
+	}
+	return bad(l, "unknown record '%s'", f[0]);
+}
+
+static int parse_all(struct loader *l, char *buf, size_t len)
+{
+	char *end = buf + len;
+
+	for (char *line = buf; line < end; l->line++) {
+		char *nl = memchr(line, '\n', (size_t)(end - line));
+		int ret;
+
+		if (!nl)
+			return bad(l, "last line has no newline: file truncated");
+		*nl = '\0';
+		if (memchr(line, '\0', (size_t)(nl - line)) || memchr(line, '\t', (size_t)(nl - line)))
+			return bad(l, "NUL or tab in line");
+		ret = parse_line(l, line);
+		if (ret)
+			return ret == -ENOMEM ? su_err__set(l->err, ENOMEM, "out of memory") : ret;
+		line = nl + 1;
+	}
+	if (l->stage != 9)
+		return bad(l, "no 'end' record: file truncated");
+	return 0;
+}
+
+int su_plan__parse(const char *buf, size_t len, const char *name, struct su_plan **out, struct su_err *err)
+{
+	struct loader l = { .file = name, .line = 1, .err = err, .ip = -1 };
+	char *copy = malloc(len + 1);
+	int ret;
+
+	*out = NULL;
+	l.p = su_plan__new();
+	if (!copy || !l.p) {
+		free(copy);
+		su_plan__free(l.p);
+		return su_err__set(err, ENOMEM, "out of memory");
+	}
+	memcpy(copy, buf, len);
+	copy[len] = '\0';
+	ret = parse_all(&l, copy, len);
+	if (!ret) {
+		struct su_err e;
+
+		ret = su_plan__canonicalize(l.p, &e);
+		if (ret)
+			ret = su_err__set(err, -ret, "%s: %s", name, e.msg);
+	}
+	su_strmap__free(&l.dcs);
+	su_strmap__free(&l.servers);
+	su_strmap__free(&l.prefixes);
+	su_strmap__free(&l.demands);
+	free(copy);
+	if (ret) {
+		su_plan__free(l.p);
+		return ret;
+	}
+	*out = l.p;
+	return 0;
+}
+
+int su_plan__load(const char *path, struct su_plan **out, struct su_err *err)
+{
+	FILE *fp = fopen(path, "r");
+	char *buf;
+	size_t len;
+	int ret;
+
+	*out = NULL;
+	if (!fp)
+		return su_err__set(err, errno, "%s: %s", path, strerror(errno));
+	ret = su_read_all(fp, &buf, &len);
+	fclose(fp);
+	if (ret)
+		return su_err__set(err, -ret, "%s: read failed: %s", path, strerror(-ret));
+	ret = su_plan__parse(buf, len, path, out, err);
+	free(buf);
+	return ret;
+}
+
+const char *su_state__name(uint8_t state)
+{
+	return state_name(state);
+}
