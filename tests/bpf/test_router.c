@@ -1,0 +1,820 @@
+/* Table-driven BPF_PROG_TEST_RUN fixtures for the XDP router: for every path
+ * {description, input packet, expected verdict, expected output bytes,
+ * expected counters}.  Runs in a private network namespace with veth
+ * interfaces, static neighbours and routes, so bpf_fib_lookup() gives
+ * deterministic next hops.  Needs root (CAP_SYS_ADMIN + CAP_NET_ADMIN). */
+#include <errno.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <net/if.h>
+#include <cmocka.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "pktbuild.h"
+#include "router.skel.h"
+
+/* The namespace: su0 faces the Internet and the DC (gateway gw0), su1 is
+ * the backbone (gateway gw1).  This router is 10.0.0.1. */
+static const uint8_t MAC_SU0[6] = { 2, 0, 0, 0, 0, 1 }, MAC_GW0[6] = { 2, 0, 0, 0, 0, 2 };
+static const uint8_t MAC_SU1[6] = { 2, 0, 0, 0, 1, 1 }, MAC_GW1[6] = { 2, 0, 0, 0, 1, 2 };
+#define ROUTER IP4(10, 0, 0, 1)
+#define ROUTER_B IP4(10, 2, 0, 1) /* DC B, via su0 */
+#define ROUTER_C IP4(10, 4, 0, 1) /* DC C, via su1 (backbone) */
+#define STRANGER IP4(10, 66, 0, 1)
+#define SRV_A IP4(10, 1, 0, 11)
+#define SRV_B IP4(10, 1, 0, 12)
+#define SRV_NONEIGH IP4(10, 9, 0, 5)
+#define SRV_NOROUTE IP4(10, 250, 0, 1)
+#define ORIGIN IP4(203, 0, 113, 9)
+#define EG_LOCAL IP4(198, 51, 100, 1)
+#define EG_B IP4(198, 51, 100, 2)
+#define EG_C IP4(198, 51, 100, 3)
+#define EG_NONEIGH IP4(198, 51, 100, 4)
+#define EG_NOROUTE IP4(198, 51, 100, 5)
+#define NOT_EGRESS IP4(192, 0, 2, 77)
+#define GUE 6080
+/* 2048-port slices over 1024-65535: slices 1..31 are usable. */
+#define SHIFT 11
+#define FIRST 1
+#define SPI 31
+#define PORT_A 40000 /* slice 19 -> SRV_A */
+#define PORT_B 41000 /* slice 20 -> SRV_B */
+#define PORT_FREE 10240 /* slice 5: nobody */
+
+static const char *setup_cmds[] = {
+	"ip link set lo up",
+	"ip link add su0 address 02:00:00:00:00:01 mtu 1500 type veth peer name su0p",
+	"ip link add su1 address 02:00:00:00:01:01 mtu 1500 type veth peer name su1p",
+	"ip link set su0p up",
+	"ip link set su1p up",
+	"ip link set su0 up",
+	"ip link set su1 up",
+	"ip addr add 10.0.0.1/24 dev su0",
+	"ip addr add 10.3.0.1/24 dev su1",
+	"ip neigh replace 10.0.0.2 lladdr 02:00:00:00:00:02 nud permanent dev su0",
+	"ip neigh replace 10.3.0.2 lladdr 02:00:00:00:01:02 nud permanent dev su1",
+	"ip route add 10.1.0.0/16 via 10.0.0.2",
+	"ip route add 10.2.0.0/16 via 10.0.0.2",
+	"ip route add 10.4.0.0/16 via 10.3.0.2",
+	"ip route add 203.0.113.0/24 via 10.0.0.2",
+	"ip route add 10.9.0.0/16 dev su0",
+	"ip route add unreachable 10.250.0.0/16",
+};
+
+static struct router *skel;
+static int ifindex0, ifindex1;
+
+struct fixture;
+typedef void (*build_fn)(struct pb *p);
+
+enum out_kind {
+	OUT_NONE,       /* dropped: output not compared */
+	OUT_SAME,       /* passed untouched */
+	OUT_ENCAP,      /* GUE-encapsulated to `target` via `via` */
+	OUT_NEIGH_MISS, /* encapsulated, original MACs kept, for the kernel */
+	OUT_CUSTOM,
+};
+
+struct fixture {
+	const char *desc;
+	build_fn in;
+	int verdict;
+	enum out_kind out;
+	uint32_t target;
+	int via; /* 0: su0/gw0 (XDP_TX), 1: su1/gw1 (XDP_REDIRECT) */
+	void (*expect)(struct pb *out, const struct pb *in);
+	int stats[4]; /* counters expected to rise by one; -1 terminated... */
+	int n_stats;
+};
+
+/* ---- inputs ---- */
+
+static void frame(struct pb *p)
+{
+	pb_eth(p, MAC_SU0, MAC_GW0, ETH_P_IP);
+}
+
+static void tcp_to(struct pb *p, uint32_t dst, uint16_t dport)
+{
+	pb_fill(p, 40, 0xab);
+	pb_tcp(p, 443, dport);
+	pb_ip(p, ORIGIN, dst, IPPROTO_TCP, 0x1234, PB_DF, 57);
+	frame(p);
+}
+
+static void in_tcp_local_a(struct pb *p) { tcp_to(p, EG_LOCAL, PORT_A); }
+static void in_tcp_remote_b(struct pb *p) { tcp_to(p, EG_B, PORT_A); }
+static void in_tcp_remote_c(struct pb *p) { tcp_to(p, EG_C, PORT_B); }
+static void in_tcp_free(struct pb *p) { tcp_to(p, EG_LOCAL, PORT_FREE); }
+static void in_tcp_low(struct pb *p) { tcp_to(p, EG_LOCAL, 80); }
+static void in_tcp_top(struct pb *p) { tcp_to(p, EG_LOCAL, 65535); }
+static void in_tcp_noneigh(struct pb *p) { tcp_to(p, EG_NONEIGH, PORT_A); }
+static void in_tcp_noroute(struct pb *p) { tcp_to(p, EG_NOROUTE, PORT_A); }
+static void in_not_egress(struct pb *p) { tcp_to(p, NOT_EGRESS, PORT_A); }
+
+static void in_udp_local_b(struct pb *p)
+{
+	pb_fill(p, 100, 0x55);
+	pb_udp(p, 53, PORT_B);
+	pb_ip(p, ORIGIN, EG_LOCAL, IPPROTO_UDP, 0x4321, 0, 60);
+	frame(p);
+}
+
+/* A 60-byte minimum frame: the IP packet is 32 bytes, Ethernet pads 14. */
+static void in_udp_padded(struct pb *p)
+{
+	pb_fill(p, 4, 0x11);
+	pb_udp(p, 53, PORT_A);
+	pb_ip(p, ORIGIN, EG_LOCAL, IPPROTO_UDP, 7, 0, 60);
+	frame(p);
+	pb_pad(p, 60 - pb_len(p));
+}
+
+static void in_arp(struct pb *p)
+{
+	pb_fill(p, 28, 0x01);
+	pb_eth(p, MAC_SU0, MAC_GW0, ETH_P_ARP);
+}
+
+static void in_ipv6(struct pb *p)
+{
+	pb_fill(p, 40, 0x60);
+	pb_eth(p, MAC_SU0, MAC_GW0, ETH_P_IPV6);
+}
+
+static void in_runt_ip(struct pb *p)
+{
+	struct pb t;
+
+	pb_init(&t);
+	tcp_to(&t, EG_LOCAL, PORT_A);
+	pb_bytes(p, pb_data(&t), 14 + 19);
+}
+
+/* An ICMP error quoting a packet this DC sent from (EG_LOCAL, qport). */
+static void icmp_err(struct pb *p, uint8_t type, uint8_t code, uint8_t qproto, uint16_t qport,
+		     uint32_t qsrc)
+{
+	if (qproto == IPPROTO_ICMP)
+		pb_icmp(p, SU_ICMP_ECHO, 0, qport, 1);
+	else if (qproto == IPPROTO_UDP)
+		pb_udp(p, qport, 53);
+	else
+		pb_bytes(p, (uint16_t[]){ htons(qport), htons(443), 0, 0 }, 8);
+	pb_ip(p, qsrc, ORIGIN, qproto, 99, PB_DF, 1);
+	pb_icmp(p, type, code, 0, type == 3 && code == 4 ? 1400 : 0);
+	pb_ip(p, IP4(192, 0, 2, 254), EG_LOCAL, IPPROTO_ICMP, 5, 0, 250);
+	frame(p);
+}
+
+static void in_icmp_port_unreach(struct pb *p)
+{
+	icmp_err(p, SU_ICMP_DEST_UNREACH, 3, IPPROTO_UDP, PORT_A, EG_LOCAL);
+}
+static void in_icmp_frag_needed(struct pb *p)
+{
+	icmp_err(p, SU_ICMP_DEST_UNREACH, SU_ICMP_FRAG_NEEDED, IPPROTO_TCP, PORT_B, EG_LOCAL);
+}
+static void in_icmp_time_exceeded(struct pb *p)
+{
+	icmp_err(p, SU_ICMP_TIME_EXCEEDED, 0, IPPROTO_ICMP, PORT_A + 1, EG_LOCAL);
+}
+static void in_icmp_param_problem(struct pb *p)
+{
+	icmp_err(p, SU_ICMP_PARAMETERPROB, 0, IPPROTO_TCP, PORT_A, EG_LOCAL);
+}
+static void in_icmp_wrong_quote(struct pb *p)
+{
+	icmp_err(p, SU_ICMP_DEST_UNREACH, 1, IPPROTO_TCP, PORT_A, EG_B);
+}
+static void in_icmp_quote_free_slice(struct pb *p)
+{
+	icmp_err(p, SU_ICMP_DEST_UNREACH, 1, IPPROTO_TCP, PORT_FREE, EG_LOCAL);
+}
+
+static void in_icmp_short_quote(struct pb *p)
+{
+	pb_fill(p, 4, 0);
+	pb_ip(p, EG_LOCAL, ORIGIN, IPPROTO_UDP, 99, 0, 1);
+	pb_icmp(p, SU_ICMP_DEST_UNREACH, 3, 0, 0);
+	pb_ip(p, ORIGIN, EG_LOCAL, IPPROTO_ICMP, 5, 0, 250);
+	frame(p);
+}
+
+static void in_icmp_quote_proto(struct pb *p)
+{
+	pb_fill(p, 8, 0);
+	pb_ip(p, EG_LOCAL, ORIGIN, 47, 99, 0, 1);
+	pb_icmp(p, SU_ICMP_DEST_UNREACH, 2, 0, 0);
+	pb_ip(p, ORIGIN, EG_LOCAL, IPPROTO_ICMP, 5, 0, 250);
+	frame(p);
+}
+
+static void echo(struct pb *p, uint8_t type, uint16_t id)
+{
+	pb_fill(p, 56, 0x77);
+	pb_icmp(p, type, 0, id, 3);
+	pb_ip(p, ORIGIN, EG_LOCAL, IPPROTO_ICMP, 0x99, 0, 55);
+	frame(p);
+}
+
+static void in_echo_reply(struct pb *p) { echo(p, SU_ICMP_ECHOREPLY, PORT_A + 2); }
+static void in_echo_request(struct pb *p) { echo(p, SU_ICMP_ECHO, PORT_A + 2); }
+
+static void in_icmp_trunc(struct pb *p)
+{
+	pb_fill(p, 4, 0);
+	pb_ip(p, ORIGIN, EG_LOCAL, IPPROTO_ICMP, 1, 0, 55);
+	frame(p);
+}
+
+/* Fragments: datagram id 0x7777, UDP to PORT_B, split at 1208 bytes. */
+static void in_frag_first(struct pb *p)
+{
+	pb_fill(p, 1200, 0x31);
+	pb_udp(p, 53, PORT_B);
+	/* UDP length covers the whole datagram, not this fragment. */
+	((struct udphdr *)pb_data(p))->len = htons(2000);
+	pb_ip(p, ORIGIN, EG_LOCAL, IPPROTO_UDP, 0x7777, PB_MF, 60);
+	frame(p);
+}
+
+static void in_frag_later(struct pb *p)
+{
+	pb_fill(p, 520, 0x32);
+	pb_ip(p, ORIGIN, EG_LOCAL, IPPROTO_UDP, 0x7777, 151, 60);
+	frame(p);
+}
+
+static void in_frag_unknown(struct pb *p)
+{
+	pb_fill(p, 520, 0x33);
+	pb_ip(p, ORIGIN, EG_LOCAL, IPPROTO_UDP, 0x8888, 185, 60);
+	frame(p);
+}
+
+static void in_frag_tiny(struct pb *p)
+{
+	pb_fill(p, 4, 0x34);
+	pb_ip(p, ORIGIN, EG_LOCAL, IPPROTO_UDP, 0x9999, PB_MF, 60);
+	frame(p);
+}
+
+static void in_gre(struct pb *p)
+{
+	pb_fill(p, 24, 0);
+	pb_ip(p, ORIGIN, EG_LOCAL, 47, 1, 0, 60);
+	frame(p);
+}
+
+/* Malformed layers.  Each starts from a good TCP packet to EG_LOCAL. */
+static struct iphdr *good_ip(struct pb *p, uint32_t dst)
+{
+	tcp_to(p, dst, PORT_A);
+	return (struct iphdr *)(pb_data(p) + 14);
+}
+
+static void recsum(struct iphdr *ip)
+{
+	ip->check = 0;
+	ip->check = su_csum(ip, 20);
+}
+
+static void in_ihl_small(struct pb *p)
+{
+	struct iphdr *ip = good_ip(p, EG_LOCAL);
+
+	ip->ihl = 4;
+}
+
+static void in_ihl_small_remote(struct pb *p)
+{
+	struct iphdr *ip = good_ip(p, EG_B);
+
+	ip->ihl = 4;
+}
+
+static void in_totlen_small(struct pb *p)
+{
+	struct iphdr *ip = good_ip(p, EG_LOCAL);
+
+	ip->tot_len = htons(16);
+	recsum(ip);
+}
+
+static void in_totlen_big(struct pb *p)
+{
+	struct iphdr *ip = good_ip(p, EG_LOCAL);
+
+	ip->tot_len = htons(ntohs(ip->tot_len) + 1);
+	recsum(ip);
+}
+
+static void in_ihl_beyond(struct pb *p)
+{
+	struct iphdr *ip = pb_ip(p, ORIGIN, EG_LOCAL, IPPROTO_TCP, 1, 0, 60);
+
+	ip->ihl = 15;
+	ip->tot_len = htons(60);
+	recsum(ip);
+	frame(p);
+}
+
+static void in_tcp_trunc(struct pb *p)
+{
+	pb_bytes(p, (uint16_t[]){ htons(443), htons(PORT_A) }, 4);
+	pb_ip(p, ORIGIN, EG_LOCAL, IPPROTO_TCP, 1, 0, 60);
+	frame(p);
+}
+
+static void in_tcp_doff(struct pb *p)
+{
+	pb_tcp(p, 443, PORT_A);
+	((struct tcphdr *)pb_data(p))->doff = 2;
+	pb_ip(p, ORIGIN, EG_LOCAL, IPPROTO_TCP, 1, 0, 60);
+	frame(p);
+}
+
+static void in_tcp_doff_beyond(struct pb *p)
+{
+	pb_tcp(p, 443, PORT_A);
+	((struct tcphdr *)pb_data(p))->doff = 15;
+	pb_ip(p, ORIGIN, EG_LOCAL, IPPROTO_TCP, 1, 0, 60);
+	frame(p);
+}
+
+static void in_udp_len_small(struct pb *p)
+{
+	pb_fill(p, 8, 0);
+	pb_udp(p, 53, PORT_A);
+	((struct udphdr *)pb_data(p))->len = htons(7);
+	pb_ip(p, ORIGIN, EG_LOCAL, IPPROTO_UDP, 1, 0, 60);
+	frame(p);
+}
+
+static void in_udp_len_big(struct pb *p)
+{
+	pb_fill(p, 8, 0);
+	pb_udp(p, 53, PORT_A);
+	((struct udphdr *)pb_data(p))->len = htons(17);
+	pb_ip(p, ORIGIN, EG_LOCAL, IPPROTO_UDP, 1, 0, 60);
+	frame(p);
+}
+
+static void in_udp_trunc(struct pb *p)
+{
+	pb_bytes(p, (uint16_t[]){ htons(53), htons(PORT_A), htons(8) }, 6);
+	pb_ip(p, ORIGIN, EG_LOCAL, IPPROTO_UDP, 1, 0, 60);
+	frame(p);
+}
+
+/* MTU: 1480-byte IP packets become 1508 bytes on a 1500-byte link. */
+static void big_tcp(struct pb *p, uint16_t frag)
+{
+	pb_fill(p, 1440, 0x42);
+	pb_tcp(p, 443, PORT_A);
+	pb_ip(p, ORIGIN, EG_LOCAL, IPPROTO_TCP, 0x2222, frag, 57);
+	frame(p);
+}
+
+static void in_big_df(struct pb *p) { big_tcp(p, PB_DF); }
+static void in_big_nodf(struct pb *p) { big_tcp(p, 0); }
+
+/* Backbone: GUE from a router to 10.0.0.1:6080 wrapping `inner`. */
+static void backbone(struct pb *p, uint32_t from, build_fn inner, uint16_t port)
+{
+	struct pb t;
+
+	pb_init(&t);
+	inner(&t);
+	pb_bytes(p, pb_data(&t) + 14, pb_len(&t) - 14);
+	pb_udp(p, 50000, port);
+	pb_ip(p, from, ROUTER, IPPROTO_UDP, 0, PB_DF, 62);
+	pb_eth(p, MAC_SU1, MAC_GW1, ETH_P_IP);
+}
+
+static void in_bb_local(struct pb *p) { backbone(p, ROUTER_B, in_tcp_local_a, GUE); }
+static void in_bb_icmp(struct pb *p) { backbone(p, ROUTER_B, in_icmp_frag_needed, GUE); }
+static void in_bb_loop(struct pb *p) { backbone(p, ROUTER_B, in_tcp_remote_c, GUE); }
+static void in_bb_foreign(struct pb *p) { backbone(p, STRANGER, in_tcp_local_a, GUE); }
+static void in_bb_not_egress(struct pb *p) { backbone(p, ROUTER_B, in_not_egress, GUE); }
+static void in_bb_other_port(struct pb *p) { backbone(p, ROUTER_B, in_tcp_local_a, 4789); }
+static void in_bb_runt(struct pb *p) { backbone(p, ROUTER_B, in_runt_ip, GUE); }
+static void in_bb_inner_bad(struct pb *p) { backbone(p, ROUTER_B, in_ihl_small, GUE); }
+static void in_bb_noslice(struct pb *p) { backbone(p, ROUTER_B, in_tcp_free, GUE); }
+
+/* ---- expected outputs ---- */
+
+/* Independent of the program: the inner flow as the fixture built it. */
+static struct su_flow inner_flow(const uint8_t *ip)
+{
+	const struct iphdr *h = (const void *)ip;
+	struct su_flow f = { .src = h->saddr, .dst = h->daddr, .proto = h->protocol };
+	uint16_t frag = ntohs(h->frag_off);
+
+	f.frag = frag & SU_IP_OFFSET ? SU_FRAG_LATER : frag & SU_IP_MF ? SU_FRAG_FIRST : 0;
+	if (!f.frag && (h->protocol == IPPROTO_TCP || h->protocol == IPPROTO_UDP)) {
+		memcpy(&f.sport, ip + h->ihl * 4, 2);
+		memcpy(&f.dport, ip + h->ihl * 4 + 2, 2);
+	}
+	return f;
+}
+
+static void expect_encap(struct pb *out, const struct pb *in, uint32_t target, int via,
+			 int keep_macs)
+{
+	size_t off = 14;
+	const struct iphdr *outer = (const void *)(pb_data(in) + 14);
+	const struct iphdr *inner;
+	struct su_flow f;
+
+	if (outer->daddr == htonl(ROUTER))
+		off += 28; /* backbone: the old outer header goes */
+	inner = (const void *)(pb_data(in) + off);
+	f = inner_flow((const uint8_t *)inner);
+	pb_init(out);
+	pb_bytes(out, inner, pb_len(in) - off);
+	pb_udp(out, ntohs(su_flow_sport(&f)), GUE);
+	((struct udphdr *)pb_data(out))->len = htons(ntohs(inner->tot_len) + 8);
+	pb_ip(out, ROUTER, target, IPPROTO_UDP, ntohs(inner->id),
+	      ntohs(inner->frag_off) & SU_IP_DF, 64);
+	if (pb_len(out) != (size_t)ntohs(inner->tot_len) + 28) { /* padded frame */
+		struct iphdr *ip = (void *)pb_data(out);
+
+		ip->tot_len = htons(ntohs(inner->tot_len) + 28);
+		recsum(ip);
+	}
+	if (keep_macs)
+		pb_bytes(out, pb_data(in), 14);
+	else
+		pb_eth(out, via ? MAC_GW1 : MAC_GW0, via ? MAC_SU1 : MAC_SU0, ETH_P_IP);
+}
+
+static void expect_frag_needed(struct pb *out, const struct pb *in)
+{
+	pb_init(out);
+	pb_bytes(out, pb_data(in) + 14, 28);
+	pb_icmp(out, SU_ICMP_DEST_UNREACH, SU_ICMP_FRAG_NEEDED, 0, 1500 - 28);
+	((struct su_icmphdr *)pb_data(out))->check = su_csum(pb_data(out), 36);
+	struct iphdr *ip = pb_ip(out, EG_LOCAL, ORIGIN, IPPROTO_ICMP, 0, 0, 64);
+	ip->tos = 0xc0;
+	recsum(ip);
+	pb_eth(out, MAC_GW0, MAC_SU0, ETH_P_IP);
+}
+
+#define S(...) .stats = { __VA_ARGS__ }, .n_stats = sizeof((int[]){ __VA_ARGS__ }) / sizeof(int)
+#define ENCAP(t, v) .out = OUT_ENCAP, .target = (t), .via = (v)
+
+static const struct fixture fixtures[] = {
+	/* local slices */
+	{ "TCP to a local egress IP goes to the slice owner", in_tcp_local_a, XDP_TX,
+	  ENCAP(SRV_A, 0), S(SU_STAT_FWD_LOCAL) },
+	{ "UDP to the next slice goes to its other owner", in_udp_local_b, XDP_TX,
+	  ENCAP(SRV_B, 0), S(SU_STAT_FWD_LOCAL) },
+	{ "Ethernet padding is carried, lengths follow the IP header", in_udp_padded, XDP_TX,
+	  ENCAP(SRV_A, 0), S(SU_STAT_FWD_LOCAL) },
+	{ "port in a free slice is dropped", in_tcp_free, XDP_DROP, .out = OUT_NONE,
+	  S(SU_STAT_DROP_NO_SLICE) },
+	{ "port below the sliced range is dropped", in_tcp_low, XDP_DROP, .out = OUT_NONE,
+	  S(SU_STAT_DROP_NO_SLICE) },
+	{ "port 65535 in the last slice, unowned, is dropped", in_tcp_top, XDP_DROP,
+	  .out = OUT_NONE, S(SU_STAT_DROP_NO_SLICE) },
+	{ "unknown protocol to an egress IP is dropped", in_gre, XDP_DROP, .out = OUT_NONE,
+	  S(SU_STAT_DROP_PROTO) },
+	/* remote DCs */
+	{ "IP owned by DC B goes to B's router (same link: XDP_TX)", in_tcp_remote_b, XDP_TX,
+	  ENCAP(ROUTER_B, 0), S(SU_STAT_FWD_REMOTE) },
+	{ "IP owned by DC C goes to C's router over the backbone (XDP_REDIRECT)",
+	  in_tcp_remote_c, XDP_REDIRECT, ENCAP(ROUTER_C, 1), S(SU_STAT_FWD_REMOTE) },
+	{ "malformed IP header to a remote IP is dropped, not carried", in_ihl_small_remote,
+	  XDP_DROP, .out = OUT_NONE, S(SU_STAT_DROP_L3_BAD) },
+	/* backbone */
+	{ "backbone GUE from B's router is decapsulated and dispatched", in_bb_local,
+	  XDP_REDIRECT,
+	  ENCAP(SRV_A, 0), S(SU_STAT_BACKBONE_IN, SU_STAT_FWD_LOCAL) },
+	{ "backbone ICMP error is dispatched by its quote", in_bb_icmp, XDP_REDIRECT,
+	  ENCAP(SRV_B, 0), S(SU_STAT_BACKBONE_IN, SU_STAT_ICMP_ERROR, SU_STAT_FWD_LOCAL) },
+	{ "backbone packet for a third DC's IP is refused (no loop)", in_bb_loop, XDP_DROP,
+	  .out = OUT_NONE, S(SU_STAT_BACKBONE_IN, SU_STAT_DROP_LOOP) },
+	{ "GUE from a sender that is not a plan router is dropped", in_bb_foreign, XDP_DROP,
+	  .out = OUT_NONE, S(SU_STAT_DROP_FOREIGN) },
+	{ "backbone packet whose inner IP is not an egress IP is dropped", in_bb_not_egress,
+	  XDP_DROP, .out = OUT_NONE, S(SU_STAT_DROP_BACKBONE_BAD) },
+	{ "backbone packet with a truncated inner header is dropped", in_bb_runt, XDP_DROP,
+	  .out = OUT_NONE, S(SU_STAT_DROP_BACKBONE_BAD) },
+	{ "backbone packet with a malformed inner header is dropped", in_bb_inner_bad,
+	  XDP_DROP, .out = OUT_NONE, S(SU_STAT_BACKBONE_IN, SU_STAT_DROP_L3_BAD) },
+	{ "backbone packet to a free slice is dropped", in_bb_noslice, XDP_DROP,
+	  .out = OUT_NONE, S(SU_STAT_BACKBONE_IN, SU_STAT_DROP_NO_SLICE) },
+	{ "UDP to the router on another port is the kernel's", in_bb_other_port, XDP_PASS,
+	  .out = OUT_SAME, S(SU_STAT_PASS) },
+	/* ICMP */
+	{ "port unreachable quoting UDP goes to the quoted source port's owner",
+	  in_icmp_port_unreach, XDP_TX, ENCAP(SRV_A, 0),
+	  S(SU_STAT_ICMP_ERROR, SU_STAT_FWD_LOCAL) },
+	{ "fragmentation needed quoting TCP goes to its owner", in_icmp_frag_needed, XDP_TX,
+	  ENCAP(SRV_B, 0), S(SU_STAT_ICMP_ERROR, SU_STAT_FWD_LOCAL) },
+	{ "time exceeded quoting an echo request goes by its identifier",
+	  in_icmp_time_exceeded, XDP_TX, ENCAP(SRV_A, 0),
+	  S(SU_STAT_ICMP_ERROR, SU_STAT_FWD_LOCAL) },
+	{ "parameter problem quoting TCP goes to its owner", in_icmp_param_problem, XDP_TX,
+	  ENCAP(SRV_A, 0), S(SU_STAT_ICMP_ERROR, SU_STAT_FWD_LOCAL) },
+	{ "ICMP error quoting another source address is dropped", in_icmp_wrong_quote,
+	  XDP_DROP, .out = OUT_NONE, S(SU_STAT_DROP_ICMP_QUOTE) },
+	{ "ICMP error quoting fewer than 8 L4 bytes is dropped", in_icmp_short_quote,
+	  XDP_DROP, .out = OUT_NONE, S(SU_STAT_DROP_ICMP_QUOTE) },
+	{ "ICMP error quoting an unknown protocol is dropped", in_icmp_quote_proto, XDP_DROP,
+	  .out = OUT_NONE, S(SU_STAT_DROP_ICMP_QUOTE) },
+	{ "ICMP error quoting a free slice is dropped", in_icmp_quote_free_slice, XDP_DROP,
+	  .out = OUT_NONE, S(SU_STAT_DROP_NO_SLICE) },
+	{ "echo reply goes by identifier", in_echo_reply, XDP_TX, ENCAP(SRV_A, 0),
+	  S(SU_STAT_ICMP_ECHO, SU_STAT_FWD_LOCAL) },
+	{ "echo request to an egress IP is dropped", in_echo_request, XDP_DROP,
+	  .out = OUT_NONE, S(SU_STAT_DROP_ICMP_TYPE) },
+	{ "truncated ICMP header is dropped", in_icmp_trunc, XDP_DROP, .out = OUT_NONE,
+	  S(SU_STAT_DROP_L4_TRUNC) },
+	/* fragments (order matters: the first fragment teaches the LRU) */
+	{ "first fragment goes by port and is remembered", in_frag_first, XDP_TX,
+	  ENCAP(SRV_B, 0), S(SU_STAT_FRAG_FIRST, SU_STAT_FWD_LOCAL) },
+	{ "later fragment follows its first", in_frag_later, XDP_TX, ENCAP(SRV_B, 0),
+	  S(SU_STAT_FRAG_LATER, SU_STAT_FWD_LOCAL) },
+	{ "later fragment of an unseen datagram is dropped", in_frag_unknown, XDP_DROP,
+	  .out = OUT_NONE, S(SU_STAT_DROP_FRAG_UNKNOWN) },
+	{ "first fragment too short for ports is dropped", in_frag_tiny, XDP_DROP,
+	  .out = OUT_NONE, S(SU_STAT_DROP_L4_TRUNC) },
+	/* malformed and truncated, layer by layer */
+	{ "IPv4 header shorter than 20 bytes is passed (no destination)", in_runt_ip,
+	  XDP_PASS, .out = OUT_SAME, S(SU_STAT_PASS) },
+	{ "IHL below 5 is dropped", in_ihl_small, XDP_DROP, .out = OUT_NONE,
+	  S(SU_STAT_DROP_L3_BAD) },
+	{ "total length below the header length is dropped", in_totlen_small, XDP_DROP,
+	  .out = OUT_NONE, S(SU_STAT_DROP_L3_BAD) },
+	{ "total length beyond the frame is dropped", in_totlen_big, XDP_DROP,
+	  .out = OUT_NONE, S(SU_STAT_DROP_L3_TRUNC) },
+	{ "IP options beyond the frame are dropped", in_ihl_beyond, XDP_DROP,
+	  .out = OUT_NONE, S(SU_STAT_DROP_L3_TRUNC) },
+	{ "TCP header cut after the ports is dropped", in_tcp_trunc, XDP_DROP,
+	  .out = OUT_NONE, S(SU_STAT_DROP_L4_TRUNC) },
+	{ "TCP data offset below 5 is dropped", in_tcp_doff, XDP_DROP, .out = OUT_NONE,
+	  S(SU_STAT_DROP_L4_BAD) },
+	{ "TCP data offset beyond the packet is dropped", in_tcp_doff_beyond, XDP_DROP,
+	  .out = OUT_NONE, S(SU_STAT_DROP_L4_BAD) },
+	{ "UDP header cut short is dropped", in_udp_trunc, XDP_DROP, .out = OUT_NONE,
+	  S(SU_STAT_DROP_L4_TRUNC) },
+	{ "UDP length below 8 is dropped", in_udp_len_small, XDP_DROP, .out = OUT_NONE,
+	  S(SU_STAT_DROP_L4_BAD) },
+	{ "UDP length beyond the IP packet is dropped", in_udp_len_big, XDP_DROP,
+	  .out = OUT_NONE, S(SU_STAT_DROP_L4_BAD) },
+	/* not ours */
+	{ "IPv4 to a non-egress address is passed untouched", in_not_egress, XDP_PASS,
+	  .out = OUT_SAME, S(SU_STAT_PASS) },
+	{ "ARP is passed untouched", in_arp, XDP_PASS, .out = OUT_SAME, S(SU_STAT_PASS) },
+	{ "IPv6 is passed untouched", in_ipv6, XDP_PASS, .out = OUT_SAME, S(SU_STAT_PASS) },
+	/* MTU and next hops */
+	{ "too big with DF: ICMP fragmentation needed with the reduced MTU", in_big_df, XDP_TX,
+	  .out = OUT_CUSTOM, .expect = expect_frag_needed, S(SU_STAT_ICMP_FRAG_SENT) },
+	{ "too big without DF: counted and dropped", in_big_nodf, XDP_DROP, .out = OUT_NONE,
+	  S(SU_STAT_DROP_MTU) },
+	{ "unresolved next hop: encapsulated and handed to the kernel", in_tcp_noneigh,
+	  XDP_PASS, .out = OUT_NEIGH_MISS, .target = SRV_NONEIGH, S(SU_STAT_NEIGH_MISS) },
+	{ "no route to the server: dropped", in_tcp_noroute, XDP_DROP, .out = OUT_NONE,
+	  S(SU_STAT_DROP_FIB) },
+};
+
+/* ---- harness ---- */
+
+static int run_cmds(void)
+{
+	for (size_t i = 0; i < sizeof(setup_cmds) / sizeof(setup_cmds[0]); i++) {
+		char cmd[256];
+
+		snprintf(cmd, sizeof(cmd), "%s >/dev/null 2>&1", setup_cmds[i]);
+		if (system(cmd)) {
+			fprintf(stderr, "# setup failed: %s\n", setup_cmds[i]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int write_sysctl(const char *path, const char *val)
+{
+	FILE *f = fopen(path, "w");
+
+	if (!f)
+		return -errno;
+	fputs(val, f);
+	return fclose(f) ? -errno : 0;
+}
+
+static int set_ip(uint32_t ip, uint32_t router, uint32_t base, uint32_t flags)
+{
+	struct su_ip_val v = { .router = htonl(router), .slot_base = base, .flags = flags };
+	__be32 k = htonl(ip);
+
+	return bpf_map__update_elem(skel->maps.su_ips, &k, sizeof(k), &v, sizeof(v), BPF_ANY);
+}
+
+static int set_slot(uint32_t base, uint16_t port, uint32_t server)
+{
+	uint32_t idx = base + (port >> SHIFT) - FIRST;
+	__be32 v = htonl(server);
+
+	return bpf_map__update_elem(skel->maps.su_slots, &idx, sizeof(idx), &v, sizeof(v),
+				    BPF_ANY);
+}
+
+static int fill_maps(void)
+{
+	uint32_t routers[] = { ROUTER_B, ROUTER_C };
+	int err = 0;
+
+	err |= set_ip(EG_LOCAL, 0, 0, SU_IP_LOCAL);
+	err |= set_slot(0, PORT_A, SRV_A);
+	err |= set_slot(0, PORT_B, SRV_B);
+	err |= set_ip(EG_B, ROUTER_B, 0, 0);
+	err |= set_ip(EG_C, ROUTER_C, 0, 0);
+	err |= set_ip(EG_NONEIGH, 0, 2 * SPI, SU_IP_LOCAL);
+	err |= set_slot(2 * SPI, PORT_A, SRV_NONEIGH);
+	err |= set_ip(EG_NOROUTE, 0, 4 * SPI, SU_IP_LOCAL);
+	err |= set_slot(4 * SPI, PORT_A, SRV_NOROUTE);
+	for (uint32_t i = 0; i < 2; i++) {
+		__be32 k = htonl(routers[i]);
+
+		err |= bpf_map__update_elem(skel->maps.su_routers, &k, sizeof(k), &i, sizeof(i),
+					    BPF_ANY);
+	}
+	return err ? -1 : 0;
+}
+
+static int group_setup(void **state)
+{
+	struct bpf_map *map;
+
+	if (unshare(CLONE_NEWNET)) {
+		fprintf(stderr, "# unshare(CLONE_NEWNET): %s\n", strerror(errno));
+		return -1;
+	}
+	if (write_sysctl("/proc/sys/net/ipv4/ip_forward", "1") || run_cmds())
+		return -1;
+	ifindex0 = if_nametoindex("su0");
+	ifindex1 = if_nametoindex("su1");
+	skel = router__open();
+	if (!skel)
+		return -1;
+	/* Fixtures own their maps: no pinning. */
+	bpf_object__for_each_map(map, skel->obj)
+		bpf_map__set_pin_path(map, NULL);
+	skel->rodata->cfg_router = htonl(ROUTER);
+	skel->rodata->cfg_gue_port = htons(GUE);
+	skel->rodata->cfg_slice_shift = SHIFT;
+	skel->rodata->cfg_first_slice = FIRST;
+	skel->rodata->cfg_slices_per_ip = SPI;
+	if (router__load(skel)) {
+		fprintf(stderr, "# router__load failed\n");
+		return -1;
+	}
+	return fill_maps();
+}
+
+static int group_teardown(void **state)
+{
+	router__destroy(skel);
+	return 0;
+}
+
+static void read_stats(uint64_t out[SU_STAT_MAX])
+{
+	int ncpu = libbpf_num_possible_cpus();
+	uint64_t vals[ncpu];
+
+	for (uint32_t i = 0; i < SU_STAT_MAX; i++) {
+		out[i] = 0;
+		assert_int_equal(bpf_map__lookup_elem(skel->maps.su_stats, &i, sizeof(i), vals,
+						      sizeof(vals), 0),
+				 0);
+		for (int c = 0; c < ncpu; c++)
+			out[i] += vals[c];
+	}
+}
+
+static void dump(const char *what, const uint8_t *b, size_t n)
+{
+	char line[3 * 16 + 1];
+
+	print_message("# %s (%zu bytes)\n", what, n);
+	for (size_t i = 0; i < n; i += 16) {
+		size_t k = 0;
+
+		for (size_t j = i; j < n && j < i + 16; j++)
+			k += snprintf(line + k, sizeof(line) - k, "%02x ", b[j]);
+		print_message("#   %04zx: %s\n", i, line);
+	}
+}
+
+static void run_fixture(void **state)
+{
+	const struct fixture *fx = *state;
+	static struct pb in, want;
+	static uint8_t out[PB_CAP + 512];
+	uint64_t before[SU_STAT_MAX], after[SU_STAT_MAX];
+	struct xdp_md ctx = { .ingress_ifindex = ifindex0 };
+	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_out = out, .data_size_out = sizeof(out),
+		    .ctx_in = &ctx, .ctx_size_in = sizeof(ctx), .repeat = 1);
+
+	print_message("# %s\n", fx->desc);
+	pb_init(&in);
+	fx->in(&in);
+	if (pb_len(&in) >= 14 && !memcmp(pb_data(&in), MAC_SU1, 6))
+		ctx.ingress_ifindex = ifindex1; /* arrived on the backbone link */
+	ctx.data_end = pb_len(&in);
+	opts.data_in = pb_data(&in);
+	opts.data_size_in = pb_len(&in);
+
+	read_stats(before);
+	assert_int_equal(bpf_prog_test_run_opts(bpf_program__fd(skel->progs.su_router), &opts), 0);
+	read_stats(after);
+	if ((int)opts.retval != fx->verdict)
+		dump("output", out, opts.data_size_out);
+	assert_int_equal(opts.retval, fx->verdict);
+
+	pb_init(&want);
+	switch (fx->out) {
+	case OUT_NONE:
+		break;
+	case OUT_SAME:
+		pb_bytes(&want, pb_data(&in), pb_len(&in));
+		break;
+	case OUT_ENCAP:
+		expect_encap(&want, &in, fx->target, fx->via, 0);
+		break;
+	case OUT_NEIGH_MISS:
+		expect_encap(&want, &in, fx->target, 0, 1);
+		break;
+	case OUT_CUSTOM:
+		fx->expect(&want, &in);
+		break;
+	}
+	if (fx->out != OUT_NONE &&
+	    (opts.data_size_out != pb_len(&want) || memcmp(out, pb_data(&want), pb_len(&want)))) {
+		dump("got", out, opts.data_size_out);
+		dump("want", pb_data(&want), pb_len(&want));
+		fail_msg("output bytes differ");
+	}
+
+	for (int i = 0; i < SU_STAT_MAX; i++) {
+		uint64_t expect = before[i];
+
+		for (int j = 0; j < fx->n_stats; j++)
+			expect += fx->stats[j] == i;
+		if (after[i] != expect)
+			fail_msg("counter %s: %llu, expected %llu", su_stat_desc[i].label,
+				 (unsigned long long)(after[i] - before[i]),
+				 (unsigned long long)(expect - before[i]));
+	}
+}
+
+/* The outer source port spreads flows but keeps a datagram's fragments on
+ * one path. */
+static void flow_hash_properties(void **state)
+{
+	struct su_flow a = { .src = 1, .dst = 2, .proto = 6, .sport = 10, .dport = 20 };
+	struct su_flow b = a, fa = a, fb = a;
+	int distinct = 0;
+
+	for (int i = 0; i < 64; i++) {
+		b.sport = htons(i);
+		distinct += su_flow_sport(&b) != su_flow_sport(&a);
+		assert_true(ntohs(su_flow_sport(&b)) >= 49152);
+	}
+	assert_true(distinct >= 60);
+	fa.frag = SU_FRAG_FIRST;
+	fb.frag = SU_FRAG_LATER;
+	fb.sport = fb.dport = 0;
+	assert_int_equal(su_flow_sport(&fa), su_flow_sport(&fb));
+}
+
+int main(void)
+{
+	size_t n = sizeof(fixtures) / sizeof(fixtures[0]);
+	struct CMUnitTest tests[n + 1];
+
+	if (geteuid() != 0) {
+		printf("1..0 # SKIP needs root for BPF_PROG_TEST_RUN and a network namespace\n");
+		return 0;
+	}
+	for (size_t i = 0; i < n; i++)
+		tests[i] = (struct CMUnitTest){ fixtures[i].desc, run_fixture, NULL, NULL,
+						(void *)&fixtures[i] };
+	tests[n] = (struct CMUnitTest){ "outer source port hash", flow_hash_properties, NULL, NULL,
+					NULL };
+	cmocka_set_message_output(CM_OUTPUT_TAP);
+	return _cmocka_run_group_tests("router", tests, n + 1, group_setup, group_teardown);
+}
