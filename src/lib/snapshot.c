@@ -466,12 +466,15 @@ static int split(char *line, char **f)
 static int parse_line(struct loader *l, char *line)
 {
 	char *f[MAX_FIELDS];
-	int n = split(line, f);
 	uint64_t count;
+	int n;
 
+	if (line[0] == '#')
+		return 0;
+	n = split(line, f);
 	if (n < 0)
 		return bad(l, "too many fields");
-	if (!n || f[0][0] == '#')
+	if (!n)
 		return 0;
 	if (l->stage == 9)
 		return bad(l, "text after 'end'");

@@ -1,0 +1,256 @@
+/* softunicast plan — fleet description (+ previous plan) → plan snapshot. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli/cli.h"
+#include "cli/output.h"
+#include "lib/planner.h"
+
+static const char usage_text[] =
+	"Usage: softunicast plan --fleet FLEET.yaml --out PLAN [--previous PLAN]\n"
+	"                        [--now UNIX_SECONDS] [--cost] [--json] [--check]\n"
+	"\n"
+	"Builds the address plan: which data center owns each egress IP and which\n"
+	"server owns each port slice.  Each DC gets, per egress tag-set, the fewest\n"
+	"IPs that hold one slice per server (ceil(servers x slices / slices per IP)),\n"
+	"contiguous where possible so the geofeed stays small.\n"
+	"\n"
+	"With --previous the plan is stable: every assignment that is still valid is\n"
+	"kept, a new server takes free slices and moves nobody, and a removed server's\n"
+	"slices (or an IP that changes DC or no longer matches its tags) go draining\n"
+	"for the fleet's drain time and are not reused before.  Unchanged input gives\n"
+	"a byte-identical plan with the same serial.\n"
+	"\n"
+	"The plan is written atomically (temporary file, fsync, rename); '-' writes it\n"
+	"to standard output and the summary to standard error.\n"
+	"\n"
+	"Options:\n"
+	"  -f, --fleet FILE      fleet description (YAML); see softunicast-plan(1)\n"
+	"  -o, --out FILE        where to write the plan\n"
+	"  -p, --previous FILE   the plan in force now, for a stable re-plan\n"
+	"  -n, --now SECONDS     the current time (unix seconds) for drain deadlines;\n"
+	"                        default: the clock.  Pin it for reproducible plans.\n"
+	"  -c, --cost            add the cost per data center to the summary\n"
+	"  -j, --json            print the summary (or the shortfall) as JSON\n"
+	"  -C, --check           validate and plan, but write nothing\n"
+	"  -h, --help            this text\n"
+	"\n"
+	"Exit status: 0 planned, 2 usage, 3 invalid fleet or previous plan (file:line:\n"
+	"reason on stderr), 4 demand cannot be met (what is missing on stderr; nothing\n"
+	"written), 1 other failure.\n";
+
+struct opts {
+	const char *fleet, *out, *previous;
+	int64_t now;
+	bool cost, json, check;
+};
+
+static int parse_opts(int argc, char **argv, struct opts *o)
+{
+	static const struct option longopts[] = {
+		{ "fleet", required_argument, NULL, 'f' }, { "out", required_argument, NULL, 'o' },
+		{ "previous", required_argument, NULL, 'p' }, { "now", required_argument, NULL, 'n' },
+		{ "cost", no_argument, NULL, 'c' }, { "json", no_argument, NULL, 'j' },
+		{ "check", no_argument, NULL, 'C' }, { "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	char *end;
+	int c;
+
+	*o = (struct opts){ .now = (int64_t)time(NULL) };
+	while ((c = getopt_long(argc, argv, "f:o:p:n:cjCh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'f': o->fleet = optarg; break;
+		case 'o': o->out = optarg; break;
+		case 'p': o->previous = optarg; break;
+		case 'c': o->cost = true; break;
+		case 'j': o->json = true; break;
+		case 'C': o->check = true; break;
+		case 'n':
+			errno = 0;
+			o->now = strtoll(optarg, &end, 10);
+			if (errno || *end || o->now < 0)
+				return cli_fail(SU_EXIT_USAGE, "plan", "--now: bad unix time '%s'", optarg);
+			break;
+		case 'h': fputs(usage_text, stdout); return -1;
+		default: fputs(usage_text, stderr); return SU_EXIT_USAGE;
+		}
+	}
+	if (optind < argc)
+		return cli_fail(SU_EXIT_USAGE, "plan", "unexpected argument '%s'", argv[optind]);
+	if (!o->fleet || (!o->out && !o->check))
+		return cli_fail(SU_EXIT_USAGE, "plan", "--fleet and --out (or --check) are required; see --help");
+	return 0;
+}
+
+static void print_shortfall(const struct su_plan_report *r, bool json)
+{
+	json_t *missing = json_array();
+
+	fprintf(stderr, "softunicast plan: egress demand cannot be met; nothing written\n"
+			"  %-12s %-40s %9s %14s\n", "DC", "TAG-SET", "IPS SHORT", "FREE MATCHING");
+	for (uint32_t i = 0; i < r->n; i++) {
+		fprintf(stderr, "  %-12s %-40s %9u %14" PRIu64 "\n", r->v[i].dc, r->v[i].tags,
+			r->v[i].ips_short, r->v[i].candidates);
+		json_array_append_new(missing, json_pack("{s:s,s:s,s:i,s:I}", "dc", r->v[i].dc, "tags",
+							 r->v[i].tags, "ips_short", (json_int_t)r->v[i].ips_short,
+							 "free_matching", (json_int_t)r->v[i].candidates));
+	}
+	fprintf(stderr, "Add matching prefixes, allow these data centers on existing ones, or lower the demand.\n");
+	if (json)
+		cli_print_json(json_pack("{s:s,s:o}", "error", "unsatisfiable", "missing", missing));
+	else
+		json_decref(missing);
+}
+
+/* Active IPs and servers per demand, for the summary table. */
+static void count_per_demand(const struct su_plan *p, uint32_t *ips, uint32_t *servers)
+{
+	for (uint32_t i = 0; i < p->n_ips; i++)
+		if (p->ips[i].state == SU_ACTIVE)
+			ips[p->ips[i].demand]++;
+	for (uint32_t d = 0; d < p->n_demands; d++)
+		for (uint32_t s = 0; s < p->n_servers; s++)
+			servers[d] += !p->servers[s].retired && p->servers[s].dc == p->demands[d].dc;
+}
+
+static double saving(const struct su_plan_cost *c)
+{
+	return c->per_server ? 100.0 * (1.0 - (double)c->active_ips / (double)c->per_server) : 0;
+}
+
+static void print_cost_per_dc(FILE *out, const struct su_plan *p)
+{
+	fprintf(out, "\n  %-12s %8s %8s %12s %10s\n", "DC", "SERVERS", "IPS", "PER-SERVER", "DRAINING");
+	for (uint32_t dc = 0; dc < p->n_dcs; dc++) {
+		uint64_t servers = 0, ips = 0, draining = 0, per_server = 0;
+
+		for (uint32_t s = 0; s < p->n_servers; s++)
+			servers += !p->servers[s].retired && p->servers[s].dc == dc;
+		for (uint32_t i = 0; i < p->n_ips; i++)
+			if (p->ips[i].dc == dc)
+				(*(p->ips[i].state == SU_ACTIVE ? &ips : &draining))++;
+		for (uint32_t d = 0; d < p->n_demands; d++)
+			if (p->demands[d].dc == dc && !p->demands[d].retired)
+				per_server += servers * p->demands[d].slices;
+		fprintf(out, "  %-12s %8" PRIu64 " %8" PRIu64 " %12" PRIu64 " %10" PRIu64 "%s\n", p->dcs[dc].name,
+			servers, ips, per_server, draining, p->dcs[dc].retired ? "  (retired)" : "");
+	}
+}
+
+static void print_summary_text(FILE *out, const struct su_plan *p, const struct opts *o, bool changed)
+{
+	uint32_t *ips = calloc(p->n_demands + 1, sizeof(*ips)), *servers = calloc(p->n_demands + 1, sizeof(*servers));
+	struct su_plan_cost c;
+
+	su_plan__cost(p, &c);
+	fprintf(out, "plan serial %" PRIu64 "%s%s%s\n", p->serial, o->check ? " (checked, not written)" : " -> ",
+		o->check ? "" : o->out, changed ? "" : " (unchanged)");
+	fprintf(out, "  ports %u-%u in slices of %u: %u slices per IP; drain %" PRId64 "s\n", p->port_lo,
+		p->port_hi, p->slice_size, p->slices_per_ip, p->drain);
+	if (ips && servers && p->n_demands <= 60) {
+		count_per_demand(p, ips, servers);
+		fprintf(out, "\n  %-12s %-44s %7s %6s %4s\n", "DC", "TAG-SET", "SERVERS", "SLICES", "IPS");
+		for (uint32_t d = 0; d < p->n_demands; d++) {
+			char *tags = su_tags__format(&p->demands[d].tags);
+
+			if (!p->demands[d].retired)
+				fprintf(out, "  %-12s %-44s %7u %6u %4u\n", p->dcs[p->demands[d].dc].name, tags ? tags : "?",
+					servers[d], p->demands[d].slices, ips[d]);
+			free(tags);
+		}
+	} else if (ips && servers) {
+		fprintf(out, "  %u DC tag-sets (see `softunicast show`)\n", p->n_demands);
+	}
+	if (o->cost)
+		print_cost_per_dc(out, p);
+	fprintf(out, "\ncost: %" PRIu64 " egress IPv4 addresses in use (%" PRIu64 " draining); one IP per server per\n"
+		     "      tag-set would need %" PRIu64 " (%.1f%% saved); lower bound %" PRIu64 "\n"
+		     "slices: %" PRIu64 " active, %" PRIu64 " draining, %" PRIu64 " free\n",
+		c.active_ips, c.draining_ips, c.per_server, saving(&c), c.lower_bound, c.slices_active,
+		c.slices_draining, c.slices_free);
+	free(ips);
+	free(servers);
+}
+
+static int print_summary_json(const struct su_plan *p, const struct opts *o, bool changed)
+{
+	uint32_t *ips = calloc(p->n_demands + 1, sizeof(*ips)), *servers = calloc(p->n_demands + 1, sizeof(*servers));
+	json_t *demands = json_array();
+	struct su_plan_cost c;
+
+	if (!ips || !servers) {
+		free(ips);
+		free(servers);
+		json_decref(demands);
+		return cli_fail(SU_EXIT_FAIL, "plan", "out of memory");
+	}
+	su_plan__cost(p, &c);
+	count_per_demand(p, ips, servers);
+	for (uint32_t d = 0; d < p->n_demands; d++)
+		if (!p->demands[d].retired)
+			json_array_append_new(demands, json_pack("{s:s,s:o,s:i,s:i,s:i}", "dc",
+				p->dcs[p->demands[d].dc].name, "tags", cli_tags_json(&p->demands[d].tags),
+				"servers", servers[d], "slices_per_server", p->demands[d].slices, "ips", ips[d]));
+	free(ips);
+	free(servers);
+	return cli_print_json(json_pack(
+		"{s:I,s:s?,s:b,s:i,s:o,s:{s:I,s:I,s:I,s:I},s:{s:I,s:I,s:I}}", "serial", (json_int_t)p->serial,
+		"out", o->check ? NULL : o->out, "changed", changed, "slices_per_ip", p->slices_per_ip,
+		"demands", demands, "cost", "active_ips", (json_int_t)c.active_ips, "draining_ips",
+		(json_int_t)c.draining_ips, "per_server_ips", (json_int_t)c.per_server, "lower_bound",
+		(json_int_t)c.lower_bound, "slices", "active", (json_int_t)c.slices_active, "draining",
+		(json_int_t)c.slices_draining, "free", (json_int_t)c.slices_free));
+}
+
+static int run(const struct opts *o, struct su_fleet *fleet, struct su_plan *prev)
+{
+	struct su_plan_report report;
+	struct su_plan *plan;
+	struct su_err err;
+	bool changed;
+	int ret = su_planner__run(fleet, prev, o->now, &plan, &report, &err);
+
+	if (ret == -ENOSPC) {
+		print_shortfall(&report, o->json);
+		su_plan_report__free(&report);
+		return SU_EXIT_UNSATISFIED;
+	}
+	if (ret)
+		return cli_fail(ret == -EXDEV ? SU_EXIT_INVALID : SU_EXIT_FAIL, "plan", "%s", err.msg);
+	changed = !prev || plan->serial != prev->serial;
+	if (!o->check && su_plan__write(plan, o->out, &err))
+		ret = cli_fail(SU_EXIT_FAIL, "plan", "%s", err.msg);
+	else if (o->json)
+		ret = print_summary_json(plan, o, changed);
+	else
+		print_summary_text(o->out && !strcmp(o->out, "-") ? stderr : stdout, plan, o, changed);
+	su_plan__free(plan);
+	return ret;
+}
+
+int plan_main(int argc, char **argv)
+{
+	struct su_fleet *fleet = NULL;
+	struct su_plan *prev = NULL;
+	struct su_err err;
+	struct opts o;
+	int ret = parse_opts(argc, argv, &o);
+
+	if (ret)
+		return ret < 0 ? SU_EXIT_OK : ret;
+	if (su_fleet__load(o.fleet, &fleet, &err))
+		return cli_fail(SU_EXIT_INVALID, "plan", "%s", err.msg);
+	if (o.previous && !(prev = cli_load_plan("plan", o.previous)))
+		ret = SU_EXIT_INVALID;
+	if (!ret)
+		ret = run(&o, fleet, prev);
+	su_plan__free(prev);
+	su_fleet__free(fleet);
+	return ret;
+}
