@@ -92,7 +92,7 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TLIB_OBJ) $(STATIC)
 	$(CC) $(SAN) -o $@ $< $(TLIB_OBJ) $(STATIC) $(LDLIBS) -lcmocka
 
 # libFuzzer harnesses compile the library sources they need directly, with clang.
-FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude -Isrc \
+FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -DSU_VERSION=\"$(VERSION)\" -Iinclude -Isrc \
                -I$(BUILD)/include $(shell pkg-config --cflags $(PKGS))
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
 	@mkdir -p $(@D)

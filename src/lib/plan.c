@@ -10,10 +10,10 @@
  * two of its length (so no separate capacity field is needed). */
 static void *grow(void *v, uint32_t n, size_t size)
 {
-	if (n && (n & (n - 1)))
-		return v;
-	void *nv = realloc(v, (size_t)(n ? 2 * n : 1) * size);
+	void *nv = v;
 
+	if (!n || !(n & (n - 1)))
+		nv = realloc(v, (size_t)(n ? 2 * n : 1) * size);
 	if (nv)
 		memset((char *)nv + (size_t)n * size, 0, size);
 	return nv;
@@ -203,7 +203,8 @@ static int sort_perm(struct su_plan *p, uint32_t n, int (*cmp)(const void *, con
 		return -ENOMEM;
 	for (uint32_t i = 0; i < n; i++)
 		order[i] = i;
-	qsort_r(order, n, sizeof(*order), cmp, p);
+	if (n)
+		qsort_r(order, n, sizeof(*order), cmp, p);
 	for (uint32_t i = 0; i < n; i++)
 		remap[order[i]] = i;
 	return 0;
@@ -283,7 +284,8 @@ int su_plan__canonicalize(struct su_plan *p, struct su_err *err)
 		for (uint32_t i = 0; i < p->n_prefixes; i++) {
 			for (uint32_t j = 0; j < p->prefixes[i].n_dcs; j++)
 				p->prefixes[i].dcs[j] = remap[p->prefixes[i].dcs[j]];
-			qsort_r(p->prefixes[i].dcs, p->prefixes[i].n_dcs, sizeof(uint32_t),
+			if (p->prefixes[i].n_dcs)
+				qsort_r(p->prefixes[i].dcs, p->prefixes[i].n_dcs, sizeof(uint32_t),
 				cmp_u32_ptr, NULL);
 		}
 	});

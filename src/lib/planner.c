@@ -201,7 +201,8 @@ static int build_classes(struct builder *b)
 				ret = vec_push(&b->class_pools[c], i);
 			}
 	for (uint32_t c = 0; c < b->n_classes && !ret; c++)
-		qsort_r(b->class_pools[c].v, b->class_pools[c].n, sizeof(uint32_t), cmp_pool_pref, b);
+		if (b->class_pools[c].n)
+			qsort_r(b->class_pools[c].v, b->class_pools[c].n, sizeof(uint32_t), cmp_pool_pref, b);
 	su_strmap__free(&classes);
 	free(first_demand);
 	return ret;
