@@ -1,0 +1,159 @@
+/* GUE decapsulation: the decap XDP program on the agent's interface. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <linux/if_link.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "agent/agent.h"
+#include "bpf/decap_abi.h"
+#include "decap.skel.h"
+
+static int set_config(struct agent *a, bool enabled)
+{
+	struct decap_cfg cfg = { .router = htonl(a->router), .port = htons(a->o.gue_port),
+				 .enabled = enabled };
+	uint32_t zero = 0;
+
+	return bpf_map__update_elem(a->skel->maps.decap_config, &zero, sizeof(zero), &cfg,
+				    sizeof(cfg), BPF_ANY);
+}
+
+/* Replaces the egress set: new IPs first, then stale ones out, so an IP kept
+ * across a reload never misses a packet. */
+static int sync_egress(struct agent *a)
+{
+	struct bpf_map *m = a->skel->maps.decap_egress;
+	uint32_t *ips, n = agent_plan__ips(a->cur, &ips), key, next, *pkey = NULL;
+	uint8_t one = 1;
+	int rc = 0;
+
+	if (!ips)
+		return -ENOMEM;
+	for (uint32_t i = 0; !rc && i < n; i++) {
+		uint32_t be = htonl(ips[i]);
+
+		rc = bpf_map__update_elem(m, &be, sizeof(be), &one, sizeof(one), BPF_ANY);
+	}
+	while (!rc && !bpf_map__get_next_key(m, pkey, &next, sizeof(next))) {
+		bool keep = false;
+
+		for (uint32_t i = 0; i < n && !keep; i++)
+			keep = htonl(ips[i]) == next;
+		if (!keep) {
+			bpf_map__delete_elem(m, &next, sizeof(next), 0);
+			continue; /* restart after the deleted key's position */
+		}
+		key = next;
+		pkey = &key;
+	}
+	free(ips);
+	return rc;
+}
+
+int agent_decap__attach(struct agent *a)
+{
+	int rc;
+
+	a->skel = decap__open_and_load();
+	if (!a->skel)
+		return -errno ? -errno : -EINVAL;
+	rc = set_config(a, true);
+	if (!rc)
+		rc = sync_egress(a);
+	/* UPDATE_IF_NOEXIST: another XDP program on the interface (a router on
+	 * the same box, a firewall) is not ours to replace. */
+	if (!rc)
+		rc = bpf_xdp_attach(a->ifindex, bpf_program__fd(a->skel->progs.decap),
+				    XDP_FLAGS_UPDATE_IF_NOEXIST, NULL);
+	if (rc) {
+		decap__destroy(a->skel);
+		a->skel = NULL;
+		return rc;
+	}
+	a->xdp_attached = true;
+	return 0;
+}
+
+int agent_decap__update(struct agent *a)
+{
+	int rc;
+
+	if (!a->skel)
+		return 0;
+	rc = sync_egress(a);
+	return rc ? rc : set_config(a, true);
+}
+
+void agent_decap__detach(struct agent *a)
+{
+	if (a->xdp_attached) {
+		LIBBPF_OPTS(bpf_xdp_attach_opts, opts,
+			    .old_prog_fd = bpf_program__fd(a->skel->progs.decap));
+
+		/* old_prog_fd + REPLACE: detach only if it is still ours. */
+		bpf_xdp_detach(a->ifindex, XDP_FLAGS_REPLACE, &opts);
+		a->xdp_attached = false;
+	}
+	decap__destroy(a->skel);
+	a->skel = NULL;
+}
+
+static int find_stats_map(uint32_t prog_id)
+{
+	struct bpf_prog_info info = { 0 };
+	uint32_t ids[16], len = sizeof(info);
+	int pfd = bpf_prog_get_fd_by_id(prog_id), fd = -ENOENT;
+
+	if (pfd < 0)
+		return -errno;
+	info.nr_map_ids = 16;
+	info.map_ids = (uint64_t)(uintptr_t)ids;
+	if (bpf_obj_get_info_by_fd(pfd, &info, &len)) {
+		close(pfd);
+		return -errno;
+	}
+	close(pfd);
+	for (uint32_t i = 0; i < info.nr_map_ids && i < 16 && fd < 0; i++) {
+		struct bpf_map_info mi = { 0 };
+		uint32_t ml = sizeof(mi);
+		int mfd = bpf_map_get_fd_by_id(ids[i]);
+
+		if (mfd < 0)
+			continue;
+		if (!bpf_obj_get_info_by_fd(mfd, &mi, &ml) && !strcmp(mi.name, "decap_stats"))
+			fd = mfd;
+		else
+			close(mfd);
+	}
+	return fd;
+}
+
+int agent_decap__stats(int ifindex, uint64_t *counts)
+{
+	LIBBPF_OPTS(bpf_xdp_query_opts, q);
+	int ncpu = libbpf_num_possible_cpus(), fd, rc = 0;
+	uint64_t *vals;
+
+	if (bpf_xdp_query(ifindex, 0, &q) || !q.prog_id)
+		return -ENOENT;
+	fd = find_stats_map(q.prog_id);
+	if (fd < 0)
+		return fd;
+	vals = calloc((size_t)ncpu, sizeof(*vals));
+	for (uint32_t k = 0; vals && k < DECAP_STAT_MAX; k++) {
+		counts[k] = 0;
+		if (bpf_map_lookup_elem(fd, &k, vals))
+			continue;
+		for (int c = 0; c < ncpu; c++)
+			counts[k] += vals[c];
+	}
+	rc = vals ? 0 : -ENOMEM;
+	free(vals);
+	close(fd);
+	return rc;
+}

@@ -1,0 +1,166 @@
+/* Ownership enforcement with nftables: table inet softunicast_agent.
+ *
+ * At priority raw (-300) on output, before conntrack (-200):
+ *  - a packet from an egress IP whose source port (TCP/UDP) or echo
+ *    identifier lies in one of our slices is marked notrack and accepted:
+ *    untracked packets never reach NAT, so no rule anywhere on the host can
+ *    rewrite the port the router uses to find us;
+ *  - any other TCP/UDP/echo packet from an egress IP is counted and dropped
+ *    (the sender's connect()/sendmsg() gets EPERM), since its replies would
+ *    be routed to another server;
+ *  - inbound packets to egress IPs are notrack too (prerouting, raw).
+ * Slices are set elements, so a plan change is one atomic transaction that
+ * never drops a packet of a slice we keep, and keeps the counter. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "agent/agent.h"
+
+#define T "inet " AGENT_NFT_TABLE
+
+static int nft_run(const char *script)
+{
+	FILE *p = popen("nft -f -", "w");
+	int st;
+
+	if (!p)
+		return -errno;
+	fputs(script, p);
+	st = pclose(p);
+	if (st == -1)
+		return -errno;
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -EIO;
+}
+
+static void ip_str(uint32_t ip, char *buf)
+{
+	struct in_addr in = { htonl(ip) };
+
+	inet_ntop(AF_INET, &in, buf, INET_ADDRSTRLEN);
+}
+
+/* "add element T SET { a . lo-hi, ... }" for every entry (active and
+ * draining: live connections keep their slice until it is gone). */
+static void put_slices(FILE *f, const struct su_assignment *a, const char *set)
+{
+	char ip[INET_ADDRSTRLEN];
+
+	if (!a->n)
+		return;
+	fprintf(f, "add element " T " %s {", set);
+	for (uint32_t i = 0; i < a->n; i++) {
+		ip_str(a->v[i].ip, ip);
+		fprintf(f, "%s %s . %u-%u", i ? "," : "", ip, a->v[i].lo, a->v[i].hi);
+	}
+	fputs(" }\n", f);
+}
+
+static void put_elements(FILE *f, const struct su_assignment *a)
+{
+	uint32_t *ips, n = agent_plan__ips(a, &ips);
+	char ip[INET_ADDRSTRLEN];
+
+	if (n) {
+		fputs("add element " T " egress {", f);
+		for (uint32_t i = 0; i < n; i++) {
+			ip_str(ips[i], ip);
+			fprintf(f, "%s %s", i ? "," : "", ip);
+		}
+		fputs(" }\n", f);
+	}
+	free(ips);
+	put_slices(f, a, "owned");
+	put_slices(f, a, "owned_icmp");
+}
+
+static const char k_table[] =
+	"table " T " {\n"
+	"  counter blocked { }\n"
+	"  set egress { type ipv4_addr; }\n"
+	"  set owned { type ipv4_addr . inet_service; flags interval; }\n"
+	"  set owned_icmp { typeof ip saddr . icmp id; flags interval; }\n"
+	"  chain output {\n"
+	"    type filter hook output priority raw; policy accept;\n"
+	"    meta nfproto != ipv4 accept\n"
+	"    ip saddr != @egress accept\n"
+	"    meta l4proto { tcp, udp } ip saddr . th sport @owned notrack accept\n"
+	"    icmp type echo-request ip saddr . icmp id @owned_icmp notrack accept\n"
+	"    meta l4proto { tcp, udp } counter name blocked drop\n"
+	"    icmp type echo-request counter name blocked drop\n"
+	"    notrack\n"
+	"  }\n"
+	"  chain prerouting {\n"
+	"    type filter hook prerouting priority raw; policy accept;\n"
+	"    meta nfproto != ipv4 accept\n"
+	"    ip daddr @egress notrack\n"
+	"  }\n"
+	"}\n";
+
+static int apply(const struct su_assignment *a, bool create, struct su_err *err)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	int rc;
+
+	if (!f)
+		return su_err__set(err, ENOMEM, "out of memory");
+	if (create) /* a stale table from a crashed agent goes, in the same transaction */
+		fputs("table " T "\ndelete table " T "\n", f);
+	fputs(k_table, f);
+	if (!create)
+		fputs("flush set " T " egress\nflush set " T " owned\nflush set " T " owned_icmp\n", f);
+	put_elements(f, a);
+	fclose(f);
+	rc = nft_run(buf);
+	free(buf);
+	if (rc)
+		return su_err__set(err, -rc, "nft refused the %s ruleset (is nftables installed?)",
+				   AGENT_NFT_TABLE);
+	return 0;
+}
+
+int agent_nft__install(const struct su_assignment *a, struct su_err *err)
+{
+	return apply(a, true, err);
+}
+
+int agent_nft__update(const struct su_assignment *a, struct su_err *err)
+{
+	return apply(a, false, err);
+}
+
+int agent_nft__remove(void)
+{
+	return nft_run("table " T "\ndelete table " T "\n");
+}
+
+int agent_nft__blocked(uint64_t *packets)
+{
+	FILE *p = popen("nft -j list counter " T " blocked 2>/dev/null", "r");
+	json_error_t jerr;
+	json_t *root, *arr, *it;
+	size_t i;
+	int rc = -ENOENT;
+
+	if (!p)
+		return -errno;
+	root = json_loadf(p, 0, &jerr);
+	pclose(p);
+	arr = root ? json_object_get(root, "nftables") : NULL;
+	json_array_foreach(arr, i, it) {
+		json_t *c = json_object_get(it, "counter");
+
+		if (c) {
+			*packets = (uint64_t)json_integer_value(json_object_get(c, "packets"));
+			rc = 0;
+		}
+	}
+	json_decref(root);
+	return rc;
+}

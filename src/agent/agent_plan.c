@@ -1,0 +1,96 @@
+/* From a plan to this server's assignment. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "agent/agent.h"
+#include "lib/tags.h"
+
+static uint8_t entry_state(const struct su_plan_ip *ip, const struct su_plan_slot *s)
+{
+	/* A draining IP (moving DC) drains every slice on it. */
+	if (ip->state == SU_DRAINING || s->state == SU_DRAINING)
+		return SU_SLICE_DRAINING;
+	return SU_SLICE_ACTIVE;
+}
+
+static int add_ip_slots(const struct su_plan *p, const struct su_plan_ip *ip, int32_t me,
+			struct su_assignment *a)
+{
+	char *tags = NULL;
+	int rc = 0;
+
+	for (uint32_t s = 0; !rc && s < p->slices_per_ip; s++) {
+		const struct su_plan_slot *slot = &p->slots[ip->first_slot + s];
+		uint32_t lo = su_plan__slot_lo(p, s);
+
+		if (slot->server != me || slot->state == SU_FREE)
+			continue;
+		if (!tags && !(tags = su_tags__format(&p->prefixes[ip->prefix].tags)))
+			return -ENOMEM;
+		rc = su_assignment__add(a, ip->ip, (uint16_t)lo, (uint16_t)(lo + p->slice_size - 1),
+					entry_state(ip, slot), tags);
+	}
+	free(tags);
+	return rc;
+}
+
+int agent_plan__assignment(const struct su_plan *p, const char *server,
+			   struct su_assignment **out, struct su_err *err)
+{
+	int me = su_plan__find_server(p, server), rc = 0;
+	struct su_assignment *a;
+
+	if (me < 0)
+		return su_err__set(err, ENOENT, "server '%s' is not in the plan", server);
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return su_err__set(err, ENOMEM, "out of memory");
+	a->format = SU_ASSIGNMENT_FORMAT;
+	a->serial = p->serial;
+	a->updated = (int64_t)time(NULL);
+	snprintf(a->server, sizeof(a->server), "%s", server);
+	for (uint32_t i = 0; !rc && i < p->n_ips; i++)
+		rc = add_ip_slots(p, &p->ips[i], me, a);
+	if (rc) {
+		su_assignment__free(a);
+		return su_err__set(err, -rc, "building the assignment: %s", strerror(-rc));
+	}
+	*out = a;
+	return 0;
+}
+
+int agent_plan__router(const struct su_plan *p, const char *server, uint32_t *router)
+{
+	int me = su_plan__find_server(p, server);
+
+	if (me < 0)
+		return me;
+	*router = p->dcs[p->servers[me].dc].router;
+	return 0;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+uint32_t agent_plan__ips(const struct su_assignment *a, uint32_t **out)
+{
+	uint32_t *v = malloc((a->n + 1) * sizeof(*v)), n = 0;
+
+	*out = v;
+	if (!v)
+		return 0;
+	for (uint32_t i = 0; i < a->n; i++)
+		v[i] = a->v[i].ip;
+	qsort(v, a->n, sizeof(*v), cmp_u32);
+	for (uint32_t i = 0; i < a->n; i++)
+		if (!n || v[n - 1] != v[i])
+			v[n++] = v[i];
+	return n;
+}

@@ -1,0 +1,360 @@
+/* softunicast agent status: per-slice port use, warnings and counters. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/agent.h"
+#include "bpf/decap_abi.h"
+#include "cli/cli.h"
+#include "lib/counters.h"
+#include "lib/sockdiag.h"
+
+/* One socket on a slice, for counting ports and per-destination use. */
+struct use {
+	uint32_t entry;
+	uint32_t dst;
+	uint16_t dport, sport;
+	uint8_t proto;
+};
+
+struct usage {
+	const struct su_assignment *a;
+	struct use *v;
+	size_t n, cap;
+	uint64_t *outside; /* per entry index of the IP's first entry: sockets off-slice */
+};
+
+struct slice_stat {
+	uint32_t ports, sockets, busiest, busiest_dst;
+	uint16_t busiest_dport;
+	uint8_t busiest_proto;
+};
+
+static int find_entry(const struct su_assignment *a, uint32_t ip, uint16_t port)
+{
+	for (uint32_t i = 0; i < a->n; i++)
+		if (a->v[i].ip == ip && port >= a->v[i].lo && port <= a->v[i].hi)
+			return (int)i;
+	return -1;
+}
+
+static int on_sock(const struct su_sockdiag_sock *s, void *arg)
+{
+	struct usage *u = arg;
+	int e;
+
+	if (s->state == 10 /* TCP_LISTEN */ || !s->dst)
+		return 0; /* a listener or an unconnected socket holds no 4-tuple */
+	e = find_entry(u->a, s->src, s->sport);
+	if (e < 0)
+		return 0;
+	if (u->n == u->cap) {
+		size_t cap = u->cap ? u->cap * 2 : 1024;
+		struct use *v = realloc(u->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		u->v = v;
+		u->cap = cap;
+	}
+	u->v[u->n++] = (struct use){ (uint32_t)e, s->dst, s->dport, s->sport, s->proto };
+	return 0;
+}
+
+static int cmp_use(const void *x, const void *y)
+{
+	const struct use *a = x, *b = y;
+
+	if (a->entry != b->entry)
+		return a->entry < b->entry ? -1 : 1;
+	if (a->proto != b->proto)
+		return a->proto - b->proto;
+	if (a->dst != b->dst)
+		return a->dst < b->dst ? -1 : 1;
+	if (a->dport != b->dport)
+		return a->dport - b->dport;
+	return a->sport - b->sport;
+}
+
+static int collect(const struct su_assignment *a, struct usage *u)
+{
+	uint32_t *ips, n = agent_plan__ips(a, &ips);
+	int rc = ips ? 0 : -ENOMEM;
+
+	u->a = a;
+	for (uint32_t i = 0; !rc && i < n; i++) {
+		struct su_sockdiag_query q = { .src = ips[i], .sport = -1, .dport = -1 };
+
+		q.proto = IPPROTO_TCP;
+		rc = su_sockdiag__dump(&q, on_sock, u);
+		q.proto = IPPROTO_UDP;
+		if (!rc)
+			rc = su_sockdiag__dump(&q, on_sock, u);
+	}
+	free(ips);
+	qsort(u->v, u->n, sizeof(*u->v), cmp_use);
+	return rc;
+}
+
+/* Distinct ports per slice and the destination using most of it (the one
+ * whose connects fail first: a slice is exhausted per destination). */
+static void summarize(const struct usage *u, struct slice_stat *st)
+{
+	uint8_t *seen = calloc(65536, 1);
+
+	for (size_t i = 0; i < u->n;) {
+		size_t j = i;
+
+		while (j < u->n && u->v[j].entry == u->v[i].entry && u->v[j].proto == u->v[i].proto &&
+		       u->v[j].dst == u->v[i].dst && u->v[j].dport == u->v[i].dport)
+			j++;
+		struct slice_stat *s = &st[u->v[i].entry];
+
+		if (j - i > s->busiest) {
+			s->busiest = (uint32_t)(j - i);
+			s->busiest_dst = u->v[i].dst;
+			s->busiest_dport = u->v[i].dport;
+			s->busiest_proto = u->v[i].proto;
+		}
+		i = j;
+	}
+	for (size_t i = 0; i < u->n; i++) {
+		struct slice_stat *s = &st[u->v[i].entry];
+
+		s->sockets++;
+		if (seen && (i == 0 || u->v[i].entry != u->v[i - 1].entry))
+			memset(seen, 0, 65536);
+		if (seen && !seen[u->v[i].sport]) {
+			seen[u->v[i].sport] = 1;
+			s->ports++;
+		}
+	}
+	free(seen);
+}
+
+static json_t *load_state(const char *run_dir)
+{
+	char path[4200];
+
+	snprintf(path, sizeof(path), "%s/%s", run_dir, AGENT_STATE_NAME);
+	return json_load_file(path, 0, NULL);
+}
+
+static const char *ip_s(uint32_t ip, char *buf)
+{
+	struct in_addr in = { htonl(ip) };
+
+	return inet_ntop(AF_INET, &in, buf, INET_ADDRSTRLEN);
+}
+
+struct report {
+	const struct su_assignment *a;
+	const struct slice_stat *st;
+	struct su_counters c;
+	json_t *state;
+	bool running, have_blocked, have_decap;
+	uint64_t blocked, decap[DECAP_STAT_MAX];
+};
+
+static double util(uint32_t n, const struct su_assignment_entry *e)
+{
+	return (double)n / ((unsigned)(e->hi - e->lo) + 1);
+}
+
+static const struct su_counter_slot *slot_of(const struct report *r, uint32_t i)
+{
+	return su_counters__find(&r->c, r->a->v[i].ip, r->a->v[i].lo);
+}
+
+static json_t *slice_json(const struct report *r, uint32_t i)
+{
+	const struct su_assignment_entry *e = &r->a->v[i];
+	const struct slice_stat *s = &r->st[i];
+	const struct su_counter_slot *c = slot_of(r, i);
+	char ip[INET_ADDRSTRLEN], dst[INET_ADDRSTRLEN];
+	json_t *j = json_pack("{s:s, s:[i,i], s:s, s:s, s:i, s:i, s:f, s:f, s:b}", "ip",
+			      ip_s(e->ip, ip), "slice", e->lo, e->hi, "state",
+			      su_slice_state__str(e->state), "tags", e->tags, "ports_in_use",
+			      s->ports, "sockets", s->sockets, "port_utilization", util(s->ports, e),
+			      "utilization", util(s->busiest, e), "warning",
+			      util(s->busiest, e) >= AGENT_WARN_UTIL);
+
+	if (s->busiest)
+		json_object_set_new(j, "busiest",
+				    json_pack("{s:s, s:i, s:s, s:i}", "dst", ip_s(s->busiest_dst, dst),
+					      "port", s->busiest_dport, "proto",
+					      s->busiest_proto == IPPROTO_TCP ? "tcp" : "udp",
+					      "sockets", s->busiest));
+	if (c)
+		json_object_set_new(j, "counters",
+				    json_pack("{s:I, s:I, s:I}", "connects", (json_int_t)c->connects,
+					      "allocation_failures", (json_int_t)c->exhausted,
+					      "udp_conflicts_avoided", (json_int_t)c->conflicts));
+	return j;
+}
+
+static int print_json(const struct report *r)
+{
+	json_t *root = json_object(), *slices = json_array(), *d = json_object();
+	uint64_t fails = 0;
+
+	for (uint32_t i = 0; i < r->a->n; i++) {
+		const struct su_counter_slot *c = slot_of(r, i);
+
+		json_array_append_new(slices, slice_json(r, i));
+		fails += c ? c->exhausted : 0;
+	}
+	json_object_set_new(root, "server", json_string(r->a->server));
+	json_object_set_new(root, "serial", json_integer((json_int_t)r->a->serial));
+	json_object_set_new(root, "running", json_boolean(r->running));
+	if (r->state)
+		json_object_set(root, "agent", r->state);
+	json_object_set_new(root, "blocked_packets",
+			    r->have_blocked ? json_integer((json_int_t)r->blocked) : json_null());
+	json_object_set_new(root, "allocation_failures", json_integer((json_int_t)fails));
+#define DECAP_JSON(name, label, help)                                                         \
+	json_object_set_new(d, label, json_integer((json_int_t)r->decap[DECAP_STAT_##name]));
+	DECAP_STAT_LIST(DECAP_JSON)
+#undef DECAP_JSON
+	json_object_set_new(root, "decap", r->have_decap ? d : json_null());
+	if (!r->have_decap)
+		json_decref(d);
+	json_object_set_new(root, "slices", slices);
+	json_dumpf(root, stdout, JSON_INDENT(2));
+	putchar('\n');
+	json_decref(root);
+	return SU_EXIT_OK;
+}
+
+static void print_header(const struct report *r)
+{
+	json_t *s = r->state;
+
+	printf("agent: %s", r->running ? "running" : "NOT running (stale assignment)");
+	if (s)
+		printf(", pid %lld, iface %s, plan %s", json_integer_value(json_object_get(s, "pid")),
+		       json_string_value(json_object_get(s, "iface")),
+		       json_string_value(json_object_get(s, "plan")));
+	printf("\nserver %s, plan serial %llu, %u slice(s)\n", r->a->server,
+	       (unsigned long long)r->a->serial, r->a->n);
+	if (r->have_blocked)
+		printf("blocked packets (source port outside our slices): %llu\n",
+		       (unsigned long long)r->blocked);
+	if (r->have_decap) {
+		printf("decap:");
+#define DECAP_TXT(name, label, help) printf(" %s %llu", label, (unsigned long long)r->decap[DECAP_STAT_##name]);
+		DECAP_STAT_LIST(DECAP_TXT)
+#undef DECAP_TXT
+		printf("\n");
+	}
+}
+
+static int print_text(const struct report *r)
+{
+	char ip[INET_ADDRSTRLEN], dst[INET_ADDRSTRLEN];
+	uint64_t fails = 0;
+
+	print_header(r);
+	printf("\n%-15s %-11s %-8s %6s %6s %7s %7s %9s %6s  %s\n", "IP", "SLICE", "STATE", "PORTS",
+	       "SOCKS", "PORTS%", "BUSIEST", "CONNECTS", "FAILS", "TAGS");
+	for (uint32_t i = 0; i < r->a->n; i++) {
+		const struct su_assignment_entry *e = &r->a->v[i];
+		const struct su_counter_slot *c = slot_of(r, i);
+		char sl[16];
+
+		snprintf(sl, sizeof(sl), "%u-%u", e->lo, e->hi);
+		printf("%-15s %-11s %-8s %6u %6u %6.1f%% %6.1f%% %9llu %6llu  %s\n", ip_s(e->ip, ip),
+		       sl, su_slice_state__str(e->state), r->st[i].ports, r->st[i].sockets,
+		       100 * util(r->st[i].ports, e), 100 * util(r->st[i].busiest, e),
+		       c ? (unsigned long long)c->connects : 0ull,
+		       c ? (unsigned long long)c->exhausted : 0ull, e->tags);
+		fails += c ? c->exhausted : 0;
+	}
+	printf("allocation failures (slice exhausted toward a destination): %llu\n",
+	       (unsigned long long)fails);
+	for (uint32_t i = 0; i < r->a->n; i++) {
+		const struct su_assignment_entry *e = &r->a->v[i];
+
+		if (util(r->st[i].busiest, e) >= AGENT_WARN_UTIL)
+			printf("WARNING: %s %u-%u: %.0f%% of the slice in use toward %s:%u (%s);"
+			       " connects there fail at 100%%\n", ip_s(e->ip, ip), e->lo, e->hi,
+			       100 * util(r->st[i].busiest, e), ip_s(r->st[i].busiest_dst, dst),
+			       r->st[i].busiest_dport,
+			       r->st[i].busiest_proto == IPPROTO_TCP ? "tcp" : "udp");
+	}
+	return SU_EXIT_OK;
+}
+
+static bool alive(json_t *state)
+{
+	json_int_t pid = state ? json_integer_value(json_object_get(state, "pid")) : 0;
+
+	return pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM);
+}
+
+static int parse_status_opts(int argc, char **argv, bool *json, const char **dir)
+{
+	static const struct option lo[] = { { "json", 0, 0, 'j' }, { "run-dir", 1, 0, 'd' },
+					     { "help", 0, 0, 'h' }, { 0 } };
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "jd:h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'j': *json = true; break;
+		case 'd': *dir = optarg; break;
+		case 'h':
+			printf("Usage: %s agent status [--json] [--run-dir DIR]\n"
+			       "See `%s agent --help`.\n", su_prog, su_prog);
+			return SU_EXIT_OK;
+		default:
+			return SU_EXIT_USAGE;
+		}
+	}
+	return optind == argc ? -1 : SU_EXIT_USAGE;
+}
+
+int agent_status_main(int argc, char **argv)
+{
+	const char *dir = SU_ASSIGNMENT_DIR;
+	struct report r = { 0 };
+	struct usage u = { 0 };
+	struct su_assignment *a;
+	struct su_err err;
+	char path[4200];
+	bool json = false;
+	int rc = parse_status_opts(argc, argv, &json, &dir);
+	json_int_t ifindex;
+
+	if (rc >= 0)
+		return rc;
+	snprintf(path, sizeof(path), "%s/assignment", dir);
+	if (su_assignment__load(path, &a, &err))
+		return cli_fail(SU_EXIT_NOTFOUND, "agent status", "%s", err.msg);
+	struct slice_stat *st = calloc(a->n + 1, sizeof(*st));
+
+	rc = st ? collect(a, &u) : -ENOMEM;
+	if (rc)
+		cli_fail(SU_EXIT_FAIL, "agent status", "sock_diag: %s (ports in use unknown)",
+			 strerror(-rc));
+	summarize(&u, st);
+	r = (struct report){ .a = a, .st = st, .state = load_state(dir) };
+	r.running = alive(r.state);
+	su_counters__open(path, &r.c);
+	r.have_blocked = !agent_nft__blocked(&r.blocked);
+	ifindex = r.state ? json_integer_value(json_object_get(r.state, "ifindex")) : 0;
+	r.have_decap = ifindex > 0 && !agent_decap__stats((int)ifindex, r.decap);
+	rc = json ? print_json(&r) : print_text(&r);
+	su_counters__close(&r.c);
+	json_decref(r.state);
+	free(u.v);
+	free(st);
+	su_assignment__free(a);
+	return rc;
+}
