@@ -1,0 +1,629 @@
+/* softunicast router: load the XDP router on a DC's edge, keep its maps in
+ * step with the plan (SIGHUP, file change), detach on exit unless told to
+ * persist.  `router stats` and `router detach` are in router_stats.c. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <linux/if_link.h>
+#include <net/if.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/mount.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "cli/cli.h"
+#include "router.skel.h"
+#include "router/router.h"
+
+#ifndef BPF_FS_MAGIC
+#define BPF_FS_MAGIC 0xcafe4a11
+#endif
+
+struct router_opts {
+	const char *plan_path;
+	const char *dc;
+	const char *iface[SU_META_IFACES]; /* edge, backbone (optional) */
+	const char *pin_dir;
+	char pin_buf[PATH_MAX];
+	uint32_t xdp_flags;
+	uint16_t gue_port;
+	bool persist, once, force;
+};
+
+static void router_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void router_log(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s router: ", su_prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static void router_usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: %s router --plan PLAN --dc DC --iface IFACE [--backbone-iface IFACE]\n"
+		"                   [--mode native|skb] [--gue-port PORT] [--pin-dir DIR]\n"
+		"                   [--persist] [--once] [--force]\n"
+		"       %s router stats --dc DC [--plan PLAN] [--pin-dir DIR] [--json]\n"
+		"       %s router detach --dc DC [--pin-dir DIR]\n\n"
+		"Runs the soft-unicast router of data center DC: attaches an XDP program to\n"
+		"IFACE (and to the backbone interface) that looks at every IPv4 packet whose\n"
+		"destination is an egress IP of PLAN:\n"
+		"  - IP owned by another DC: encapsulated to that DC's router;\n"
+		"  - IP owned by DC: destination port -> slice -> encapsulated to the server\n"
+		"    owning the slice (draining slices still go to their old owner);\n"
+		"  - ICMP errors go by the packet they quote (its source port or echo\n"
+		"    identifier), echo replies by identifier, non-first fragments follow\n"
+		"    their first fragment;\n"
+		"  - GUE from another DC's router of the plan is decapsulated and dispatched\n"
+		"    here, never sent on to a third DC (counted as drop_loop);\n"
+		"  - packets to unowned slices, of other protocols or malformed are counted\n"
+		"    by reason and dropped.  Anything else passes to the kernel untouched.\n"
+		"Encapsulation is GUE variant 1 (IPv4 in UDP, decapsulated by the kernel's\n"
+		"fou or the agent), from this DC's router address in the plan, next hop from\n"
+		"the kernel's routing and neighbour tables.  A packet too big for the next\n"
+		"hop once encapsulated (28 bytes more) is answered with ICMP fragmentation\n"
+		"needed if DF is set, else dropped.\n\n"
+		"The maps are pinned under DIR (default %s/DC), so a restarted router\n"
+		"reuses them.  SIGHUP, or a new version of PLAN (atomic rename or rewrite),\n"
+		"applies the plan: each changed IP switches atomically, no packet is dropped.\n"
+		"On SIGINT or SIGTERM the program is detached, unless --persist: then it keeps\n"
+		"forwarding with the last plan after the process exits, and the next start\n"
+		"replaces it without a gap.\n\n"
+		"Options:\n"
+		"  -p, --plan PLAN            plan snapshot (softunicast plan)\n"
+		"  -d, --dc DC                this data center's name in the plan\n"
+		"  -i, --iface IFACE          edge interface (Internet and DC network)\n"
+		"  -b, --backbone-iface IFACE interface toward the other DCs' routers\n"
+		"  -m, --mode MODE            native (driver XDP, default) or skb (generic)\n"
+		"  -g, --gue-port PORT        GUE UDP destination port (default %d)\n"
+		"  -P, --pin-dir DIR          where the maps are pinned (on bpffs)\n"
+		"      --persist              leave the program attached on exit\n"
+		"      --once                 load, attach, sync and exit (implies --persist)\n"
+		"      --force                replace an XDP program that is not a router's\n"
+		"  -h, --help\n\n"
+		"stats: per-reason counters (outcomes: every packet counts in exactly one;\n"
+		"info: paths taken) and packets/bytes forwarded per target, named from PLAN\n"
+		"if given.  --json for scripts.\n"
+		"detach: removes the program from the interfaces it was attached to and the\n"
+		"pinned maps.  Forwarding for DC's egress IPs stops.\n\n"
+		"Needs: root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN for bpffs), IPv4\n"
+		"forwarding on the interfaces (net.ipv4.conf.IFACE.forwarding=1, the next-hop\n"
+		"lookup refuses otherwise).  See softunicast-router(1).\n\n"
+		"Exit status: 0 ok, 1 runtime failure, 2 usage, 3 invalid plan, 5 DC not in\n"
+		"the plan or (stats, detach) no router pinned.\n",
+		su_prog, su_prog, su_prog, SU_ROUTER_PIN_ROOT, SU_GUE_PORT_DEFAULT);
+}
+
+int su_router__default_pin_dir(const char *dc, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "%s/%s", SU_ROUTER_PIN_ROOT, dc);
+
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+static bool is_bpffs(const char *path)
+{
+	struct statfs st;
+
+	return !statfs(path, &st) && st.f_type == BPF_FS_MAGIC;
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+	char buf[PATH_MAX];
+
+	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+		return -ENAMETOOLONG;
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(buf, mode) && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(buf, mode) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+int su_router__pin_dir(const char *dir, struct su_err *err)
+{
+	int rc;
+
+	/* Pins live only on a bpffs; systemd mounts one at /sys/fs/bpf, minimal
+	 * systems and containers often do not. */
+	if (!strncmp(dir, "/sys/fs/bpf/", 12) && !is_bpffs("/sys/fs/bpf")) {
+		if (mkdir("/sys/fs/bpf", 0700) && errno != EEXIST)
+			return su_err__set(err, errno, "mkdir /sys/fs/bpf: %s", strerror(errno));
+		if (mount("bpf", "/sys/fs/bpf", "bpf", 0, "mode=0700"))
+			return su_err__set(err, errno, "mounting bpffs on /sys/fs/bpf: %s",
+					   strerror(errno));
+	}
+	rc = mkdir_p(dir, 0700);
+	if (rc)
+		return su_err__set(err, -rc, "mkdir %s: %s", dir, strerror(-rc));
+	if (!is_bpffs(dir))
+		return su_err__set(err, ENOTSUP, "%s is not on a bpf filesystem", dir);
+	return 0;
+}
+
+static int parse_mode(const char *s, uint32_t *flags)
+{
+	if (!strcmp(s, "native") || !strcmp(s, "drv"))
+		*flags = XDP_FLAGS_DRV_MODE;
+	else if (!strcmp(s, "skb") || !strcmp(s, "generic"))
+		*flags = XDP_FLAGS_SKB_MODE;
+	else
+		return cli_fail(SU_EXIT_USAGE, "router", "--mode '%s': expected native or skb", s);
+	return 0;
+}
+
+static int parse_port(const char *s, uint16_t *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || *end || end == s || v < 1 || v > 65535)
+		return cli_fail(SU_EXIT_USAGE, "router", "--gue-port '%s': expected 1-65535", s);
+	*out = (uint16_t)v;
+	return 0;
+}
+
+static int parse_opts(int argc, char **argv, struct router_opts *o)
+{
+	static const struct option longopts[] = {
+		{ "plan", 1, 0, 'p' },	  { "dc", 1, 0, 'd' },	     { "iface", 1, 0, 'i' },
+		{ "backbone-iface", 1, 0, 'b' }, { "mode", 1, 0, 'm' }, { "gue-port", 1, 0, 'g' },
+		{ "pin-dir", 1, 0, 'P' }, { "persist", 0, 0, 'K' }, { "once", 0, 0, 'O' },
+		{ "force", 0, 0, 'F' },	  { "help", 0, 0, 'h' },     { 0 }
+	};
+	int c, rc;
+
+	memset(o, 0, sizeof(*o));
+	o->xdp_flags = XDP_FLAGS_DRV_MODE;
+	o->gue_port = SU_GUE_PORT_DEFAULT;
+	while ((c = getopt_long(argc, argv, "p:d:i:b:m:g:P:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'p': o->plan_path = optarg; break;
+		case 'd': o->dc = optarg; break;
+		case 'i': o->iface[0] = optarg; break;
+		case 'b': o->iface[1] = optarg; break;
+		case 'm': if ((rc = parse_mode(optarg, &o->xdp_flags))) return rc; break;
+		case 'g': if ((rc = parse_port(optarg, &o->gue_port))) return rc; break;
+		case 'P': o->pin_dir = optarg; break;
+		case 'K': o->persist = true; break;
+		case 'O': o->once = o->persist = true; break;
+		case 'F': o->force = true; break;
+		case 'h': router_usage(stdout); return -1;
+		default: router_usage(stderr); return SU_EXIT_USAGE;
+		}
+	}
+	if (optind != argc)
+		return cli_fail(SU_EXIT_USAGE, "router", "unexpected argument '%s'", argv[optind]);
+	if (!o->plan_path || !o->dc || !o->iface[0])
+		return cli_fail(SU_EXIT_USAGE, "router", "--plan, --dc and --iface are required "
+				"(see --help)");
+	if (!o->pin_dir) {
+		if (su_router__default_pin_dir(o->dc, o->pin_buf, sizeof(o->pin_buf)))
+			return cli_fail(SU_EXIT_USAGE, "router", "--dc '%s': name too long", o->dc);
+		o->pin_dir = o->pin_buf;
+	}
+	return 0;
+}
+
+/* ---- the running router ---- */
+
+struct runner {
+	struct router_opts *o;
+	struct router *skel;
+	struct su_router_maps maps;
+	int ifindex[SU_META_IFACES];
+	uint32_t prog_id;
+	uint32_t shift, first, spi; /* geometry the program was loaded with */
+	uint64_t serial;
+};
+
+static int prog_name_of(uint32_t id, char *name, size_t len)
+{
+	struct bpf_prog_info info = { 0 };
+	uint32_t ilen = sizeof(info);
+	int fd = bpf_prog_get_fd_by_id(id), rc;
+
+	if (fd < 0)
+		return -errno;
+	rc = bpf_obj_get_info_by_fd(fd, &info, &ilen);
+	close(fd);
+	if (rc)
+		return -errno;
+	snprintf(name, len, "%s", info.name);
+	return 0;
+}
+
+/* Refuses to clobber someone else's XDP program unless --force. */
+static int check_slot(const struct router_opts *o, int ifindex, const char *ifname)
+{
+	uint32_t id = 0;
+	char name[BPF_OBJ_NAME_LEN];
+
+	if (bpf_xdp_query_id(ifindex, o->xdp_flags, &id) || !id)
+		return 0;
+	if (prog_name_of(id, name, sizeof(name)))
+		return 0;
+	if (strcmp(name, SU_ROUTER_PROG_NAME) && !o->force)
+		return cli_fail(SU_EXIT_FAIL, "router", "%s already runs XDP program %u (%s); "
+				"--force replaces it", ifname, id, name);
+	return 0;
+}
+
+static int read_meta(int fd, struct su_meta *m)
+{
+	uint32_t k = 0;
+
+	if (bpf_map_lookup_elem(fd, &k, m) || m->magic != SU_META_MAGIC)
+		return -ENOENT;
+	return 0;
+}
+
+static int write_meta(struct runner *r)
+{
+	struct su_meta m = { 0 };
+	uint32_t k = 0;
+
+	m.magic = SU_META_MAGIC;
+	m.xdp_flags = r->o->xdp_flags;
+	for (int i = 0; i < SU_META_IFACES; i++)
+		m.ifindex[i] = r->ifindex[i];
+	m.router = r->skel->rodata->cfg_router;
+	m.gue_port = r->o->gue_port;
+	m.slice_shift = r->shift;
+	m.first_slice = r->first;
+	m.slices_per_ip = r->spi;
+	m.plan_serial = r->serial;
+	m.loaded_at = (uint64_t)time(NULL);
+	return bpf_map_update_elem(r->maps.meta, &k, &m, BPF_ANY) ? -errno : 0;
+}
+
+static int dc_index(const struct su_plan *p, const char *dc)
+{
+	int i = su_plan__find_dc(p, dc);
+
+	if (i < 0)
+		return cli_fail(SU_EXIT_NOTFOUND, "router", "DC '%s' is not in the plan", dc), -1;
+	return i;
+}
+
+/* Loads PLAN and syncs it into the maps.  At start-up a failure is fatal;
+ * on reload it is logged and the previous plan keeps routing. */
+static int apply_plan(struct runner *r)
+{
+	struct su_router_sync_stats st;
+	struct su_plan *p;
+	struct su_err err;
+	int dc, rc;
+
+	if (su_plan__load(r->o->plan_path, &p, &err)) {
+		router_log("%s", err.msg);
+		return SU_EXIT_INVALID;
+	}
+	dc = dc_index(p, r->o->dc);
+	if (dc < 0) {
+		su_plan__free(p);
+		return SU_EXIT_NOTFOUND;
+	}
+	if (p->slice_shift != r->shift || p->first_slice != r->first || p->slices_per_ip != r->spi) {
+		router_log("plan serial %llu changes the slicing (shift %u first %u x%u -> shift %u "
+			   "first %u x%u): restart the router to apply it",
+			   (unsigned long long)p->serial, r->shift, r->first, r->spi, p->slice_shift,
+			   p->first_slice, p->slices_per_ip);
+		su_plan__free(p);
+		return SU_EXIT_INVALID;
+	}
+	if (htonl(p->dcs[dc].router) != r->skel->rodata->cfg_router) {
+		router_log("plan serial %llu changes this DC's router address: restart the "
+			   "router to apply it", (unsigned long long)p->serial);
+		su_plan__free(p);
+		return SU_EXIT_INVALID;
+	}
+	rc = su_router__sync(&r->maps, p, (uint32_t)dc, &st, &err);
+	if (rc) {
+		router_log("applying plan serial %llu: %s", (unsigned long long)p->serial, err.msg);
+		su_plan__free(p);
+		return SU_EXIT_FAIL;
+	}
+	r->serial = p->serial;
+	router_log("plan serial %llu: %u local + %u remote egress IPs (%u changed, %u removed), "
+		   "%u peer routers",
+		   (unsigned long long)p->serial, st.ips_local, st.ips_remote, st.ips_changed,
+		   st.ips_removed, st.routers);
+	su_plan__free(p);
+	write_meta(r);
+	return 0;
+}
+
+static int load(struct runner *r)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, oo, .pin_root_path = r->o->pin_dir);
+	struct su_plan *p;
+	struct su_err err;
+	struct su_meta old;
+	int dc, rc, fd;
+	char path[PATH_MAX];
+
+	if (su_plan__load(r->o->plan_path, &p, &err))
+		return cli_fail(SU_EXIT_INVALID, "router", "%s", err.msg);
+	dc = dc_index(p, r->o->dc);
+	rc = dc < 0 ? SU_EXIT_NOTFOUND : 0;
+	if (!rc && su_router__check_plan(p, (uint32_t)dc, &err))
+		rc = cli_fail(SU_EXIT_INVALID, "router", "%s", err.msg);
+	if (rc) {
+		su_plan__free(p);
+		return rc;
+	}
+	r->shift = p->slice_shift;
+	r->first = p->first_slice;
+	r->spi = p->slices_per_ip;
+
+	if (su_router__pin_dir(r->o->pin_dir, &err)) {
+		su_plan__free(p);
+		return cli_fail(SU_EXIT_FAIL, "router", "%s", err.msg);
+	}
+	/* Pinned maps of a previous run must agree on the slicing: their slot
+	 * regions were laid out for it. */
+	snprintf(path, sizeof(path), "%s/su_meta", r->o->pin_dir);
+	fd = bpf_obj_get(path);
+	if (fd >= 0) {
+		rc = read_meta(fd, &old);
+		close(fd);
+		if (!rc && (old.slice_shift != r->shift || old.first_slice != r->first ||
+			    old.slices_per_ip != r->spi)) {
+			su_plan__free(p);
+			return cli_fail(SU_EXIT_FAIL, "router",
+					"the pinned maps in %s use another slicing; run '%s router "
+					"detach --dc %s' first (forwarding stops meanwhile)",
+					r->o->pin_dir, su_prog, r->o->dc);
+		}
+	}
+
+	r->skel = router__open_opts(&oo);
+	if (!r->skel) {
+		su_plan__free(p);
+		return cli_fail(SU_EXIT_FAIL, "router", "opening the BPF object: %s", strerror(errno));
+	}
+	r->skel->rodata->cfg_router = htonl(p->dcs[dc].router);
+	r->skel->rodata->cfg_gue_port = htons(r->o->gue_port);
+	r->skel->rodata->cfg_slice_shift = r->shift;
+	r->skel->rodata->cfg_first_slice = r->first;
+	r->skel->rodata->cfg_slices_per_ip = r->spi;
+	su_plan__free(p);
+	rc = router__load(r->skel);
+	if (rc)
+		return cli_fail(SU_EXIT_FAIL, "router", "loading the XDP program: %s (pinned maps "
+				"from another version? '%s router detach --dc %s' removes them)",
+				strerror(-rc), su_prog, r->o->dc);
+	r->maps.ips = bpf_map__fd(r->skel->maps.su_ips);
+	r->maps.slots = bpf_map__fd(r->skel->maps.su_slots);
+	r->maps.routers = bpf_map__fd(r->skel->maps.su_routers);
+	r->maps.meta = bpf_map__fd(r->skel->maps.su_meta);
+	return 0;
+}
+
+static int attach(struct runner *r)
+{
+	int fd = bpf_program__fd(r->skel->progs.su_router);
+	struct bpf_prog_info info = { 0 };
+	uint32_t len = sizeof(info);
+
+	if (bpf_obj_get_info_by_fd(fd, &info, &len))
+		return cli_fail(SU_EXIT_FAIL, "router", "prog info: %s", strerror(errno));
+	r->prog_id = info.id;
+	for (int i = 0; i < SU_META_IFACES; i++) {
+		const char *name = r->o->iface[i];
+		int rc;
+
+		if (!name)
+			continue;
+		if ((rc = check_slot(r->o, r->ifindex[i], name)))
+			return rc;
+		/* Without XDP_FLAGS_UPDATE_IF_NOEXIST the kernel swaps the
+		 * program atomically: a restart loses no packet. */
+		rc = bpf_xdp_attach(r->ifindex[i], fd, r->o->xdp_flags, NULL);
+		if (rc)
+			return cli_fail(SU_EXIT_FAIL, "router", "attaching XDP (%s mode) to %s: %s%s",
+					r->o->xdp_flags & XDP_FLAGS_SKB_MODE ? "skb" : "native",
+					name, strerror(-rc),
+					rc == -EOPNOTSUPP ? " (try --mode skb)" :
+					rc == -EEXIST || rc == -EBUSY ? " (attached in another mode? "
+					"'router detach' first)" : "");
+	}
+	return 0;
+}
+
+static void detach(struct runner *r)
+{
+	for (int i = 0; i < SU_META_IFACES; i++) {
+		uint32_t id = 0;
+
+		if (!r->ifindex[i])
+			continue;
+		/* Only our own program: a newer router may have replaced it. */
+		if (bpf_xdp_query_id(r->ifindex[i], r->o->xdp_flags, &id) || id != r->prog_id)
+			continue;
+		bpf_xdp_detach(r->ifindex[i], r->o->xdp_flags, NULL);
+	}
+}
+
+static int watch_plan(const char *path)
+{
+	char dup[PATH_MAX];
+	int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+
+	snprintf(dup, sizeof(dup), "%s", path);
+	if (fd < 0)
+		return -1;
+	/* The directory, not the file: `plan --out` replaces it by rename. */
+	if (inotify_add_watch(fd, dirname(dup), IN_CLOSE_WRITE | IN_MOVED_TO) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static bool plan_touched(int fd, const char *path)
+{
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	char dup[PATH_MAX];
+	const char *base;
+	bool hit = false;
+	ssize_t n;
+
+	snprintf(dup, sizeof(dup), "%s", path);
+	base = basename(dup);
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		for (char *p = buf; p < buf + n;) {
+			struct inotify_event *ev = (struct inotify_event *)p;
+
+			if (ev->len && !strcmp(ev->name, base))
+				hit = true;
+			p += sizeof(*ev) + ev->len;
+		}
+	}
+	return hit;
+}
+
+static int run_loop(struct runner *r)
+{
+	struct pollfd pfd[2] = { { .events = POLLIN }, { .events = POLLIN } };
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pfd[0].fd = signalfd(-1, &set, SFD_CLOEXEC);
+	pfd[1].fd = watch_plan(r->o->plan_path);
+	if (pfd[0].fd < 0)
+		return cli_fail(SU_EXIT_FAIL, "router", "signalfd: %s", strerror(errno));
+	if (pfd[1].fd < 0)
+		router_log("not watching %s (%s): SIGHUP still reloads", r->o->plan_path,
+			   strerror(errno));
+	for (;;) {
+		if (poll(pfd, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (pfd[0].revents & POLLIN) {
+			struct signalfd_siginfo si;
+
+			if (read(pfd[0].fd, &si, sizeof(si)) != sizeof(si))
+				continue;
+			if (si.ssi_signo != SIGHUP)
+				break;
+			router_log("SIGHUP: reloading %s", r->o->plan_path);
+			apply_plan(r);
+		}
+		if (pfd[1].fd >= 0 && (pfd[1].revents & POLLIN) &&
+		    plan_touched(pfd[1].fd, r->o->plan_path)) {
+			router_log("%s changed: reloading", r->o->plan_path);
+			apply_plan(r);
+		}
+	}
+	close(pfd[0].fd);
+	if (pfd[1].fd >= 0)
+		close(pfd[1].fd);
+	return 0;
+}
+
+static int router_run(struct router_opts *o)
+{
+	struct runner r = { .o = o };
+	sigset_t set;
+	int rc;
+
+	for (int i = 0; i < SU_META_IFACES; i++) {
+		if (!o->iface[i])
+			continue;
+		r.ifindex[i] = (int)if_nametoindex(o->iface[i]);
+		if (!r.ifindex[i])
+			return cli_fail(SU_EXIT_USAGE, "router", "interface '%s': %s", o->iface[i],
+					strerror(errno));
+	}
+	/* Blocked before anything is attached, so a signal can never kill us
+	 * between attach and the loop that detaches. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+
+	rc = load(&r);
+	if (rc)
+		goto cleanup;
+	/* Maps first, program second: it never sees a half-filled plan. */
+	rc = apply_plan(&r);
+	if (rc)
+		goto cleanup;
+	rc = attach(&r);
+	if (rc) {
+		detach(&r);
+		goto cleanup;
+	}
+	write_meta(&r);
+	router_log("attached to %s%s%s (%s mode), pinned in %s%s", o->iface[0],
+		   o->iface[1] ? " and " : "", o->iface[1] ? o->iface[1] : "",
+		   o->xdp_flags & XDP_FLAGS_SKB_MODE ? "skb" : "native", o->pin_dir,
+		   o->persist ? ", persistent" : "");
+	if (o->once)
+		goto cleanup;
+	rc = run_loop(&r);
+	if (!o->persist) {
+		detach(&r);
+		router_log("detached; maps stay pinned in %s", o->pin_dir);
+	} else {
+		router_log("exiting; the program stays attached (router detach removes it)");
+	}
+cleanup:
+	router__destroy(r.skel);
+	return rc;
+}
+
+int router_main(int argc, char **argv)
+{
+	struct router_opts o;
+	int rc;
+
+	if (argc >= 2 && !strcmp(argv[1], "stats"))
+		return router_stats_main(argc - 1, argv + 1);
+	if (argc >= 2 && !strcmp(argv[1], "detach"))
+		return router_detach_main(argc - 1, argv + 1);
+	if (argc >= 2 && !strcmp(argv[1], "run")) {
+		argc--;
+		argv++;
+	}
+	rc = parse_opts(argc, argv, &o);
+	if (rc)
+		return rc < 0 ? SU_EXIT_OK : rc;
+	return router_run(&o);
+}
