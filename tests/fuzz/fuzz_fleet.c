@@ -6,13 +6,17 @@
  * plan, or -ENOSPC with a shortfall report.  The plan the planner returns is
  * checked for the invariants the router and the agent rely on (every slot
  * owned by a server of the IP's DC, every active IP inside a prefix that
- * satisfies its tag-set) and then re-planned with itself as the previous
- * plan: unchanged demand must move nothing.
+ * satisfies its tag-set, every server of a DC holding exactly the slices
+ * each of its DC's tag-sets asks for) and then re-planned with itself as the
+ * previous plan: unchanged demand must move nothing.  Then one server (picked
+ * by the input's length) is removed: nobody else may move and its slices must
+ * drain; it comes back, and the drain runs out, each step checked again.
  *
  * Planning is skipped when the prefixes hold more than 65536 addresses:
  * the planner keeps a bitmap per prefix, and a /8 would make every run take
  * milliseconds without reaching any new code. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +24,7 @@
 
 #include "lib/fleet.h"
 #include "lib/planner.h"
+#include "plan_check.h"
 
 #define MAX_PLAN_ADDRS 65536u
 #define NOW 1700000000
@@ -31,37 +36,6 @@ static uint64_t fleet_addrs(const struct su_fleet *f)
 	for (uint32_t i = 0; i < f->n_prefixes; i++)
 		n += su_prefix__size(&f->prefixes[i].prefix);
 	return n;
-}
-
-static void check_plan(const struct su_plan *p)
-{
-	for (uint32_t i = 0; i < p->n_ips; i++) {
-		const struct su_plan_ip *ip = &p->ips[i];
-		const struct su_plan_prefix *px;
-
-		if (ip->dc >= p->n_dcs || ip->demand >= p->n_demands || ip->prefix >= p->n_prefixes)
-			abort();
-		if (i && p->ips[i - 1].ip >= ip->ip)
-			abort(); /* not sorted, or listed twice */
-		px = &p->prefixes[ip->prefix];
-		if (!su_prefix__contains(&px->prefix, ip->ip) || p->demands[ip->demand].dc != ip->dc)
-			abort();
-		if (ip->state == SU_ACTIVE && !su_tags__contains(&px->tags, &p->demands[ip->demand].tags))
-			abort();
-		if (su_plan__find_ip(p, ip->ip) != ip)
-			abort();
-		for (uint32_t s = 0; s < p->slices_per_ip; s++) {
-			const struct su_plan_slot *slot = &p->slots[ip->first_slot + s];
-
-			if (slot->state == SU_FREE)
-				continue;
-			if (slot->server < 0 || (uint32_t)slot->server >= p->n_servers ||
-			    p->servers[slot->server].dc != ip->dc)
-				abort();
-			if (slot->state == SU_ACTIVE && ip->state != SU_ACTIVE)
-				abort();
-		}
-	}
 }
 
 /* Same fleet, the plan as the previous one: nothing may change. */
@@ -82,6 +56,55 @@ static void check_stable(const struct su_fleet *f, const struct su_plan *p)
 	}
 	su_plan_report__free(&report);
 	su_plan__free(again);
+}
+
+/* A run that may legitimately fall short (-ENOSPC); anything else fails. */
+static struct su_plan *replan(const struct su_fleet *f, const struct su_plan *prev, int64_t now,
+			      bool must_fit)
+{
+	struct su_plan_report report;
+	struct su_plan *p = NULL;
+	struct su_err err;
+	int ret = su_planner__run(f, prev, now, &p, &report, &err);
+
+	su_plan_report__free(&report);
+	if (ret && (must_fit || ret != -ENOSPC)) {
+		fprintf(stderr, "re-plan failed: %s\n", err.msg);
+		abort();
+	}
+	if (p)
+		check_plan(p);
+	return p;
+}
+
+/* One server leaves, comes back, and its old slices drain away. */
+static void check_churn(struct su_fleet *f, const struct su_plan *p, size_t pick)
+{
+	struct su_fleet_dc *dc = &f->dcs[pick % f->n_dcs];
+	struct su_plan *gone, *back, *later;
+	const char *name;
+
+	if (!dc->n_servers)
+		return;
+	/* Swap the picked server last and hide it from the fleet. */
+	struct su_fleet_server tmp = dc->servers[pick % dc->n_servers];
+
+	dc->servers[pick % dc->n_servers] = dc->servers[dc->n_servers - 1];
+	dc->servers[dc->n_servers - 1] = tmp;
+	name = tmp.name;
+	dc->n_servers--;
+	gone = replan(f, p, NOW + 10, true);
+	dc->n_servers++;
+	check_nothing_moved(p, gone, name);
+	back = replan(f, gone, NOW + 20, false);
+	if (back) {
+		check_nothing_moved(gone, back, NULL);
+		later = replan(f, back, NOW + 20 + f->drain + 1, true);
+		check_nothing_moved(back, later, NULL);
+		su_plan__free(later);
+	}
+	su_plan__free(back);
+	su_plan__free(gone);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -109,7 +132,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		if (!ret) {
 			check_plan(p);
+			check_round_trip(p);
 			check_stable(f, p);
+			check_churn(f, p, size);
 		}
 		su_plan_report__free(&report);
 		su_plan__free(p);

@@ -4,6 +4,7 @@
 # is never written to).
 #
 #   tests/fuzz/corpus/<name>/        seeds of build/fuzz/fuzz_<name>
+#   tests/fuzz/<name>.dict           its libFuzzer dictionary, if any
 #   tests/fuzz/regressions/<name>/   inputs that once crashed it; each must
 #                                    now run clean.  Those named in
 #                                    tests/fuzz/regressions/OPEN (one path
@@ -84,8 +85,10 @@ for bin in "${fuzzers[@]}"; do
 	if [ -d "tests/fuzz/corpus/$name" ]; then
 		cp -R "tests/fuzz/corpus/$name/." "$corpus/"
 	fi
+	dict=()
+	[ -f "tests/fuzz/$name.dict" ] && dict=(-dict="tests/fuzz/$name.dict")
 	timeout $((secs + 120)) "$bin" -max_total_time="$secs" -timeout=5 -rss_limit_mb=2048 \
-		-print_final_stats=1 -artifact_prefix="$art" "$corpus" >"$log" 2>&1
+		-print_final_stats=1 -artifact_prefix="$art" "${dict[@]}" "$corpus" >"$log" 2>&1
 	st=$?
 	report "$st" "fuzz_$name (${secs}s, $(grep -Eo 'stat::number_of_executed_units: *[0-9]+' "$log" |
 		grep -Eo '[0-9]+$' | tail -n 1) runs)" "$log"
