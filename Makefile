@@ -19,7 +19,8 @@ BPFTOOL ?= bpftool
 PKGS    := libbpf yaml-0.1 jansson libmnl
 WERROR  := $(if $(filter true,$(CI)),-Werror,)
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wshadow -Wstrict-prototypes \
+# Project flags live apart from CFLAGS so `make CFLAGS=-O0` keeps them.
+SU_CFLAGS := -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wshadow -Wstrict-prototypes \
            $(WERROR) -fPIC -D_GNU_SOURCE -DSU_VERSION=\"$(VERSION)\" \
            -Iinclude -Isrc -I$(BUILD)/include $(shell pkg-config --cflags $(PKGS))
 LDLIBS  += $(shell pkg-config --libs $(PKGS)) -lm
@@ -46,17 +47,22 @@ CLI      := $(BUILD)/bin/softunicast
 PRELOAD  := $(wildcard src/preload/*.c)
 EXTRA_BINS :=
 
+# Fragments add their own binaries to EXTRA_BINS and BENCHES, so they come
+# before the rules that list those.
+-include src/preload/preload.mk
+include $(wildcard bench/*/bench.mk)
+
 .PHONY: all check test-unit test-e2e fuzz asan bench install clean
 all: $(CLI) $(SHARED) $(STATIC) $(BUILD)/lib/pkgconfig/softunicast.pc $(TESTS) $(EXTRA_BINS)
 
 # The library never includes a BPF skeleton; everything else may.
 $(BUILD)/obj/src/lib/%.o: src/lib/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(SAN) -MMD -MP -c $< -o $@
+	$(CC) $(CFLAGS) $(SU_CFLAGS) $(SAN) -MMD -MP -c $< -o $@
 
 $(BUILD)/obj/%.o: %.c $(SKELS) | $(BUILD)/include
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(SAN) -MMD -MP -c $< -o $@
+	$(CC) $(CFLAGS) $(SU_CFLAGS) $(SAN) -MMD -MP -c $< -o $@
 
 $(BUILD)/bpf/%.bpf.o: src/bpf/%.bpf.c $(wildcard src/bpf/*.h)
 	@mkdir -p $(@D)
@@ -109,8 +115,6 @@ asan:
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 SU_BUILD=build-asan \
 	  prove -v $(UNIT_SRC:%.c=build-asan/%) $(sort $(wildcard tests/e2e/*.t))
 
--include src/preload/preload.mk
-include $(wildcard bench/*/bench.mk)
 bench: $(BENCHES)
 
 install: all
@@ -127,5 +131,7 @@ install: all
 
 clean:
 	rm -rf build build-asan
+
+.SECONDARY:
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
