@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# End to end: `softunicast agent` and libsoftunicast in network namespaces.
+#
+#   srv (server s1: agent, applications)  --veth--  org (origin + DC router)
+#   10.99.0.2 s0                                    o0 10.99.0.1 (the router)
+#                                                   lo 192.0.2.80-83 (origins)
+# Egress leaves srv directly from (egress IP, port in s1's slice).  Replies
+# to the egress prefixes are routed in org into a TUN whose reader sends them
+# as GUE to 10.99.0.2:6080 from the router address (tests/e2e/lib/su_e2e.py
+# gue-router: what the XDP router does); only the agent's XDP decap makes them
+# reach the applications, so every successful round trip below proves it.
+set -u
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+B=$ROOT/${SU_BUILD:-build}
+SU=$B/bin/softunicast
+LIB=$B/lib/libsoftunicast.so
+PRELOAD=$B/lib/libsoftunicast-preload.so
+H="python3 $ROOT/tests/e2e/lib/su_e2e.py"
+S=su-srv-$$ O=su-org-$$
+T=$(mktemp -d /tmp/su-agent-e2e.XXXXXX)
+RUN=$T/run
+PIDS=()
+N=0 FAILS=0
+
+skip_all() { echo "1..0 # SKIP $*"; rm -rf "$T"; exit 0; }
+[ "$(id -u)" = 0 ] || skip_all "needs root (network namespaces, XDP, nftables)"
+for c in ip nft ncat python3 curl; do
+	command -v $c >/dev/null || skip_all "$c not installed"
+done
+[ -c /dev/net/tun ] || skip_all "no /dev/net/tun for the stand-in router"
+ip netns add $S 2>/dev/null || skip_all "cannot create network namespaces"
+ip netns add $O
+
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+	# Anything else still inside our namespaces was started by this test.
+	for ns in $S $O; do
+		for p in $(ip netns pids $ns 2>/dev/null); do kill "$p" 2>/dev/null; done
+	done
+	wait 2>/dev/null
+	ip netns del $S 2>/dev/null
+	ip netns del $O 2>/dev/null
+	rm -rf "$T"
+}
+trap cleanup EXIT
+
+ok() { # ok COND-STATUS DESCRIPTION [DIAGNOSTIC]
+	N=$((N + 1))
+	if [ "$1" = 0 ]; then
+		echo "ok $N - $2"
+	else
+		echo "not ok $N - $2"
+		FAILS=$((FAILS + 1))
+		[ -n "${3:-}" ] && printf '%s\n' "$3" | sed 's/^/# /'
+	fi
+}
+check() { local d=$1; shift; "$@" >/dev/null 2>&1; ok $? "$d"; }
+is() { [ "$1" = "$2" ]; ok $? "$3" "got '$1', want '$2'"; }
+in_slice() { [ -n "$1" ] && [ "$1" -ge "$LO" ] && [ "$1" -le "$HI" ]; }
+xs() { ip netns exec $S "$@"; }
+xo() { ip netns exec $O "$@"; }
+# Background jobs run `ip netns exec` directly (it execs the program), so $!
+# is the program itself, not a subshell, and can be signalled.
+bgx() { local ns=$1; shift; ip netns exec "$ns" "$@" & PIDS+=($!); }
+wait_for() { for _ in $(seq 100); do eval "$1" && return 0; sleep 0.1; done; return 1; }
+jq_() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+
+# ---- topology -----------------------------------------------------------
+ip link add s0 netns $S type veth peer name o0 netns $O
+xs ip link set lo up; xs ip link set s0 up; xs ip addr add 10.99.0.2/24 dev s0
+xo ip link set lo up; xo ip link set o0 up; xo ip addr add 10.99.0.1/24 dev o0
+xo ip addr add 10.99.0.9/24 dev o0 # not the router: its GUE must be refused
+for i in 80 81 82 83; do xo ip addr add 192.0.2.$i/32 dev lo; done
+xs ip route add default via 10.99.0.1
+xo sysctl -qw net.core.somaxconn=65535
+xs sysctl -qw net.ipv4.ping_group_range="0 2147483647"
+RANGE0=$(xs cat /proc/sys/net/ipv4/ip_local_port_range)
+
+cat >"$T/fleet.yaml" <<'YAML'
+ports: {range: 1024-65535, slice: 2048}
+drain: 10m
+datacenters:
+  dc1:
+    router: 10.99.0.1
+    servers: {s1: 10.99.0.2, s2: 10.99.0.3}
+    egress:
+      - {service: warp, country: GB}
+      - {service: cdn}
+prefixes:
+  - {prefix: 198.51.100.0/30, tags: {service: warp, country: GB}}
+  - {prefix: 203.0.113.0/30, tags: {service: cdn}}
+  - {prefix: 100.64.0.0/30, tags: {service: api}}
+YAML
+$SU plan --fleet "$T/fleet.yaml" --out "$T/plan" --now 1700000000 >/dev/null 2>&1
+ok $? "plan built for the test fleet"
+
+bgx $O $H gue-router gue0 10.99.0.2 6080 10.99.0.1 >/dev/null
+wait_for "xo ip link show gue0 >/dev/null 2>&1"
+xo ip link set gue0 up
+for p in 198.51.100.0/30 203.0.113.0/30 100.64.0.0/30; do xo ip route add $p dev gue0; done
+
+# ---- agent up -----------------------------------------------------------
+ip netns exec $S $SU agent --plan "$T/plan" --server s1 --iface s0 --run-dir "$RUN" 2>"$T/agent.log" &
+AGENT=$!
+PIDS+=($AGENT)
+wait_for "[ -s $RUN/assignment ]"
+ok $? "agent publishes $RUN/assignment" "$(cat "$T/agent.log")"
+export SOFTUNICAST_ASSIGNMENT=$RUN/assignment
+read -r _ WIP LO HI STATE WTAGS < <(grep '^egress 198.51.100.0 ' "$RUN/assignment")
+is "$(head -2 "$RUN/assignment" | tail -1)" "softunicast-assignment 1" "assignment file is versioned"
+is "$WIP $STATE $WTAGS" "198.51.100.0 active country=GB,service=warp" "warp slice: IP, state, tags"
+check "egress IPs on s0 as /32" sh -c "ip -n $S addr show s0 | grep -q 'inet 198.51.100.0/32' && ip -n $S addr show s0 | grep -q 'inet 203.0.113.0/32'"
+check "decap XDP program attached to s0" sh -c "ip -n $S link show s0 | grep -q 'prog/xdp'"
+check "nftables table inet softunicast_agent installed" xs nft list table inet softunicast_agent
+
+# ---- egress -------------------------------------------------------------
+bgx $O ncat -lk 192.0.2.80 8080 -v -c 'echo hello' 2>"$T/tcp.log"
+bgx $O $H udp-echo 192.0.2.80:5353 >"$T/udp.log"
+bgx $O ncat -lk 192.0.2.80 7007 -e /bin/cat
+bgx $O ncat -lk 192.0.2.80 8081 -v -c 'printf "HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nok\n"' 2>"$T/http.log"
+wait_for "xo ss -ltn | grep -q 192.0.2.80:8081"
+
+OUT=$( (sleep 1) | xs $SU connect -v --tags service=warp,country=GB 192.0.2.80 8080 2>"$T/c.err")
+is "$OUT" "hello" "TCP through the slice: origin's reply came back via GUE + decap"
+SPORT=$(grep -o 'Connection from 198.51.100.0:[0-9]*' "$T/tcp.log" | head -1 | cut -d: -f2)
+in_slice "$SPORT"; ok $? "origin saw 198.51.100.0 with a port in $LO-$HI" "$(cat "$T/tcp.log")"
+
+read -r _ CIP CLO CHI _ < <(grep '^egress 203.0.113.0 ' "$RUN/assignment")
+OUT=$(echo datagram | xs $SU connect -v -u -w 1000 --tags service=cdn 192.0.2.80 5353 2>"$T/u.err")
+is "$OUT" "datagram" "UDP echo through the cdn slice"
+UPORT=$(grep -o 'from 203.0.113.0:[0-9]*' "$T/u.err" | cut -d: -f2)
+[ -n "$UPORT" ] && [ "$UPORT" -ge "$CLO" ] && [ "$UPORT" -le "$CHI" ]
+ok $? "UDP source port $UPORT inside $CLO-$CHI"
+grep -qx "203.0.113.0:$UPORT" "$T/udp.log"; ok $? "origin saw the UDP datagram from 203.0.113.0:$UPORT" "$(cat "$T/udp.log")"
+
+OUT=$(xs $SU connect --ping -c 2 --tags service=cdn 192.0.2.80 2>&1)
+ID=$(echo "$OUT" | grep -o 'id=[0-9]*' | head -1 | cut -d= -f2)
+[ -n "$ID" ] && [ "$ID" -ge "$CLO" ] && [ "$ID" -le "$CHI" ]
+ok $? "ping: echo reply came back, identifier $ID inside the slice" "$OUT"
+
+OUT=$(xs env SOFTUNICAST_TAGS=service=warp,country=GB LD_PRELOAD=$PRELOAD curl -sS --max-time 5 http://192.0.2.80:8081/ 2>&1)
+is "$OUT" "ok" "LD_PRELOAD shim: unmodified curl egresses"
+PPORT=$(grep -o 'Connection from 198.51.100.0:[0-9]*' "$T/http.log" | head -1 | cut -d: -f2)
+in_slice "$PPORT"; ok $? "curl's source was 198.51.100.0:$PPORT, inside the slice" "$(cat "$T/http.log")"
+
+# ---- errors ---------------------------------------------------------------
+OUT=$(xs $SU connect --tags country 192.0.2.80 8080 </dev/null 2>&1); RC=$?
+is "$RC" 2 "malformed tags: exit 2"
+echo "$OUT" | grep -q "invalid tag query"; ok $? "malformed tags: clear message" "$OUT"
+OUT=$(xs $SU connect --tags service=warp,country=FR 192.0.2.80 8080 </dev/null 2>&1); RC=$?
+is "$RC" 5 "no matching egress: exit 5"
+echo "$OUT" | grep -q "no active egress of this server matches"; ok $? "no matching egress: clear message" "$OUT"
+OUT=$(xs env SOFTUNICAST_ASSIGNMENT=$T/none $SU connect --tags service=cdn 192.0.2.80 8080 </dev/null 2>&1); RC=$?
+is "$RC" 5 "no assignment published: exit 5"
+echo "$OUT" | grep -q "is the softunicast agent running"; ok $? "no assignment: clear message" "$OUT"
+
+# ---- ownership ----------------------------------------------------------
+OUT=$(xs $H blocked 198.51.100.0 50000 192.0.2.80:8080 2>&1)
+echo "$OUT" | grep -q "udp Operation not permitted"; ok $? "UDP from a port outside the slice is blocked" "$OUT"
+echo "$OUT" | grep -q "tcp connected"; [ $? != 0 ]; ok $? "TCP from a port outside the slice does not connect" "$OUT"
+BLOCKED=$(xs $SU agent status --json --run-dir "$RUN" | jq_ 'd["blocked_packets"]')
+[ "${BLOCKED:-0}" -ge 2 ]; ok $? "blocked packets are counted ($BLOCKED)"
+check "egress flows are not tracked by conntrack" sh -c "! ip netns exec $S cat /proc/net/nf_conntrack 2>/dev/null | grep -q 198.51.100.0"
+
+# ---- many connections, several destinations ---------------------------------
+bgx $O $H listen 192.0.2.81:9000 192.0.2.82:9000 192.0.2.83:9000 >/dev/null
+wait_for "xo ss -ltn | grep -q 192.0.2.83:9000"
+mkfifo "$T/hold.in"
+ip netns exec $S $H hold "$LIB" service=warp,country=GB 1700 192.0.2.81:9000 192.0.2.82:9000 \
+	192.0.2.83:9000 <"$T/hold.in" >"$T/hold.out" 2>&1 &
+HOLD=$!
+PIDS+=($HOLD)
+exec 9>"$T/hold.in"
+wait_for "[ -s $T/hold.out ]"; wait_for "[ -s $T/hold.out ]"; wait_for "[ -s $T/hold.out ]"
+R=$(cat "$T/hold.out")
+is "$(echo "$R" | jq_ 'd["ok"]')" 5100 "5100 concurrent TCP connections through one 2048-port slice" "$R"
+PORTS=$(echo "$R" | jq_ 'd["ports"]')
+[ "$PORTS" -le 2048 ] && [ "$(echo "$R" | jq_ 'd["min"]')" -ge "$LO" ] && [ "$(echo "$R" | jq_ 'd["max"]')" -le "$HI" ]
+ok $? "they share $PORTS ports, all inside $LO-$HI" "$R"
+ST=$(xs $SU agent status --run-dir "$RUN")
+echo "$ST" | grep -q "WARNING: 198.51.100.0 $LO-$HI: 83% of the slice in use toward"
+ok $? "status warns at 80% utilization toward one destination" "$ST"
+J=$(xs $SU agent status --json --run-dir "$RUN")
+U=$(echo "$J" | jq_ '[s for s in d["slices"] if s["ip"]=="198.51.100.0"][0]["ports_in_use"]')
+[ "${U:-0}" -ge 1700 ]; ok $? "status --json: ports in use from sock_diag ($U)"
+OUT=$(xs $H hold "$LIB" service=warp,country=GB 400 192.0.2.81:9000 </dev/null)
+is "$(echo "$OUT" | jq_ 'd["ok"]'),$(echo "$OUT" | jq_ 'list(d["errors"])')" \
+	"348,['every matching port slice is exhausted toward this destination']" \
+	"past 2048 to one destination: exactly the remainder connects, then a clear error"
+F=$(xs $SU agent status --json --run-dir "$RUN" | jq_ 'd["allocation_failures"]')
+is "$F" 52 "allocation failures are counted"
+exec 9>&-
+kill $HOLD 2>/dev/null; wait $HOLD 2>/dev/null
+
+# ---- plan reload keeps live connections -------------------------------------
+ip netns exec $S $H live "$LIB" service=warp,country=GB 192.0.2.80:7007 "$T/go" >"$T/live.out" 2>&1 &
+LIVE=$!
+PIDS+=($LIVE)
+wait_for "grep -q 'got before' $T/live.out"; ok $? "live connection established" "$(cat "$T/live.out")"
+sed -i 's/      - {service: cdn}/      - {service: cdn}\n      - {service: api}/' "$T/fleet.yaml"
+$SU plan --fleet "$T/fleet.yaml" --previous "$T/plan" --out "$T/plan" --now 1700000100 >/dev/null 2>&1
+ok $? "plan 2 (adds tag-set service=api) written over the plan file"
+wait_for "grep -q '^serial 2' $RUN/assignment"; ok $? "agent reloaded on the file change" "$(cat "$T/agent.log")"
+check "the new egress IP is on s0" sh -c "ip -n $S addr show s0 | grep -q 'inet 100.64.0.0/32'"
+touch "$T/go"; wait $LIVE
+grep -q "got after" "$T/live.out"; ok $? "live connection survived the reload" "$(cat "$T/live.out")"
+bgx $O ncat -lk 192.0.2.80 8082 -v -c 'echo api' 2>/dev/null
+wait_for "xo ss -ltn | grep -q 192.0.2.80:8082"
+OUT=$( (sleep 1) | xs $SU connect --tags service=api 192.0.2.80 8082 2>&1)
+is "$OUT" "api" "the new tag-set egresses after the reload"
+kill -HUP $AGENT; sleep 0.5
+grep -q "SIGHUP: reloading" "$T/agent.log"; ok $? "SIGHUP reloads"
+kill -0 $AGENT 2>/dev/null; ok $? "agent still running after SIGHUP"
+
+# ---- GUE from a non-router -------------------------------------------------
+xo $H bad-gue 10.99.0.9 10.99.0.2 6080 198.51.100.0
+sleep 0.3
+BAD=$(xs $SU agent status --json --run-dir "$RUN" | jq_ 'd["decap"]["drop_bad_source"]')
+[ "${BAD:-0}" -ge 3 ]; ok $? "GUE from a non-router source is dropped and counted ($BAD)"
+DEC=$(xs $SU agent status --json --run-dir "$RUN" | jq_ 'd["decap"]["decapsulated"]')
+[ "${DEC:-0}" -gt 0 ]; ok $? "decap counted $DEC decapsulated packets"
+
+# ---- stop restores the host ---------------------------------------------------
+kill -TERM $AGENT; wait $AGENT; RC=$?
+is "$RC" 0 "agent exits 0 on SIGTERM"
+check "egress addresses removed" sh -c "! ip -n $S addr show s0 | grep -qE '198.51.100.0|203.0.113.0|100.64.0.0'"
+check "XDP program detached" sh -c "! ip -n $S link show s0 | grep -q 'prog/xdp'"
+check "nftables table removed" sh -c "! ip netns exec $S nft list table inet softunicast_agent"
+check "assignment withdrawn" test ! -e "$RUN/assignment"
+is "$(xs cat /proc/sys/net/ipv4/ip_local_port_range)" "$RANGE0" "ip_local_port_range restored"
+
+echo "1..$N"
+[ $FAILS = 0 ]

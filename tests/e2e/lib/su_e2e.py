@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""Helpers for tests/e2e/agent.t, each run inside a network namespace.
+
+gue-router TUN SERVER PORT LOCAL  stand-in for the DC router's return path:
+    every IPv4 packet routed into TUN is sent as GUE variant 1 (outer IPv4 +
+    UDP to SERVER:PORT from LOCAL + the inner packet), what the XDP router
+    does and what the agent's decap takes apart.
+bad-gue FROM SERVER PORT INNER_DST  one GUE packet from a non-router source.
+listen IP:PORT...                  TCP listeners that never accept (backlog).
+hold LIB TAGS N IP:PORT...          N connections to each destination with
+    su_connect(); prints JSON {ok, failed, ports, min, max}; holds them until
+    stdin closes.
+live LIB TAGS IP:PORT GOFILE       one connection through su_connect to an echo
+    server: echoes 'before', waits for GOFILE, echoes 'after'.
+udp-echo IP:PORT                   UDP echo server; prints each peer IP:PORT.
+blocked SRC_IP PORT DST:PORT        UDP send and TCP connect from a port outside
+    the slice: prints what the kernel said.
+"""
+import ctypes, fcntl, json, os, resource, select, socket, struct, sys, time
+
+SOCK_STREAM = 1
+
+
+def addr(s):
+    ip, port = s.rsplit(":", 1)
+    return ip, int(port)
+
+
+def sockaddr(ip, port):
+    """struct sockaddr_in: family in host order, port and address in network order."""
+    return struct.pack("=H", socket.AF_INET) + struct.pack("!H", port) + socket.inet_aton(ip) + b"\0" * 8
+
+
+def gue_router(tun, server, port, local):
+    fd = os.open("/dev/net/tun", os.O_RDWR)
+    fcntl.ioctl(fd, 0x400454CA, struct.pack("16sH", tun.encode(), 0x0001 | 0x1000))
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((local, 0))
+    print("ready", flush=True)
+    while True:
+        pkt = os.read(fd, 65535)
+        if pkt and pkt[0] >> 4 == 4:
+            s.sendto(pkt, (server, port))
+
+
+def csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xFFFF)
+    s += s >> 16
+    return ~s & 0xFFFF
+
+
+def bad_gue(frm, server, port, inner_dst):
+    icmp = struct.pack("!BBHHH", 8, 0, 0, 2048, 1)
+    icmp = icmp[:2] + struct.pack("!H", csum(icmp)) + icmp[4:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 1, 0, 64, 1, 0,
+                     socket.inet_aton("192.0.2.80"), socket.inet_aton(inner_dst))
+    ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((frm, 0))
+    for _ in range(3):
+        s.sendto(ip + icmp, (server, port))
+
+
+def listen(targets):
+    ls = []
+    for t in targets:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(addr(t))
+        s.listen(65535)
+        ls.append(s)
+    print("ready", flush=True)
+    time.sleep(3600)
+
+
+def lib(path):
+    l = ctypes.CDLL(path)
+    l.su_connect.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_uint, ctypes.c_int, ctypes.c_int]
+    l.su_strerror.restype = ctypes.c_char_p
+    return l
+
+
+def su_connect(l, tags, ip, port):
+    sa = sockaddr(ip, port)
+    return l.su_connect(tags.encode(), sa, len(sa), SOCK_STREAM, 0)
+
+
+def hold(path, tags, n, targets):
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    l = lib(path)
+    fds, errs, ports = [], {}, set()
+    for t in targets:
+        ip, port = addr(t)
+        for _ in range(n):
+            fd = su_connect(l, tags, ip, port)
+            if fd < 0:
+                e = l.su_strerror(fd).decode()
+                errs[e] = errs.get(e, 0) + 1
+                continue
+            fds.append(fd)
+            s = socket.socket(fileno=os.dup(fd))
+            ports.add(s.getsockname()[1])
+            s.detach()
+    print(json.dumps({"ok": len(fds), "failed": sum(errs.values()), "errors": errs,
+                      "ports": len(ports), "min": min(ports) if ports else 0,
+                      "max": max(ports) if ports else 0}), flush=True)
+    sys.stdin.read()
+
+
+def live(path, tags, target, gofile):
+    l = lib(path)
+    ip, port = addr(target)
+    fd = su_connect(l, tags, ip, port)
+    if fd < 0:
+        print("connect failed:", l.su_strerror(fd).decode(), flush=True)
+        sys.exit(1)
+    s = socket.socket(fileno=fd)
+    s.settimeout(5)
+    print("port", s.getsockname()[1], flush=True)
+    s.sendall(b"before\n")
+    print("got", s.recv(100).decode().strip(), flush=True)
+    while not os.path.exists(gofile):
+        time.sleep(0.1)
+    s.sendall(b"after\n")
+    try:
+        print("got", s.recv(100).decode().strip(), flush=True)
+    except OSError as e:
+        print("error", e, flush=True)
+
+
+def udp_echo(target):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(addr(target))
+    print("ready", flush=True)
+    while True:
+        data, peer = s.recvfrom(65535)
+        print("%s:%d" % peer, flush=True)
+        s.sendto(data, peer)
+
+
+def blocked(src, port, target):
+    ip, dport = addr(target)
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind((src, port))
+    try:
+        u.sendto(b"x", (ip, dport))
+        print("udp sent")
+    except OSError as e:
+        print("udp", e.strerror)
+    t = socket.socket()
+    t.bind((src, port + 1))
+    t.settimeout(1.5)
+    try:
+        t.connect((ip, dport))
+        print("tcp connected")
+    except OSError as e:
+        print("tcp", e.strerror or "timeout")
+
+
+if __name__ == "__main__":
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "gue-router":
+        gue_router(args[0], args[1], int(args[2]), args[3])
+    elif cmd == "bad-gue":
+        bad_gue(args[0], args[1], int(args[2]), args[3])
+    elif cmd == "listen":
+        listen(args)
+    elif cmd == "hold":
+        hold(args[0], args[1], int(args[2]), args[3:])
+    elif cmd == "live":
+        live(*args)
+    elif cmd == "udp-echo":
+        udp_echo(args[0])
+    elif cmd == "blocked":
+        blocked(args[0], int(args[1]), args[2])
