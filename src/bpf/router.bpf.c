@@ -141,6 +141,7 @@ static __always_inline int icmp_frag_needed(struct xdp_md *ctx, __u32 inner_off,
 		__u8 quote[28];
 	} msg = {};
 	struct bpf_fib_lookup fib = {};
+	unsigned char mac[2 * ETH_ALEN];
 	void *data, *end;
 	struct ethhdr *eth;
 	struct iphdr *iph;
@@ -151,8 +152,10 @@ static __always_inline int icmp_frag_needed(struct xdp_md *ctx, __u32 inner_off,
 		return drop(SU_STAT_DROP_MTU);
 	data = (void *)(long)ctx->data;
 	end = (void *)(long)ctx->data_end;
-	if (inner_off > 256 || data + inner_off + sizeof(msg.quote) > end)
+	if (inner_off > 256 || data + inner_off + sizeof(msg.quote) > end ||
+	    data + sizeof(mac) > end)
 		return drop(SU_STAT_DROP_INTERNAL);
+	__builtin_memcpy(mac, data, sizeof(mac));
 	__builtin_memcpy(msg.quote, data + inner_off, sizeof(msg.quote));
 	msg.h.type = SU_ICMP_DEST_UNREACH;
 	msg.h.code = SU_ICMP_FRAG_NEEDED;
@@ -166,8 +169,14 @@ static __always_inline int icmp_frag_needed(struct xdp_md *ctx, __u32 inner_off,
 	fib.ipv4_dst = f->src;
 	fib.ifindex = ctx->ingress_ifindex;
 	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
-	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
 		return drop(SU_STAT_DROP_MTU);
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
+		/* As in encap(): the kernel forwards it and resolves the
+		 * neighbour; the frame keeps the MACs it came with. */
+		__builtin_memcpy(fib.dmac, mac, ETH_ALEN);
+		__builtin_memcpy(fib.smac, mac + ETH_ALEN, ETH_ALEN);
+	}
 
 	/* New frame: eth + IPv4 + ICMP + quote, built over the old one. */
 	len = bpf_xdp_get_buff_len(ctx);
@@ -195,6 +204,8 @@ static __always_inline int icmp_frag_needed(struct xdp_md *ctx, __u32 inner_off,
 	ipv4_csum(iph);
 	__builtin_memcpy(iph + 1, &msg, sizeof(msg));
 	count(SU_STAT_ICMP_FRAG_SENT);
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
+		return XDP_PASS;
 	if (fib.ifindex == ctx->ingress_ifindex)
 		return XDP_TX;
 	return bpf_redirect(fib.ifindex, 0);
