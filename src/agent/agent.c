@@ -279,12 +279,23 @@ static void write_state(struct agent *a)
 	struct in_addr in = { htonl(a->router) };
 	json_t *j;
 
+	json_t *added = json_array();
+
 	inet_ntop(AF_INET, &in, router, sizeof(router));
-	j = json_pack("{s:i, s:s, s:s, s:s, s:i, s:I, s:s, s:i, s:b, s:b, s:I}", "pid",
+	for (uint32_t i = 0; i < a->n_added; i++) {
+		char ip[INET_ADDRSTRLEN];
+		struct in_addr x = { htonl(a->added[i]) };
+
+		json_array_append_new(added, json_string(inet_ntop(AF_INET, &x, ip, sizeof(ip))));
+	}
+	/* "added" and "saved_range" let a restarted agent undo what a crashed
+	 * one left behind. */
+	j = json_pack("{s:i, s:s, s:s, s:s, s:i, s:I, s:s, s:i, s:b, s:b, s:I, s:o, s:s}", "pid",
 		      (int)getpid(), "plan", a->o.plan, "server", a->o.server, "iface", a->o.iface,
 		      "ifindex", a->ifindex, "serial", (json_int_t)a->cur->serial, "router", router,
 		      "gue_port", a->o.gue_port, "decap", a->o.decap, "enforce", a->o.enforce,
-		      "updated", (json_int_t)time(NULL));
+		      "updated", (json_int_t)time(NULL), "added", added, "saved_range",
+		      a->saved_range);
 	snprintf(path, sizeof(path), "%s/%s", a->o.run_dir, AGENT_STATE_NAME);
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	if (j && !json_dump_file(j, tmp, JSON_INDENT(2)))
@@ -312,6 +323,7 @@ static int host_up(struct agent *a, struct su_err *err)
 	if (rc)
 		return su_err__set(err, -rc, "ip_local_port_range: %s", strerror(-rc));
 	rc = add_addresses(a);
+	write_state(a);
 	if (rc)
 		return su_err__set(err, -rc, "adding egress addresses to %s: %s", a->o.iface,
 				   strerror(-rc));
@@ -468,8 +480,58 @@ static void loop(struct agent *a, int sfd, int ifd)
 	}
 }
 
+static void adopt_added(struct agent *a, json_t *added)
+{
+	size_t i;
+	json_t *v;
+
+	json_array_foreach(added, i, v) {
+		struct in_addr in;
+		uint32_t *n;
+
+		if (!json_is_string(v) || inet_pton(AF_INET, json_string_value(v), &in) != 1)
+			continue;
+		n = realloc(a->added, (a->n_added + 1) * sizeof(*n));
+		if (!n)
+			return;
+		a->added = n;
+		a->added[a->n_added++] = ntohl(in.s_addr);
+	}
+}
+
+/* A state file left by an agent that is gone: it crashed, so what it added
+ * (addresses, the port range change) is ours to undo.  One that is alive
+ * owns the run directory. */
+static int adopt_stale(struct agent *a, struct su_err *err)
+{
+	char path[4200];
+	json_t *j;
+	json_int_t pid;
+
+	snprintf(path, sizeof(path), "%s/%s", a->o.run_dir, AGENT_STATE_NAME);
+	j = json_load_file(path, 0, NULL);
+	if (!j)
+		return 0;
+	pid = json_integer_value(json_object_get(j, "pid"));
+	if (pid > 0 && pid != getpid() && (kill((pid_t)pid, 0) == 0 || errno == EPERM)) {
+		json_decref(j);
+		return su_err__set(err, EBUSY, "another agent (pid %lld) publishes in %s",
+				   (long long)pid, a->o.run_dir);
+	}
+	agent_log("adopting what agent pid %lld left behind (it did not stop cleanly)",
+		  (long long)pid);
+	if (json_integer_value(json_object_get(j, "ifindex")) == a->ifindex)
+		adopt_added(a, json_object_get(j, "added"));
+	snprintf(a->saved_range, sizeof(a->saved_range), "%s",
+		 json_string_value(json_object_get(j, "saved_range")) ?: "");
+	json_decref(j);
+	return 0;
+}
+
 static int prepare(struct agent *a, struct su_err *err)
 {
+	int rc;
+
 	a->ifindex = (int)if_nametoindex(a->o.iface);
 	if (!a->ifindex)
 		return su_err__set(err, ENODEV, "no interface '%s'", a->o.iface);
@@ -478,7 +540,8 @@ static int prepare(struct agent *a, struct su_err *err)
 	if ((size_t)snprintf(a->assignment_path, sizeof(a->assignment_path), "%s/assignment",
 			     a->o.run_dir) >= sizeof(a->assignment_path))
 		return su_err__set(err, ENAMETOOLONG, "--run-dir too long");
-	return load(a, &a->plan, &a->cur, &a->router, err);
+	rc = adopt_stale(a, err);
+	return rc ? rc : load(a, &a->plan, &a->cur, &a->router, err);
 }
 
 static int exit_code(int rc)
@@ -507,6 +570,7 @@ int agent_run(const struct agent_opts *o)
 		cli_fail(SU_EXIT_FAIL, "agent", "%s", err.msg[0] ? err.msg : strerror(-rc));
 		rc = -EIO;
 	} else {
+		drop_addresses(&a, false); /* adopted from a crashed agent, gone from the plan */
 		write_state(&a);
 		agent_log("server %s: %u slice(s) on %s, plan serial %llu, published %s", o->server,
 			  a.cur->n, o->iface, (unsigned long long)a.cur->serial, a.assignment_path);

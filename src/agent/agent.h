@@ -38,6 +38,7 @@ struct agent {
 	uint32_t n_added;
 	struct decap *skel;
 	bool xdp_attached, nft_installed;
+	uint32_t xdp_mode;         /* 0 (native) or XDP_FLAGS_SKB_MODE */
 	char saved_range[64];      /* ip_local_port_range before we widened it */
 };
 

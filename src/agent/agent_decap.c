@@ -2,6 +2,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <linux/if_link.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -55,6 +56,57 @@ static int sync_egress(struct agent *a)
 	return rc;
 }
 
+/* Name and id of the XDP program attached to ifindex ("" and 0: none). */
+static int attached_name(int ifindex, char *name, size_t size, uint32_t *id)
+{
+	LIBBPF_OPTS(bpf_xdp_query_opts, q);
+	struct bpf_prog_info info = { 0 };
+	uint32_t len = sizeof(info);
+	int fd;
+
+	name[0] = 0;
+	*id = 0;
+	if (bpf_xdp_query(ifindex, 0, &q) || !q.prog_id)
+		return 0;
+	*id = q.prog_id;
+	fd = bpf_prog_get_fd_by_id(q.prog_id);
+	if (fd < 0)
+		return -errno;
+	if (!bpf_obj_get_info_by_fd(fd, &info, &len))
+		snprintf(name, size, "%s", info.name);
+	close(fd);
+	return 0;
+}
+
+/* UPDATE_IF_NOEXIST: another XDP program on the interface (a router on the
+ * same box, a firewall) is not ours to replace.  A "decap" program is: an
+ * agent that crashed left it (netlink-attached XDP outlives its loader), and
+ * it is replaced atomically.  Drivers without native XDP get generic mode. */
+static int attach(int ifindex, int prog_fd, uint32_t *mode)
+{
+	char name[BPF_OBJ_NAME_LEN];
+	uint32_t id;
+	int rc = attached_name(ifindex, name, sizeof(name), &id);
+
+	if (!rc && id && !strcmp(name, "decap")) {
+		int old = bpf_prog_get_fd_by_id(id);
+		LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = old);
+
+		rc = old < 0 ? -errno : bpf_xdp_attach(ifindex, prog_fd, XDP_FLAGS_REPLACE, &opts);
+		if (old >= 0)
+			close(old);
+		return rc;
+	}
+	if (!rc)
+		rc = bpf_xdp_attach(ifindex, prog_fd, XDP_FLAGS_UPDATE_IF_NOEXIST, NULL);
+	if (rc == -EOPNOTSUPP) {
+		*mode = XDP_FLAGS_SKB_MODE;
+		rc = bpf_xdp_attach(ifindex, prog_fd,
+				    XDP_FLAGS_UPDATE_IF_NOEXIST | XDP_FLAGS_SKB_MODE, NULL);
+	}
+	return rc;
+}
+
 int agent_decap__attach(struct agent *a)
 {
 	int rc;
@@ -65,11 +117,8 @@ int agent_decap__attach(struct agent *a)
 	rc = set_config(a, true);
 	if (!rc)
 		rc = sync_egress(a);
-	/* UPDATE_IF_NOEXIST: another XDP program on the interface (a router on
-	 * the same box, a firewall) is not ours to replace. */
 	if (!rc)
-		rc = bpf_xdp_attach(a->ifindex, bpf_program__fd(a->skel->progs.decap),
-				    XDP_FLAGS_UPDATE_IF_NOEXIST, NULL);
+		rc = attach(a->ifindex, bpf_program__fd(a->skel->progs.decap), &a->xdp_mode);
 	if (rc) {
 		decap__destroy(a->skel);
 		a->skel = NULL;
@@ -96,7 +145,7 @@ void agent_decap__detach(struct agent *a)
 			    .old_prog_fd = bpf_program__fd(a->skel->progs.decap));
 
 		/* old_prog_fd + REPLACE: detach only if it is still ours. */
-		bpf_xdp_detach(a->ifindex, XDP_FLAGS_REPLACE, &opts);
+		bpf_xdp_detach(a->ifindex, XDP_FLAGS_REPLACE | a->xdp_mode, &opts);
 		a->xdp_attached = false;
 	}
 	decap__destroy(a->skel);

@@ -220,6 +220,22 @@ BAD=$(xs $SU agent status --json --run-dir "$RUN" | jq_ 'd["decap"]["drop_bad_so
 DEC=$(xs $SU agent status --json --run-dir "$RUN" | jq_ 'd["decap"]["decapsulated"]')
 [ "${DEC:-0}" -gt 0 ]; ok $? "decap counted $DEC decapsulated packets"
 
+# ---- crash and restart ---------------------------------------------------------
+kill -KILL $AGENT; wait $AGENT 2>/dev/null
+check "a killed agent leaves its XDP program behind" sh -c "ip -n $S link show s0 | grep -q 'prog/xdp'"
+ip netns exec $S $SU agent --plan "$T/plan" --server s1 --iface s0 --run-dir "$RUN" 2>"$T/agent2.log" &
+AGENT=$!
+PIDS+=($AGENT)
+wait_for "grep -q 'slice(s) on s0' $T/agent2.log"
+ok $? "a new agent starts over the leftovers (XDP replaced, table recreated)" "$(cat "$T/agent2.log")"
+grep -q "adopting what agent pid" "$T/agent2.log"; ok $? "it adopts what the crashed agent added"
+OUT=$( (sleep 1) | xs $SU connect --tags service=api 192.0.2.80 8082 2>&1)
+is "$OUT" "api" "egress works after the restart"
+ip netns exec $S $SU agent --plan "$T/plan" --server s1 --iface s0 --run-dir "$RUN" 2>"$T/agent3.log"
+RC=$?
+[ $RC = 1 ] && grep -q "another agent (pid $AGENT)" "$T/agent3.log"
+ok $? "a second agent on the same run directory refuses to start" "$(cat "$T/agent3.log")"
+
 # ---- stop restores the host ---------------------------------------------------
 kill -TERM $AGENT; wait $AGENT; RC=$?
 is "$RC" 0 "agent exits 0 on SIGTERM"
