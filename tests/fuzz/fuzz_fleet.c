@@ -47,11 +47,11 @@ static void check_stable(const struct su_fleet *f, const struct su_plan *p)
 	int ret = su_planner__run(f, p, NOW, &again, &report, &err);
 
 	if (ret) {
-		fprintf(stderr, "re-plan of an unchanged fleet failed: %s\n", err.msg);
+		fprintf(stderr, "fuzz: re-plan of an unchanged fleet failed: %s\n", err.msg);
 		abort();
 	}
 	if (!su_plan__equal(p, again) || again->serial != p->serial) {
-		fprintf(stderr, "re-plan of an unchanged fleet changed the plan\n");
+		fprintf(stderr, "fuzz: re-plan of an unchanged fleet changed the plan\n");
 		abort();
 	}
 	su_plan_report__free(&report);
@@ -69,7 +69,7 @@ static struct su_plan *replan(const struct su_fleet *f, const struct su_plan *pr
 
 	su_plan_report__free(&report);
 	if (ret && (must_fit || ret != -ENOSPC)) {
-		fprintf(stderr, "re-plan failed: %s\n", err.msg);
+		fprintf(stderr, "fuzz: re-plan failed: %s\n", err.msg);
 		abort();
 	}
 	if (p)

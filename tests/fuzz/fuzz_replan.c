@@ -53,7 +53,7 @@ static struct su_fleet *fleet(void)
 	struct su_err err;
 
 	if (!f && su_fleet__parse(k_fleet, sizeof(k_fleet) - 1, "example", &f, &err)) {
-		fprintf(stderr, "bundled fleet: %s\n", err.msg);
+		fprintf(stderr, "fuzz: bundled fleet: %s\n", err.msg);
 		abort();
 	}
 	return f;
@@ -75,7 +75,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	ret = su_planner__run(fleet(), prev, now, &p, &report, &err);
 	su_plan_report__free(&report);
 	if (ret && ret != -ENOSPC && ret != -EXDEV) {
-		fprintf(stderr, "planning against a loadable previous plan failed: %s\n", err.msg);
+		fprintf(stderr, "fuzz: planning against a loadable previous plan failed: %s\n", err.msg);
 		abort();
 	}
 	if (!ret) {
@@ -84,7 +84,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		ret = su_planner__run(fleet(), p, now, &again, &report, &err);
 		su_plan_report__free(&report);
 		if (ret || !su_plan__equal(p, again) || again->serial != p->serial) {
-			fprintf(stderr, "re-planning a fresh plan changed it (%s)\n", ret ? err.msg : "differs");
+			fprintf(stderr, "fuzz: re-planning a fresh plan changed it (%s)\n", ret ? err.msg : "differs");
 			abort();
 		}
 	}

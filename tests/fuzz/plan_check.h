@@ -35,7 +35,7 @@ static void check_demands(const struct su_plan *p)
 		}
 		for (uint32_t s = 0; s < p->n_servers; s++)
 			if (!p->servers[s].retired && p->servers[s].dc == dm->dc && held[s] != dm->slices) {
-				fprintf(stderr, "server %s holds %u slices of a tag-set asking %u\n",
+				fprintf(stderr, "fuzz: server %s holds %u slices of a tag-set asking %u\n",
 					p->servers[s].name, held[s], dm->slices);
 				abort();
 			}
@@ -80,7 +80,8 @@ static void check_plan(const struct su_plan *p)
 
 /* Every slot active in `old` still active in `cur`, same server (by name:
  * indexes shift when servers come and go), unless its server is `gone`. */
-static void check_nothing_moved(const struct su_plan *old, const struct su_plan *cur, const char *gone)
+__attribute__((unused)) static void check_nothing_moved(const struct su_plan *old,
+							const struct su_plan *cur, const char *gone)
 {
 	for (uint32_t i = 0; i < old->n_ips; i++) {
 		const struct su_plan_ip *oip = &old->ips[i], *nip = su_plan__find_ip(cur, oip->ip);
@@ -94,11 +95,11 @@ static void check_nothing_moved(const struct su_plan *old, const struct su_plan 
 			owner = old->servers[os->server].name;
 			ns = nip ? su_plan__slot(cur, nip, su_plan__slot_lo(old, s)) : NULL;
 			if (!ns || ns->server < 0 || strcmp(cur->servers[ns->server].name, owner)) {
-				fprintf(stderr, "slot %u of IP %#x moved away from %s\n", s, oip->ip, owner);
+				fprintf(stderr, "fuzz: slot %u of IP %#x moved away from %s\n", s, oip->ip, owner);
 				abort();
 			}
 			if (ns->state != (gone && !strcmp(owner, gone) ? SU_DRAINING : SU_ACTIVE)) {
-				fprintf(stderr, "slot %u of IP %#x of %s is %s\n", s, oip->ip, owner,
+				fprintf(stderr, "fuzz: slot %u of IP %#x of %s is %s\n", s, oip->ip, owner,
 					su_state__name(ns->state));
 				abort();
 			}
@@ -133,11 +134,12 @@ static void check_round_trip(const struct su_plan *p)
 	if (!buf || pread(STDOUT_FILENO, buf, (size_t)len, 0) != len)
 		abort();
 	if (su_plan__parse(buf, (size_t)len, "round-trip", &back, &err)) {
-		fprintf(stderr, "the plan's own snapshot does not load: %s\n%.*s\n", err.msg, (int)len, buf);
+		fprintf(stderr, "%.*s\nfuzz: the plan's own snapshot (above) does not load: %s\n", (int)len, buf,
+			err.msg);
 		abort();
 	}
 	if (!su_plan__equal(p, back) || back->serial != p->serial) {
-		fprintf(stderr, "the plan's snapshot loads as a different plan\n%.*s\n", (int)len, buf);
+		fprintf(stderr, "%.*s\nfuzz: the plan's snapshot (above) loads as a different plan\n", (int)len, buf);
 		abort();
 	}
 	su_plan__free(back);

@@ -42,8 +42,7 @@ is_open() {
 }
 
 show_log() {
-	grep -E 'ERROR|SUMMARY|runtime error|Test unit written|==[0-9]+==|^#[0-9]+ .*(DONE|pulse)' "$1" |
-		tail -n 12 | sed 's/^/#   /'
+	grep -E '^fuzz: |ERROR|SUMMARY|runtime error|Test unit written' "$1" | tail -n 12 | sed 's/^/#   /'
 }
 
 report() { # status name log [directive]
