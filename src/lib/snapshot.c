@@ -141,7 +141,8 @@ struct loader {
 	uint64_t records;
 	int ip; /* the IP the following slot lines belong to, -1 before any */
 	int stage; /* record kinds must come in order */
-	char key[512];
+	char *key; /* look-up key being built (set_key) */
+	size_t key_cap;
 };
 
 __attribute__((format(printf, 2, 3))) static int bad(struct loader *l, const char *fmt, ...)
@@ -166,8 +167,35 @@ static int parse_u64(const char *s, uint64_t max, uint64_t *out)
 	return errno || *end || *out > max ? -EINVAL : 0;
 }
 
+/* Keys join a few fields ("name/addr/dc"); tag-sets make them arbitrarily
+ * long, so the buffer grows. */
+__attribute__((format(printf, 2, 3))) static int set_key(struct loader *l, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(l->key, l->key_cap, fmt, ap);
+	va_end(ap);
+	if (n >= 0 && (size_t)n < l->key_cap)
+		return 0;
+	free(l->key);
+	l->key_cap = (size_t)n + 64;
+	l->key = malloc(l->key_cap);
+	if (!l->key) {
+		l->key_cap = 0;
+		return -ENOMEM;
+	}
+	va_start(ap, fmt);
+	vsnprintf(l->key, l->key_cap, fmt, ap);
+	va_end(ap);
+	return 0;
+}
+
 static int lookup(struct loader *l, struct su_strmap *m, const char *what, uint32_t *idx)
 {
+	if (!l->key)
+		return -ENOMEM;
 	if (su_strmap__get(m, l->key, idx))
 		return bad(l, "unknown %s '%s'", what, l->key);
 	return 0;
@@ -257,8 +285,8 @@ static int parse_dc(struct loader *l, char **f, int n)
 
 static int server_key(struct loader *l, const char *name, const char *addr, const char *dc)
 {
-	if ((size_t)snprintf(l->key, sizeof(l->key), "%s/%s/%s", name, addr, dc) >= sizeof(l->key))
-		return bad(l, "name too long");
+	if (set_key(l, "%s/%s/%s", name, addr, dc))
+		return -ENOMEM;
 	return 0;
 }
 
@@ -270,7 +298,7 @@ static int parse_server(struct loader *l, char **f, int n)
 
 	if (ret)
 		return ret;
-	snprintf(l->key, sizeof(l->key), "%s", f[2]);
+	set_key(l, "%s", f[2]);
 	if ((ret = lookup(l, &l->dcs, "data center", &dc)))
 		return ret;
 	if (su_addr__parse(f[3], &addr))
@@ -295,7 +323,7 @@ static int parse_prefix_dcs(struct loader *l, char *list, uint32_t *dcs, uint32_
 
 		if (*n >= l->p->n_dcs)
 			return bad(l, "data center list too long");
-		snprintf(l->key, sizeof(l->key), "%s", name);
+		set_key(l, "%s", name);
 		if ((ret = lookup(l, &l->dcs, "data center", &dcs[*n])))
 			return ret;
 		for (uint32_t i = 0; i < *n; i++)
@@ -320,8 +348,8 @@ static int parse_prefix(struct loader *l, char **f, int n)
 		ret = parse_tags_field(l, f[2], &tags);
 	if (!ret)
 		ret = parse_prefix_dcs(l, f[3], dcs, &n_dcs);
-	if (!ret && (size_t)snprintf(l->key, sizeof(l->key), "%s/%s", f[1], f[2]) >= sizeof(l->key))
-		ret = bad(l, "tags too long");
+	if (!ret && set_key(l, "%s/%s", f[1], f[2]))
+		ret = -ENOMEM;
 	if (!ret)
 		ret = su_plan__add_prefix(l->p, &px, &tags, dcs, n_dcs, retired);
 	if (ret >= 0)
@@ -341,15 +369,15 @@ static int parse_demand(struct loader *l, char **f, int n)
 
 	if (ret)
 		return ret;
-	snprintf(l->key, sizeof(l->key), "%s", f[1]);
+	set_key(l, "%s", f[1]);
 	if ((ret = lookup(l, &l->dcs, "data center", &dc)))
 		return ret;
 	if (parse_u64(f[3], SU_MAX_SLICES_PER_SERVER, &slices) || !slices)
 		return bad(l, "bad slice count '%s'", f[3]);
 	if ((ret = parse_tags_field(l, f[2], &tags)))
 		return ret;
-	if ((size_t)snprintf(l->key, sizeof(l->key), "%s/%s", f[1], f[2]) >= sizeof(l->key))
-		ret = bad(l, "tags too long");
+	if (set_key(l, "%s/%s", f[1], f[2]))
+		ret = -ENOMEM;
 	if (!ret)
 		ret = su_plan__add_demand(l->p, dc, &tags, (uint32_t)slices, retired);
 	if (ret >= 0)
@@ -394,13 +422,13 @@ static int parse_ip(struct loader *l, char **f, int n)
 		return bad(l, "bad address '%s'", f[1]);
 	if (l->ip >= 0 && l->p->ips[l->ip].ip >= ip.ip)
 		return bad(l, "IPs out of order at %s", f[1]);
-	snprintf(l->key, sizeof(l->key), "%s", f[2]);
+	set_key(l, "%s", f[2]);
 	if ((ret = lookup(l, &l->dcs, "data center", &dc)))
 		return ret;
-	snprintf(l->key, sizeof(l->key), "%s/%s", f[3], f[4]);
+	set_key(l, "%s/%s", f[3], f[4]);
 	if ((ret = lookup(l, &l->prefixes, "prefix", &prefix)))
 		return ret;
-	snprintf(l->key, sizeof(l->key), "%s/%s", f[2], f[5]);
+	set_key(l, "%s/%s", f[2], f[5]);
 	if ((ret = lookup(l, &l->demands, "tag-set", &demand)))
 		return ret;
 	if ((ret = parse_state(l, f, n, 6, &ip.state, &ip.deadline)))
@@ -550,6 +578,7 @@ int su_plan__parse(const char *buf, size_t len, const char *name, struct su_plan
 	su_strmap__free(&l.servers);
 	su_strmap__free(&l.prefixes);
 	su_strmap__free(&l.demands);
+	free(l.key);
 	free(copy);
 	if (ret) {
 		su_plan__free(l.p);
