@@ -545,15 +545,15 @@ static void print_cost(const struct su_plan_cost *c, const struct shape *s)
 {
 	double used = (double)c->active_ips;
 
-	printf("\naddresses (IPv4)                         count   vs. used\n");
-	printf("  used by the plan (active)         %10llu     1.00x\n", (unsigned long long)c->active_ips);
-	printf("  lower bound: sum ceil(slices/31)  %10llu     %.2fx\n", (unsigned long long)c->lower_bound,
-	       used ? (double)c->lower_bound / used : 0);
-	printf("  peer: one IP per server per tag-set %8llu   %6.2fx   (%.1f%% saved by soft-unicast)\n",
+	printf("\n%-40s %10s %9s\n", "addresses (IPv4)", "count", "vs. used");
+	printf("  %-38s %10llu %8.2fx\n", "used by the plan (active)", (unsigned long long)c->active_ips, 1.0);
+	printf("  %-38s %10llu %8.2fx\n", "lower bound: sum ceil(slices / 31)",
+	       (unsigned long long)c->lower_bound, used ? (double)c->lower_bound / used : 0);
+	printf("  %-38s %10llu %8.2fx   (soft-unicast saves %.1f%%)\n", "peer: one IP per server per tag-set",
 	       (unsigned long long)c->per_server, used ? (double)c->per_server / used : 0,
 	       c->per_server ? 100.0 * (1.0 - used / (double)c->per_server) : 0);
-	printf("  egress pool in the fleet          %10u     %.2fx%s\n", s->n_ips, used ? s->n_ips / used : 0,
-	       c->per_server > s->n_ips ? "   (the peer would not even fit in it)" : "");
+	printf("  %-38s %10u %8.2fx%s\n", "egress pool in the fleet", s->n_ips, used ? s->n_ips / used : 0,
+	       c->per_server > s->n_ips ? "   (too small for the peer)" : "");
 	printf("  slices: %llu active, %llu free in used IPs (%.1f%% of slots used)\n",
 	       (unsigned long long)c->slices_active, (unsigned long long)c->slices_free,
 	       c->slices_active + c->slices_free
