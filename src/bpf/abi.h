@@ -111,10 +111,22 @@ struct su_frag_val {
 	__u32 kind; /* SU_TARGET_* */
 };
 
-/* su_targets (per-CPU): target address (be32) -> packets forwarded to it. */
+/* su_targets (per-CPU LRU): target address (be32) -> packets forwarded to it,
+ * and the next hop bpf_fib_lookup() found for it.  The lookup is the most
+ * expensive step of a packet (about half its cost), so its answer is reused
+ * for SU_NH_TTL_NS: route and neighbour changes apply within that time. */
+#define SU_NH_TTL_NS (250ull * 1000 * 1000)
+
 struct su_target_val {
 	__u64 packets;
 	__u64 bytes;
+	__u64 nh_expires;    /* bpf_ktime_get_coarse_ns() deadline, 0: none */
+	__u32 nh_ifindex;    /* egress interface */
+	__u32 nh_in_ifindex; /* ingress interface the lookup was made for */
+	__u16 nh_ok_len;     /* largest outer length the MTU check passed */
+	__u8 nh_dmac[6];
+	__u8 nh_smac[6];
+	__u16 pad;
 };
 
 /* su_meta[0]: what the loader attached, so `router stats` and `router
@@ -136,7 +148,7 @@ struct su_meta {
 _Static_assert(sizeof(struct su_ip_val) == 12, "su_ip_val layout");
 _Static_assert(sizeof(struct su_frag_key) == 12, "su_frag_key layout");
 _Static_assert(sizeof(struct su_frag_val) == 8, "su_frag_val layout");
-_Static_assert(sizeof(struct su_target_val) == 16, "su_target_val layout");
+_Static_assert(sizeof(struct su_target_val) == 48, "su_target_val layout");
 _Static_assert(sizeof(struct su_meta) == 56, "su_meta layout");
 
 #ifndef __bpf__

@@ -107,18 +107,44 @@ static __always_inline int pass(void)
 	return XDP_PASS;
 }
 
-static __always_inline void count_target(__be32 target, __u32 bytes)
+/* The cached next hop of target for a packet of outer_len bytes that came
+ * in on ifindex, or NULL when a real lookup is due. */
+static __always_inline struct su_target_val *nh_cached(__be32 target, __u32 ifindex,
+						       __u32 outer_len, __u64 now)
 {
 	struct su_target_val *v = bpf_map_lookup_elem(&su_targets, &target);
 
-	if (v) {
-		v->packets++;
-		v->bytes += bytes;
-		return;
-	}
-	struct su_target_val init = { .packets = 1, .bytes = bytes };
+	if (v && v->nh_expires > now && v->nh_in_ifindex == ifindex && outer_len <= v->nh_ok_len)
+		return v;
+	return NULL;
+}
 
-	bpf_map_update_elem(&su_targets, &target, &init, BPF_NOEXIST);
+/* Remembers a successful lookup (per CPU: no locking) and returns the
+ * entry to count the packet in. */
+static __always_inline struct su_target_val *nh_store(__be32 target, __u32 ifindex,
+						      __u32 outer_len, __u64 now,
+						      const struct bpf_fib_lookup *fib)
+{
+	struct su_target_val *v = bpf_map_lookup_elem(&su_targets, &target);
+
+	if (!v) {
+		struct su_target_val init = {};
+
+		bpf_map_update_elem(&su_targets, &target, &init, BPF_NOEXIST);
+		v = bpf_map_lookup_elem(&su_targets, &target);
+		if (!v)
+			return NULL;
+	}
+	if (v->nh_expires <= now || v->nh_in_ifindex != ifindex || v->nh_ifindex != fib->ifindex)
+		v->nh_ok_len = 0;
+	if (outer_len > v->nh_ok_len)
+		v->nh_ok_len = outer_len;
+	v->nh_expires = now + SU_NH_TTL_NS;
+	v->nh_ifindex = fib->ifindex;
+	v->nh_in_ifindex = ifindex;
+	__builtin_memcpy(v->nh_dmac, fib->dmac, ETH_ALEN);
+	__builtin_memcpy(v->nh_smac, fib->smac, ETH_ALEN);
+	return v;
 }
 
 static __always_inline void ipv4_csum(struct iphdr *iph)
@@ -219,33 +245,42 @@ static __always_inline int encap(struct xdp_md *ctx, __u32 inner_off, const stru
 	struct bpf_fib_lookup fib = {};
 	__u32 inner_len = bpf_ntohs(f->tot_len);
 	__u32 outer_len = inner_len + SU_ENCAP_LEN;
+	__u32 in_ifindex = ctx->ingress_ifindex;
+	__u64 now = bpf_ktime_get_coarse_ns();
+	struct su_target_val *nh;
 	unsigned char mac[2 * ETH_ALEN];
 	struct ethhdr *eth;
 	struct iphdr *iph;
 	struct udphdr *uh;
 	void *data, *end;
-	int delta, rc;
+	int delta, rc = BPF_FIB_LKUP_RET_SUCCESS;
 
 	if (outer_len > 0xffff)
 		return drop(SU_STAT_DROP_MTU);
-	fib.family = AF_INET;
-	fib.l4_protocol = IPPROTO_UDP;
-	fib.sport = su_flow_sport(f);
-	fib.dport = cfg_gue_port;
-	fib.tot_len = outer_len; /* the helper checks it against the egress MTU */
-	fib.ipv4_src = cfg_router;
-	fib.ipv4_dst = target;
-	fib.ifindex = ctx->ingress_ifindex;
-	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
-	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
-		/* We cannot fragment in XDP; a DF-clear packet is dropped (the
-		 * deployment should give the DC network MTU >= edge MTU + 28). */
-		if (!f->df)
-			return drop(SU_STAT_DROP_MTU);
-		return icmp_frag_needed(ctx, inner_off, f, fib.mtu_result);
+	nh = nh_cached(target, in_ifindex, outer_len, now);
+	if (!nh) {
+		fib.family = AF_INET;
+		fib.l4_protocol = IPPROTO_UDP;
+		fib.sport = su_flow_sport(f);
+		fib.dport = cfg_gue_port;
+		fib.tot_len = outer_len; /* the helper checks it against the egress MTU */
+		fib.ipv4_src = cfg_router;
+		fib.ipv4_dst = target;
+		fib.ifindex = in_ifindex;
+		rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+		if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
+			/* We cannot fragment in XDP; a DF-clear packet is dropped
+			 * (the deployment should give the DC network MTU >= edge
+			 * MTU + 28). */
+			if (!f->df)
+				return drop(SU_STAT_DROP_MTU);
+			return icmp_frag_needed(ctx, inner_off, f, fib.mtu_result);
+		}
+		if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
+			return drop(SU_STAT_DROP_FIB);
+		if (rc == BPF_FIB_LKUP_RET_SUCCESS)
+			nh = nh_store(target, in_ifindex, outer_len, now, &fib);
 	}
-	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
-		return drop(SU_STAT_DROP_FIB);
 
 	data = (void *)(long)ctx->data;
 	end = (void *)(long)ctx->data_end;
@@ -278,12 +313,11 @@ static __always_inline int encap(struct xdp_md *ctx, __u32 inner_off, const stru
 	iph->saddr = cfg_router;
 	iph->daddr = target;
 	ipv4_csum(iph);
-	uh->source = fib.sport;
+	uh->source = su_flow_sport(f);
 	uh->dest = cfg_gue_port;
 	uh->len = bpf_htons(inner_len + sizeof(*uh));
 	uh->check = 0; /* RFC 768: zero = no checksum; fou accepts it */
 	eth->h_proto = bpf_htons(ETH_P_IP);
-	count_target(target, outer_len);
 
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
 		/* Next hop not in the neighbour table yet: let the kernel
@@ -295,12 +329,16 @@ static __always_inline int encap(struct xdp_md *ctx, __u32 inner_off, const stru
 		count(SU_STAT_NEIGH_MISS);
 		return XDP_PASS;
 	}
-	__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
+	if (!nh)
+		return drop(SU_STAT_DROP_INTERNAL);
+	__builtin_memcpy(eth->h_dest, nh->nh_dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, nh->nh_smac, ETH_ALEN);
+	nh->packets++;
+	nh->bytes += outer_len;
 	count(stat);
-	if (fib.ifindex == ctx->ingress_ifindex)
+	if (nh->nh_ifindex == in_ifindex)
 		return XDP_TX;
-	return bpf_redirect(fib.ifindex, 0);
+	return bpf_redirect(nh->nh_ifindex, 0);
 }
 
 /* Packet at inner_off is addressed to egress IP `ipv`; parse cursor c is at
@@ -399,8 +437,8 @@ static __always_inline int backbone_in(struct xdp_md *ctx, struct su_cursor *c,
 	return dispatch(ctx, c, off, ipv, 1);
 }
 
-SEC("xdp")
-int su_router(struct xdp_md *ctx)
+/* The whole program, inlinable: bench/router wraps it. */
+static __always_inline int su_router_main(struct xdp_md *ctx)
 {
 	struct su_cursor c = {
 		.pos = (void *)(long)ctx->data,
@@ -419,6 +457,12 @@ int su_router(struct xdp_md *ctx)
 	if (!ipv)
 		return pass();
 	return dispatch(ctx, &c, sizeof(*eth), ipv, 0);
+}
+
+SEC("xdp")
+int su_router(struct xdp_md *ctx)
+{
+	return su_router_main(ctx);
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,131 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Helper programs of bench/router (not part of the product).
+ *
+ * BPF_PROG_TEST_RUN with `repeat` runs a program again and again on the
+ * same buffer without resetting it (and live frames recycle pages without
+ * re-copying the data), so a program that encapsulates would see its own
+ * output from the second run on.  The bench_* programs therefore first put
+ * the frame back as it was (length and first 64 bytes, from bench_tmpl),
+ * then run the code under test; the restore-only program measures what that
+ * costs, so it can be subtracted:
+ *   bench_restore         restore, XDP_TX
+ *   bench_bounce          restore + the baseline: parse Ethernet + IPv4 like
+ *                         the router does, swap the MACs, XDP_TX
+ *   bench_router          restore + the router (router.bpf.c, compiled in);
+ *   xdp_gen     the traffic generator, run with BPF_PROG_TEST_RUN live
+ *               frames: varies the UDP source port over `flows` values and
+ *               transmits (XDP_TX out of the generator's veth);
+ *   xdp_sink    counts and drops what reaches the sink;
+ *   xdp_pass    lets a veth receive XDP frames from its peer. */
+/* The router itself: su_router_main() is its whole program. */
+#include "bpf/router.bpf.c"
+
+#define TMPL_BYTES 64
+
+struct tmpl {
+	__u32 len;
+	__u8 bytes[TMPL_BYTES];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tmpl);
+} bench_tmpl SEC(".maps");
+
+static __always_inline int restore(struct xdp_md *ctx)
+{
+	__u32 k = 0, len = bpf_xdp_get_buff_len(ctx);
+	struct tmpl *t = bpf_map_lookup_elem(&bench_tmpl, &k);
+	void *data, *end;
+
+	if (!t)
+		return -1;
+	/* The code under test only ever prepends (or rewrites in place). */
+	if (len != t->len && bpf_xdp_adjust_head(ctx, (int)len - (int)t->len))
+		return -1;
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	if (data + TMPL_BYTES > end)
+		return -1;
+	__builtin_memcpy(data, t->bytes, TMPL_BYTES);
+	return 0;
+}
+
+static __always_inline int bounce(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *iph = (void *)(eth + 1);
+	unsigned char tmp[ETH_ALEN];
+
+	if ((void *)(iph + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP) || iph->version != 4)
+		return XDP_PASS;
+	__builtin_memcpy(tmp, eth->h_dest, ETH_ALEN);
+	__builtin_memcpy(eth->h_dest, eth->h_source, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, tmp, ETH_ALEN);
+	return XDP_TX;
+}
+
+SEC("xdp")
+int bench_restore(struct xdp_md *ctx)
+{
+	return restore(ctx) ? XDP_ABORTED : XDP_TX;
+}
+
+SEC("xdp")
+int bench_bounce(struct xdp_md *ctx)
+{
+	return restore(ctx) ? XDP_ABORTED : bounce(ctx);
+}
+
+SEC("xdp")
+int bench_router(struct xdp_md *ctx)
+{
+	return restore(ctx) ? XDP_ABORTED : su_router_main(ctx);
+}
+
+const volatile __u32 flows = 1;
+const volatile __u16 sport_base = 1024;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps"); /* 0: sink packets, 1: generator sequence */
+
+SEC("xdp")
+int xdp_gen(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	struct udphdr *uh = data + sizeof(struct ethhdr) + sizeof(struct iphdr);
+	__u32 k = 1;
+	__u64 *seq = bpf_map_lookup_elem(&counters, &k);
+
+	if ((void *)(uh + 1) > end || !seq)
+		return XDP_ABORTED;
+	/* UDP checksum 0 (none): the port can change freely. */
+	uh->source = bpf_htons(sport_base + (*seq)++ % flows);
+	return XDP_TX;
+}
+
+SEC("xdp")
+int xdp_sink(struct xdp_md *ctx)
+{
+	__u32 k = 0;
+	__u64 *n = bpf_map_lookup_elem(&counters, &k);
+
+	if (n)
+		*n += 1;
+	return XDP_DROP;
+}
+
+SEC("xdp")
+int xdp_pass(struct xdp_md *ctx)
+{
+	return XDP_PASS;
+}
+
+/* LICENSE comes with router.bpf.c. */

@@ -1,0 +1,648 @@
+/* bench/router: what the XDP router costs and how much it forwards.
+ *
+ * 1. Per-packet cost of each router path, BPF_PROG_TEST_RUN with live frames
+ *    (the frame is reset for every repetition, XDP_TX really transmits, the
+ *    JIT is on), printed beside a baseline program that only parses Ethernet
+ *    + IPv4 and bounces the frame (XDP_TX), measured in the same run.
+ * 2. Packets per second through a router namespace, one generator (an XDP
+ *    program run with live frames, XDP_TX out of a veth) feeding in turn:
+ *    softunicast XDP, Linux forwarding with an nftables stateful SNAT rule,
+ *    plain Linux forwarding.  The sink counts what comes out in XDP.
+ *
+ * Needs root.  A benchmark, not a test: it prints figures and never fails on
+ * them.  Namespaces are named su-bench-*-PID and removed on exit. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <dirent.h>
+#include <net/if.h>
+#include <linux/if_link.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "../../tests/bpf/pktbuild.h"
+#include "bench_router.skel.h"
+#include "router.skel.h"
+
+struct opts {
+	unsigned repeat, runs, flows;
+	unsigned long gen_packets;
+	int skip_cost, skip_pps;
+};
+
+static char ns_cost[64], ns_gen[64], ns_rtr[64], ns_sink[64];
+static int jit; /* read in the initial namespace: net.core.bpf_jit_enable is global */
+static int ns_self = -1;
+
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...)
+{
+	char cmd[1024];
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	rc = system(cmd);
+	if (rc)
+		fprintf(stderr, "bench/router: failed (%d): %s\n", rc, cmd);
+	return rc;
+}
+
+static int enter(const char *ns)
+{
+	char path[128];
+	int fd, rc;
+
+	if (!ns)
+		return setns(ns_self, CLONE_NEWNET);
+	snprintf(path, sizeof(path), "/run/netns/%s", ns);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	rc = setns(fd, CLONE_NEWNET);
+	close(fd);
+	return rc;
+}
+
+static void cleanup(void)
+{
+	const char *all[] = { ns_cost, ns_gen, ns_rtr, ns_sink };
+
+	enter(NULL);
+	for (size_t i = 0; i < 4; i++)
+		if (all[i][0]) {
+			char cmd[160];
+
+			snprintf(cmd, sizeof(cmd), "ip netns del %s 2>/dev/null", all[i]);
+			if (system(cmd)) {
+				/* already gone */
+			}
+		}
+}
+
+static void on_signal(int sig)
+{
+	cleanup();
+	_exit(128 + sig);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* ---- part 1: per-packet cost ---- */
+
+static const uint8_t MAC_A[6] = { 2, 0, 0, 0, 0, 1 }, MAC_B[6] = { 2, 0, 0, 0, 0, 2 };
+#define ROUTER IP4(10, 0, 0, 1)
+#define ROUTER_B IP4(10, 2, 0, 1)
+#define SRV_A IP4(10, 1, 0, 11)
+#define ORIGIN IP4(203, 0, 113, 9)
+#define EG_LOCAL IP4(198, 51, 100, 1)
+#define EG_B IP4(198, 51, 100, 2)
+#define PORT_A 40000
+
+static void frame(struct pb *p)
+{
+	pb_eth(p, MAC_A, MAC_B, ETH_P_IP);
+}
+
+static void tcp_to(struct pb *p, uint32_t dst, uint16_t dport)
+{
+	pb_fill(p, 16, 0x42); /* 70-byte frames: the restore rewrites 64 */
+	pb_tcp(p, 443, dport);
+	pb_ip(p, ORIGIN, dst, IPPROTO_TCP, 0x1234, PB_DF, 57);
+	frame(p);
+}
+
+static void p_local(struct pb *p) { tcp_to(p, EG_LOCAL, PORT_A); }
+static void p_remote(struct pb *p) { tcp_to(p, EG_B, PORT_A); }
+static void p_noslice(struct pb *p) { tcp_to(p, EG_LOCAL, 10240); }
+static void p_pass(struct pb *p) { tcp_to(p, IP4(192, 0, 2, 77), PORT_A); }
+
+static void p_backbone(struct pb *p)
+{
+	pb_fill(p, 16, 0x42);
+	pb_tcp(p, 443, PORT_A);
+	pb_ip(p, ORIGIN, EG_LOCAL, IPPROTO_TCP, 0x1234, PB_DF, 57);
+	pb_udp(p, 50000, 6080);
+	pb_ip(p, ROUTER_B, ROUTER, IPPROTO_UDP, 0, PB_DF, 62);
+	frame(p);
+}
+
+static void p_icmp(struct pb *p)
+{
+	pb_fill(p, 8, 0);
+	pb_udp(p, PORT_A, 53);
+	pb_ip(p, EG_LOCAL, ORIGIN, IPPROTO_UDP, 9, PB_DF, 1);
+	pb_icmp(p, SU_ICMP_DEST_UNREACH, 3, 0, 0);
+	pb_ip(p, IP4(192, 0, 2, 254), EG_LOCAL, IPPROTO_ICMP, 5, 0, 250);
+	frame(p);
+}
+
+static void p_frag_first(struct pb *p)
+{
+	pb_fill(p, 32, 0x31);
+	pb_udp(p, 53, PORT_A);
+	pb_ip(p, ORIGIN, EG_LOCAL, IPPROTO_UDP, 0x7777, PB_MF, 60);
+	frame(p);
+}
+
+static void p_frag_later(struct pb *p)
+{
+	pb_fill(p, 40, 0x32);
+	pb_ip(p, ORIGIN, EG_LOCAL, IPPROTO_UDP, 0x7777, 3, 60);
+	frame(p);
+}
+
+/* ns per packet: median of o->runs runs of BPF_PROG_TEST_RUN with `repeat`
+ * (the kernel times the loop and divides).  The bench_* programs restore
+ * the frame first, see bench_router.bpf.c. */
+static int64_t cost(struct bench_router *b, int prog, void (*build)(struct pb *), int ifindex,
+		    const struct opts *o)
+{
+	static struct pb p;
+	uint64_t t[32];
+	unsigned runs = o->runs > 32 ? 32 : o->runs;
+	struct {
+		uint32_t len;
+		uint8_t bytes[64];
+	} tmpl;
+	uint32_t k = 0;
+
+	pb_init(&p);
+	build(&p);
+	tmpl.len = (uint32_t)pb_len(&p);
+	memcpy(tmpl.bytes, pb_data(&p), sizeof(tmpl.bytes));
+	if (pb_len(&p) < sizeof(tmpl.bytes) ||
+	    bpf_map__update_elem(b->maps.bench_tmpl, &k, 4, &tmpl, sizeof(tmpl), 0))
+		return -EINVAL;
+	for (unsigned r = 0; r < runs; r++) {
+		struct xdp_md ctx = { .ingress_ifindex = ifindex, .data_end = pb_len(&p) };
+		LIBBPF_OPTS(bpf_test_run_opts, ro, .data_in = pb_data(&p),
+			    .data_size_in = pb_len(&p), .ctx_in = &ctx, .ctx_size_in = sizeof(ctx),
+			    .repeat = o->repeat);
+
+		if (bpf_prog_test_run_opts(prog, &ro))
+			return -errno;
+		if (ro.retval == XDP_ABORTED)
+			return -EPROTO;
+		t[r] = ro.duration;
+	}
+	qsort(t, runs, sizeof(t[0]), cmp_u64);
+	return (int64_t)t[runs / 2];
+}
+
+static uint64_t stat_sum(struct bpf_map *stats, uint32_t stat)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	uint64_t v[ncpu], n = 0;
+
+	if (bpf_map__lookup_elem(stats, &stat, 4, v, sizeof(v), 0))
+		return 0;
+	for (int i = 0; i < ncpu; i++)
+		n += v[i];
+	return n;
+}
+
+struct router_maps {
+	struct bpf_map *ips, *slots, *routers;
+};
+
+static int fill_router(const struct router_maps *r)
+{
+	struct su_ip_val local = { .flags = SU_IP_LOCAL }, remote = { .router = htonl(ROUTER_B) };
+	__be32 k, srv = htonl(SRV_A);
+	uint32_t idx = (PORT_A >> 11) - 1, dc = 1;
+	int err = 0;
+
+	k = htonl(EG_LOCAL);
+	err |= bpf_map__update_elem(r->ips, &k, 4, &local, sizeof(local), 0);
+	k = htonl(EG_B);
+	err |= bpf_map__update_elem(r->ips, &k, 4, &remote, sizeof(remote), 0);
+	err |= bpf_map__update_elem(r->slots, &idx, 4, &srv, 4, 0);
+	k = htonl(ROUTER_B);
+	err |= bpf_map__update_elem(r->routers, &k, 4, &dc, 4, 0);
+	return err ? -1 : 0;
+}
+
+static int jit_on(void)
+{
+	FILE *f = fopen("/proc/sys/net/core/bpf_jit_enable", "r");
+	int on = 0;
+
+	if (f) {
+		on = fgetc(f) == '1';
+		fclose(f);
+	}
+	return on;
+}
+
+static struct router *open_router(uint32_t router_addr)
+{
+	struct router *r = router__open();
+	struct bpf_map *m;
+
+	if (!r)
+		return NULL;
+	bpf_object__for_each_map(m, r->obj)
+		bpf_map__set_pin_path(m, NULL);
+	r->rodata->cfg_router = htonl(router_addr);
+	r->rodata->cfg_gue_port = htons(6080);
+	r->rodata->cfg_slice_shift = 11;
+	r->rodata->cfg_first_slice = 1;
+	r->rodata->cfg_slices_per_ip = 31;
+	if (router__load(r)) {
+		router__destroy(r);
+		return NULL;
+	}
+	return r;
+}
+
+static int part_cost(struct bench_router *b, const struct opts *o)
+{
+	static const struct {
+		const char *name;
+		void (*build)(struct pb *);
+		const char *verdict;
+		int stat; /* the outcome every packet of the run must count in */
+	} paths[] = {
+		{ "local slice -> server", p_local, "TX", SU_STAT_FWD_LOCAL },
+		{ "remote DC -> router", p_remote, "TX", SU_STAT_FWD_REMOTE },
+		{ "backbone in -> server", p_backbone, "TX", SU_STAT_FWD_LOCAL },
+		{ "ICMP error -> server", p_icmp, "TX", SU_STAT_FWD_LOCAL },
+		{ "later fragment -> server", p_frag_later, "TX", SU_STAT_FWD_LOCAL },
+		{ "drop: no slice", p_noslice, "DROP", SU_STAT_DROP_NO_SLICE },
+		{ "pass: not an egress IP", p_pass, "PASS", SU_STAT_PASS },
+	};
+	struct router_maps rm = { b->maps.su_ips, b->maps.su_slots, b->maps.su_routers };
+	int ifindex, prog, base, rest;
+
+	snprintf(ns_cost, sizeof(ns_cost), "su-bench-cost-%d", getpid());
+	if (sh("ip netns add %s", ns_cost) || enter(ns_cost))
+		return -1;
+	if (sh("ip link set lo up && ip link add su0 address 02:00:00:00:00:01 type veth peer "
+	       "name su0p address 02:00:00:00:00:02 && ip link set su0 up && ip link set su0p up && "
+	       "ip addr add 10.0.0.1/24 dev su0 && "
+	       "ip neigh replace 10.0.0.2 lladdr 02:00:00:00:00:02 nud permanent dev su0 && "
+	       "ip route add 10.1.0.0/16 via 10.0.0.2 && ip route add 10.2.0.0/16 via 10.0.0.2 && "
+	       "ip route add 203.0.113.0/24 via 10.0.0.2 && sysctl -qw net.ipv4.ip_forward=1"))
+		return -1;
+	ifindex = (int)if_nametoindex("su0");
+	if (fill_router(&rm))
+		return -1;
+	prog = bpf_program__fd(b->progs.bench_router);
+	base = bpf_program__fd(b->progs.bench_bounce);
+	rest = bpf_program__fd(b->progs.bench_restore);
+
+	/* Teach the fragment LRU the datagram the later fragment belongs to. */
+	if (cost(b, prog, p_frag_first, ifindex, &(struct opts){ .repeat = 1, .runs = 1 }) < 0)
+		return -1;
+
+	printf("Per-packet cost, BPF_PROG_TEST_RUN, repeat %u, median of %u runs, JIT %s\n",
+	       o->repeat, o->runs, jit ? "on" : "OFF");
+	printf("%-26s %-5s %8s %9s %7s %8s\n", "path", "verd.", "ns", "baseline", "ratio",
+	       "net");
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+		int64_t c, b0, b1, r0, rb;
+		uint64_t n0, n1;
+		double net;
+
+		/* The baseline is measured right before and after each path:
+		 * frequency and cache state drift over a run. */
+		b0 = cost(b, base, p_local, ifindex, o);
+		rb = cost(b, rest, p_local, ifindex, o);
+		n0 = stat_sum(b->maps.su_stats, paths[i].stat);
+		c = cost(b, prog, paths[i].build, ifindex, o);
+		n1 = stat_sum(b->maps.su_stats, paths[i].stat);
+		r0 = cost(b, rest, paths[i].build, ifindex, o);
+		b1 = cost(b, base, p_local, ifindex, o);
+		if (c < 0 || b0 < 0 || b1 < 0 || r0 < 0 || rb < 0) {
+			fprintf(stderr, "bench/router: test run failed: %s\n", strerror(errno));
+			return -1;
+		}
+		net = (double)(c - r0) / ((double)(b0 + b1) / 2 - (double)rb);
+		printf("%-26s %-5s %8lld %9lld %6.2fx %7.2fx\n", paths[i].name, paths[i].verdict,
+		       (long long)c, (long long)(b0 + b1) / 2, 2.0 * (double)c / (double)(b0 + b1),
+		       net);
+		/* Every repetition must really have taken the path measured. */
+		if (n1 - n0 != (uint64_t)o->repeat * o->runs)
+			printf("  (!) %s counted %llu of %llu packets\n",
+			       su_stat_desc[paths[i].stat].label, (unsigned long long)(n1 - n0),
+			       (unsigned long long)o->repeat * o->runs);
+	}
+	printf("baseline: parse Ethernet + IPv4, swap MACs, XDP_TX, on the local path's packet.\n"
+	       "Both run behind the same frame restore (test runs reuse the buffer); \"net\"\n"
+	       "is the ratio with the restore's own cost subtracted from both sides.\n"
+	       "Goal: local and remote within 1.5x.\n\n");
+	enter(NULL);
+	return 0;
+}
+
+/* ---- part 2: packets per second through a router namespace ---- */
+
+static int napi_thread(const char *ifname)
+{
+	char want[64], comm[64], path[300];
+	struct dirent *e;
+	DIR *d = opendir("/proc");
+	int pid = -1;
+
+	snprintf(want, sizeof(want), "napi/%s-", ifname);
+	while (d && (e = readdir(d))) {
+		FILE *f;
+
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/comm", e->d_name);
+		if (!(f = fopen(path, "r")))
+			continue;
+		if (fgets(comm, sizeof(comm), f) && !strncmp(comm, want, strlen(want)))
+			pid = atoi(e->d_name);
+		fclose(f);
+	}
+	if (d)
+		closedir(d);
+	return pid;
+}
+
+static void pin(int pid, int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	sched_setaffinity(pid, sizeof(set), &set);
+}
+
+static uint64_t sink_count(struct bench_router *b)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	uint64_t v[ncpu], n = 0;
+	uint32_t k = 0;
+
+	if (bpf_map__lookup_elem(b->maps.counters, &k, 4, v, sizeof(v), 0))
+		return 0;
+	for (int i = 0; i < ncpu; i++)
+		n += v[i];
+	return n;
+}
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+enum mode { M_XDP, M_SNAT, M_FWD, M_MAX };
+static const char *mode_name[M_MAX] = {
+	"softunicast XDP", "Linux forwarding + nftables SNAT", "Linux forwarding",
+};
+
+static int set_mode(enum mode m, struct router *r, struct bench_router *b)
+{
+	int rc = enter(ns_rtr);
+	int r0 = (int)if_nametoindex("bnR0");
+
+	if (rc || !r0)
+		return -1;
+	sh("nft delete table ip subench 2>/dev/null; true");
+	if (m == M_XDP)
+		rc = bpf_xdp_attach(r0, bpf_program__fd(r->progs.su_router), XDP_FLAGS_DRV_MODE, NULL);
+	else
+		rc = bpf_xdp_attach(r0, bpf_program__fd(b->progs.xdp_pass), XDP_FLAGS_DRV_MODE, NULL);
+	if (!rc && m == M_SNAT)
+		rc = sh("nft add table ip subench && nft add chain ip subench post "
+			"'{ type nat hook postrouting priority srcnat; }' && "
+			"nft add rule ip subench post oifname bnR1 snat to 198.51.100.1");
+	enter(NULL);
+	return rc;
+}
+
+/* One generator run: packets per second that reached the sink. */
+static double pps_run(struct bench_router *b, enum mode m, const struct opts *o, double *gen_pps)
+{
+	static struct pb p;
+	static const uint8_t g0[6] = { 2, 0, 0, 0, 0x10, 1 }, r0[6] = { 2, 0, 0, 0, 0x10, 2 };
+	uint64_t before;
+	double t0, t1;
+	int ifindex;
+
+	pb_init(&p);
+	pb_fill(&p, 18, 0x5a); /* 64-byte frames */
+	if (m == M_XDP) {
+		pb_udp(&p, 443, PORT_A);
+		pb_ip(&p, IP4(192, 0, 2, 10), EG_LOCAL, IPPROTO_UDP, 1, PB_DF, 60);
+	} else {
+		pb_udp(&p, 40000, 443);
+		pb_ip(&p, IP4(10, 1, 0, 5), IP4(192, 0, 2, 10), IPPROTO_UDP, 1, PB_DF, 60);
+	}
+	pb_eth(&p, r0, g0, ETH_P_IP);
+	if (enter(ns_gen))
+		return -1;
+	ifindex = (int)if_nametoindex("bnG0");
+	pin(0, 0);
+	before = sink_count(b);
+	t0 = now();
+	{
+		struct xdp_md ctx = { .ingress_ifindex = ifindex, .data_end = pb_len(&p) };
+		LIBBPF_OPTS(bpf_test_run_opts, ro, .data_in = pb_data(&p),
+			    .data_size_in = pb_len(&p), .ctx_in = &ctx, .ctx_size_in = sizeof(ctx),
+			    .repeat = (unsigned)o->gen_packets,
+			    .flags = BPF_F_TEST_XDP_LIVE_FRAMES, .batch_size = 64);
+
+		if (bpf_prog_test_run_opts(bpf_program__fd(b->progs.xdp_gen), &ro)) {
+			fprintf(stderr, "bench/router: generator: %s\n", strerror(errno));
+			enter(NULL);
+			return -1;
+		}
+	}
+	t1 = now();
+	usleep(200000); /* let the router's queue drain into the sink */
+	enter(NULL);
+	*gen_pps = (double)o->gen_packets / (t1 - t0);
+	return (double)(sink_count(b) - before) / (t1 - t0);
+}
+
+static int part_pps(struct bench_router *b, const struct opts *o)
+{
+	struct router *r = NULL;
+	double res[M_MAX][16], gen[M_MAX];
+	unsigned runs = o->runs > 16 ? 16 : o->runs;
+	int ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN), rc = -1, napi;
+	pid_t pid = getpid();
+
+	snprintf(ns_gen, sizeof(ns_gen), "su-bench-gen-%d", pid);
+	snprintf(ns_rtr, sizeof(ns_rtr), "su-bench-rtr-%d", pid);
+	snprintf(ns_sink, sizeof(ns_sink), "su-bench-sink-%d", pid);
+	if (sh("ip netns add %s && ip netns add %s && ip netns add %s", ns_gen, ns_rtr, ns_sink) ||
+	    sh("ip link add bnG0 netns %s address 02:00:00:00:10:01 type veth peer name bnR0 netns %s "
+	       "address 02:00:00:00:10:02", ns_gen, ns_rtr) ||
+	    sh("ip link add bnR1 netns %s address 02:00:00:00:20:01 type veth peer name bnK0 netns %s "
+	       "address 02:00:00:00:20:02", ns_rtr, ns_sink) ||
+	    sh("ip -n %s link set lo up && ip -n %s link set bnG0 up && "
+	       "ip -n %s addr add 10.10.0.2/24 dev bnG0", ns_gen, ns_gen, ns_gen) ||
+	    sh("ip -n %s link set lo up && ip -n %s link set bnK0 up && "
+	       "ip -n %s addr add 10.20.0.2/24 dev bnK0", ns_sink, ns_sink, ns_sink) ||
+	    sh("ip netns exec %s sh -c 'ip link set lo up && ip link set bnR0 up && "
+	       "ip link set bnR1 up && ip addr add 10.10.0.1/24 dev bnR0 && "
+	       "ip addr add 10.20.0.1/24 dev bnR1 && "
+	       "ip neigh replace 10.20.0.2 lladdr 02:00:00:00:20:02 nud permanent dev bnR1 && "
+	       "ip neigh replace 10.10.0.2 lladdr 02:00:00:00:10:01 nud permanent dev bnR0 && "
+	       "ip route add 192.0.2.0/24 via 10.20.0.2 && ip route add 10.3.0.0/16 via 10.20.0.2 && "
+	       "ip route add 10.1.0.0/16 via 10.10.0.2 && sysctl -qw net.ipv4.ip_forward=1 && "
+	       "sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.bnR0.rp_filter=0 && "
+	       "echo 1 > /sys/class/net/bnR0/threaded'", ns_rtr))
+		goto out;
+	/* Sink: count and drop in XDP. */
+	if (enter(ns_sink) ||
+	    bpf_xdp_attach((int)if_nametoindex("bnK0"), bpf_program__fd(b->progs.xdp_sink),
+			   XDP_FLAGS_DRV_MODE, NULL))
+		goto out;
+	if (enter(ns_rtr))
+		goto out;
+	r = open_router(IP4(10, 20, 0, 1));
+	if (!r)
+		goto out;
+	{
+		struct su_ip_val local = { .flags = SU_IP_LOCAL };
+		__be32 k = htonl(EG_LOCAL), srv = htonl(IP4(10, 3, 0, 5));
+		uint32_t idx = (PORT_A >> 11) - 1;
+
+		if (bpf_map__update_elem(r->maps.su_ips, &k, 4, &local, sizeof(local), 0) ||
+		    bpf_map__update_elem(r->maps.su_slots, &idx, 4, &srv, 4, 0))
+			goto out;
+	}
+	enter(NULL);
+	/* Generator on CPU 0, the router's receive (threaded NAPI) on CPU 1:
+	 * otherwise the generator's CPU does both and the comparison blurs. */
+	napi = napi_thread("bnR0");
+	if (ncpu > 1 && napi > 0)
+		pin(napi, 1);
+
+	for (unsigned i = 0; i < runs; i++) {
+		for (int m = 0; m < M_MAX; m++) {
+			if (set_mode((enum mode)m, r, b))
+				goto out;
+			pps_run(b, (enum mode)m, o, &gen[m]); /* warm-up: conntrack, caches */
+			res[m][i] = pps_run(b, (enum mode)m, o, &gen[m]);
+		}
+	}
+	printf("Packets per second through a router namespace (veth, 64-byte UDP, %u flows, "
+	       "%lu packets per run, median of %u; generator CPU 0, router CPU %d)\n",
+	       o->flows, o->gen_packets, runs, ncpu > 1 ? 1 : 0);
+	printf("%-34s %14s %16s %8s\n", "router", "forwarded pps", "generator pps", "vs XDP");
+	for (int m = 0; m < M_MAX; m++) {
+		double v[16];
+
+		memcpy(v, res[m], sizeof(double) * runs);
+		for (unsigned i = 1; i < runs; i++) /* insertion sort for the median */
+			for (unsigned j = i; j > 0 && v[j - 1] > v[j]; j--) {
+				double t = v[j];
+
+				v[j] = v[j - 1];
+				v[j - 1] = t;
+			}
+		res[m][0] = v[runs / 2];
+	}
+	for (int m = 0; m < M_MAX; m++)
+		printf("%-34s %14.0f %16.0f %7.2fx\n", mode_name[m], res[m][0], gen[m],
+		       res[M_XDP][0] / (res[m][0] > 0 ? res[m][0] : 1));
+	printf("Goal: softunicast ahead of both, >= 2x over stateful SNAT.\n");
+	rc = 0;
+out:
+	enter(NULL);
+	router__destroy(r);
+	return rc;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "Usage: bench/router [--repeat N] [--runs N] [--gen-packets N] [--flows N]\n"
+		   "                    [--skip-cost] [--skip-pps]\n"
+		   "  --repeat N       packets per BPF_PROG_TEST_RUN cost run (default 1000000)\n"
+		   "  --runs N         runs per figure, median reported (default 5)\n"
+		   "  --gen-packets N  packets per generator run (default 3000000)\n"
+		   "  --flows N        distinct UDP flows from the generator (default 256)\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "repeat", 1, 0, 'r' },    { "runs", 1, 0, 'n' },	{ "gen-packets", 1, 0, 'g' },
+		{ "flows", 1, 0, 'f' },	    { "skip-cost", 0, 0, 'C' }, { "skip-pps", 0, 0, 'P' },
+		{ "help", 0, 0, 'h' },	    { 0 }
+	};
+	struct opts o = { .repeat = 1000000, .runs = 5, .flows = 256, .gen_packets = 3000000 };
+	struct bench_router *b;
+	int c, rc = 0;
+
+	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'r': o.repeat = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'n': o.runs = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'g': o.gen_packets = strtoul(optarg, NULL, 10); break;
+		case 'f': o.flows = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'C': o.skip_cost = 1; break;
+		case 'P': o.skip_pps = 1; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (!o.runs || !o.repeat || !o.flows || !o.gen_packets) {
+		usage(stderr);
+		return 2;
+	}
+	if (geteuid()) {
+		fprintf(stderr, "bench/router: needs root (BPF, network namespaces)\n");
+		return 1;
+	}
+	ns_self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+	jit = jit_on();
+
+	atexit(cleanup);
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+
+	b = bench_router__open();
+	if (!b)
+		return 1;
+	{
+		struct bpf_map *m;
+
+		bpf_object__for_each_map(m, b->obj)
+			bpf_map__set_pin_path(m, NULL); /* its own router maps, unpinned */
+	}
+	b->rodata->flows = o.flows;
+	b->rodata->sport_base = 1024;
+	b->rodata->cfg_router = htonl(ROUTER);
+	b->rodata->cfg_gue_port = htons(6080);
+	b->rodata->cfg_slice_shift = 11;
+	b->rodata->cfg_first_slice = 1;
+	b->rodata->cfg_slices_per_ip = 31;
+	if (bench_router__load(b)) {
+		fprintf(stderr, "bench/router: loading the helper programs failed\n");
+		return 1;
+	}
+	if (!o.skip_cost && part_cost(b, &o))
+		rc = 1;
+	if (!o.skip_pps && part_pps(b, &o))
+		rc = 1;
+	bench_router__destroy(b);
+	return rc;
+}
