@@ -96,16 +96,29 @@ struct {
 	__type(value, __u64);
 } counters SEC(".maps"); /* 0: sink packets, 1: generator sequence */
 
+/* Live frames come back to the generator's page pool after the router
+ * rewrote them in place, and are not re-copied: rewrite the whole frame. */
+#define GEN_BYTES 60
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u8[GEN_BYTES]);
+} gen_tmpl SEC(".maps");
+
 SEC("xdp")
 int xdp_gen(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
 	struct udphdr *uh = data + sizeof(struct ethhdr) + sizeof(struct iphdr);
-	__u32 k = 1;
-	__u64 *seq = bpf_map_lookup_elem(&counters, &k);
+	__u32 k = 0, s = 1;
+	__u64 *seq = bpf_map_lookup_elem(&counters, &s);
+	__u8 *t = bpf_map_lookup_elem(&gen_tmpl, &k);
 
-	if ((void *)(uh + 1) > end || !seq)
+	if (data + GEN_BYTES > end || !seq || !t)
 		return XDP_ABORTED;
+	__builtin_memcpy(data, t, GEN_BYTES);
 	/* UDP checksum 0 (none): the port can change freely. */
 	uh->source = bpf_htons(sport_base + (*seq)++ % flows);
 	return XDP_TX;

@@ -410,6 +410,7 @@ static double now(void)
 }
 
 enum mode { M_XDP, M_SNAT, M_FWD, M_MAX };
+static struct router *bench_dbg_router;
 static const char *mode_name[M_MAX] = {
 	"softunicast XDP", "Linux forwarding + nftables SNAT", "Linux forwarding",
 };
@@ -426,6 +427,18 @@ static int set_mode(enum mode m, struct router *r, struct bench_router *b)
 		rc = bpf_xdp_attach(r0, bpf_program__fd(r->progs.su_router), XDP_FLAGS_DRV_MODE, NULL);
 	else
 		rc = bpf_xdp_attach(r0, bpf_program__fd(b->progs.xdp_pass), XDP_FLAGS_DRV_MODE, NULL);
+	enter(NULL);
+	/* Threaded NAPI (the veth has NAPI once XDP runs on it), pinned away
+	 * from the generator's CPU 0: otherwise one CPU does both and the
+	 * comparison blurs. */
+	if (!rc && sh("ip netns exec %s sh -c 'echo 1 > /sys/class/net/bnR0/threaded'", ns_rtr) == 0) {
+		int napi = napi_thread("bnR0");
+
+		if (napi > 0 && sysconf(_SC_NPROCESSORS_ONLN) > 1)
+			pin(napi, 1);
+	}
+	if (!rc && enter(ns_rtr))
+		rc = -1;
 	if (!rc && m == M_SNAT)
 		rc = sh("nft add table ip subench && nft add chain ip subench post "
 			"'{ type nat hook postrouting priority srcnat; }' && "
@@ -453,6 +466,13 @@ static double pps_run(struct bench_router *b, enum mode m, const struct opts *o,
 		pb_ip(&p, IP4(10, 1, 0, 5), IP4(192, 0, 2, 10), IPPROTO_UDP, 1, PB_DF, 60);
 	}
 	pb_eth(&p, r0, g0, ETH_P_IP);
+	{
+		uint32_t k = 0;
+
+		if (pb_len(&p) != 60 ||
+		    bpf_map__update_elem(b->maps.gen_tmpl, &k, 4, pb_data(&p), 60, 0))
+			return -1;
+	}
 	if (enter(ns_gen))
 		return -1;
 	ifindex = (int)if_nametoindex("bnG0");
@@ -475,6 +495,18 @@ static double pps_run(struct bench_router *b, enum mode m, const struct opts *o,
 	t1 = now();
 	usleep(200000); /* let the router's queue drain into the sink */
 	enter(NULL);
+	if (getenv("SU_BENCH_DEBUG") && bench_dbg_router) {
+		for (uint32_t i = 0; i < SU_STAT_MAX; i++) {
+			uint64_t n = stat_sum(bench_dbg_router->maps.su_stats, i);
+
+			if (n)
+				fprintf(stderr, "  %s %llu\n", su_stat_desc[i].label, (unsigned long long)n);
+		}
+	}
+	if (getenv("SU_BENCH_DEBUG")) {
+		sh("ip netns exec %s ethtool -S bnG0 | grep -v ': 0$'", ns_gen);
+		sh("ip netns exec %s ethtool -S bnR0 | grep -v ': 0$'", ns_rtr);
+	}
 	*gen_pps = (double)o->gen_packets / (t1 - t0);
 	return (double)(sink_count(b) - before) / (t1 - t0);
 }
@@ -484,7 +516,7 @@ static int part_pps(struct bench_router *b, const struct opts *o)
 	struct router *r = NULL;
 	double res[M_MAX][16], gen[M_MAX];
 	unsigned runs = o->runs > 16 ? 16 : o->runs;
-	int ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN), rc = -1, napi;
+	int ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN), rc = -1;
 	pid_t pid = getpid();
 
 	snprintf(ns_gen, sizeof(ns_gen), "su-bench-gen-%d", pid);
@@ -506,8 +538,7 @@ static int part_pps(struct bench_router *b, const struct opts *o)
 	       "ip neigh replace 10.10.0.2 lladdr 02:00:00:00:10:01 nud permanent dev bnR0 && "
 	       "ip route add 192.0.2.0/24 via 10.20.0.2 && ip route add 10.3.0.0/16 via 10.20.0.2 && "
 	       "ip route add 10.1.0.0/16 via 10.10.0.2 && sysctl -qw net.ipv4.ip_forward=1 && "
-	       "sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.bnR0.rp_filter=0 && "
-	       "echo 1 > /sys/class/net/bnR0/threaded'", ns_rtr))
+	       "sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.bnR0.rp_filter=0'", ns_rtr))
 		goto out;
 	/* Sink: count and drop in XDP. */
 	if (enter(ns_sink) ||
@@ -519,6 +550,7 @@ static int part_pps(struct bench_router *b, const struct opts *o)
 	r = open_router(IP4(10, 20, 0, 1));
 	if (!r)
 		goto out;
+	bench_dbg_router = r;
 	{
 		struct su_ip_val local = { .flags = SU_IP_LOCAL };
 		__be32 k = htonl(EG_LOCAL), srv = htonl(IP4(10, 3, 0, 5));
@@ -529,11 +561,6 @@ static int part_pps(struct bench_router *b, const struct opts *o)
 			goto out;
 	}
 	enter(NULL);
-	/* Generator on CPU 0, the router's receive (threaded NAPI) on CPU 1:
-	 * otherwise the generator's CPU does both and the comparison blurs. */
-	napi = napi_thread("bnR0");
-	if (ncpu > 1 && napi > 0)
-		pin(napi, 1);
 
 	for (unsigned i = 0; i < runs; i++) {
 		for (int m = 0; m < M_MAX; m++) {
