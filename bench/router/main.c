@@ -573,7 +573,7 @@ static int part_pps(struct bench_router *b, const struct opts *o)
 	printf("Packets per second through a router namespace (veth, 64-byte UDP, %u flows, "
 	       "%lu packets per run, median of %u; generator CPU 0, router CPU %d)\n",
 	       o->flows, o->gen_packets, runs, ncpu > 1 ? 1 : 0);
-	printf("%-34s %14s %16s %8s\n", "router", "forwarded pps", "generator pps", "vs XDP");
+	printf("%-34s %14s %16s %12s\n", "router", "forwarded pps", "generator pps", "XDP ahead by");
 	for (int m = 0; m < M_MAX; m++) {
 		double v[16];
 
@@ -588,7 +588,7 @@ static int part_pps(struct bench_router *b, const struct opts *o)
 		res[m][0] = v[runs / 2];
 	}
 	for (int m = 0; m < M_MAX; m++)
-		printf("%-34s %14.0f %16.0f %7.2fx\n", mode_name[m], res[m][0], gen[m],
+		printf("%-34s %14.0f %16.0f %11.2fx\n", mode_name[m], res[m][0], gen[m],
 		       res[M_XDP][0] / (res[m][0] > 0 ? res[m][0] : 1));
 	printf("Goal: softunicast ahead of both, >= 2x over stateful SNAT.\n");
 	rc = 0;
