@@ -69,9 +69,10 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } su_stats SEC(".maps");
 
-/* LRU so a plan churning through many servers can never fill it up. */
+/* Plain (not LRU) per-CPU hash: a lookup is on every forwarded packet and
+ * LRU bookkeeping costs; the loader removes targets that left the plan. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, SU_MAX_TARGETS);
 	__type(key, __be32);
 	__type(value, struct su_target_val);
@@ -329,13 +330,17 @@ static __always_inline int encap(struct xdp_md *ctx, __u32 inner_off, const stru
 		count(SU_STAT_NEIGH_MISS);
 		return XDP_PASS;
 	}
-	if (!nh)
-		return drop(SU_STAT_DROP_INTERNAL);
+	count(stat);
+	if (!nh) {
+		/* Target table full: forward uncached and uncounted. */
+		__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
+		__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
+		return fib.ifindex == in_ifindex ? XDP_TX : bpf_redirect(fib.ifindex, 0);
+	}
 	__builtin_memcpy(eth->h_dest, nh->nh_dmac, ETH_ALEN);
 	__builtin_memcpy(eth->h_source, nh->nh_smac, ETH_ALEN);
 	nh->packets++;
 	nh->bytes += outer_len;
-	count(stat);
 	if (nh->nh_ifindex == in_ifindex)
 		return XDP_TX;
 	return bpf_redirect(nh->nh_ifindex, 0);

@@ -16,6 +16,7 @@
 /* File descriptors of the maps the sync writes. */
 struct su_router_maps {
 	int ips, slots, routers, meta;
+	int targets; /* -1: leave alone */
 };
 
 /* What one sync did, for the log line. */
@@ -23,6 +24,7 @@ struct su_router_sync_stats {
 	uint32_t ips_local, ips_remote;  /* in the plan */
 	uint32_t ips_changed, ips_removed, ips_unchanged;
 	uint32_t routers;
+	uint32_t targets_removed; /* next-hop/counter entries of departed targets */
 };
 
 /* Router geometry check: does the plan's slicing fit the maps?  Returns 0

@@ -426,6 +426,7 @@ static int load(struct runner *r)
 	r->maps.slots = bpf_map__fd(r->skel->maps.su_slots);
 	r->maps.routers = bpf_map__fd(r->skel->maps.su_routers);
 	r->maps.meta = bpf_map__fd(r->skel->maps.su_meta);
+	r->maps.targets = bpf_map__fd(r->skel->maps.su_targets);
 	return 0;
 }
 

@@ -3,6 +3,7 @@
  * packet by a whole plan entry: new slot region first, then the IP flip. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -170,10 +171,8 @@ static int sync_routers(int fd, const struct su_plan *p, uint32_t dc, int add,
 		prev = &key;
 		for (uint32_t i = 0; i < p->n_dcs && !wanted; i++)
 			wanted = i != dc && htonl(p->dcs[i].router) == key;
-		if (!wanted) {
-			bpf_map_delete_elem(fd, &key);
+		if (!wanted && !bpf_map_delete_elem(fd, &key))
 			prev = NULL;
-		}
 	}
 	return 0;
 }
@@ -225,6 +224,35 @@ static int sync_ips(const struct su_router_maps *m, const struct su_plan *p, uin
 	return 0;
 }
 
+/* Targets (servers, routers) no longer in the plan: their counters and
+ * cached next hops go, so the per-CPU table never fills up. */
+static bool is_target(const struct su_plan *p, __be32 a)
+{
+	uint32_t h = ntohl(a);
+
+	for (uint32_t i = 0; i < p->n_servers; i++)
+		if (p->servers[i].addr == h)
+			return true;
+	for (uint32_t i = 0; i < p->n_dcs; i++)
+		if (p->dcs[i].router == h)
+			return true;
+	return false;
+}
+
+static void prune_targets(int fd, const struct su_plan *p, struct su_router_sync_stats *st)
+{
+	__be32 key, next, *prev = NULL;
+
+	while (!bpf_map_get_next_key(fd, prev, &next)) {
+		key = next;
+		prev = &key;
+		if (!is_target(p, key) && !bpf_map_delete_elem(fd, &key)) {
+			st->targets_removed++;
+			prev = NULL; /* the walk restarts after a delete */
+		}
+	}
+}
+
 int su_router__sync(const struct su_router_maps *m, const struct su_plan *p, uint32_t dc,
 		    struct su_router_sync_stats *st, struct su_err *err)
 {
@@ -273,6 +301,8 @@ int su_router__sync(const struct su_router_maps *m, const struct su_plan *p, uin
 		st->ips_removed++;
 	}
 	rc = sync_routers(m->routers, p, dc, 0, st);
+	if (m->targets >= 0)
+		prune_targets(m->targets, p, st);
 cleanup:
 	free(have);
 	free(want);
