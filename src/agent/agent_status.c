@@ -98,7 +98,8 @@ static int collect(const struct su_assignment *a, struct usage *u)
 			rc = su_sockdiag__dump(&q, on_sock, u);
 	}
 	free(ips);
-	qsort(u->v, u->n, sizeof(*u->v), cmp_use);
+	if (u->n)
+		qsort(u->v, u->n, sizeof(*u->v), cmp_use);
 	return rc;
 }
 

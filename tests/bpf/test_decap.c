@@ -54,7 +54,7 @@ static void b_plain(struct pb *p)
 }
 static void b_truncated(struct pb *p)
 {
-	pb_fill(p, 6, 0x45); /* 6 bytes of "inner": not even an IPv4 header */
+	pb_fill(p, 8, 0x45); /* 8 bytes of "inner": not even an IPv4 header */
 	gue(p, ROUTER, GUE, 0);
 }
 static void want_inner(struct pb *p)
