@@ -1,0 +1,576 @@
+#!/usr/bin/env bash
+# softunicast lab: the whole system in network namespaces on one machine.
+# Run through `softunicast lab COMMAND` (src/lab/lab.c), which sets SOFTUNICAST
+# (the binary) and SOFTUNICAST_BPF_DIR.
+#
+# Topology, for a fleet of DCs d1..dN with their servers:
+#
+#   ns sul-inet   the Internet: origins 192.0.2.10*i on lo (one per DC), and
+#                 the anycast routing of the egress prefixes: replies from
+#                 origin i go to DC i's router (policy routing), so a flow of
+#                 a server of DC j != i returns to the "wrong" DC.
+#   ns sul-<dc>   the DC router: e-<dc> to sul-inet (172.31.i.2/30, XDP),
+#                 b-<dc> to the backbone (10.255.0.i/24, XDP), s<k> to server
+#                 k, the router address of the plan on lo.
+#   ns sul-bb     the backbone: a bridge joining every b-<dc>.
+#   ns sul-<dc>-<k> server k: eth0 with its plan address; the agent adds the
+#                 egress IPs, GUE decap and the ownership rules.
+set -uo pipefail
+
+SU=${SOFTUNICAST:-softunicast}
+BPF_DIR=${SOFTUNICAST_BPF_DIR:-$(dirname "$SU")/../bpf}
+LIB_DIR=$(cd "$(dirname "$SU")/../lib" 2>/dev/null && pwd)
+STATE=${SOFTUNICAST_LAB_DIR:-/run/softunicast-lab}
+# The routers' pinned maps live on a bpf filesystem of the lab's own: `ip
+# netns exec` remounts /sys, so a pin under /sys/fs/bpf would not be seen
+# from inside the namespaces.
+PIN=$STATE/bpf
+NS=sul
+DEFAULT_FLEET=$(dirname "$SU")/../../examples/lab.yaml
+[ -f "$DEFAULT_FLEET" ] || DEFAULT_FLEET=$(dirname "$SU")/../share/softunicast/examples/lab.yaml
+
+usage() {
+	cat <<'EOF'
+Usage: softunicast lab up [--fleet FLEET.yaml]
+       softunicast lab run [--tap]
+       softunicast lab replan --fleet FLEET.yaml
+       softunicast lab status
+       softunicast lab down
+
+Builds the whole soft-unicast system on this machine with network namespaces
+and veth pairs, from a fleet description (default: examples/lab.yaml, two
+DCs of three servers): an "Internet" namespace with origin servers and the
+anycast routing of the egress prefixes, a router namespace per data center
+running `softunicast router` (XDP, native mode), a namespace per server
+running `softunicast agent`, and a backbone joining the routers.
+
+  up       plan the fleet, build the namespaces, start routers and agents
+  run      tell the story step by step, checking each step: the plan and its
+           cost; egress with tags from every server (softunicast connect, curl
+           through the LD_PRELOAD shim, ping); replies that land in the wrong
+           DC crossing the backbone; a DC's anycast route withdrawn while a
+           connection is live; a port outside the slice blocked; the geofeed.
+           Ends with a summary and exits 1 if any step failed.  --tap prints
+           TAP for test harnesses.
+  replan   re-plan against the running plan and roll it out (routers and
+           agents reload it; live connections on kept slices continue)
+  status   the topology, the processes and the routers' counters
+  down     stop everything and remove every namespace, pin and file the lab
+           made, also after a failed or interrupted `up`
+
+Needs root, iproute2, nftables, ncat, curl and jq.  Every address is a
+documentation or private range that exists only inside the lab's namespaces.
+State: /run/softunicast-lab (SOFTUNICAST_LAB_DIR).
+EOF
+}
+
+die() { echo "softunicast lab: $*" >&2; exit 1; }
+x() { local ns=$1; shift; ip netns exec "$NS-$ns" "$@"; }
+plan_dcs() { awk '$1 == "dc" && NF == 3 {print $2}' "$STATE/plan"; }
+plan_router() { awk -v d="$1" '$1 == "dc" && $2 == d {print $3}' "$STATE/plan"; }
+plan_servers() { awk -v d="$1" '$1 == "server" && $3 == d && NF == 4 {print $2, $4}' "$STATE/plan"; }
+plan_demands() { awk -v d="$1" '$1 == "demand" && $2 == d && NF == 4 {print $3}' "$STATE/plan"; }
+dc_index() { plan_dcs | awk -v d="$1" '$1 == d {print NR}'; }
+origin_of() { echo "192.0.2.$((10 * $1))"; }
+server_ns() { echo "$1-$2"; } # DC, server index
+wait_for() { for _ in $(seq 100); do eval "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
+mac_of() { x "$1" cat "/sys/class/net/$2/address"; }
+
+# ---- up -------------------------------------------------------------------
+
+require() {
+	[ "$(id -u)" = 0 ] || die "needs root (network namespaces, XDP, nftables)"
+	for c in ip nft ncat curl jq ethtool; do
+		command -v $c >/dev/null || die "$c is not installed (scripts/install-deps.sh installs it)"
+	done
+	[ -x "$SU" ] || die "softunicast binary not found at $SU"
+	[ -f "$BPF_DIR/xdp_pass.bpf.o" ] || die "$BPF_DIR/xdp_pass.bpf.o not found (make)"
+}
+
+# A veth hands frames redirected into it by XDP to its peer only when the peer
+# runs XDP too; and XDP forwards bytes as they are, so checksums must be real
+# (veth "offloads" them to hardware that does not exist).
+xdp_pass() { x "$1" ip link set dev "$2" xdpdrv obj "$BPF_DIR/xdp_pass.bpf.o" sec xdp; }
+no_offload() { x "$1" ethtool -K "$2" tx off >/dev/null 2>&1; }
+
+veth() { # veth NS1 IF1 NS2 IF2
+	ip link add "$2" netns "$NS-$1" type veth peer name "$4" netns "$NS-$3" || return 1
+	x "$1" ip link set "$2" up && x "$3" ip link set "$4" up
+	no_offload "$1" "$2"
+	no_offload "$3" "$4"
+}
+
+new_ns() {
+	ip netns add "$NS-$1" || return 1
+	x "$1" ip link set lo up
+	echo "$NS-$1" >>"$STATE/namespaces"
+}
+
+router_sysctls() {
+	local i
+	x "$1" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 \
+		net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.all.accept_local=1 \
+		net.ipv4.conf.default.accept_local=1 net.ipv4.conf.all.send_redirects=0
+	for i in $(x "$1" ls /proc/sys/net/ipv4/conf); do
+		x "$1" sysctl -qw "net.ipv4.conf.$i.rp_filter=0" "net.ipv4.conf.$i.accept_local=1"
+	done
+}
+
+build_inet_and_backbone() {
+	new_ns inet && new_ns bb || return 1
+	x bb ip link add br0 type bridge && x bb ip link set br0 up
+}
+
+build_dc() { # build_dc DC INDEX
+	local dc=$1 i=$2 router k=0
+	router=$(plan_router "$dc")
+	new_ns "$dc" || return 1
+	x "$dc" ip addr add "$router/32" dev lo
+	veth "$dc" "e-$dc" inet "i-$dc" || return 1
+	x "$dc" ip addr add "172.31.$i.2/30" dev "e-$dc"
+	x inet ip addr add "172.31.$i.1/30" dev "i-$dc"
+	xdp_pass inet "i-$dc"
+	x "$dc" ip route add default via "172.31.$i.1"
+	veth "$dc" "b-$dc" bb "p-$dc" || return 1
+	x "$dc" ip addr add "10.255.0.$i/24" dev "b-$dc"
+	x bb ip link set "p-$dc" master br0
+	xdp_pass bb "p-$dc"
+	router_sysctls "$dc"
+	while read -r name addr; do
+		k=$((k + 1))
+		build_server "$dc" "$router" "$k" "$name" "$addr" || return 1
+	done < <(plan_servers "$dc")
+	x inet ip addr add "$(origin_of "$i")/32" dev lo
+}
+
+build_server() { # build_server DC ROUTER K NAME ADDR
+	local dc=$1 router=$2 k=$3 name=$4 addr=$5 ns
+	ns=$(server_ns "$dc" "$k")
+	new_ns "$ns" || return 1
+	echo "$ns $name $dc" >>"$STATE/servers"
+	veth "$dc" "s$k" "$ns" eth0 || return 1
+	x "$ns" ip addr add "$addr/32" dev eth0
+	x "$ns" ip route add "$router/32" dev eth0
+	x "$ns" ip route add default via "$router" dev eth0 onlink
+	x "$ns" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 \
+		net.ipv4.ping_group_range="0 2147483647"
+	x "$dc" ip route add "$addr/32" dev "s$k" src "$router"
+	# Static neighbours: the first packets need no ARP round trip.
+	x "$dc" ip neigh replace "$addr" lladdr "$(mac_of "$ns" eth0)" dev "s$k" nud permanent
+	x "$ns" ip neigh replace "$router" lladdr "$(mac_of "$dc" "s$k")" dev eth0 nud permanent
+}
+
+# Every router reaches every other router over the backbone; origin i's
+# replies to the egress prefixes go to DC i (its "nearest" anycast site).
+build_routes() {
+	local dcs i j prefixes p
+	mapfile -t dcs < <(plan_dcs)
+	prefixes=$(awk '$1 == "prefix" && $NF != "retired" {print $2}' "$STATE/plan")
+	for i in "${!dcs[@]}"; do
+		for j in "${!dcs[@]}"; do
+			[ "$i" = "$j" ] && continue
+			x "${dcs[i]}" ip route add "$(plan_router "${dcs[j]}")/32" via "10.255.0.$((j + 1))"
+			x "${dcs[i]}" ip neigh replace "10.255.0.$((j + 1))" \
+				lladdr "$(mac_of "${dcs[j]}" "b-${dcs[j]}")" dev "b-${dcs[i]}" nud permanent
+		done
+		x inet ip rule add from "$(origin_of $((i + 1)))" lookup $((101 + i))
+		for p in $prefixes; do
+			x inet ip route add "$p" via "172.31.$((i + 1)).2" table $((101 + i))
+			if [ "$i" = 0 ]; then x inet ip route add "$p" via 172.31.1.2 || return 1; fi
+		done
+	done
+}
+
+# Origins: an HTTP "who am I" that answers with the client address and port
+# it saw, the same over UDP, and a TCP echo for long-lived streams.
+start_origins() {
+	local i=0 o
+	cat >"$STATE/whoami-http" <<'EOF'
+#!/bin/bash
+while IFS= read -r -t 2 line; do [[ -z $line || $line == $'\r' ]] && break; done
+body="$NCAT_REMOTE_ADDR:$NCAT_REMOTE_PORT"
+printf 'HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s\n' \
+	$((${#body} + 1)) "$body"
+EOF
+	chmod +x "$STATE/whoami-http"
+	for _ in $(plan_dcs); do
+		i=$((i + 1))
+		o=$(origin_of $i)
+		daemon inet "origin-$i-http" ncat -lk "$o" 80 --exec "$STATE/whoami-http"
+		daemon inet "origin-$i-udp" ncat -u -lk "$o" 5353 --sh-exec 'echo $NCAT_REMOTE_ADDR:$NCAT_REMOTE_PORT'
+		daemon inet "origin-$i-echo" ncat -lk "$o" 7007 --exec /bin/cat
+	done
+	wait_for "x inet ss -ltn | grep -q ':7007'"
+}
+
+daemon() { # daemon NS NAME COMMAND...: runs in the background, logged, pid kept
+	local ns=$1 name=$2; shift 2
+	setsid ip netns exec "$NS-$ns" "$@" >"$STATE/logs/$name.log" 2>&1 </dev/null &
+	echo "$!" >"$STATE/pids/$name"
+}
+
+start_routers() {
+	local dc
+	for dc in $(plan_dcs); do
+		daemon "$dc" "router-$dc" "$SU" router --plan "$STATE/plan" --dc "$dc" --iface "e-$dc" \
+			--backbone-iface "b-$dc" --mode native --pin-dir "$PIN/$dc"
+		wait_for "grep -q attached $STATE/logs/router-$dc.log" ||
+			{ cat "$STATE/logs/router-$dc.log" >&2; return 1; }
+	done
+}
+
+start_agents() {
+	local ns name dc
+	while read -r ns name dc; do
+		daemon "$ns" "agent-$name" "$SU" agent --plan "$STATE/plan" --server "$name" --iface eth0 \
+			--run-dir "$STATE/run/$name"
+	done <"$STATE/servers"
+	while read -r ns name dc; do
+		wait_for "[ -s $STATE/run/$name/assignment ]" ||
+			{ cat "$STATE/logs/agent-$name.log" >&2; return 1; }
+	done <"$STATE/servers"
+}
+
+ensure_bpffs() {
+	mkdir -p "$PIN" && mount -t bpf bpf "$PIN"
+}
+
+up_failed() {
+	echo "softunicast lab: up failed: $*; cleaning up (logs were in $STATE/logs)" >&2
+	cmd_down >/dev/null 2>&1
+	exit 1
+}
+
+cmd_up() {
+	local fleet=$DEFAULT_FLEET i=0
+	while [ $# -gt 0 ]; do
+		case $1 in
+		--fleet) fleet=$2; shift 2 ;;
+		*) die "up: unknown option '$1'" ;;
+		esac
+	done
+	require
+	[ -e "$STATE" ] && die "the lab is already up (softunicast lab down first)"
+	mkdir -p "$STATE/logs" "$STATE/pids" "$STATE/run"
+	: >"$STATE/namespaces"
+	: >"$STATE/servers"
+	cp "$fleet" "$STATE/fleet.yaml" || { cmd_down; die "cannot read $fleet"; }
+	if ! "$SU" plan --fleet "$STATE/fleet.yaml" --out "$STATE/plan" --cost >"$STATE/plan-summary.txt"; then
+		cmd_down >/dev/null 2>&1
+		die "planning the fleet failed"
+	fi
+	trap 'up_failed interrupted' INT TERM
+	ensure_bpffs || up_failed "cannot mount a bpf filesystem"
+	build_inet_and_backbone || up_failed "cannot create the Internet and backbone namespaces"
+	for dc in $(plan_dcs); do
+		i=$((i + 1))
+		build_dc "$dc" $i || up_failed "cannot build data center $dc"
+	done
+	build_routes || up_failed "cannot set up routing"
+	start_origins || up_failed "origins did not start"
+	start_routers || up_failed "a router did not start"
+	start_agents || up_failed "an agent did not start"
+	trap - INT TERM
+	echo "lab up: $(plan_dcs | wc -l) data centers, $(wc -l <"$STATE/servers") servers (state in $STATE)"
+	cmd_status_topology
+}
+
+# ---- down ------------------------------------------------------------------
+
+cmd_down() {
+	local ns pids dc
+	for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$NS-"); do
+		pids=$(ip netns pids "$ns" 2>/dev/null)
+		[ -n "$pids" ] && kill $pids 2>/dev/null
+	done
+	# Give agents and routers their clean shutdown, then insist.
+	for _ in $(seq 30); do
+		pids=$(for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$NS-"); do ip netns pids "$ns"; done)
+		[ -z "$pids" ] && break
+		sleep 0.1
+	done
+	[ -n "${pids:-}" ] && kill -9 $pids 2>/dev/null
+	for dc in $(ls "$PIN" 2>/dev/null); do
+		"$SU" router detach --dc "$dc" --pin-dir "$PIN/$dc" >/dev/null 2>&1
+	done
+	for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$NS-"); do
+		ip netns del "$ns"
+	done
+	mountpoint -q "$PIN" 2>/dev/null && umount "$PIN"
+	rm -rf "$STATE"
+	echo "lab down"
+}
+
+# ---- status ----------------------------------------------------------------
+
+cmd_status_topology() {
+	local dc i=0 ns name sdc
+	printf '\n  %-10s %-16s %-14s %s\n' "DC" "ROUTER" "ORIGIN" "SERVERS"
+	for dc in $(plan_dcs); do
+		i=$((i + 1))
+		printf '  %-10s %-16s %-14s %s\n' "$dc" "$(plan_router "$dc")" "$(origin_of $i)" \
+			"$(plan_servers "$dc" | awk '{printf "%s(%s) ", $1, $2}')"
+	done
+	echo
+}
+
+alive() { [ -f "$STATE/pids/$1" ] && kill -0 "$(cat "$STATE/pids/$1")" 2>/dev/null; }
+
+cmd_status() {
+	local dc ns name sdc
+	[ -d "$STATE" ] || die "the lab is not up"
+	cmd_status_topology
+	for dc in $(plan_dcs); do
+		printf 'router %-8s %s\n' "$dc" "$(alive "router-$dc" && echo running || echo STOPPED)"
+		x "$dc" "$SU" router stats --dc "$dc" --pin-dir "$PIN/$dc" --plan "$STATE/plan" 2>&1 | sed 's/^/    /'
+	done
+	while read -r ns name sdc; do
+		printf 'agent  %-8s %s\n' "$name" "$(alive "agent-$name" && echo running || echo STOPPED)"
+	done <"$STATE/servers"
+}
+
+# ---- replan ----------------------------------------------------------------
+
+cmd_replan() {
+	local fleet=
+	[ "${1:-}" = --fleet ] && fleet=$2
+	[ -n "$fleet" ] || die "replan: --fleet FLEET.yaml is required"
+	[ -d "$STATE" ] || die "the lab is not up"
+	"$SU" plan --fleet "$fleet" --previous "$STATE/plan" --out "$STATE/plan.next" || return 1
+	cp "$fleet" "$STATE/fleet.yaml"
+	# An atomic rename: routers and agents watch the file and reload.
+	mv "$STATE/plan.next" "$STATE/plan"
+}
+
+# ---- run -------------------------------------------------------------------
+
+TAP=0 N=0 FAILED=0
+declare -a STEP_NAMES STEP_RESULTS
+STEP=""
+
+step() {
+	STEP=$1
+	STEP_NAMES+=("$1")
+	STEP_RESULTS+=(ok)
+	[ $TAP = 1 ] && echo "# == $1" || printf '\n\033[1m== %s\033[0m\n' "$1"
+}
+
+check() { # check DESCRIPTION STATUS [DETAIL]
+	N=$((N + 1))
+	if [ "$2" = 0 ]; then
+		[ $TAP = 1 ] && echo "ok $N - $1" || echo "  ok    $1"
+	else
+		FAILED=$((FAILED + 1))
+		STEP_RESULTS[-1]=FAILED
+		[ $TAP = 1 ] && echo "not ok $N - $1" || echo "  FAIL  $1"
+		[ -n "${3:-}" ] && printf '%s\n' "$3" | sed 's/^/        # /'
+	fi
+}
+
+say() { [ $TAP = 1 ] && printf '%s\n' "$@" | sed 's/^/# /' || printf '%s\n' "$@" | sed 's/^/        /'; }
+
+assignment_of() { echo "$STATE/run/$1/assignment"; }
+
+# The server's active (ip lo hi) lines for a tag-set, from the plan.
+slices_for() { # slices_for SERVER TAGS
+	"$SU" show --plan "$STATE/plan" --server "$1" --json | jq -r --arg t "$2" '
+		($t | split(",") | map(split("=") | {(.[0]): .[1]}) | add) as $want
+		| .[] | select(.state == "active") | select(.tags | contains($want))
+		| "\(.ip) \(.slice[0]) \(.slice[1])"'
+}
+
+in_slices() { # in_slices "IP:PORT" SERVER TAGS
+	local ip=${1%:*} port=${1##*:}
+	[ -n "$ip" ] && [ -n "$port" ] || return 1
+	slices_for "$2" "$3" | awk -v ip="$ip" -v p="$port" '$1 == ip && p >= $2 && p <= $3 {f = 1} END {exit !f}'
+}
+
+# The request's writer stays open briefly: ncat's --exec origin hangs up on a
+# client's half-close before its script has answered.
+whoami_tcp() { # whoami_tcp NS SERVER TAGS ORIGIN -> IP:PORT the origin saw
+	{ printf 'GET / HTTP/1.0\r\n\r\n'; sleep 0.5; } | x "$1" env SOFTUNICAST_ASSIGNMENT="$(assignment_of "$2")" \
+		timeout 5 "$SU" connect --tags "$3" "$4" 80 2>/dev/null | tail -1 | tr -d '\r'
+}
+
+whoami_curl() { # whoami_curl NS SERVER TAGS ORIGIN
+	x "$1" env SOFTUNICAST_ASSIGNMENT="$(assignment_of "$2")" SOFTUNICAST_TAGS="$3" \
+		LD_PRELOAD="$LIB_DIR/libsoftunicast-preload.so" curl -s -m 5 "http://$4/" 2>/dev/null | tr -d '\r'
+}
+
+whoami_udp() { # whoami_udp NS SERVER TAGS ORIGIN
+	echo hello | x "$1" env SOFTUNICAST_ASSIGNMENT="$(assignment_of "$2")" \
+		timeout 5 "$SU" connect --udp -w 1500 --tags "$3" "$4" 5353 2>/dev/null | head -1
+}
+
+counter() { # counter DC NAME
+	x "$1" "$SU" router stats --dc "$1" --pin-dir "$PIN/$1" --json | jq -r ".counters.$2"
+}
+
+run_plan_step() {
+	step "1. The plan: IPs per DC and tag-set, slices per server, cost"
+	sed 's/^/  /' "$STATE/plan-summary.txt" | { [ $TAP = 1 ] && sed 's/^/#/' || cat; }
+	local active per
+	active=$("$SU" plan --fleet "$STATE/fleet.yaml" --previous "$STATE/plan" --check --json | jq .cost.active_ips)
+	per=$("$SU" plan --fleet "$STATE/fleet.yaml" --previous "$STATE/plan" --check --json | jq .cost.per_server_ips)
+	[ -n "$active" ] && [ "$active" -lt "$per" ]
+	check "plan uses $active IPv4 addresses where one per server per tag-set needs $per" $?
+}
+
+run_egress_step() {
+	step "2. Egress with tags from every server: the origin sees the server's IP and a port in its slice"
+	local ns name dc tags i origin seen
+	while read -r ns name dc; do
+		i=$(dc_index "$dc")
+		origin=$(origin_of "$i")
+		for tags in $(plan_demands "$dc"); do
+			seen=$(whoami_tcp "$ns" "$name" "$tags" "$origin")
+			in_slices "$seen" "$name" "$tags"
+			check "$name TCP {$tags}: origin saw $seen" $? "$(slices_for "$name" "$tags")"
+		done
+		tags=$(plan_demands "$dc" | head -1)
+		seen=$(whoami_curl "$ns" "$name" "$tags" "$origin")
+		in_slices "$seen" "$name" "$tags"
+		check "$name curl via the LD_PRELOAD shim {$tags}: origin saw $seen" $?
+		seen=$(whoami_udp "$ns" "$name" "$tags" "$origin")
+		in_slices "$seen" "$name" "$tags"
+		check "$name UDP {$tags}: origin saw $seen" $?
+		x "$ns" env SOFTUNICAST_ASSIGNMENT="$(assignment_of "$name")" timeout 5 \
+			"$SU" connect --ping -c 1 --tags "$tags" "$origin" >/dev/null 2>&1
+		check "$name ping {$tags}: the echo reply found its way back by identifier" $?
+	done <"$STATE/servers"
+}
+
+run_backbone_step() {
+	step "3. Replies that land in the wrong DC cross the backbone"
+	local dcs ns name seen tags fr0 fr1 bi0 bi1 other
+	mapfile -t dcs < <(plan_dcs)
+	[ ${#dcs[@]} -ge 2 ] || { check "needs two data centers" 1; return; }
+	read -r ns name _ < <(awk -v d="${dcs[0]}" '$3 == d' "$STATE/servers" | head -1)
+	other=$(origin_of 2) # origin 2's replies go to ${dcs[1]}
+	tags=$(plan_demands "${dcs[0]}" | head -1)
+	fr0=$(counter "${dcs[1]}" fwd_remote)
+	bi0=$(counter "${dcs[0]}" backbone_in)
+	seen=$(whoami_tcp "$ns" "$name" "$tags" "$other")
+	fr1=$(counter "${dcs[1]}" fwd_remote)
+	bi1=$(counter "${dcs[0]}" backbone_in)
+	in_slices "$seen" "$name" "$tags"
+	check "$name via $other (anycast-nearest to ${dcs[1]}): origin saw $seen, reply came back" $?
+	[ "$fr1" -gt "$fr0" ]
+	check "${dcs[1]} router forwarded to ${dcs[0]} over the backbone (fwd_remote $fr0 -> $fr1)" $?
+	[ "$bi1" -gt "$bi0" ]
+	check "${dcs[0]} router accepted them from the backbone (backbone_in $bi0 -> $bi1)" $?
+	check "no loops: drop_loop is 0 on every router" \
+		"$(for d in "${dcs[@]}"; do [ "$(counter "$d" drop_loop)" = 0 ] || echo 1; done | grep -c 1)"
+}
+
+# Re-points the egress prefixes of origin 1's table (and the default) at DC
+# `to`: the first DC's anycast announcement is withdrawn from the Internet.
+anycast_to() { # anycast_to INDEX
+	local p
+	for p in $(awk '$1 == "prefix" && $NF != "retired" {print $2}' "$STATE/plan"); do
+		x inet ip route replace "$p" via "172.31.$1.2" table 101
+		x inet ip route replace "$p" via "172.31.$1.2"
+	done
+}
+
+open_stream() { # open_stream NS SERVER TAGS ORIGIN: a live TCP echo session on fd 7
+	rm -f "$STATE/stream.in" "$STATE/stream.out"
+	mkfifo "$STATE/stream.in"
+	x "$1" env SOFTUNICAST_ASSIGNMENT="$(assignment_of "$2")" "$SU" connect --tags "$3" "$4" 7007 \
+		<"$STATE/stream.in" >"$STATE/stream.out" 2>&1 &
+	STREAM_PID=$!
+	exec 7>"$STATE/stream.in"
+}
+
+stream_echoes() { # stream_echoes WORD: the live session echoes WORD back
+	echo "$1" >&7
+	wait_for "grep -qx '$1' $STATE/stream.out"
+}
+
+close_stream() { exec 7>&-; wait "$STREAM_PID" 2>/dev/null; }
+
+run_withdraw_step() {
+	step "4. ${DC1}'s anycast route withdrawn: its servers keep working through ${DC2}"
+	local ns name tags seen ns2 name2
+	read -r ns name _ < <(awk -v d="$DC1" '$3 == d' "$STATE/servers" | head -1)
+	read -r ns2 name2 _ < <(awk -v d="$DC1" '$3 == d' "$STATE/servers" | sed -n 2p)
+	tags=$(plan_demands "$DC1" | head -1)
+	open_stream "$ns" "$name" "$tags" "$(origin_of 1)"
+	stream_echoes before-withdrawal
+	check "$name has a live TCP session to $(origin_of 1) (via $DC1)" $?
+	anycast_to 2
+	say "withdrawn: the Internet now routes the egress prefixes to $DC2"
+	stream_echoes after-withdrawal
+	check "the live session keeps working after the withdrawal" $? "$(cat "$STATE/stream.out")"
+	seen=$(whoami_tcp "$ns2" "$name2" "$tags" "$(origin_of 1)")
+	in_slices "$seen" "$name2" "$tags"
+	check "a new connection from $name2 works too: origin saw $seen" $?
+	anycast_to 1
+	stream_echoes after-restore
+	check "the session survives the route coming back" $?
+	close_stream
+}
+
+run_block_step() {
+	step "5. A server sending from a port outside its slice is blocked"
+	local ns name dc tags ip lo hi other_port b0 b1
+	read -r ns name dc < <(head -1 "$STATE/servers")
+	tags=$(plan_demands "$dc" | head -1)
+	read -r ip lo hi < <(slices_for "$name" "$tags" | head -1)
+	other_port=$((hi + 100)) # the next slice: another server's, or nobody's
+	b0=$(x "$ns" "$SU" agent status --run-dir "$STATE/run/$name" --json | jq .blocked_packets)
+	x "$ns" timeout 3 ncat -w 2 -s "$ip" -p "$other_port" "$(origin_of 1)" 80 </dev/null >/dev/null 2>&1
+	local rc=$?
+	b1=$(x "$ns" "$SU" agent status --run-dir "$STATE/run/$name" --json | jq .blocked_packets)
+	[ $rc != 0 ]
+	check "$name cannot connect from $ip:$other_port (its slice is $lo-$hi)" $?
+	[ "$b1" -gt "$b0" ]
+	check "the agent counted the blocked packets ($b0 -> $b1)" $?
+}
+
+run_geofeed_step() {
+	step "6. The geofeed of the egress space (RFC 8805)"
+	local feed
+	feed=$("$SU" geofeed --plan "$STATE/plan")
+	say "$feed"
+	[ "$(grep -vc '^#' <<<"$feed")" -gt 0 ]
+	check "geofeed lists the egress IPs in use" $?
+}
+
+summary() {
+	local i
+	if [ $TAP = 1 ]; then
+		echo "1..$N"
+	else
+		printf '\n\033[1m== Summary\033[0m\n'
+		for i in "${!STEP_NAMES[@]}"; do
+			printf '  %-8s %s\n' "${STEP_RESULTS[i]}" "${STEP_NAMES[i]}"
+		done
+		printf '\n%d checks, %d failed\n' "$N" "$FAILED"
+	fi
+	[ $FAILED = 0 ]
+}
+
+cmd_run() {
+	[ "${1:-}" = --tap ] && TAP=1
+	[ -d "$STATE" ] || die "the lab is not up (softunicast lab up)"
+	mapfile -t _dcs < <(plan_dcs)
+	DC1=${_dcs[0]} DC2=${_dcs[1]:-}
+	run_plan_step
+	run_egress_step
+	run_backbone_step
+	[ -n "$DC2" ] && run_withdraw_step
+	run_block_step
+	run_geofeed_step
+	summary
+}
+
+case ${1:-} in
+up) shift; cmd_up "$@" ;;
+run) shift; cmd_run "$@" ;;
+replan) shift; cmd_replan "$@" ;;
+status) cmd_status ;;
+down) cmd_down ;;
+-h | --help | help) usage ;;
+*) usage >&2; exit 2 ;;
+esac
