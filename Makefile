@@ -128,6 +128,11 @@ install: all
 	install -m 0644 $(BUILD)/lib/pkgconfig/softunicast.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
 	install -m 0644 include/softunicast/*.h $(DESTDIR)$(PREFIX)/include/softunicast/
 	install -m 0644 docs/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -d $(DESTDIR)$(PREFIX)/share/softunicast/examples
+	install -m 0644 src/lab/lab.sh $(DESTDIR)$(PREFIX)/share/softunicast/
+	install -m 0644 examples/*.yaml $(DESTDIR)$(PREFIX)/share/softunicast/examples/
+	install -m 0644 $(BPF_OBJ) $(DESTDIR)$(PREFIX)/lib/softunicast/bpf/
+	$(if $(wildcard $(BUILD)/lib/libsoftunicast-preload.so),install -m 0755 $(BUILD)/lib/libsoftunicast-preload.so $(DESTDIR)$(PREFIX)/lib/)
 
 clean:
 	rm -rf build build-asan
