@@ -70,8 +70,9 @@ int su_egress__connect(struct su_egress *e, const char *tags, const struct socka
 
 /* Same for a socket the caller already created (what the LD_PRELOAD shim
  * does to an unmodified program's connect()).  Returns 0, -EINPROGRESS for a
- * non-blocking TCP connect under way, or -errno.  One slice is tried: a
- * socket's source address cannot change once chosen. */
+ * non-blocking TCP connect under way, or -errno.  When the first slice is
+ * exhausted toward dst, fd is replaced (dup3) by a fresh socket of the same
+ * type for the next matching IP, losing options set on the old one. */
 int su_egress__connect_fd(struct su_egress *e, int fd, const char *tags,
 			  const struct sockaddr *dst, socklen_t len, int flags);
 

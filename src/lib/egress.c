@@ -340,11 +340,19 @@ int su_egress__connect_fd(struct su_egress *e, int fd, const char *tags,
 		rc = prepare(e, tags, dst, len, &snap, &idx, &n);
 	if (rc)
 		return rc;
-	const struct su_assignment_entry *en = &snap->a->v[idx[0]];
-	struct su_port_req req = make_req(en, dst, type, flags);
+	for (uint32_t k = 0; k < n; k++) {
+		const struct su_assignment_entry *en = &snap->a->v[idx[k]];
+		struct su_port_req req = make_req(en, dst, type, flags);
 
-	rc = su_port__connect_fd(&req, fd, dst, len);
-	count(snap, en, rc);
+		/* The next IP needs an unbound socket: options the program set
+		 * on the old one are lost, a price paid only on exhaustion. */
+		if (k && (rc = su_port__renew(fd, type)))
+			break;
+		rc = su_port__connect_fd(&req, fd, dst, len);
+		count(snap, en, rc);
+		if (rc != -EADDRNOTAVAIL)
+			break;
+	}
 	free(idx);
 	snapshot_put(snap);
 	return rc;

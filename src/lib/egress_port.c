@@ -113,6 +113,13 @@ static int new_socket(int type)
 
 /* Replaces *fd by a fresh socket of the same kind, keeping the descriptor
  * number (the LD_PRELOAD shim's caller holds it). */
+static int renew(int *fd, int type);
+
+int su_port__renew(int fd, int type)
+{
+	return renew(&fd, type);
+}
+
 static int renew(int *fd, int type)
 {
 	int n = new_socket(type), rc = 0;

@@ -23,6 +23,9 @@ int su_port__connect(const struct su_port_req *r, const struct sockaddr *dst, so
 /* The caller's socket: 0, -EINPROGRESS (non-blocking TCP) or -errno. */
 int su_port__connect_fd(const struct su_port_req *r, int fd, const struct sockaddr *dst,
 			socklen_t len);
+/* A fresh unbound socket of `type` in place of fd (same number): a socket
+ * whose address is bound cannot be moved to another egress IP. */
+int su_port__renew(int fd, int type);
 /* SOCK_STREAM / SOCK_DGRAM / SU_SOCK_PING of an existing socket, with
  * SOCK_NONBLOCK when it is non-blocking; -EPROTOTYPE for anything else. */
 int su_port__socket_type(int fd, int *type);

@@ -50,9 +50,11 @@ static void make_file(void)
 		 "egress 127.0.0.1 %u %u active service=warp,country=GB\n"
 		 "egress 127.0.0.1 %u %u draining service=warp,country=GB\n"
 		 "egress 127.0.0.1 %u %u active service=cdn\n"
-		 "egress 127.0.0.1 %u %u active service=outside\n",
+		 "egress 127.0.0.1 %u %u active service=outside\n"
+		 "egress 127.0.0.1 %u %u active pair=1\n"
+		 "egress 127.0.0.1 %u %u active pair=1\n",
 		 LO, LO + N - 1, LO + N, LO + 2 * N - 1, LO + 2 * N, LO + 3 * N - 1, OUT_LO,
-		 OUT_LO + N - 1);
+		 OUT_LO + N - 1, LO - 2 * N, LO - N - 1, LO - N, LO - 1);
 }
 
 static void write_file(const char *text)
@@ -73,13 +75,13 @@ static void test_parse_roundtrip(void **state)
 	assert_int_equal(su_assignment__parse(k_file, strlen(k_file), &a, &err), 0);
 	assert_int_equal(a->serial, 7);
 	assert_string_equal(a->server, "s1");
-	assert_int_equal(a->n, 4);
+	assert_int_equal(a->n, 6);
 	assert_int_equal(a->v[0].ip, 0x7f000001);
 	assert_int_equal(a->v[1].state, SU_SLICE_DRAINING);
 	text = su_assignment__format(a);
 	assert_non_null(text);
 	assert_int_equal(su_assignment__parse(text, strlen(text), &b, &err), 0);
-	assert_int_equal(b->n, 4);
+	assert_int_equal(b->n, 6);
 	assert_string_equal(b->v[2].tags, "service=cdn");
 	free(text);
 	su_assignment__free(a);
@@ -308,7 +310,7 @@ static void test_reload_and_counters(void **state)
 	su_egress__close(e);
 
 	assert_int_equal(su_counters__open(g_path, &c), 0);
-	assert_int_equal(c.n, 4);
+	assert_int_equal(c.n, 6);
 	assert_int_equal(su_counters__find(&c, 0x7f000001, (uint16_t)(LO + 2 * N))->connects, 1);
 	su_counters__close(&c);
 	su_assignment__free(a);
@@ -327,6 +329,30 @@ static void test_connect_fd(void **state)
 					       sizeof(d), 0), 0);
 	assert_true(local_port(fd) >= LO && local_port(fd) < LO + N);
 	close_all(&fd, 1);
+	su_egress__close(e);
+	close(l);
+}
+
+/* An exhausted slice moves an existing socket on to the next matching IP
+ * (here: the same IP's other slice with the same tags). */
+static void test_connect_fd_failover(void **state)
+{
+	struct su_egress *e;
+	struct sockaddr_in d;
+	int l = listener(SOCK_STREAM, &d), fds[2 * N + 1];
+
+	write_file(k_file);
+	assert_int_equal(su_egress__open(g_path, &e), 0);
+	for (int i = 0; i < 2 * N + 1; i++) {
+		int rc;
+
+		fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+		rc = su_egress__connect_fd(e, fds[i], "pair=1", (struct sockaddr *)&d, sizeof(d), 0);
+		assert_int_equal(rc, i < 2 * N ? 0 : -EADDRNOTAVAIL);
+		if (!rc)
+			assert_true(local_port(fds[i]) >= LO - 2 * N && local_port(fds[i]) < LO);
+	}
+	close_all(fds, 2 * N + 1);
 	su_egress__close(e);
 	close(l);
 }
@@ -376,6 +402,7 @@ int main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_reload_and_counters),
 		cmocka_unit_test(test_connect_fd),
+		cmocka_unit_test(test_connect_fd_failover),
 		cmocka_unit_test(test_strategy_names),
 	};
 
