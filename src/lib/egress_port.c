@@ -228,7 +228,9 @@ static int tcp_range(const struct su_port_req *r, int *fd, const struct sockaddr
 /* Random shifting window: before 6.8 the kernel walks even ports then odd
  * ones over the whole range, so a small random window is much faster.  A
  * failed connect leaves the socket unbound-port, so the next window reuses
- * it; the last try is the whole slice, so only a full slice fails. */
+ * it.  A full window means the slice is nearly full, so each retry doubles
+ * the window (a few failed searches, not RANDOM_TRIES of them) and the last
+ * is the whole slice: only a full slice fails. */
 static int tcp_window(const struct su_port_req *r, int *fd, const struct sockaddr *dst,
 		      socklen_t len)
 {
@@ -241,7 +243,7 @@ static int tcp_window(const struct su_port_req *r, int *fd, const struct sockadd
 
 	if (rc == -ENOPROTOOPT)
 		return tcp_str(r, fd, dst, len);
-	for (int t = 0; !rc && t < RANDOM_TRIES && w < n; t++) {
+	for (; !rc && w < n; w *= 2) {
 		uint16_t lo = (uint16_t)(r->lo + su_port__random() % (n - w + 1));
 
 		rc = set_range(*fd, lo, (uint16_t)(lo + w - 1));
