@@ -20,6 +20,13 @@
 #define SU_MAX_ROUTERS 4096    /* DC routers on the backbone */
 #define SU_MAX_FRAGS 16384     /* datagrams in reassembly-free flight */
 #define SU_MAX_TARGETS 65536   /* forwarded-by-target counters */
+#define SU_ICMP_RATE_DEFAULT 1000 /* frag-needed answers per second per CPU */
+
+/* su_icmp_bucket (per-CPU): token bucket of the frag-needed answers. */
+struct su_bucket {
+	__u64 last_ns;
+	__u64 tokens;
+};
 
 /* GUE variant 1 (draft-ietf-intarea-gue §4) is IPv4 directly in UDP: the
  * inner header's version nibble 0100 doubles as the variant bits 01.
@@ -30,7 +37,8 @@
  * exactly one OUTCOME counter (what became of it); INFO counters mark paths
  * taken on the way (backbone, fragments, ICMP) and overlap the outcomes.
  * The label doubles as the metric label and the `stats --json` key, so it
- * is part of the interface: never rename one, only add. */
+ * is part of the interface: never rename one, only add (at the end, so
+ * indexes stay put). */
 #define SU_STAT_LIST(X)                                                                        \
 	X(PASS, "pass", "outcome", "not addressed to an egress IP: left to the kernel")          \
 	X(FWD_LOCAL, "fwd_local", "outcome", "encapsulated to the server owning the slice")      \
@@ -66,7 +74,9 @@
 	X(FRAG_FIRST, "frag_first", "info", "first fragment dispatched and remembered")          \
 	X(FRAG_LATER, "frag_later", "info", "later fragment that followed its first")            \
 	X(ICMP_ERROR, "icmp_error", "info", "ICMP error routed by its quoted header")            \
-	X(ICMP_ECHO, "icmp_echo_reply", "info", "ICMP echo reply routed by identifier")
+	X(ICMP_ECHO, "icmp_echo_reply", "info", "ICMP echo reply routed by identifier")          \
+	X(DROP_ICMP_RATE, "drop_icmp_ratelimit", "outcome",                                      \
+	  "too big once encapsulated, DF set, but over the ICMP rate limit: dropped")
 
 enum su_stat {
 #define SU_STAT_ENUM(name, label, kind, help) SU_STAT_##name,
@@ -150,6 +160,7 @@ _Static_assert(sizeof(struct su_frag_key) == 12, "su_frag_key layout");
 _Static_assert(sizeof(struct su_frag_val) == 8, "su_frag_val layout");
 _Static_assert(sizeof(struct su_target_val) == 48, "su_target_val layout");
 _Static_assert(sizeof(struct su_meta) == 56, "su_meta layout");
+_Static_assert(sizeof(struct su_bucket) == 16, "su_bucket layout");
 
 #ifndef __bpf__
 /* Userspace: labels and help for each counter, in enum order. */

@@ -26,6 +26,7 @@ const volatile __be16 cfg_gue_port = 0;    /* GUE UDP destination port */
 const volatile __u32 cfg_slice_shift = 11; /* log2(slice size) */
 const volatile __u32 cfg_first_slice = 0;  /* slice index of a region's entry 0 */
 const volatile __u32 cfg_slices_per_ip = 32;
+const volatile __u32 cfg_icmp_rate = SU_ICMP_RATE_DEFAULT; /* per second per CPU */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -78,6 +79,14 @@ struct {
 	__type(value, struct su_target_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } su_targets SEC(".maps");
+
+/* Not pinned: a restart may as well start with a full bucket. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct su_bucket);
+} su_icmp_bucket SEC(".maps");
 
 /* Userspace bookkeeping only (see struct su_meta). */
 struct {
@@ -160,6 +169,27 @@ static __always_inline void ipv4_csum(struct iphdr *iph)
  * what the origin talks to and it is routable from the Internet, unlike the
  * router's backbone address.  Only option-less inner headers are quoted
  * (RFC 792: IP header + 64 bits, 28 bytes); others are counted and dropped. */
+/* Like the kernel's icmp_global_allow(): whoever can make us answer must
+ * not be able to make us send ICMP at line rate (to a spoofed source). */
+static __always_inline int icmp_allowed(void)
+{
+	__u32 k = 0;
+	struct su_bucket *b = bpf_map_lookup_elem(&su_icmp_bucket, &k);
+	__u64 now = bpf_ktime_get_coarse_ns(), add;
+
+	if (!b)
+		return 0;
+	add = (now - b->last_ns) / 1000000 * cfg_icmp_rate / 1000;
+	if (add) {
+		b->tokens = b->tokens + add > cfg_icmp_rate ? cfg_icmp_rate : b->tokens + add;
+		b->last_ns = now;
+	}
+	if (!b->tokens)
+		return 0;
+	b->tokens--;
+	return 1;
+}
+
 static __always_inline int icmp_frag_needed(struct xdp_md *ctx, __u32 inner_off,
 					    const struct su_flow *f, __u32 mtu)
 {
@@ -177,6 +207,8 @@ static __always_inline int icmp_frag_needed(struct xdp_md *ctx, __u32 inner_off,
 
 	if (f->ihl != 20 || mtu <= SU_ENCAP_LEN + 68)
 		return drop(SU_STAT_DROP_MTU);
+	if (!icmp_allowed())
+		return drop(SU_STAT_DROP_ICMP_RATE);
 	data = (void *)(long)ctx->data;
 	end = (void *)(long)ctx->data_end;
 	if (inner_off > 256 || data + inner_off + sizeof(msg.quote) > end ||

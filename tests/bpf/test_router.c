@@ -47,6 +47,7 @@ static const uint8_t MAC_SU1[6] = { 2, 0, 0, 0, 1, 1 }, MAC_GW1[6] = { 2, 0, 0, 
 #define PORT_A 40000 /* slice 19 -> SRV_A */
 #define PORT_B 41000 /* slice 20 -> SRV_B */
 #define PORT_FREE 10240 /* slice 5: nobody */
+#define ICMP_RATE 5 /* frag-needed answers per second per CPU */
 
 static const char *setup_cmds[] = {
 	"ip link set lo up",
@@ -677,6 +678,7 @@ static int group_setup(void **state)
 	skel->rodata->cfg_slice_shift = SHIFT;
 	skel->rodata->cfg_first_slice = FIRST;
 	skel->rodata->cfg_slices_per_ip = SPI;
+	skel->rodata->cfg_icmp_rate = ICMP_RATE;
 	if (router__load(skel)) {
 		fprintf(stderr, "# router__load failed\n");
 		return -1;
@@ -781,6 +783,44 @@ static void run_fixture(void **state)
 	}
 }
 
+/* A flood of too-big DF packets gets at most the rate's worth of answers. */
+static void icmp_rate_limited(void **state)
+{
+	static struct pb in;
+	static uint8_t out[PB_CAP + 512];
+	uint64_t before[SU_STAT_MAX], after[SU_STAT_MAX];
+	struct xdp_md ctx = { .ingress_ifindex = ifindex0 };
+	int n = 4 * ICMP_RATE;
+	cpu_set_t one;
+
+	/* The bucket is per CPU: stay on one. */
+	CPU_ZERO(&one);
+	CPU_SET(sched_getcpu(), &one);
+	sched_setaffinity(0, sizeof(one), &one);
+	pb_init(&in);
+	in_big_df(&in);
+	ctx.data_end = pb_len(&in);
+	read_stats(before);
+	for (int i = 0; i < n; i++) {
+		LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = pb_data(&in),
+			    .data_size_in = pb_len(&in), .data_out = out,
+			    .data_size_out = sizeof(out), .ctx_in = &ctx,
+			    .ctx_size_in = sizeof(ctx), .repeat = 1);
+
+		assert_int_equal(bpf_prog_test_run_opts(bpf_program__fd(skel->progs.su_router),
+							&opts), 0);
+	}
+	read_stats(after);
+	uint64_t sent = after[SU_STAT_ICMP_FRAG_SENT] - before[SU_STAT_ICMP_FRAG_SENT];
+	uint64_t limited = after[SU_STAT_DROP_ICMP_RATE] - before[SU_STAT_DROP_ICMP_RATE];
+
+	print_message("# %d too-big packets: %llu answered, %llu rate-limited\n", n,
+		      (unsigned long long)sent, (unsigned long long)limited);
+	assert_int_equal(sent + limited, n);
+	assert_true(sent <= 2 * ICMP_RATE); /* a burst, plus what the test's time refilled */
+	assert_true(limited >= (uint64_t)n - 2 * ICMP_RATE);
+}
+
 /* The outer source port spreads flows but keeps a datagram's fragments on
  * one path. */
 static void flow_hash_properties(void **state)
@@ -804,7 +844,7 @@ static void flow_hash_properties(void **state)
 int main(void)
 {
 	size_t n = sizeof(fixtures) / sizeof(fixtures[0]);
-	struct CMUnitTest tests[n + 1];
+	struct CMUnitTest tests[n + 2];
 
 	if (geteuid() != 0) {
 		printf("1..0 # SKIP needs root for BPF_PROG_TEST_RUN and a network namespace\n");
@@ -815,6 +855,8 @@ int main(void)
 						(void *)&fixtures[i] };
 	tests[n] = (struct CMUnitTest){ "outer source port hash", flow_hash_properties, NULL, NULL,
 					NULL };
+	tests[n + 1] = (struct CMUnitTest){ "frag-needed answers are rate-limited",
+					    icmp_rate_limited, NULL, NULL, NULL };
 	cmocka_set_message_output(CM_OUTPUT_TAP);
-	return _cmocka_run_group_tests("router", tests, n + 1, group_setup, group_teardown);
+	return _cmocka_run_group_tests("router", tests, n + 2, group_setup, group_teardown);
 }
