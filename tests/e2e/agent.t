@@ -154,6 +154,23 @@ fi
 PPORT=$(grep -o 'Connection from 198.51.100.0:[0-9]*' "$T/http.log" | head -1 | cut -d: -f2)
 in_slice "$PPORT"; ok $? "curl's source was 198.51.100.0:$PPORT, inside the slice" "$(cat "$T/http.log")"
 
+# A NAT rule that would move every TCP/UDP flow to 10.99.0.2:60000-60100:
+# egress flows are untracked, so it must not touch them.
+xs nft -f - <<'NFT'
+table ip su_test_nat {
+	chain post {
+		type nat hook postrouting priority srcnat; policy accept;
+		oif "s0" meta l4proto { tcp, udp } masquerade to :60000-60100
+	}
+}
+NFT
+ok $? "a masquerade rule is installed on the server"
+OUT=$( (sleep 1) | xs $SU connect -v --tags service=warp,country=GB 192.0.2.80 8080 2>/dev/null)
+SPORT=$(grep -o 'Connection from [0-9.]*:[0-9]*' "$T/tcp.log" | tail -1 | cut -d' ' -f3)
+[ "$OUT" = hello ] && [ "${SPORT%:*}" = 198.51.100.0 ] && in_slice "${SPORT#*:}"
+ok $? "NAT leaves egress flows alone (origin saw $SPORT)" "$OUT $(tail -3 "$T/tcp.log")"
+xs nft delete table ip su_test_nat
+
 # ---- errors ---------------------------------------------------------------
 OUT=$(xs $SU connect --tags country 192.0.2.80 8080 </dev/null 2>&1); RC=$?
 is "$RC" 2 "malformed tags: exit 2"
