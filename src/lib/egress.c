@@ -253,12 +253,15 @@ static uint32_t candidates(const struct su_assignment *a, const char *tags, uint
 	return n;
 }
 
-static void count(const struct snapshot *s, const struct su_assignment_entry *en, int rc)
+static void count(const struct snapshot *s, const struct su_assignment_entry *en,
+		  const struct su_port_req *req, int rc)
 {
 	struct su_counter_slot *c = su_counters__find(&s->counters, en->ip, en->lo);
 
 	if (!c)
 		return;
+	for (unsigned i = 0; i < req->conflicts; i++)
+		su_counter__inc(&c->conflicts);
 	if (rc >= 0 || rc == -EINPROGRESS)
 		su_counter__inc(&c->connects);
 	else if (rc == -EADDRNOTAVAIL)
@@ -318,7 +321,7 @@ int su_egress__connect(struct su_egress *e, const char *tags, const struct socka
 		struct su_port_req req = make_req(en, dst, type, flags);
 
 		rc = su_port__connect(&req, dst, len);
-		count(snap, en, rc);
+		count(snap, en, &req, rc);
 		/* Only exhaustion moves on to the tag-set's next IP: a refused
 		 * or unreachable destination would be so from any of them. */
 		if (rc != -EADDRNOTAVAIL)
@@ -349,7 +352,7 @@ int su_egress__connect_fd(struct su_egress *e, int fd, const char *tags,
 		if (k && (rc = su_port__renew(fd, type)))
 			break;
 		rc = su_port__connect_fd(&req, fd, dst, len);
-		count(snap, en, rc);
+		count(snap, en, &req, rc);
 		if (rc != -EADDRNOTAVAIL)
 			break;
 	}

@@ -357,7 +357,7 @@ static int udp_pick(const struct su_port_req *r, const struct portset *ps, uint1
  * the port is chosen among those not yet connected to dst, and verified after
  * connect() in case another process raced us; both racers back off.  Without
  * sock_diag there is no way to check, so the port is taken exclusively. */
-static int udp_connect(const struct su_port_req *r, int *fd, const struct sockaddr *dst,
+static int udp_connect(struct su_port_req *r, int *fd, const struct sockaddr *dst,
 		       socklen_t len)
 {
 	struct portset ps = { .r = r };
@@ -391,6 +391,7 @@ static int udp_connect(const struct su_port_req *r, int *fd, const struct sockad
 			break;
 		rc = -EADDRNOTAVAIL; /* lost a race for this 4-tuple: back off */
 		stale = true;
+		r->conflicts++;
 	}
 	free(ps.bits);
 	return rc == -EADDRINUSE ? -EADDRNOTAVAIL : rc;
@@ -420,7 +421,7 @@ static int ping_connect(const struct su_port_req *r, int *fd, const struct socka
 
 /* ---- entry points ----------------------------------------------------- */
 
-static int dispatch(const struct su_port_req *r, int *fd, const struct sockaddr *dst,
+static int dispatch(struct su_port_req *r, int *fd, const struct sockaddr *dst,
 		    socklen_t len)
 {
 	switch (r->type & 0xff) {
@@ -444,7 +445,7 @@ static int dispatch(const struct su_port_req *r, int *fd, const struct sockaddr 
 	return tcp_range(r, fd, dst, len);
 }
 
-int su_port__connect(const struct su_port_req *r, const struct sockaddr *dst, socklen_t len)
+int su_port__connect(struct su_port_req *r, const struct sockaddr *dst, socklen_t len)
 {
 	int fd = new_socket(r->type), rc;
 
@@ -460,7 +461,7 @@ int su_port__connect(const struct su_port_req *r, const struct sockaddr *dst, so
 	return fd;
 }
 
-int su_port__connect_fd(const struct su_port_req *r, int fd, const struct sockaddr *dst,
+int su_port__connect_fd(struct su_port_req *r, int fd, const struct sockaddr *dst,
 			socklen_t len)
 {
 	return dispatch(r, &fd, dst, len);

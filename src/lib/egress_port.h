@@ -15,13 +15,14 @@ struct su_port_req {
 	uint16_t dport;
 	int type;          /* SOCK_STREAM / SOCK_DGRAM / SU_SOCK_PING | SOCK_NONBLOCK | SOCK_CLOEXEC */
 	int strategy;      /* resolved: never SU_STRATEGY_AUTO */
+	unsigned conflicts; /* out: UDP 4-tuple races lost and backed off from */
 };
 
 /* New connected socket (fd) or -errno; -EADDRNOTAVAIL only when no port of
  * the slice is free toward dst. */
-int su_port__connect(const struct su_port_req *r, const struct sockaddr *dst, socklen_t len);
+int su_port__connect(struct su_port_req *r, const struct sockaddr *dst, socklen_t len);
 /* The caller's socket: 0, -EINPROGRESS (non-blocking TCP) or -errno. */
-int su_port__connect_fd(const struct su_port_req *r, int fd, const struct sockaddr *dst,
+int su_port__connect_fd(struct su_port_req *r, int fd, const struct sockaddr *dst,
 			socklen_t len);
 /* A fresh unbound socket of `type` in place of fd (same number): a socket
  * whose address is bound cannot be moved to another egress IP. */

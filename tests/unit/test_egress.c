@@ -225,6 +225,36 @@ static void test_tcp_str(void **state) { fill_slice(SOCK_STREAM, SU_STRATEGY_STR
 static void test_tcp_auto(void **state) { fill_slice(SOCK_STREAM, SU_STRATEGY_AUTO); }
 static void test_udp(void **state) { fill_slice(SOCK_DGRAM, SU_STRATEGY_AUTO); }
 
+/* The SO_REUSEADDR pitfall: a socket of another program already connected
+ * from (ip, P) to d with SO_REUSEADDR.  The kernel would let us bind P too
+ * and connect to d, and the two would share one 4-tuple; the library must
+ * skip P toward d (and only toward d). */
+static void test_udp_guard(void **state)
+{
+	struct su_egress *e;
+	struct sockaddr_in d, src = { .sin_family = AF_INET, .sin_port = htons((uint16_t)(LO + 5)),
+				      .sin_addr.s_addr = htonl(0x7f000001) };
+	int l = listener(SOCK_DGRAM, &d), other = socket(AF_INET, SOCK_DGRAM, 0), one = 1, fds[N];
+
+	setsockopt(other, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	assert_int_equal(bind(other, (struct sockaddr *)&src, sizeof(src)), 0);
+	assert_int_equal(connect(other, (struct sockaddr *)&d, sizeof(d)), 0);
+	write_file(k_file);
+	assert_int_equal(su_egress__open(g_path, &e), 0);
+	for (int i = 0; i < N - 1; i++) {
+		fds[i] = su_egress__connect(e, "service=warp", (struct sockaddr *)&d, sizeof(d),
+					    SOCK_DGRAM, 0);
+		assert_true(fds[i] >= 0);
+		assert_int_not_equal(local_port(fds[i]), LO + 5);
+	}
+	assert_int_equal(su_egress__connect(e, "service=warp", (struct sockaddr *)&d, sizeof(d),
+					    SOCK_DGRAM, 0), -EADDRNOTAVAIL);
+	close_all(fds, N - 1);
+	close(other);
+	close(l);
+	su_egress__close(e);
+}
+
 static void test_ping(void **state)
 {
 	struct su_egress *e;
@@ -398,6 +428,7 @@ int main(void)
 		cmocka_unit_test(test_tcp_str),
 		cmocka_unit_test(test_tcp_auto),
 		cmocka_unit_test(test_udp),
+		cmocka_unit_test(test_udp_guard),
 		cmocka_unit_test(test_ping),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_reload_and_counters),
