@@ -3,6 +3,7 @@
  * persist.  `router stats` and `router detach` are in router_stats.c. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -561,7 +563,7 @@ static int router_run(struct router_opts *o)
 {
 	struct runner r = { .o = o };
 	sigset_t set;
-	int rc;
+	int rc, lock = -1;
 
 	for (int i = 0; i < SU_META_IFACES; i++) {
 		if (!o->iface[i])
@@ -582,6 +584,14 @@ static int router_run(struct router_opts *o)
 	rc = load(&r);
 	if (rc)
 		goto cleanup;
+	/* Two routers syncing the same maps would hand out the same spare
+	 * slot regions: one per DC (per pin directory) at a time. */
+	lock = open(o->pin_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (lock < 0 || flock(lock, LOCK_EX | LOCK_NB)) {
+		rc = cli_fail(SU_EXIT_FAIL, "router", "another router is running on %s (%s)",
+			      o->pin_dir, strerror(errno));
+		goto cleanup;
+	}
 	/* Maps first, program second: it never sees a half-filled plan. */
 	rc = apply_plan(&r);
 	if (rc)
@@ -606,6 +616,8 @@ static int router_run(struct router_opts *o)
 		router_log("exiting; the program stays attached (router detach removes it)");
 	}
 cleanup:
+	if (lock >= 0)
+		close(lock);
 	router__destroy(r.skel);
 	return rc;
 }
