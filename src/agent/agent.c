@@ -198,6 +198,54 @@ static int widen_range(struct agent *a)
 	return write_range(text);
 }
 
+static int announce_path(const struct agent *a, char *buf, size_t size)
+{
+	if ((size_t)snprintf(buf, size, "/proc/sys/net/ipv4/conf/%s/arp_announce", a->o.iface) >=
+	    size)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+/* arp_announce 2: ARP requests the server sends carry its own address, never
+ * a shared egress IP (which would teach the neighbours that the IP lives
+ * here, while it lives on every server of the DC). */
+static int set_announce(struct agent *a)
+{
+	char path[128];
+	FILE *f;
+	int cur = -1;
+
+	if (announce_path(a, path, sizeof(path)) || !(f = fopen(path, "re")))
+		return 0; /* no such knob: nothing to protect */
+	if (fscanf(f, "%d", &cur) != 1)
+		cur = -1;
+	fclose(f);
+	if (cur < 0 || cur >= 2)
+		return 0;
+	if (a->saved_announce < 0)
+		a->saved_announce = cur;
+	f = fopen(path, "we");
+	if (!f)
+		return -errno;
+	fputs("2\n", f);
+	return fclose(f) ? -errno : 0;
+}
+
+static void restore_announce(struct agent *a)
+{
+	char path[128];
+	FILE *f;
+
+	if (a->saved_announce < 0 || announce_path(a, path, sizeof(path)))
+		return;
+	f = fopen(path, "we");
+	if (f) {
+		fprintf(f, "%d\n", a->saved_announce);
+		fclose(f);
+	}
+	a->saved_announce = -1;
+}
+
 static bool has_ip(const struct su_assignment *x, uint32_t ip)
 {
 	for (uint32_t i = 0; x && i < x->n; i++)
@@ -296,6 +344,8 @@ static void write_state(struct agent *a)
 		      "gue_port", a->o.gue_port, "decap", a->o.decap, "enforce", a->o.enforce,
 		      "updated", (json_int_t)time(NULL), "added", added, "saved_range",
 		      a->saved_range);
+	if (j)
+		json_object_set_new(j, "saved_arp_announce", json_integer(a->saved_announce));
 	snprintf(path, sizeof(path), "%s/%s", a->o.run_dir, AGENT_STATE_NAME);
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	if (j && !json_dump_file(j, tmp, JSON_INDENT(2)))
@@ -314,6 +364,7 @@ static void host_down(struct agent *a)
 	if (a->saved_range[0] && write_range(a->saved_range))
 		agent_log("could not restore ip_local_port_range");
 	a->saved_range[0] = 0;
+	restore_announce(a);
 }
 
 static int host_up(struct agent *a, struct su_err *err)
@@ -322,6 +373,9 @@ static int host_up(struct agent *a, struct su_err *err)
 
 	if (rc)
 		return su_err__set(err, -rc, "ip_local_port_range: %s", strerror(-rc));
+	rc = set_announce(a);
+	if (rc)
+		return su_err__set(err, -rc, "arp_announce of %s: %s", a->o.iface, strerror(-rc));
 	rc = add_addresses(a);
 	write_state(a);
 	if (rc)
@@ -524,6 +578,9 @@ static int adopt_stale(struct agent *a, struct su_err *err)
 		adopt_added(a, json_object_get(j, "added"));
 	snprintf(a->saved_range, sizeof(a->saved_range), "%s",
 		 json_string_value(json_object_get(j, "saved_range")) ?: "");
+	if (json_is_integer(json_object_get(j, "saved_arp_announce")))
+		a->saved_announce =
+			(int)json_integer_value(json_object_get(j, "saved_arp_announce"));
 	json_decref(j);
 	return 0;
 }
@@ -555,7 +612,7 @@ static int exit_code(int rc)
 
 int agent_run(const struct agent_opts *o)
 {
-	struct agent a = { .o = *o };
+	struct agent a = { .o = *o, .saved_announce = -1 };
 	struct su_err err = { "" };
 	int rc = prepare(&a, &err), sfd = -1, ifd = -1;
 

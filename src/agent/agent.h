@@ -40,6 +40,7 @@ struct agent {
 	bool xdp_attached, nft_installed;
 	uint32_t xdp_mode;         /* 0 (native) or XDP_FLAGS_SKB_MODE */
 	char saved_range[64];      /* ip_local_port_range before we widened it */
+	int saved_announce;        /* IFACE's arp_announce before we set 2, or -1 */
 };
 
 /* agent_plan.c: this server's slots of a plan, as an assignment (IPs in plan

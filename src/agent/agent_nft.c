@@ -22,6 +22,7 @@
 #include "agent/agent.h"
 
 #define T "inet " AGENT_NFT_TABLE
+#define TA "arp " AGENT_NFT_TABLE
 
 static int nft_run(const char *script)
 {
@@ -60,19 +61,26 @@ static void put_slices(FILE *f, const struct su_assignment *a, const char *set)
 	fputs(" }\n", f);
 }
 
+static void put_ips(FILE *f, const uint32_t *ips, uint32_t n, const char *table)
+{
+	char ip[INET_ADDRSTRLEN];
+
+	if (!n)
+		return;
+	fprintf(f, "add element %s egress {", table);
+	for (uint32_t i = 0; i < n; i++) {
+		ip_str(ips[i], ip);
+		fprintf(f, "%s %s", i ? "," : "", ip);
+	}
+	fputs(" }\n", f);
+}
+
 static void put_elements(FILE *f, const struct su_assignment *a)
 {
 	uint32_t *ips, n = agent_plan__ips(a, &ips);
-	char ip[INET_ADDRSTRLEN];
 
-	if (n) {
-		fputs("add element " T " egress {", f);
-		for (uint32_t i = 0; i < n; i++) {
-			ip_str(ips[i], ip);
-			fprintf(f, "%s %s", i ? "," : "", ip);
-		}
-		fputs(" }\n", f);
-	}
+	put_ips(f, ips, n, T);
+	put_ips(f, ips, n, TA);
 	free(ips);
 	put_slices(f, a, "owned");
 	put_slices(f, a, "owned_icmp");
@@ -99,6 +107,16 @@ static const char k_table[] =
 	"    meta nfproto != ipv4 accept\n"
 	"    ip daddr @egress notrack\n"
 	"  }\n"
+	"}\n"
+	/* Every server of the DC holds the egress IPs: none may answer ARP for
+	 * them, or a neighbour could send raw return traffic to whichever
+	 * answered last instead of through the router's GUE. */
+	"table " TA " {\n"
+	"  set egress { type ipv4_addr; }\n"
+	"  chain input {\n"
+	"    type filter hook input priority filter; policy accept;\n"
+	"    arp operation request arp daddr ip @egress drop\n"
+	"  }\n"
 	"}\n";
 
 static int apply(const struct su_assignment *a, bool create, struct su_err *err)
@@ -110,11 +128,12 @@ static int apply(const struct su_assignment *a, bool create, struct su_err *err)
 
 	if (!f)
 		return su_err__set(err, ENOMEM, "out of memory");
-	if (create) /* a stale table from a crashed agent goes, in the same transaction */
-		fputs("table " T "\ndelete table " T "\n", f);
+	if (create) /* stale tables from a crashed agent go, in the same transaction */
+		fputs("table " T "\ndelete table " T "\ntable " TA "\ndelete table " TA "\n", f);
 	fputs(k_table, f);
 	if (!create)
-		fputs("flush set " T " egress\nflush set " T " owned\nflush set " T " owned_icmp\n", f);
+		fputs("flush set " T " egress\nflush set " T " owned\nflush set " T " owned_icmp\n"
+		      "flush set " TA " egress\n", f);
 	put_elements(f, a);
 	fclose(f);
 	rc = nft_run(buf);
@@ -137,7 +156,7 @@ int agent_nft__update(const struct su_assignment *a, struct su_err *err)
 
 int agent_nft__remove(void)
 {
-	return nft_run("table " T "\ndelete table " T "\n");
+	return nft_run("table " T "\ndelete table " T "\ntable " TA "\ndelete table " TA "\n");
 }
 
 int agent_nft__blocked(uint64_t *packets)

@@ -79,6 +79,7 @@ xs ip route add default via 10.99.0.1
 xo sysctl -qw net.core.somaxconn=65535
 xs sysctl -qw net.ipv4.ping_group_range="0 2147483647"
 RANGE0=$(xs cat /proc/sys/net/ipv4/ip_local_port_range)
+ANNOUNCE0=$(xs cat /proc/sys/net/ipv4/conf/s0/arp_announce)
 
 cat >"$T/fleet.yaml" <<'YAML'
 ports: {range: 1024-65535, slice: 2048}
@@ -116,6 +117,8 @@ is "$WIP $STATE $WTAGS" "198.51.100.0 active country=GB,service=warp" "warp slic
 check "egress IPs on s0 as /32" sh -c "ip -n $S addr show s0 | grep -q 'inet 198.51.100.0/32' && ip -n $S addr show s0 | grep -q 'inet 203.0.113.0/32'"
 check "decap XDP program attached to s0" sh -c "ip -n $S link show s0 | grep -q 'prog/xdp'"
 check "nftables table inet softunicast_agent installed" xs nft list table inet softunicast_agent
+check "ARP requests for egress IPs are not answered" sh -c "ip netns exec $S nft list table arp softunicast_agent | grep -q 198.51.100.0"
+is "$(xs cat /proc/sys/net/ipv4/conf/s0/arp_announce)" 2 "arp_announce 2: ARP never carries a shared egress IP"
 
 # ---- egress -------------------------------------------------------------
 bgx $O ncat -lk 192.0.2.80 8080 -v -c 'echo hello' 2>"$T/tcp.log"
@@ -272,6 +275,8 @@ check "XDP program detached" sh -c "! ip -n $S link show s0 | grep -q 'prog/xdp'
 check "nftables table removed" sh -c "! ip netns exec $S nft list table inet softunicast_agent"
 check "assignment withdrawn" test ! -e "$RUN/assignment"
 is "$(xs cat /proc/sys/net/ipv4/ip_local_port_range)" "$RANGE0" "ip_local_port_range restored"
+is "$(xs cat /proc/sys/net/ipv4/conf/s0/arp_announce)" "$ANNOUNCE0" "arp_announce restored"
+check "ARP table removed" sh -c "! ip netns exec $S nft list table arp softunicast_agent"
 
 echo "1..$N"
 [ $FAILS = 0 ]
