@@ -49,13 +49,16 @@ static void agent_usage(FILE *out)
 		"    must use a source port (or ICMP echo identifier) inside this server's\n"
 		"    slices, others are dropped and counted; egress flows are untracked so\n"
 		"    conntrack/NAT never rewrite their ports;\n"
+		"  - keeps the egress IPs off the LAN: ARP requests for them go unanswered\n"
+		"    (table arp %s), arp_announce is 2 on IFACE;\n"
 		"  - widens net.ipv4.ip_local_port_range to cover the slices (the per-socket\n"
 		"    IP_LOCAL_PORT_RANGE can only narrow it);\n"
 		"  - publishes the assignment (IP, slice, tags, state) to applications in\n"
 		"    DIR/assignment, replaced atomically, with shared counters beside it.\n"
 		"SIGHUP, or a new version of PLAN (atomic rename or rewrite), applies the new\n"
 		"plan: slices kept stay untouched, so their live connections continue.  On\n"
-		"exit, everything above is undone.\n\n"
+		"exit, everything above is undone; an agent killed without that chance is\n"
+		"cleaned up after by the next one (DIR/agent.json records what it changed).\n\n"
 		"Options:\n"
 		"  -p, --plan PLAN       plan snapshot (softunicast plan)\n"
 		"  -s, --server NAME     this server's name in the plan\n"
@@ -72,7 +75,7 @@ static void agent_usage(FILE *out)
 		"the ownership rule and the decapsulator's counters.  --json for machines.\n\n"
 		"Exit status: 0 ok, 1 runtime failure, 2 usage, 3 invalid plan, 5 server not\n"
 		"in the plan or (status) no agent published.\n",
-		su_prog, su_prog, AGENT_NFT_TABLE, SU_ASSIGNMENT_DIR);
+		su_prog, su_prog, AGENT_NFT_TABLE, AGENT_NFT_TABLE, SU_ASSIGNMENT_DIR);
 }
 
 enum { OPT_NO_DECAP = 256, OPT_NO_ENFORCE, OPT_NO_SYSCTL };
