@@ -590,18 +590,14 @@ int su_plan__parse(const char *buf, size_t len, const char *name, struct su_plan
 
 int su_plan__load(const char *path, struct su_plan **out, struct su_err *err)
 {
-	FILE *fp = fopen(path, "r");
 	char *buf;
 	size_t len;
 	int ret;
 
 	*out = NULL;
-	if (!fp)
-		return su_err__set(err, errno, "%s: %s", path, strerror(errno));
-	ret = su_read_all(fp, &buf, &len);
-	fclose(fp);
+	ret = su_read_file(path, &buf, &len, err);
 	if (ret)
-		return su_err__set(err, -ret, "%s: read failed: %s", path, strerror(-ret));
+		return ret;
 	ret = su_plan__parse(buf, len, path, out, err);
 	free(buf);
 	return ret;

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lib/err.h"
 #include "lib/util.h"
 
 int su_read_all(FILE *fp, char **buf, size_t *len)
@@ -37,6 +38,20 @@ int su_read_all(FILE *fp, char **buf, size_t *len)
 	b[n] = '\0';
 	*buf = b;
 	*len = n;
+	return 0;
+}
+
+int su_read_file(const char *path, char **buf, size_t *len, struct su_err *err)
+{
+	FILE *fp = fopen(path, "r");
+	int ret;
+
+	if (!fp)
+		return su_err__set(err, errno, "%s: %s", path, strerror(errno));
+	ret = su_read_all(fp, buf, len);
+	fclose(fp);
+	if (ret)
+		return su_err__set(err, -ret, "%s: read failed: %s", path, strerror(-ret));
 	return 0;
 }
 

@@ -8,6 +8,10 @@
 /* Reads the whole stream into a NUL-terminated malloc'd buffer. */
 int su_read_all(FILE *fp, char **buf, size_t *len);
 
+/* Reads a whole file; errors name it ("PATH: No such file or directory"). */
+struct su_err;
+int su_read_file(const char *path, char **buf, size_t *len, struct su_err *err);
+
 /* Atomic replace: the writer callback fills a temporary file next to
  * `path`, which is then fsync'd and renamed over it, and the directory
  * fsync'd, so readers see the old file or the new one, never a torn one. */
