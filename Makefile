@@ -100,7 +100,7 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TLIB_OBJ) $(STATIC)
 # libFuzzer harnesses compile the library sources they need directly, with clang.
 FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -DSU_VERSION=\"$(VERSION)\" -Iinclude -Isrc \
                -I$(BUILD)/include $(shell pkg-config --cflags $(PKGS))
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(wildcard tests/fuzz/*.h src/lib/*.h src/bpf/*.h)
 	@mkdir -p $(@D)
 	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(LDLIBS)
 

@@ -470,6 +470,48 @@ static int parse_prefix(struct ctx *c, const yaml_node_t *n, struct su_fleet_pre
 	return ret;
 }
 
+static int cmp_prefix_ptr(const void *a, const void *b)
+{
+	const struct su_fleet_prefix *x = *(struct su_fleet_prefix *const *)a;
+	const struct su_fleet_prefix *y = *(struct su_fleet_prefix *const *)b;
+
+	if (x->prefix.addr != y->prefix.addr)
+		return x->prefix.addr < y->prefix.addr ? -1 : 1;
+	return (int)x->prefix.len - (int)y->prefix.len;
+}
+
+/* CIDR blocks sorted by start: if any two overlap, two neighbours do (the
+ * container overlaps whatever starts inside it first).  Sorting keeps a
+ * fleet of many small prefixes fast to check. */
+static int check_overlaps(struct ctx *c)
+{
+	const struct su_fleet *f = c->fleet;
+	struct su_fleet_prefix **v = calloc(f->n_prefixes + 1, sizeof(*v));
+	char a[SU_PREFIX_STRLEN], b[SU_PREFIX_STRLEN];
+	int ret = 0;
+
+	if (!v)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < f->n_prefixes; i++)
+		v[i] = &f->prefixes[i];
+	qsort(v, f->n_prefixes, sizeof(*v), cmp_prefix_ptr);
+	for (uint32_t i = 1; i < f->n_prefixes && !ret; i++) {
+		/* Name the one written later, as a reader meets them. */
+		struct su_fleet_prefix *x = v[i - 1], *y = v[i];
+
+		if (!su_prefix__overlaps(&x->prefix, &y->prefix))
+			continue;
+		if (x->line > y->line) {
+			x = v[i];
+			y = v[i - 1];
+		}
+		ret = su_err__set(c->err, EINVAL, "%s:%u: prefix %s overlaps %s (line %u)", c->file, y->line,
+				  su_prefix__str(&y->prefix, a), su_prefix__str(&x->prefix, b), x->line);
+	}
+	free(v);
+	return ret;
+}
+
 static int parse_prefixes(struct ctx *c, const yaml_node_t *seq)
 {
 	struct su_fleet *f = c->fleet;
@@ -484,20 +526,15 @@ static int parse_prefixes(struct ctx *c, const yaml_node_t *seq)
 		return -ENOMEM;
 	for_each_item(c, seq, it) {
 		struct su_fleet_prefix *pfx = &f->prefixes[f->n_prefixes++];
-		char a[SU_PREFIX_STRLEN], b[SU_PREFIX_STRLEN];
 
 		ret = parse_prefix(c, node(c, *it), pfx);
 		if (ret)
 			return ret;
-		for (struct su_fleet_prefix *o = f->prefixes; o < pfx; o++)
-			if (su_prefix__overlaps(&o->prefix, &pfx->prefix))
-				return FAIL(c, node(c, *it), "prefix %s overlaps %s (line %u)",
-					    su_prefix__str(&pfx->prefix, a), su_prefix__str(&o->prefix, b), o->line);
 		total += su_prefix__size(&pfx->prefix);
 		if (total > SU_MAX_EGRESS_IPS)
 			return FAIL(c, node(c, *it), "more than %u egress addresses in all", SU_MAX_EGRESS_IPS);
 	}
-	return 0;
+	return check_overlaps(c);
 }
 
 static int parse_ports(struct ctx *c, const yaml_node_t *map)

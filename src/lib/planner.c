@@ -65,6 +65,7 @@ struct builder {
 	uint32_t *have_base, *server_local, *demand_local;
 	struct u32vec *demand_ips; /* per fleet demand: its active IPs, address order */
 
+	int32_t *server_of_prev;    /* previous plan's server → plan server, -1 until seen */
 	struct pool *pools;         /* per fleet prefix (plan index == fleet index) */
 	uint32_t *prefix_order;     /* fleet prefixes by address, for containment search */
 	struct u32vec *class_pools; /* per tag-set class: matching prefixes, best first */
@@ -432,10 +433,16 @@ static int carry_slot(struct builder *b, const struct su_plan_slot *old, uint32_
 
 	if (old->state == SU_FREE || (old->state == SU_DRAINING && old->deadline <= b->now))
 		return 0;
-	old_server = &b->prev->servers[old->server];
-	server = ensure_server(b, old_server, ip->dc);
-	if (server < 0)
-		return server;
+	/* A server's slots all resolve alike (same name, address and DC): look
+	 * it up once, not once per slot. */
+	server = b->server_of_prev[old->server];
+	if (server < 0) {
+		old_server = &b->prev->servers[old->server];
+		server = ensure_server(b, old_server, ip->dc);
+		if (server < 0)
+			return server;
+		b->server_of_prev[old->server] = server;
+	}
 	slot->server = server;
 	if (demand >= 0 && old->state == SU_ACTIVE && (uint32_t)server < b->n_fleet_servers &&
 	    *have_of(b, (uint32_t)server, (uint32_t)demand) < b->p->demands[demand].slices) {
@@ -500,6 +507,10 @@ static int carry_over(struct builder *b)
 				   "would move; plan without --previous once the old plan has drained",
 				   prev->port_lo, prev->port_hi, prev->slice_size, b->p->port_lo,
 				   b->p->port_hi, b->p->slice_size);
+	b->server_of_prev = malloc((prev->n_servers + 1) * sizeof(*b->server_of_prev));
+	if (!b->server_of_prev)
+		return su_err__set(b->err, ENOMEM, "out of memory");
+	memset(b->server_of_prev, 0xff, (prev->n_servers + 1) * sizeof(*b->server_of_prev));
 	for (uint32_t i = 0; i < prev->n_ips; i++) {
 		int ret = carry_ip(b, &prev->ips[i]);
 
@@ -699,6 +710,7 @@ static void builder_free(struct builder *b)
 		free(b->class_pools[i].v);
 	for (uint32_t i = 0; b->pools && i < b->f->n_prefixes; i++)
 		free(b->pools[i].used);
+	free(b->server_of_prev);
 	free(b->have);
 	free(b->have_base);
 	free(b->server_local);

@@ -551,22 +551,18 @@ static int parse_all(struct loader *l, char *buf, size_t len)
 	return 0;
 }
 
-int su_plan__parse(const char *buf, size_t len, const char *name, struct su_plan **out, struct su_err *err)
+/* Parses buf[0..len), which it may modify (lines are split in place). */
+static int parse_in_place(char *buf, size_t len, const char *name, struct su_plan **out,
+			  struct su_err *err)
 {
 	struct loader l = { .file = name, .line = 1, .err = err, .ip = -1 };
-	char *copy = malloc(len + 1);
 	int ret;
 
 	*out = NULL;
 	l.p = su_plan__new();
-	if (!copy || !l.p) {
-		free(copy);
-		su_plan__free(l.p);
+	if (!l.p)
 		return su_err__set(err, ENOMEM, "out of memory");
-	}
-	memcpy(copy, buf, len);
-	copy[len] = '\0';
-	ret = parse_all(&l, copy, len);
+	ret = parse_all(&l, buf, len);
 	if (!ret) {
 		struct su_err e;
 
@@ -579,7 +575,6 @@ int su_plan__parse(const char *buf, size_t len, const char *name, struct su_plan
 	su_strmap__free(&l.prefixes);
 	su_strmap__free(&l.demands);
 	free(l.key);
-	free(copy);
 	if (ret) {
 		su_plan__free(l.p);
 		return ret;
@@ -588,6 +583,22 @@ int su_plan__parse(const char *buf, size_t len, const char *name, struct su_plan
 	return 0;
 }
 
+int su_plan__parse(const char *buf, size_t len, const char *name, struct su_plan **out, struct su_err *err)
+{
+	char *copy = malloc(len + 1);
+	int ret;
+
+	*out = NULL;
+	if (!copy)
+		return su_err__set(err, ENOMEM, "out of memory");
+	memcpy(copy, buf, len);
+	copy[len] = '\0';
+	ret = parse_in_place(copy, len, name, out, err);
+	free(copy);
+	return ret;
+}
+
+/* Parses the file's own buffer: a large plan is not held twice. */
 int su_plan__load(const char *path, struct su_plan **out, struct su_err *err)
 {
 	char *buf;
@@ -598,7 +609,7 @@ int su_plan__load(const char *path, struct su_plan **out, struct su_err *err)
 	ret = su_read_file(path, &buf, &len, err);
 	if (ret)
 		return ret;
-	ret = su_plan__parse(buf, len, path, out, err);
+	ret = parse_in_place(buf, len, path, out, err);
 	free(buf);
 	return ret;
 }

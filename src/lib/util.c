@@ -11,8 +11,15 @@
 
 int su_read_all(FILE *fp, char **buf, size_t *len)
 {
+	struct stat st;
 	size_t cap = 1 << 16, n = 0;
-	char *b = malloc(cap);
+	char *b;
+
+	/* A regular file's size is known: one allocation, not a doubling chain
+	 * that would hold a large plan almost twice. */
+	if (!fstat(fileno(fp), &st) && S_ISREG(st.st_mode) && st.st_size > 0)
+		cap = (size_t)st.st_size + 2;
+	b = malloc(cap);
 
 	if (!b)
 		return -ENOMEM;
