@@ -121,16 +121,18 @@ struct su_frag_val {
 	__u32 kind; /* SU_TARGET_* */
 };
 
-/* su_targets (per-CPU LRU): target address (be32) -> packets forwarded to it,
+/* su_targets (per-CPU): target address (be32) -> packets forwarded to it,
  * and the next hop bpf_fib_lookup() found for it.  The lookup is the most
  * expensive step of a packet (about half its cost), so its answer is reused
- * for SU_NH_TTL_NS: route and neighbour changes apply within that time. */
-#define SU_NH_TTL_NS (250ull * 1000 * 1000)
+ * for SU_NH_TTL_JIFFIES: route and neighbour changes apply within that time
+ * (25 jiffies: 25 ms at CONFIG_HZ=1000, 250 ms at HZ=100).  Jiffies because
+ * reading a clock costs a packet ~20 ns and the cache needs no precision. */
+#define SU_NH_TTL_JIFFIES 25
 
 struct su_target_val {
 	__u64 packets;
 	__u64 bytes;
-	__u64 nh_expires;    /* bpf_ktime_get_coarse_ns() deadline, 0: none */
+	__u64 nh_expires;    /* bpf_jiffies64() deadline, 0: none */
 	__u32 nh_ifindex;    /* egress interface */
 	__u32 nh_in_ifindex; /* ingress interface the lookup was made for */
 	__u16 nh_ok_len;     /* largest outer length the MTU check passed */
