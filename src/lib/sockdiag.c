@@ -1,6 +1,7 @@
 /* inet_diag dump with a kernel-side bytecode filter (see sockdiag.h). */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stddef.h>
 #include <libmnl/libmnl.h>
 #include <linux/inet_diag.h>
 #include <linux/sock_diag.h>
@@ -16,12 +17,19 @@
 /* Large enough for one kernel dump skb (up to 32 KiB with big pages). */
 #define DUMP_BUF 65536
 
-/* One host condition: op + hostcond + one IPv4 address (16 bytes). */
+/* One host condition: op + struct inet_diag_hostcond + one IPv4 address,
+ * spelled out because the kernel's struct ends in a flexible array. */
 struct bc_host {
 	struct inet_diag_bc_op op;
-	struct inet_diag_hostcond cond;
+	uint8_t family, prefix_len;
+	uint16_t pad;
+	int32_t port; /* -1: any */
 	uint32_t addr;
 };
+_Static_assert(sizeof(struct bc_host) == sizeof(struct inet_diag_bc_op) +
+	       sizeof(struct inet_diag_hostcond) + 4, "bytecode host condition layout");
+_Static_assert(offsetof(struct bc_host, port) - offsetof(struct bc_host, family) ==
+	       offsetof(struct inet_diag_hostcond, port), "hostcond port offset");
 
 /* Every op jumps to the next one on success and past the end (+4, which the
  * kernel's inet_diag_bc_run reads as "reject") on failure: a conjunction. */
@@ -30,16 +38,16 @@ static size_t bc_build(const struct su_sockdiag_query *q, struct bc_host *bc)
 	size_t n = 0, total;
 
 	if (q->src || q->sport >= 0) {
-		bc[n].op.code = INET_DIAG_BC_S_COND;
-		bc[n].cond = (struct inet_diag_hostcond){
-			.family = AF_INET, .prefix_len = q->src ? 32 : 0, .port = q->sport };
-		bc[n++].addr = htonl(q->src);
+		bc[n] = (struct bc_host){ .op.code = INET_DIAG_BC_S_COND, .family = AF_INET,
+					  .prefix_len = q->src ? 32 : 0, .port = q->sport,
+					  .addr = htonl(q->src) };
+		n++;
 	}
 	if (q->dst || q->dport >= 0) {
-		bc[n].op.code = INET_DIAG_BC_D_COND;
-		bc[n].cond = (struct inet_diag_hostcond){
-			.family = AF_INET, .prefix_len = q->dst ? 32 : 0, .port = q->dport };
-		bc[n++].addr = htonl(q->dst);
+		bc[n] = (struct bc_host){ .op.code = INET_DIAG_BC_D_COND, .family = AF_INET,
+					  .prefix_len = q->dst ? 32 : 0, .port = q->dport,
+					  .addr = htonl(q->dst) };
+		n++;
 	}
 	total = n * sizeof(*bc);
 	for (size_t i = 0; i < n; i++) {
