@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "lib/assignment.h"
+#include "lib/tags.h"
 
 const char *su_assignment__path(void)
 {
@@ -399,116 +400,41 @@ void su_assignment__free(struct su_assignment *a)
 
 /* ---- tag queries ------------------------------------------------------ */
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* Decodes one "k=v" element [s, end) into key/value (percent escapes are
- * the canonical form's way to carry ',', '=', ' ' and '%' in values). */
-static int tag_split(const char *s, const char *end, char *key, size_t ksz, char *val,
-		     size_t vsz)
-{
-	const char *eq = memchr(s, '=', (size_t)(end - s));
-	size_t kl, vl = 0;
-
-	if (!eq || eq == s)
-		return -EINVAL;
-	kl = (size_t)(eq - s);
-	if (kl >= ksz)
-		return -EINVAL;
-	for (size_t i = 0; i < kl; i++) {
-		char c = s[i];
-
-		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
-			return -EINVAL;
-		key[i] = c;
-	}
-	key[kl] = 0;
-	for (const char *p = eq + 1; p < end; p++) {
-		int c = (unsigned char)*p;
-
-		if (c == '%') {
-			int h, l;
-
-			if (end - p < 3 || (h = hexval(p[1])) < 0 || (l = hexval(p[2])) < 0)
-				return -EINVAL;
-			c = h * 16 + l;
-			p += 2;
-		} else if (c == '=' || c < 0x20) {
-			return -EINVAL;
-		}
-		if (vl + 1 >= vsz)
-			return -EINVAL;
-		val[vl++] = (char)c;
-	}
-	val[vl] = 0;
-	return vl ? 0 : -EINVAL;
-}
-
-static const char *elem_end(const char *s)
-{
-	const char *c = strchr(s, ',');
-
-	return c ? c : s + strlen(s);
-}
-
+/* Tags use the one canonical form of src/lib/tags.c ("k=v,k=v", values
+ * percent-escaped); '*' asks for any egress. */
 int su_assignment__check_tags(const char *want, struct su_err *err)
 {
-	char k[64], v[256];
+	struct su_tags t;
+	struct su_err e;
+	int ret;
 
 	if (!want || !*want)
 		return su_err__set(err, EINVAL, "empty tag query (use '*' for any egress)");
 	if (!strcmp(want, "*"))
 		return 0;
-	for (const char *s = want;;) {
-		const char *e = elem_end(s);
-
-		if (tag_split(s, e, k, sizeof(k), v, sizeof(v)))
-			return su_err__set(err, EINVAL,
-					   "bad tag '%.*s' in '%s' (want key=value, key in [a-z0-9_-])",
-					   (int)(e - s), s, want);
-		if (!*e)
-			return 0;
-		s = e + 1;
-	}
-}
-
-static bool has_tag(const char *have, const char *key, const char *val)
-{
-	char k[64], v[256];
-
-	for (const char *s = have;;) {
-		const char *e = elem_end(s);
-
-		if (!tag_split(s, e, k, sizeof(k), v, sizeof(v)) && !strcmp(k, key) &&
-		    !strcmp(v, val))
-			return true;
-		if (!*e)
-			return false;
-		s = e + 1;
-	}
+	ret = su_tags__parse(want, &t, &e);
+	su_tags__free(&t);
+	if (ret)
+		return su_err__set(err, EINVAL, "bad tags '%s': %s (want key=value,..., key in [a-z0-9_-])",
+				   want, e.msg);
+	return 0;
 }
 
 bool su_assignment__tags_match(const char *have, const char *want)
 {
-	char k[64], v[256];
+	struct su_tags h, w;
+	bool match;
 
 	if (!strcmp(want, "*"))
 		return true;
-	for (const char *s = want;;) {
-		const char *e = elem_end(s);
-
-		if (tag_split(s, e, k, sizeof(k), v, sizeof(v)) || !has_tag(have, k, v))
-			return false;
-		if (!*e)
-			return true;
-		s = e + 1;
+	if (su_tags__parse(want, &w, NULL))
+		return false;
+	if (su_tags__parse(have, &h, NULL)) {
+		su_tags__free(&w);
+		return false;
 	}
+	match = w.n && su_tags__contains(&h, &w);
+	su_tags__free(&h);
+	su_tags__free(&w);
+	return match;
 }

@@ -190,20 +190,22 @@ static int unescape(char *s)
 
 int su_tags__parse(const char *s, struct su_tags *out, struct su_err *err)
 {
-	char *copy, *save = NULL, *item;
+	char *copy, *rest, *item;
 	int ret = 0;
 
 	*out = (struct su_tags){ 0 };
 	if (!s || !strcmp(s, "-"))
 		return 0;
-	copy = strdup(s);
+	copy = rest = strdup(s);
 	if (!copy)
 		return -ENOMEM;
-	for (item = strtok_r(copy, ",", &save); item && !ret; item = strtok_r(NULL, ",", &save)) {
-		char *eq = strchr(item, '=');
+	/* strsep, not strtok: "a=b,,c=d" and "a=b," are typos to report. */
+	while (!ret && (item = strsep(&rest, ",")) != NULL) {
+		char *eq;
 
 		while (*item == ' ')
 			item++;
+		eq = strchr(item, '=');
 		if (!eq || eq == item) {
 			ret = su_err__set(err, EINVAL, "tag '%s' is not key=value", item);
 			break;
