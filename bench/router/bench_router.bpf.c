@@ -12,6 +12,8 @@
  *   bench_bounce          restore + the baseline: parse Ethernet + IPv4 like
  *                         the router does, swap the MACs, XDP_TX
  *   bench_router          restore + the router (router.bpf.c, compiled in);
+ *   bench_grow            restore + a 28-byte head adjustment: measures what
+ *                         the restore adds to encapsulating paths;
  *   xdp_gen     the traffic generator, run with BPF_PROG_TEST_RUN live
  *               frames: varies the UDP source port over `flows` values and
  *               transmits (XDP_TX out of the generator's veth);
@@ -72,6 +74,16 @@ SEC("xdp")
 int bench_restore(struct xdp_md *ctx)
 {
 	return restore(ctx) ? XDP_ABORTED : XDP_TX;
+}
+
+/* What the restore costs an encapsulating path beyond the baseline: it has
+ * to undo the 28-byte head adjustment every time. */
+SEC("xdp")
+int bench_grow(struct xdp_md *ctx)
+{
+	if (restore(ctx) || bpf_xdp_adjust_head(ctx, -28))
+		return XDP_ABORTED;
+	return XDP_TX;
 }
 
 SEC("xdp")

@@ -319,7 +319,8 @@ static __always_inline int encap(struct xdp_md *ctx, __u32 inner_off, const stru
 	end = (void *)(long)ctx->data_end;
 	if (data + sizeof(*eth) > end)
 		return drop(SU_STAT_DROP_INTERNAL);
-	__builtin_memcpy(mac, data, sizeof(mac));
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
+		__builtin_memcpy(mac, data, sizeof(mac));
 	/* Make room for (or reuse, for backbone packets) the outer headers. */
 	delta = (int)inner_off - (int)(sizeof(*eth) + SU_ENCAP_LEN);
 	if (delta && bpf_xdp_adjust_head(ctx, delta))
