@@ -5,8 +5,8 @@ decap PORT TUN            a server's GUE receiver: every UDP datagram to PORT
     is an IPv4 packet (GUE variant 1), written into TUN so the kernel
     delivers it locally.  Stands in for fou, which this kernel may lack.
 udp-echo IP:PORT          echoes every datagram.
-udp-ping SRC:SPORT DST:PORT N   sends N datagrams from SRC:SPORT, prints how
-    many echoes came back.
+udp-ping SRC:SPORT DST:PORT N [SIZE]   sends N datagrams (of SIZE bytes)
+    from SRC:SPORT, prints how many whole echoes came back.
 udp-count IP:PORT IDLE    counts datagrams until IDLE seconds without one
     (after "ready"); prints the count.
 udp-send SRC DST:PORT N PPS   sends N datagrams at PPS.
@@ -49,15 +49,15 @@ def udp_echo(bind):
         s.sendto(data, peer)
 
 
-def udp_ping(src, dst, n):
+def udp_ping(src, dst, n, size):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(addr(src))
     got = 0
     for i in range(n):
-        s.sendto(b"ping %d" % i, addr(dst))
+        msg = (b"ping %d " % i).ljust(size, b".") if size else b"ping %d" % i
+        s.sendto(msg, addr(dst))
         r, _, _ = select.select([s], [], [], 1.0)
-        if r:
-            s.recv(65535)
+        if r and s.recv(65535) == msg:
             got += 1
     print(got)
 
@@ -163,7 +163,7 @@ def main(argv):
     elif cmd == "udp-echo":
         udp_echo(args[0])
     elif cmd == "udp-ping":
-        udp_ping(args[0], args[1], int(args[2]))
+        udp_ping(args[0], args[1], int(args[2]), int(args[3]) if len(args) > 3 else 0)
     elif cmd == "udp-count":
         udp_count(args[0], float(args[1]))
     elif cmd == "udp-send":
