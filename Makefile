@@ -24,6 +24,8 @@ SU_CFLAGS := -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wshadow -Wstrict-pr
            $(WERROR) -fPIC -D_GNU_SOURCE -DSU_VERSION=\"$(VERSION)\" \
            -Iinclude -Isrc -I$(BUILD)/include $(shell pkg-config --cflags $(PKGS))
 LDLIBS  += $(shell pkg-config --libs $(PKGS)) -lm
+# <linux/types.h> wants <asm/types.h>, which Debian keeps under the host triplet.
+BPF_CFLAGS := -O2 -g -target bpf -Wall -Werror -Isrc -I/usr/include/$(shell $(CC) -dumpmachine)
 SAN     :=
 
 LIB_SRC  := $(sort $(wildcard src/lib/*.c))
@@ -53,7 +55,7 @@ EXTRA_BINS :=
 include $(wildcard bench/*/bench.mk)
 
 .PHONY: all check test-unit test-e2e fuzz asan bench install clean
-all: $(CLI) $(SHARED) $(STATIC) $(BUILD)/lib/pkgconfig/softunicast.pc $(TESTS) $(EXTRA_BINS)
+all: $(CLI) $(SHARED) $(STATIC) $(BPF_OBJ) $(BUILD)/lib/pkgconfig/softunicast.pc $(TESTS) $(EXTRA_BINS)
 
 # The library never includes a BPF skeleton; everything else may.
 $(BUILD)/obj/src/lib/%.o: src/lib/%.c
@@ -66,7 +68,7 @@ $(BUILD)/obj/%.o: %.c $(SKELS) | $(BUILD)/include
 
 $(BUILD)/bpf/%.bpf.o: src/bpf/%.bpf.c $(wildcard src/bpf/*.h)
 	@mkdir -p $(@D)
-	$(CLANG) -O2 -g -target bpf -Wall -Werror -Isrc -c $< -o $@
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
 $(BUILD)/include/%.skel.h: $(BUILD)/bpf/%.bpf.o
 	@mkdir -p $(@D)

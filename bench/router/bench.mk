@@ -10,7 +10,7 @@ EXTRA_BINS += $(BENCH_ROUTER)
 $(BUILD)/bench/router-bpf/bench_router.bpf.o: bench/router/bench_router.bpf.c src/bpf/router.bpf.c \
 		$(wildcard src/bpf/*.h)
 	@mkdir -p $(@D)
-	$(CLANG) -O2 -g -target bpf -Wall -Werror -Isrc -c $< -o $@
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
 $(BUILD)/include/bench_router.skel.h: $(BUILD)/bench/router-bpf/bench_router.bpf.o
 	@mkdir -p $(@D)
