@@ -433,7 +433,7 @@ bool su_assignment__tags_match(const char *have, const char *want)
 		su_tags__free(&w);
 		return false;
 	}
-	match = w.n && su_tags__contains(&h, &w);
+	match = su_tags__contains(&h, &w);
 	su_tags__free(&h);
 	su_tags__free(&w);
 	return match;
