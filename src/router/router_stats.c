@@ -156,7 +156,8 @@ static int read_targets(const char *dir, struct target **out, size_t *n_out)
 	}
 	free(vals);
 	close(fd);
-	qsort(t, n, sizeof(*t), cmp_target);
+	if (n)
+		qsort(t, n, sizeof(*t), cmp_target);
 	*out = t;
 	*n_out = n;
 	return 0;

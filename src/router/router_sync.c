@@ -96,7 +96,8 @@ static int read_ips(int fd, struct ip_entry **out, uint32_t *n_out)
 			continue; /* deleted under us: nobody else writes, but be safe */
 		n++;
 	}
-	qsort(v, n, sizeof(*v), cmp_entry);
+	if (n)
+		qsort(v, n, sizeof(*v), cmp_entry);
 	*out = v;
 	*n_out = n;
 	return 0;
@@ -106,6 +107,8 @@ static struct ip_entry *find_entry(struct ip_entry *v, uint32_t n, __be32 ip)
 {
 	struct ip_entry key = { .ip = ip };
 
+	if (!n)
+		return NULL;
 	return bsearch(&key, v, n, sizeof(*v), cmp_entry);
 }
 

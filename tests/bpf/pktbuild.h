@@ -13,6 +13,14 @@
 
 #define PB_CAP 4096
 
+/* Headers inside a frame sit at any alignment (the IPv4 header is 14 bytes
+ * in): tests reach them through these 1-aligned views, which the compiler
+ * reads safely (a typedef may lower alignment). */
+typedef struct iphdr __attribute__((aligned(1))) pb_iphdr;
+typedef struct udphdr __attribute__((aligned(1))) pb_udphdr;
+typedef struct tcphdr __attribute__((aligned(1))) pb_tcphdr;
+typedef struct icmphdr __attribute__((aligned(1))) pb_icmphdr;
+
 struct pb {
 	uint8_t buf[PB_CAP];
 	size_t off; /* data is buf[off .. PB_CAP) */
@@ -61,7 +69,7 @@ static inline void pb_pad(struct pb *p, size_t n)
 static inline void pb_udp(struct pb *p, uint16_t sport, uint16_t dport)
 {
 	size_t len = pb_len(p) + 8;
-	struct udphdr *u = pb_push(p, 8);
+	pb_udphdr *u = pb_push(p, 8);
 
 	u->source = htons(sport);
 	u->dest = htons(dport);
@@ -70,7 +78,7 @@ static inline void pb_udp(struct pb *p, uint16_t sport, uint16_t dport)
 
 static inline void pb_tcp(struct pb *p, uint16_t sport, uint16_t dport)
 {
-	struct tcphdr *t = pb_push(p, 20);
+	pb_tcphdr *t = pb_push(p, 20);
 
 	t->source = htons(sport);
 	t->dest = htons(dport);
@@ -94,11 +102,11 @@ static inline void pb_icmp(struct pb *p, uint8_t type, uint8_t code, uint16_t id
 #define PB_MF SU_IP_MF
 
 /* frag: flags | offset in 8-byte units, host order. */
-static inline struct iphdr *pb_ip(struct pb *p, uint32_t src, uint32_t dst, uint8_t proto,
+static inline pb_iphdr *pb_ip(struct pb *p, uint32_t src, uint32_t dst, uint8_t proto,
 				  uint16_t id, uint16_t frag, uint8_t ttl)
 {
 	size_t len = pb_len(p) + 20;
-	struct iphdr *ip = pb_push(p, 20);
+	pb_iphdr *ip = pb_push(p, 20);
 
 	ip->version = 4;
 	ip->ihl = 5;

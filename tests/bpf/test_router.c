@@ -242,7 +242,7 @@ static void in_frag_first(struct pb *p)
 	pb_fill(p, 1200, 0x31);
 	pb_udp(p, 53, PORT_B);
 	/* UDP length covers the whole datagram, not this fragment. */
-	((struct udphdr *)pb_data(p))->len = htons(2000);
+	((pb_udphdr *)pb_data(p))->len = htons(2000);
 	pb_ip(p, ORIGIN, EG_LOCAL, IPPROTO_UDP, 0x7777, PB_MF, 60);
 	frame(p);
 }
@@ -276,13 +276,13 @@ static void in_gre(struct pb *p)
 }
 
 /* Malformed layers.  Each starts from a good TCP packet to EG_LOCAL. */
-static struct iphdr *good_ip(struct pb *p, uint32_t dst)
+static pb_iphdr *good_ip(struct pb *p, uint32_t dst)
 {
 	tcp_to(p, dst, PORT_A);
-	return (struct iphdr *)(pb_data(p) + 14);
+	return (pb_iphdr *)(pb_data(p) + 14);
 }
 
-static void recsum(struct iphdr *ip)
+static void recsum(pb_iphdr *ip)
 {
 	ip->check = 0;
 	ip->check = su_csum(ip, 20);
@@ -290,21 +290,21 @@ static void recsum(struct iphdr *ip)
 
 static void in_ihl_small(struct pb *p)
 {
-	struct iphdr *ip = good_ip(p, EG_LOCAL);
+	pb_iphdr *ip = good_ip(p, EG_LOCAL);
 
 	ip->ihl = 4;
 }
 
 static void in_ihl_small_remote(struct pb *p)
 {
-	struct iphdr *ip = good_ip(p, EG_B);
+	pb_iphdr *ip = good_ip(p, EG_B);
 
 	ip->ihl = 4;
 }
 
 static void in_totlen_small(struct pb *p)
 {
-	struct iphdr *ip = good_ip(p, EG_LOCAL);
+	pb_iphdr *ip = good_ip(p, EG_LOCAL);
 
 	ip->tot_len = htons(16);
 	recsum(ip);
@@ -312,7 +312,7 @@ static void in_totlen_small(struct pb *p)
 
 static void in_totlen_big(struct pb *p)
 {
-	struct iphdr *ip = good_ip(p, EG_LOCAL);
+	pb_iphdr *ip = good_ip(p, EG_LOCAL);
 
 	ip->tot_len = htons(ntohs(ip->tot_len) + 1);
 	recsum(ip);
@@ -320,7 +320,7 @@ static void in_totlen_big(struct pb *p)
 
 static void in_ihl_beyond(struct pb *p)
 {
-	struct iphdr *ip = pb_ip(p, ORIGIN, EG_LOCAL, IPPROTO_TCP, 1, 0, 60);
+	pb_iphdr *ip = pb_ip(p, ORIGIN, EG_LOCAL, IPPROTO_TCP, 1, 0, 60);
 
 	ip->ihl = 15;
 	ip->tot_len = htons(60);
@@ -338,7 +338,7 @@ static void in_tcp_trunc(struct pb *p)
 static void in_tcp_doff(struct pb *p)
 {
 	pb_tcp(p, 443, PORT_A);
-	((struct tcphdr *)pb_data(p))->doff = 2;
+	((pb_tcphdr *)pb_data(p))->doff = 2;
 	pb_ip(p, ORIGIN, EG_LOCAL, IPPROTO_TCP, 1, 0, 60);
 	frame(p);
 }
@@ -346,7 +346,7 @@ static void in_tcp_doff(struct pb *p)
 static void in_tcp_doff_beyond(struct pb *p)
 {
 	pb_tcp(p, 443, PORT_A);
-	((struct tcphdr *)pb_data(p))->doff = 15;
+	((pb_tcphdr *)pb_data(p))->doff = 15;
 	pb_ip(p, ORIGIN, EG_LOCAL, IPPROTO_TCP, 1, 0, 60);
 	frame(p);
 }
@@ -355,7 +355,7 @@ static void in_udp_len_small(struct pb *p)
 {
 	pb_fill(p, 8, 0);
 	pb_udp(p, 53, PORT_A);
-	((struct udphdr *)pb_data(p))->len = htons(7);
+	((pb_udphdr *)pb_data(p))->len = htons(7);
 	pb_ip(p, ORIGIN, EG_LOCAL, IPPROTO_UDP, 1, 0, 60);
 	frame(p);
 }
@@ -364,7 +364,7 @@ static void in_udp_len_big(struct pb *p)
 {
 	pb_fill(p, 8, 0);
 	pb_udp(p, 53, PORT_A);
-	((struct udphdr *)pb_data(p))->len = htons(17);
+	((pb_udphdr *)pb_data(p))->len = htons(17);
 	pb_ip(p, ORIGIN, EG_LOCAL, IPPROTO_UDP, 1, 0, 60);
 	frame(p);
 }
@@ -416,7 +416,7 @@ static void in_bb_noslice(struct pb *p) { backbone(p, ROUTER_B, in_tcp_free, GUE
 /* Independent of the program: the inner flow as the fixture built it. */
 static struct su_flow inner_flow(const uint8_t *ip)
 {
-	const struct iphdr *h = (const void *)ip;
+	const pb_iphdr *h = (const void *)ip;
 	struct su_flow f = { .src = h->saddr, .dst = h->daddr, .proto = h->protocol };
 	uint16_t frag = ntohs(h->frag_off);
 
@@ -432,8 +432,8 @@ static void expect_encap(struct pb *out, const struct pb *in, uint32_t target, i
 			 int keep_macs)
 {
 	size_t off = 14;
-	const struct iphdr *outer = (const void *)(pb_data(in) + 14);
-	const struct iphdr *inner;
+	const pb_iphdr *outer = (const void *)(pb_data(in) + 14);
+	const pb_iphdr *inner;
 	struct su_flow f;
 
 	if (outer->daddr == htonl(ROUTER))
@@ -443,11 +443,11 @@ static void expect_encap(struct pb *out, const struct pb *in, uint32_t target, i
 	pb_init(out);
 	pb_bytes(out, inner, pb_len(in) - off);
 	pb_udp(out, ntohs(su_flow_sport(&f)), GUE);
-	((struct udphdr *)pb_data(out))->len = htons(ntohs(inner->tot_len) + 8);
+	((pb_udphdr *)pb_data(out))->len = htons(ntohs(inner->tot_len) + 8);
 	pb_ip(out, ROUTER, target, IPPROTO_UDP, ntohs(inner->id),
 	      ntohs(inner->frag_off) & SU_IP_DF, 64);
 	if (pb_len(out) != (size_t)ntohs(inner->tot_len) + 28) { /* padded frame */
-		struct iphdr *ip = (void *)pb_data(out);
+		pb_iphdr *ip = (void *)pb_data(out);
 
 		ip->tot_len = htons(ntohs(inner->tot_len) + 28);
 		recsum(ip);
@@ -464,7 +464,7 @@ static void expect_frag_needed(struct pb *out, const struct pb *in)
 	pb_bytes(out, pb_data(in) + 14, 28);
 	pb_icmp(out, SU_ICMP_DEST_UNREACH, SU_ICMP_FRAG_NEEDED, 0, 1500 - 28);
 	((struct su_icmphdr *)pb_data(out))->check = su_csum(pb_data(out), 36);
-	struct iphdr *ip = pb_ip(out, EG_LOCAL, ORIGIN, IPPROTO_ICMP, 0, 0, 64);
+	pb_iphdr *ip = pb_ip(out, EG_LOCAL, ORIGIN, IPPROTO_ICMP, 0, 0, 64);
 	ip->tos = 0xc0;
 	recsum(ip);
 	pb_eth(out, MAC_GW0, MAC_SU0, ETH_P_IP);
