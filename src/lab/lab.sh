@@ -392,9 +392,21 @@ whoami_tcp() { # whoami_tcp NS SERVER TAGS ORIGIN -> IP:PORT the origin saw
 		timeout 5 "$SU" connect --tags "$3" "$4" 80 2>/dev/null | tail -1 | tr -d '\r'
 }
 
-whoami_curl() { # whoami_curl NS SERVER TAGS ORIGIN
-	x "$1" env SOFTUNICAST_ASSIGNMENT="$(assignment_of "$2")" SOFTUNICAST_TAGS="$3" \
-		LD_PRELOAD="$LIB_DIR/libsoftunicast-preload.so" curl -s -m 5 "http://$4/" 2>/dev/null | tr -d '\r'
+# An unmodified program egressing through the LD_PRELOAD shim: curl.  A shim
+# built with ASan (make asan) needs the ASan runtime loaded first, and curl
+# hangs in setlocale under it, so that build uses ncat as the program.
+SHIM=$LIB_DIR/libsoftunicast-preload.so
+ASAN_RT=$(ldd "$SHIM" 2>/dev/null | awk '/libasan/ {print $3}')
+SHIM_CLIENT=$([ -n "$ASAN_RT" ] && echo ncat || echo curl)
+whoami_shim() { # whoami_shim NS SERVER TAGS ORIGIN
+	local env=(SOFTUNICAST_ASSIGNMENT="$(assignment_of "$2")" SOFTUNICAST_TAGS="$3")
+	if [ -z "$ASAN_RT" ]; then
+		x "$1" env "${env[@]}" LD_PRELOAD="$SHIM" curl -s -m 5 "http://$4/" 2>/dev/null | tr -d '\r'
+	else
+		{ printf 'GET / HTTP/1.0\r\n\r\n'; sleep 0.5; } | x "$1" env "${env[@]}" \
+			LD_PRELOAD="$ASAN_RT $SHIM" ASAN_OPTIONS=detect_leaks=0 timeout 5 ncat "$4" 80 2>/dev/null |
+			tail -1 | tr -d '\r'
+	fi
 }
 
 whoami_udp() { # whoami_udp NS SERVER TAGS ORIGIN
@@ -428,9 +440,9 @@ run_egress_step() {
 			check "$name TCP {$tags}: origin saw $seen" $? "$(slices_for "$name" "$tags")"
 		done
 		tags=$(plan_demands "$dc" | head -1)
-		seen=$(whoami_curl "$ns" "$name" "$tags" "$origin")
+		seen=$(whoami_shim "$ns" "$name" "$tags" "$origin")
 		in_slices "$seen" "$name" "$tags"
-		check "$name curl via the LD_PRELOAD shim {$tags}: origin saw $seen" $?
+		check "$name $SHIM_CLIENT via the LD_PRELOAD shim {$tags}: origin saw $seen" $?
 		seen=$(whoami_udp "$ns" "$name" "$tags" "$origin")
 		in_slices "$seen" "$name" "$tags"
 		check "$name UDP {$tags}: origin saw $seen" $?
