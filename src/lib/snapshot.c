@@ -41,7 +41,7 @@ static void write_state(FILE *fp, uint8_t state, int64_t deadline)
 	if (state == SU_DRAINING)
 		fprintf(fp, " draining %" PRId64 "\n", deadline);
 	else
-		fputs(" active\n", fp);
+		fputs_unlocked(" active\n", fp);
 }
 
 static void write_tags(FILE *fp, const struct su_tags *t)
@@ -81,10 +81,25 @@ static uint64_t write_tables(FILE *fp, const struct su_plan *p)
 	return records;
 }
 
-static uint64_t write_ip(FILE *fp, const struct su_plan *p, const struct su_plan_ip *ip)
+/* Slot lines are most of a large plan (1.5 million for 30,000 servers x 50
+ * tag-sets), so they are assembled from pieces formatted once: the IP, and
+ * each server's " NAME ADDR". */
+static char *u32_text(uint32_t v, char buf[11])
+{
+	char *p = buf + 10;
+
+	*p = '\0';
+	do
+		*--p = (char)('0' + v % 10);
+	while (v /= 10);
+	return p;
+}
+
+static uint64_t write_ip(FILE *fp, const struct su_plan *p, const struct su_plan_ip *ip,
+			 char *const *server_text)
 {
 	const struct su_plan_prefix *px = &p->prefixes[ip->prefix];
-	char a[SU_ADDR_STRLEN], b[SU_PREFIX_STRLEN];
+	char a[SU_ADDR_STRLEN], b[SU_PREFIX_STRLEN], port[11];
 	uint64_t records = 1;
 
 	fprintf(fp, "ip %s %s %s ", su_addr__str(ip->ip, a), p->dcs[ip->dc].name,
@@ -98,26 +113,53 @@ static uint64_t write_ip(FILE *fp, const struct su_plan *p, const struct su_plan
 
 		if (slot->state == SU_FREE)
 			continue;
-		fprintf(fp, "slot %s %u %s ", a, su_plan__slot_lo(p, s), p->servers[slot->server].name);
-		fputs(su_addr__str(p->servers[slot->server].addr, b), fp);
+		fputs_unlocked("slot ", fp);
+		fputs_unlocked(a, fp);
+		fputc_unlocked(' ', fp);
+		fputs_unlocked(u32_text(su_plan__slot_lo(p, s), port), fp);
+		fputs_unlocked(server_text[slot->server], fp);
 		write_state(fp, slot->state, slot->deadline);
 		records++;
 	}
 	return records;
 }
 
+static char **server_texts(const struct su_plan *p)
+{
+	char **v = calloc(p->n_servers + 1, sizeof(*v));
+	char a[SU_ADDR_STRLEN];
+
+	for (uint32_t i = 0; v && i < p->n_servers; i++)
+		if (asprintf(&v[i], " %s %s", p->servers[i].name, su_addr__str(p->servers[i].addr, a)) < 0)
+			v[i] = NULL;
+	for (uint32_t i = 0; v && i < p->n_servers; i++)
+		if (!v[i]) {
+			for (uint32_t j = 0; j < p->n_servers; j++)
+				free(v[j]);
+			free(v);
+			return NULL;
+		}
+	return v;
+}
+
 static int write_plan(FILE *fp, const void *arg)
 {
 	const struct su_plan *p = arg;
+	char **server_text = server_texts(p);
 	uint64_t records = 4;
 
+	if (!server_text)
+		return -ENOMEM;
 	fprintf(fp, "# softunicast address plan, written by softunicast %s; do not edit by hand\n"
 		    "softunicast-plan %d\nserial %" PRIu64 "\nports %u-%u slice %u\ndrain %" PRId64 "\n",
 		SU_VERSION, SU_PLAN_FORMAT, p->serial, p->port_lo, p->port_hi, p->slice_size, p->drain);
 	records += write_tables(fp, p);
 	for (uint32_t i = 0; i < p->n_ips; i++)
-		records += write_ip(fp, p, &p->ips[i]);
+		records += write_ip(fp, p, &p->ips[i], server_text);
 	fprintf(fp, "end %" PRIu64 "\n", records);
+	for (uint32_t i = 0; i < p->n_servers; i++)
+		free(server_text[i]);
+	free(server_text);
 	return ferror(fp) ? -EIO : 0;
 }
 
