@@ -23,17 +23,7 @@
 
 #define PORT_RANGE_SYSCTL "/proc/sys/net/ipv4/ip_local_port_range"
 
-static void agent_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void agent_log(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "%s agent: ", su_prog);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
+#define agent_log(...) cli_log("agent", __VA_ARGS__)
 
 static void agent_usage(FILE *out)
 {

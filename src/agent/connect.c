@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "lib/util.h"
 #include "softunicast/egress.h"
 
 struct connect_opts {
@@ -138,21 +139,6 @@ static int exit_code(int err)
 	return SU_EXIT_FAIL;
 }
 
-static int write_all(int fd, const char *buf, size_t len)
-{
-	while (len) {
-		ssize_t w = write(fd, buf, len);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		buf += w;
-		len -= (size_t)w;
-	}
-	return 0;
-}
-
 /* Copies both ways until the peer closes (TCP) or stdin ended and the
  * socket stayed quiet for wait_ms (UDP). */
 static int relay(int fd, bool stream, int wait_ms)
@@ -174,7 +160,7 @@ static int relay(int fd, bool stream, int wait_ms)
 				return errno == ECONNREFUSED && !stream ? -ECONNREFUSED : -errno;
 			if (r == 0 && stream)
 				return 0;
-			if (r > 0 && write_all(1, buf, (size_t)r))
+			if (r > 0 && su_write_full(1, buf, (size_t)r))
 				return -EPIPE;
 		}
 		if (p[0].revents) {
@@ -184,7 +170,7 @@ static int relay(int fd, bool stream, int wait_ms)
 				p[0].fd = -1; /* stdin done: half-close, keep reading */
 				if (stream)
 					shutdown(fd, SHUT_WR);
-			} else if (stream ? write_all(fd, buf, (size_t)r) : (send(fd, buf, (size_t)r, 0) < 0 ? -errno : 0)) {
+			} else if (stream ? su_write_full(fd, buf, (size_t)r) : (send(fd, buf, (size_t)r, 0) < 0 ? -errno : 0)) {
 				return -errno;
 			}
 		}

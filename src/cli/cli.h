@@ -24,7 +24,9 @@ int agent_main(int argc, char **argv);
 int connect_main(int argc, char **argv);
 int lab_main(int argc, char **argv);
 
-/* Prints "softunicast CMD: message" to stderr; returns code for `return`. */
+/* Prints "softunicast CMD: message" to stderr (cli_fail also returns code,
+ * for `return cli_fail(...)`). */
+void cli_log(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int cli_fail(int code, const char *cmd, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif

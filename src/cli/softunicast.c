@@ -48,15 +48,29 @@ static void usage(FILE *out)
 		     "demand, 5 not found.  See softunicast(1).\n");
 }
 
+static void vlog(const char *cmd, const char *fmt, va_list ap)
+{
+	fprintf(stderr, "%s %s: ", su_prog, cmd);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
+void cli_log(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog(cmd, fmt, ap);
+	va_end(ap);
+}
+
 int cli_fail(int code, const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
 
-	fprintf(stderr, "%s %s: ", su_prog, cmd);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vlog(cmd, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	return code;
 }
 

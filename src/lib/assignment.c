@@ -13,6 +13,7 @@
 
 #include "lib/assignment.h"
 #include "lib/tags.h"
+#include "lib/util.h"
 
 const char *su_assignment__path(void)
 {
@@ -340,21 +341,6 @@ char *su_assignment__format(const struct su_assignment *a)
 	return buf;
 }
 
-static int write_fully(int fd, const char *buf, size_t len)
-{
-	while (len) {
-		ssize_t w = write(fd, buf, len);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		buf += w;
-		len -= (size_t)w;
-	}
-	return 0;
-}
-
 int su_assignment__write(const struct su_assignment *a, const char *path, struct su_err *err)
 {
 	char *text = su_assignment__format(a), tmp[4096];
@@ -373,7 +359,7 @@ int su_assignment__write(const struct su_assignment *a, const char *path, struct
 		free(text);
 		return su_err__set(err, -rc, "%s: %s", tmp, strerror(-rc));
 	}
-	rc = write_fully(fd, text, strlen(text));
+	rc = su_write_full(fd, text, strlen(text));
 	if (!rc && fsync(fd))
 		rc = -errno;
 	if (close(fd) && !rc)

@@ -48,6 +48,23 @@ int su_read_all(FILE *fp, char **buf, size_t *len)
 	return 0;
 }
 
+int su_write_full(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t w = write(fd, p, len);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		p += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
 int su_read_file(const char *path, char **buf, size_t *len, struct su_err *err)
 {
 	FILE *fp = fopen(path, "r");

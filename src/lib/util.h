@@ -8,6 +8,9 @@
 /* Reads the whole stream into a NUL-terminated malloc'd buffer. */
 int su_read_all(FILE *fp, char **buf, size_t *len);
 
+/* write(2) until done, through EINTR and short writes; 0 or -errno. */
+int su_write_full(int fd, const void *buf, size_t len);
+
 /* Reads a whole file; errors name it ("PATH: No such file or directory"). */
 struct su_err;
 int su_read_file(const char *path, char **buf, size_t *len, struct su_err *err);

@@ -2,7 +2,7 @@
 # it needs directly (not libsoftunicast.so) so that preloading it pulls in no
 # plan, YAML or BPF dependencies; only connect() is exported.
 PRELOAD_SO  := $(BUILD)/lib/libsoftunicast-preload.so
-PRELOAD_OBJ := $(patsubst %,$(BUILD)/obj/src/lib/%.o,egress egress_port assignment counters sockdiag tags err)
+PRELOAD_OBJ := $(patsubst %,$(BUILD)/obj/src/lib/%.o,egress egress_port assignment counters sockdiag tags util err)
 
 all: $(PRELOAD_SO)
 

@@ -46,17 +46,7 @@ struct router_opts {
 	bool persist, once, force;
 };
 
-static void router_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void router_log(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "%s router: ", su_prog);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
+#define router_log(...) cli_log("router", __VA_ARGS__)
 
 static void router_usage(FILE *out)
 {
