@@ -12,10 +12,11 @@ static const char usage_text[] =
 	"Usage: softunicast diff [--json] OLD-PLAN NEW-PLAN\n"
 	"\n"
 	"Shows what a plan change does to live traffic, one line per change:\n"
-	"  + ip     an IP appeared (with its DC)       - ip     an IP left the plan\n"
-	"  ~ ip     an IP moved to another DC          ! ip     an IP started draining\n"
-	"  + slot   a slice was assigned               - slot   a slice was freed\n"
-	"  ~ slot   a slice changed owner              ! slot   a slice started draining\n"
+	"  + ip     an IP appeared (with its DC)       - ip     an IP left the plan (gone,\n"
+	"  ~ ip     an IP moved to another DC                   or drained: its drain ended)\n"
+	"  ! ip     an IP started draining             ! slot   a slice started draining\n"
+	"  + slot   a slice was assigned               - slot   a slice was freed, or drained\n"
+	"  ~ slot   a slice changed owner                       (its drain time is over)\n"
 	"and a count of each at the end.\n"
 	"\n"
 	"Options:\n"
@@ -25,16 +26,17 @@ static const char usage_text[] =
 	"\n"
 	"Exit status: 0 (also when the plans differ), 2 usage, 3 invalid plan.\n";
 
+enum change { APPEARED, GONE, MOVED, DRAINING, DRAINED, ASSIGNED, FREED, REASSIGNED, REACTIVATED };
+static const char *const change_names[] = { "appeared", "gone", "moved", "draining", "drained",
+					    "assigned", "freed", "reassigned", "reactivated" };
+static const char change_marks[] = "+-~!-+-~~";
+
 struct differ {
 	const struct su_plan *a, *b;
 	json_t *changes; /* NULL: text output */
-	unsigned counts[8];
+	unsigned counts[REACTIVATED + 1];
 };
 
-enum change { APPEARED, GONE, MOVED, DRAINING, ASSIGNED, FREED, REASSIGNED, REACTIVATED };
-static const char *const change_names[] = { "appeared", "gone", "moved", "draining",
-					    "assigned", "freed", "reassigned", "reactivated" };
-static const char change_marks[] = "+-~!+-~~";
 
 static void emit(struct differ *d, bool slot, enum change c, uint32_t ip, long slice_lo, uint32_t slice_size,
 		 const char *from, const char *to, int64_t deadline)
@@ -93,7 +95,8 @@ static void diff_slot(struct differ *d, const struct su_plan_ip *ia, const struc
 	if (!had && has)
 		emit(d, true, ASSIGNED, ip, lo, p->slice_size, NULL, owner(d->b, y), y->deadline);
 	else if (had && !has)
-		emit(d, true, FREED, ip, lo, p->slice_size, owner(d->a, x), NULL, 0);
+		emit(d, true, x->state == SU_DRAINING ? DRAINED : FREED, ip, lo, p->slice_size, owner(d->a, x),
+		     NULL, 0);
 	else if (had && !same_owner(d, x, y))
 		emit(d, true, REASSIGNED, ip, lo, p->slice_size, owner(d->a, x), owner(d->b, y), y->deadline);
 	else if (had && x->state != y->state)
@@ -109,7 +112,8 @@ static void diff_ip(struct differ *d, const struct su_plan_ip *ia, const struct 
 	if (!ia)
 		emit(d, false, APPEARED, ib->ip, -1, 0, NULL, d->b->dcs[ib->dc].name, ib->deadline);
 	else if (!ib)
-		emit(d, false, GONE, ia->ip, -1, 0, d->a->dcs[ia->dc].name, NULL, 0);
+		emit(d, false, ia->state == SU_DRAINING ? DRAINED : GONE, ia->ip, -1, 0, d->a->dcs[ia->dc].name,
+		     NULL, 0);
 	else if (strcmp(d->a->dcs[ia->dc].name, d->b->dcs[ib->dc].name))
 		emit(d, false, MOVED, ia->ip, -1, 0, d->a->dcs[ia->dc].name, d->b->dcs[ib->dc].name, ib->deadline);
 	else if (ia->state != ib->state)

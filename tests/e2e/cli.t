@@ -21,7 +21,7 @@ exits() { # exits CODE COMMAND...: the command exits with CODE
 	[ "$got" = "$want" ] || { echo "exit $got, wanted $want" >&2; return 1; }
 }
 
-echo "1..22"
+echo "1..23"
 check "plan the example fleet" $SU plan --fleet $FLEET --out "$T/a.plan" --now 1700000000
 check "summary shows the cost" grep -q "cost: 6 egress IPv4 addresses in use" "$T/out"
 check "re-plan with no change is byte-identical" bash -c "$SU plan --fleet $FLEET --previous $T/a.plan --out $T/b.plan --now 1700000100 >/dev/null && cmp $T/a.plan $T/b.plan"
@@ -51,6 +51,7 @@ sed 's/      lhr-s3: 10.1.1.3/      lhr-s3: 10.1.1.3\n      lhr-s4: 10.1.1.4/; /
 check "re-plan after adding and removing servers" $SU plan --fleet "$T/changed.yaml" --previous "$T/a.plan" --out "$T/c.plan" --now 1700000200
 check "diff shows the new server's slices and the drain" bash -c "$SU diff $T/a.plan $T/c.plan | grep -q 'assigned lhr-s4' && $SU diff $T/a.plan $T/c.plan | grep -q 'draining cdg-s3 until 1700000800'"
 check "diff --json counts" bash -c "$SU diff --json $T/a.plan $T/c.plan | jq -e '.counts.assigned == 4 and .counts.draining == 3 and .counts.reassigned == 0'"
+check "after the drain time the old slices show as drained" bash -c "$SU plan --fleet $T/changed.yaml --previous $T/c.plan --out $T/d.plan --now 1700009999 >/dev/null && $SU diff --json $T/c.plan $T/d.plan | jq -e '.counts.drained == 3 and .counts.freed == 0'"
 check "every command has --help" bash -c "for c in plan who show geofeed diff; do $SU \$c --help | grep -q Usage || exit 1; done"
 
 [ $failed = 0 ]
