@@ -86,8 +86,10 @@ for bin in "${fuzzers[@]}"; do
 	fi
 	dict=()
 	[ -f "tests/fuzz/$name.dict" ] && dict=(-dict="tests/fuzz/$name.dict")
+	# A fixed seed by default, so a CI run explores the same inputs as the
+	# last green one (SU_FUZZ_SEED=0: a random seed, for longer hunts).
 	timeout $((secs + 120)) "$bin" -max_total_time="$secs" -timeout=5 -rss_limit_mb=2048 \
-		-print_final_stats=1 -artifact_prefix="$art" "${dict[@]}" "$corpus" >"$log" 2>&1
+		-seed="${SU_FUZZ_SEED:-1}" -print_final_stats=1 -artifact_prefix="$art" "${dict[@]}" "$corpus" >"$log" 2>&1
 	st=$?
 	report "$st" "fuzz_$name (${secs}s, $(grep -Eo 'stat::number_of_executed_units: *[0-9]+' "$log" |
 		grep -Eo '[0-9]+$' | tail -n 1) runs)" "$log"
