@@ -111,12 +111,18 @@ static void print_shortfall(const struct su_plan_report *r, bool json)
 /* Active IPs and servers per demand, for the summary table. */
 static void count_per_demand(const struct su_plan *p, uint32_t *ips, uint32_t *servers)
 {
+	uint32_t *in_dc = calloc(p->n_dcs + 1, sizeof(*in_dc));
+
 	for (uint32_t i = 0; i < p->n_ips; i++)
 		if (p->ips[i].state == SU_ACTIVE)
 			ips[p->ips[i].demand]++;
+	if (!in_dc)
+		return;
+	for (uint32_t s = 0; s < p->n_servers; s++)
+		in_dc[p->servers[s].dc] += !p->servers[s].retired;
 	for (uint32_t d = 0; d < p->n_demands; d++)
-		for (uint32_t s = 0; s < p->n_servers; s++)
-			servers[d] += !p->servers[s].retired && p->servers[s].dc == p->demands[d].dc;
+		servers[d] = in_dc[p->demands[d].dc];
+	free(in_dc);
 }
 
 static double saving(const struct su_plan_cost *c)

@@ -422,8 +422,8 @@ run_plan_step() {
 	step "1. The plan: IPs per DC and tag-set, slices per server, cost"
 	sed 's/^/  /' "$STATE/plan-summary.txt" | { [ $TAP = 1 ] && sed 's/^/#/' || cat; }
 	local active per
-	active=$("$SU" plan --fleet "$STATE/fleet.yaml" --previous "$STATE/plan" --check --json | jq .cost.active_ips)
-	per=$("$SU" plan --fleet "$STATE/fleet.yaml" --previous "$STATE/plan" --check --json | jq .cost.per_server_ips)
+	read -r active per < <("$SU" plan --fleet "$STATE/fleet.yaml" --previous "$STATE/plan" --check --json |
+		jq -r '"\(.cost.active_ips) \(.cost.per_server_ips)"')
 	[ -n "$active" ] && [ "$active" -lt "$per" ]
 	check "plan uses $active IPv4 addresses where one per server per tag-set needs $per" $?
 }

@@ -73,6 +73,7 @@ int su_assignment__add(struct su_assignment *a, uint32_t ip, uint16_t lo, uint16
 		       uint8_t state, const char *tags)
 {
 	struct su_assignment_entry *v;
+	struct su_tags set;
 
 	if (a->n >= SU_ASSIGNMENT_MAX)
 		return -E2BIG;
@@ -80,10 +81,14 @@ int su_assignment__add(struct su_assignment *a, uint32_t ip, uint16_t lo, uint16
 	if (!v)
 		return -ENOMEM;
 	a->v = v;
+	if (su_tags__parse(tags && *tags ? tags : "-", &set, NULL))
+		return -EINVAL;
 	v[a->n] = (struct su_assignment_entry){ .ip = ip, .lo = lo, .hi = hi, .state = state,
-						.tags = strdup(tags && *tags ? tags : "-") };
-	if (!v[a->n].tags)
+						.tags = strdup(tags && *tags ? tags : "-"), .set = set };
+	if (!v[a->n].tags) {
+		su_tags__free(&set);
 		return -ENOMEM;
+	}
 	a->n++;
 	return 0;
 }
@@ -378,8 +383,10 @@ void su_assignment__free(struct su_assignment *a)
 {
 	if (!a)
 		return;
-	for (uint32_t i = 0; i < a->n; i++)
+	for (uint32_t i = 0; i < a->n; i++) {
 		free(a->v[i].tags);
+		su_tags__free(&a->v[i].set);
+	}
 	free(a->v);
 	free(a);
 }

@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "lib/err.h"
+#include "lib/tags.h"
 
 #define SU_ASSIGNMENT_FORMAT 1
 #define SU_ASSIGNMENT_MAGIC "softunicast-assignment"
@@ -44,6 +45,7 @@ struct su_assignment_entry {
 	uint16_t lo, hi;   /* inclusive port range of the slice */
 	uint8_t state;     /* enum su_slice_state */
 	char *tags;        /* canonical "k=v,k=v" text */
+	struct su_tags set; /* the same, parsed once: connect() matches against it */
 };
 
 struct su_assignment {

@@ -243,13 +243,19 @@ static int check_dst(const struct sockaddr *dst, socklen_t len)
 static uint32_t candidates(const struct su_assignment *a, const char *tags, uint32_t *idx)
 {
 	uint32_t n = 0, start = a->n ? su_port__random() % a->n : 0;
+	bool any = !strcmp(tags, "*");
+	struct su_tags want = { 0 };
 
+	/* The query is parsed once; the entries were parsed when loaded. */
+	if (!any && su_tags__parse(tags, &want, NULL))
+		return 0;
 	for (uint32_t k = 0; k < a->n; k++) {
 		uint32_t i = (start + k) % a->n;
 
-		if (a->v[i].state == SU_SLICE_ACTIVE && su_assignment__tags_match(a->v[i].tags, tags))
+		if (a->v[i].state == SU_SLICE_ACTIVE && (any || su_tags__contains(&a->v[i].set, &want)))
 			idx[n++] = i;
 	}
+	su_tags__free(&want);
 	return n;
 }
 

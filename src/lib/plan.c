@@ -312,6 +312,11 @@ int su_plan__canonicalize(struct su_plan *p, struct su_err *err)
 	return ret ? ret : check_adjacent(p, err);
 }
 
+const char *su_state__name(uint8_t state)
+{
+	return state == SU_ACTIVE ? "active" : state == SU_DRAINING ? "draining" : "free";
+}
+
 /* ---- lookups ------------------------------------------------------------- */
 
 const struct su_plan_ip *su_plan__find_ip(const struct su_plan *p, uint32_t ip)

@@ -63,6 +63,7 @@ struct builder {
 	 * have[have_base[dc] + server_local * n_demands(dc) + demand_local]. */
 	uint16_t *have;
 	uint32_t *have_base, *server_local, *demand_local;
+	uint32_t *first_server;    /* per fleet DC: plan index of its first server */
 	struct u32vec *demand_ips; /* per fleet demand: its active IPs, address order */
 
 	int32_t *server_of_prev;    /* previous plan's server → plan server, -1 until seen */
@@ -100,6 +101,7 @@ static int add_fleet_dc(struct builder *b, uint32_t i, uint32_t *have_total)
 	int ret = dc < 0 ? dc : su_strmap__put(&b->dcs, fdc->name, (uint32_t)dc);
 
 	b->have_base[i] = *have_total;
+	b->first_server[i] = b->p->n_servers;
 	*have_total += fdc->n_servers * fdc->n_demands;
 	for (uint32_t j = 0; j < fdc->n_servers && !ret; j++) {
 		int s = su_plan__add_server(b->p, fdc->servers[j].name, fdc->servers[j].addr, (uint32_t)dc, false);
@@ -220,10 +222,11 @@ static int build_tables(struct builder *b)
 		demands += f->dcs[i].n_demands;
 	}
 	b->have_base = calloc(f->n_dcs + 1, sizeof(*b->have_base));
+	b->first_server = calloc(f->n_dcs + 1, sizeof(*b->first_server));
 	b->server_local = calloc(servers + 1, sizeof(*b->server_local));
 	b->demand_local = calloc(demands + 1, sizeof(*b->demand_local));
 	b->demand_ips = calloc(demands + 1, sizeof(*b->demand_ips));
-	if (!b->have_base || !b->server_local || !b->demand_local || !b->demand_ips)
+	if (!b->have_base || !b->first_server || !b->server_local || !b->demand_local || !b->demand_ips)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < f->n_dcs; i++) {
 		ret = add_fleet_dc(b, i, &have_total);
@@ -622,12 +625,10 @@ static int report_shortfall(struct builder *b, struct su_plan_report *r, uint32_
 static int allocate_demand(struct builder *b, uint32_t d, uint64_t capacity, struct su_plan_report *r)
 {
 	const struct su_fleet_dc *fdc = &b->f->dcs[b->p->demands[d].dc];
-	uint32_t first_server = 0, want = b->p->demands[d].slices;
+	uint32_t first_server = b->first_server[b->p->demands[d].dc], want = b->p->demands[d].slices;
 	struct slot_cursor cursor = { 0 };
 	uint64_t missing = 0;
 
-	for (uint32_t i = 0; i < b->p->demands[d].dc; i++)
-		first_server += b->f->dcs[i].n_servers;
 	for (uint32_t s = first_server; s < first_server + fdc->n_servers; s++) {
 		uint16_t *have = have_of(b, s, d);
 
@@ -713,6 +714,7 @@ static void builder_free(struct builder *b)
 	free(b->server_of_prev);
 	free(b->have);
 	free(b->have_base);
+	free(b->first_server);
 	free(b->server_local);
 	free(b->demand_local);
 	free(b->demand_ips);

@@ -31,11 +31,6 @@
 
 /* ---- writing ---------------------------------------------------------------- */
 
-static const char *state_name(uint8_t state)
-{
-	return state == SU_ACTIVE ? "active" : state == SU_DRAINING ? "draining" : "free";
-}
-
 static void write_state(FILE *fp, uint8_t state, int64_t deadline)
 {
 	if (state == SU_DRAINING)
@@ -654,9 +649,4 @@ int su_plan__load(const char *path, struct su_plan **out, struct su_err *err)
 	ret = parse_in_place(buf, len, path, out, err);
 	free(buf);
 	return ret;
-}
-
-const char *su_state__name(uint8_t state)
-{
-	return state_name(state);
 }
