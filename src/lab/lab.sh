@@ -25,7 +25,9 @@ STATE=${SOFTUNICAST_LAB_DIR:-/run/softunicast-lab}
 # netns exec` remounts /sys, so a pin under /sys/fs/bpf would not be seen
 # from inside the namespaces.
 PIN=$STATE/bpf
-NS=sul
+# SOFTUNICAST_LAB_NS and SOFTUNICAST_LAB_DIR let two labs (a test suite's and a
+# demo) run side by side: every namespace name starts with the prefix.
+NS=${SOFTUNICAST_LAB_NS:-sul}
 DEFAULT_FLEET=$(dirname "$SU")/../../examples/lab.yaml
 [ -f "$DEFAULT_FLEET" ] || DEFAULT_FLEET=$(dirname "$SU")/../share/softunicast/examples/lab.yaml
 

@@ -5,7 +5,9 @@
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 SU=$ROOT/${SU_BUILD:-build}/bin/softunicast
-STATE=/run/softunicast-lab
+# Its own namespace prefix and state directory: runs beside a demo lab.
+export SOFTUNICAST_LAB_NS=sulT${SU_LAB_ID:-$$} SOFTUNICAST_LAB_DIR=/run/softunicast-labt-$$
+STATE=$SOFTUNICAST_LAB_DIR
 T=$(mktemp -d /tmp/su-lab-e2e.XXXXXX)
 N=0 FAILS=0
 
@@ -22,7 +24,7 @@ ok() { # ok STATUS DESCRIPTION [DIAGNOSTIC]
 		[ -n "${3:-}" ] && printf '%s\n' "$3" | sed 's/^/# /'
 	fi
 }
-x() { local ns=$1; shift; ip netns exec "sul-$ns" "$@"; }
+x() { local ns=$1; shift; ip netns exec "$SOFTUNICAST_LAB_NS-$ns" "$@"; }
 wait_for() { for _ in $(seq 100); do eval "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
 
 "$SU" lab down >/dev/null 2>&1 # a lab left over by an interrupted run
@@ -71,7 +73,7 @@ wait $STREAM 2>/dev/null
 # ---- nothing left behind --------------------------------------------------------
 "$SU" lab down >"$T/down.log" 2>&1
 ok $? "lab down"
-! ip netns list | grep -q '^sul-'
+! ip netns list | grep -q "^$SOFTUNICAST_LAB_NS-"
 ok $? "no lab namespace is left" "$(ip netns list)"
 [ ! -e "$STATE" ] && ! grep -q "$STATE" /proc/mounts
 ok $? "no state directory or bpf mount is left"
