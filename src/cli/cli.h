@@ -19,6 +19,7 @@ int who_main(int argc, char **argv);
 int show_main(int argc, char **argv);
 int geofeed_main(int argc, char **argv);
 int diff_main(int argc, char **argv);
+int report_main(int argc, char **argv);
 int router_main(int argc, char **argv);
 int agent_main(int argc, char **argv);
 int connect_main(int argc, char **argv);

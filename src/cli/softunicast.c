@@ -25,6 +25,7 @@ static const struct {
 	{ "show", show_main, "list a plan's assignments" },
 	{ "geofeed", geofeed_main, "print the RFC 8805 geofeed of the egress space in use" },
 	{ "diff", diff_main, "show what changed between two plans" },
+	{ "report", report_main, "draw the egress address space as an HTML page" },
 	{ "router", router_main, "run or inspect the XDP router of a data center" },
 	{ "agent", agent_main, "run or inspect the agent of a server" },
 	{ "connect", connect_main, "connect with tags from this server's slice (netcat-like)" },
