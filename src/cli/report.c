@@ -15,11 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "cli/cli.h"
 #include "cli/output.h"
+#include "lib/util.h"
 
 static const char usage_text[] =
 	"Usage: softunicast report --plan PLAN --out FILE.html [--max-rows N]\n"
@@ -329,8 +328,11 @@ static void cost_chart(struct page *pg)
 	fputs("</svg>\n", pg->f);
 }
 
-static int write_page(struct page *pg)
+static int write_page(FILE *f, const void *arg)
 {
+	struct page *pg = (struct page *)arg;
+
+	pg->f = f;
 	head(pg);
 	hatches(pg);
 	cost_chart(pg);
@@ -338,43 +340,24 @@ static int write_page(struct page *pg)
 	for (uint32_t i = 0; i < pg->p->n_prefixes; i++)
 		prefix_grid(pg, &pg->p->prefixes[i]);
 	if (pg->rows_skipped)
-		fprintf(pg->f, "<p class=\"note\">%" PRIu64 " IP rows left out in all.</p>\n", pg->rows_skipped);
-	fputs("</body></html>\n", pg->f);
-	return ferror(pg->f) ? -EIO : 0;
+		fprintf(f, "<p class=\"note\">%" PRIu64 " IP rows left out in all.</p>\n", pg->rows_skipped);
+	fputs("</body></html>\n", f);
+	return ferror(f) ? -EIO : 0;
 }
 
-/* Temp file beside the target, renamed over it: a browser or a web server
- * reading the old page never sees half of the new one. */
+/* Replaced atomically: a browser or web server reading the old page never
+ * sees half of the new one. */
 static int report_write(const struct su_plan *p, const char *out, uint32_t max_rows)
 {
-	size_t n = strlen(out) + 16;
-	char *tmp = malloc(n);
 	struct page pg = { .p = p, .rows_left = max_rows };
-	int fd, ret = -ENOMEM;
+	int ret;
 
 	pg.colour = calloc(p->n_dcs ? p->n_dcs : 1, sizeof(*pg.colour));
-	if (!tmp || !pg.colour)
-		goto cleanup;
+	if (!pg.colour)
+		return -ENOMEM;
 	for (uint32_t d = 0; d < p->n_dcs; d++)
 		dc_colour(d, pg.colour[d]);
-	snprintf(tmp, n, "%s.tmp.XXXXXX", out);
-	fd = mkstemp(tmp);
-	/* mkstemp makes 0600; a page is for reading by people and web servers. */
-	if (fd < 0 || fchmod(fd, 0644) || !(pg.f = fdopen(fd, "w"))) {
-		ret = -errno;
-		if (fd >= 0)
-			close(fd);
-		goto cleanup;
-	}
-	ret = write_page(&pg);
-	if (fclose(pg.f) && !ret)
-		ret = -errno;
-	if (!ret && rename(tmp, out))
-		ret = -errno;
-	if (ret)
-		unlink(tmp);
-cleanup:
-	free(tmp);
+	ret = su_write_atomic(out, write_page, &pg);
 	free(pg.colour);
 	return ret;
 }
