@@ -8,6 +8,9 @@
 #   tests/fuzz/fuzz_*.c -> build/fuzz/fuzz_*  (clang libFuzzer)
 
 PREFIX  ?= /usr/local
+LIBDIR  ?= $(PREFIX)/lib
+# systemd units go where this system's systemd looks (Debian 12: /lib/systemd/system).
+UNITDIR ?= $(or $(shell pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null),$(PREFIX)/lib/systemd/system)
 DESTDIR ?=
 BUILD   ?= build
 VERSION := 0.1.0
@@ -16,7 +19,7 @@ SONAME  := libsoftunicast.so.0
 CC      ?= cc
 CLANG   ?= clang
 BPFTOOL ?= bpftool
-PKGS    := libbpf yaml-0.1 jansson libmnl
+PKGS    := libbpf yaml-0.1 jansson libmnl libsystemd
 WERROR  := $(if $(filter true,$(CI)),-Werror,)
 CFLAGS  ?= -O2 -g
 # Project flags live apart from CFLAGS so `make CFLAGS=-O0` keeps them.
@@ -29,7 +32,7 @@ BPF_CFLAGS := -O2 -g -target bpf -Wall -Werror -Isrc -I/usr/include/$(shell $(CC
 SAN     :=
 
 LIB_SRC  := $(sort $(wildcard src/lib/*.c))
-BIN_SRC  := $(sort $(wildcard src/cli/*.c src/router/*.c src/agent/*.c src/lab/*.c))
+BIN_SRC  := $(sort $(wildcard src/cli/*.c src/daemon/*.c src/router/*.c src/agent/*.c src/lab/*.c))
 BPF_SRC  := $(sort $(wildcard src/bpf/*.bpf.c))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c tests/bpf/test_*.c))
 TLIB_SRC := $(sort $(wildcard tests/lib/*.c))
@@ -54,7 +57,7 @@ EXTRA_BINS :=
 -include src/preload/preload.mk
 include $(wildcard bench/*/bench.mk)
 
-.PHONY: all check test-unit test-e2e fuzz asan bench install clean
+.PHONY: all check test-unit test-e2e fuzz asan bench install deb clean
 all: $(CLI) $(SHARED) $(STATIC) $(BPF_OBJ) $(BUILD)/lib/pkgconfig/softunicast.pc $(TESTS) $(EXTRA_BINS)
 
 # The library never includes a BPF skeleton; everything else may.
@@ -89,7 +92,7 @@ $(SHARED): $(LIB_OBJ) src/lib/libsoftunicast.map
 
 $(BUILD)/lib/pkgconfig/softunicast.pc: softunicast.pc.in Makefile
 	@mkdir -p $(@D)
-	sed -e 's|@PREFIX@|$(PREFIX)|; s|@VERSION@|$(VERSION)|' $< > $@
+	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@VERSION@|$(VERSION)|' $< > $@
 
 $(CLI): $(BIN_OBJ) $(STATIC)
 	@mkdir -p $(@D)
@@ -120,21 +123,29 @@ asan:
 bench: $(BENCHES)
 
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig \
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR)/pkgconfig \
 	  $(DESTDIR)$(PREFIX)/include/softunicast $(DESTDIR)$(PREFIX)/share/man/man1 \
-	  $(DESTDIR)$(PREFIX)/lib/softunicast/bpf
+	  $(DESTDIR)$(PREFIX)/lib/softunicast/bpf $(DESTDIR)$(UNITDIR) \
+	  $(DESTDIR)$(PREFIX)/share/softunicast/examples/etc $(DESTDIR)$(PREFIX)/share/doc/softunicast
 	install -m 0755 $(CLI) $(DESTDIR)$(PREFIX)/bin/
-	install -m 0644 $(STATIC) $(DESTDIR)$(PREFIX)/lib/
-	install -m 0755 $(BUILD)/lib/$(SONAME) $(DESTDIR)$(PREFIX)/lib/
-	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libsoftunicast.so
-	install -m 0644 $(BUILD)/lib/pkgconfig/softunicast.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	install -m 0644 $(STATIC) $(DESTDIR)$(LIBDIR)/
+	install -m 0755 $(BUILD)/lib/$(SONAME) $(DESTDIR)$(LIBDIR)/
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libsoftunicast.so
+	install -m 0644 $(BUILD)/lib/pkgconfig/softunicast.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
 	install -m 0644 include/softunicast/*.h $(DESTDIR)$(PREFIX)/include/softunicast/
 	install -m 0644 docs/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
-	install -d $(DESTDIR)$(PREFIX)/share/softunicast/examples
-	install -m 0644 src/lab/lab.sh $(DESTDIR)$(PREFIX)/share/softunicast/
+	install -m 0755 src/lab/lab.sh $(DESTDIR)$(PREFIX)/share/softunicast/
 	install -m 0644 examples/*.yaml $(DESTDIR)$(PREFIX)/share/softunicast/examples/
+	install -m 0644 contrib/etc/*.example $(DESTDIR)$(PREFIX)/share/softunicast/examples/etc/
+	install -m 0644 docs/*.md $(DESTDIR)$(PREFIX)/share/doc/softunicast/
 	install -m 0644 $(BPF_OBJ) $(DESTDIR)$(PREFIX)/lib/softunicast/bpf/
-	$(if $(wildcard $(BUILD)/lib/libsoftunicast-preload.so),install -m 0755 $(BUILD)/lib/libsoftunicast-preload.so $(DESTDIR)$(PREFIX)/lib/)
+	install -m 0644 contrib/systemd/*.service $(DESTDIR)$(UNITDIR)/
+
+# Debian packages (debhelper) from a copy of the tree, into $(BUILD)/deb/.
+deb:
+	rm -rf $(BUILD)/deb && mkdir -p $(BUILD)/deb/src
+	tar --exclude='./build*' --exclude=./.git -cf - . | tar -C $(BUILD)/deb/src -xf -
+	cd $(BUILD)/deb/src && dpkg-buildpackage -b -us -uc
 
 clean:
 	rm -rf build build-asan

@@ -19,6 +19,7 @@
 
 #include "agent/agent.h"
 #include "cli/cli.h"
+#include "daemon/sd.h"
 #include "lib/counters.h"
 
 #define PORT_RANGE_SYSCTL "/proc/sys/net/ipv4/ip_local_port_range"
@@ -503,28 +504,43 @@ static int signals(void)
 	return signalfd(-1, &set, SFD_CLOEXEC);
 }
 
+/* systemd sees a reload and then the serial in force (see daemon/sd.h). */
+static void reload_notify(struct agent *a)
+{
+	su_sd__reloading();
+	reload(a);
+	su_sd__ready("plan serial %llu applied", (unsigned long long)a->cur->serial);
+}
+
 static void loop(struct agent *a, int sfd, int ifd)
 {
-	struct pollfd p[2] = { { .fd = sfd, .events = POLLIN }, { .fd = ifd, .events = POLLIN } };
+	/* A negative fd is ignored by poll(2): no plan watch, no watchdog. */
+	struct pollfd p[3] = { { .fd = sfd, .events = POLLIN }, { .fd = ifd, .events = POLLIN },
+			       { .fd = su_sd__watchdog_fd(), .events = POLLIN } };
 
 	for (;;) {
 		struct signalfd_siginfo si;
 
-		if (poll(p, ifd >= 0 ? 2 : 1, -1) < 0 && errno != EINTR)
-			return;
+		if (poll(p, 3, -1) < 0 && errno != EINTR)
+			break;
+		if (p[2].revents)
+			su_sd__watchdog_ping(p[2].fd);
 		if (p[1].revents && plan_changed(ifd, a->o.plan)) {
 			agent_log("%s changed: reloading", a->o.plan);
-			reload(a);
+			reload_notify(a);
 		}
 		if (!p[0].revents || read(sfd, &si, sizeof(si)) != sizeof(si))
 			continue;
 		if (si.ssi_signo != SIGHUP) {
 			agent_log("signal %u: restoring the host", si.ssi_signo);
-			return;
+			break;
 		}
 		agent_log("SIGHUP: reloading %s", a->o.plan);
-		reload(a);
+		reload_notify(a);
 	}
+	su_sd__stopping();
+	if (p[2].fd >= 0)
+		close(p[2].fd);
 }
 
 static void adopt_added(struct agent *a, json_t *added)
@@ -624,6 +640,8 @@ int agent_run(const struct agent_opts *o)
 		write_state(&a);
 		agent_log("server %s: %u slice(s) on %s, plan serial %llu, published %s", o->server,
 			  a.cur->n, o->iface, (unsigned long long)a.cur->serial, a.assignment_path);
+		su_sd__ready("plan serial %llu applied, %u slice(s) published", (unsigned long long)a.cur->serial,
+			     a.cur->n);
 		loop(&a, sfd, ifd);
 	}
 	host_down(&a);

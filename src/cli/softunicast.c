@@ -1,7 +1,12 @@
 /* softunicast — multi-call entry point: `softunicast COMMAND [ARGS]`. */
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 
@@ -49,8 +54,27 @@ static void usage(FILE *out)
 		     "demand, 5 not found.  See softunicast(1).\n");
 }
 
-static void vlog(const char *cmd, const char *fmt, va_list ap)
+/* Under systemd, stderr is a journal stream ($JOURNAL_STREAM names its
+ * device and inode, systemd.exec(5)): a "<N>" prefix then gives each line
+ * its syslog priority (sd-daemon(3)), so `journalctl -p err` finds the
+ * failures.  Anywhere else lines stay plain. */
+static bool stderr_is_journal(void)
 {
+	static int cached = -1;
+	unsigned long long dev, ino;
+	const char *e = getenv("JOURNAL_STREAM");
+	struct stat st;
+
+	if (cached < 0)
+		cached = e && sscanf(e, "%llu:%llu", &dev, &ino) == 2 && !fstat(STDERR_FILENO, &st) &&
+			 st.st_dev == dev && st.st_ino == ino;
+	return cached;
+}
+
+static void vlog(const char *prio, const char *cmd, const char *fmt, va_list ap)
+{
+	if (stderr_is_journal())
+		fputs(prio, stderr);
 	fprintf(stderr, "%s %s: ", su_prog, cmd);
 	vfprintf(stderr, fmt, ap);
 	fputc('\n', stderr);
@@ -61,7 +85,7 @@ void cli_log(const char *cmd, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	vlog(cmd, fmt, ap);
+	vlog(SD_INFO, cmd, fmt, ap);
 	va_end(ap);
 }
 
@@ -70,7 +94,7 @@ int cli_fail(int code, const char *cmd, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	vlog(cmd, fmt, ap);
+	vlog(SD_ERR, cmd, fmt, ap);
 	va_end(ap);
 	return code;
 }

@@ -8,11 +8,11 @@ all: $(PRELOAD_SO)
 
 $(PRELOAD_SO): $(BUILD)/obj/src/preload/preload.o $(PRELOAD_OBJ) src/preload/preload.map
 	@mkdir -p $(@D)
-	$(CC) -shared $(SAN) -Wl,--version-script=src/preload/preload.map -o $@ \
+	$(CC) -shared $(SAN) -Wl,-soname,libsoftunicast-preload.so -Wl,--version-script=src/preload/preload.map -o $@ \
 	  $(BUILD)/obj/src/preload/preload.o $(PRELOAD_OBJ) -lmnl -ldl -lpthread
 
 # `make install` also installs the shim next to the library.
 .PHONY: install-preload
 install: install-preload
 install-preload: $(PRELOAD_SO)
-	install -D -m 0755 $(PRELOAD_SO) $(DESTDIR)$(PREFIX)/lib/libsoftunicast-preload.so
+	install -D -m 0755 $(PRELOAD_SO) $(DESTDIR)$(LIBDIR)/libsoftunicast-preload.so

@@ -28,6 +28,7 @@
 #include <bpf/libbpf.h>
 
 #include "cli/cli.h"
+#include "daemon/sd.h"
 #include "router.skel.h"
 #include "router/router.h"
 
@@ -505,9 +506,18 @@ static bool plan_touched(int fd, const char *path)
 	return hit;
 }
 
+/* A reload tells systemd it is reloading, then ready again with the serial
+ * in force (the old one when the new plan was refused). */
+static void reload(struct runner *r)
+{
+	su_sd__reloading();
+	apply_plan(r);
+	su_sd__ready("plan serial %llu applied", (unsigned long long)r->serial);
+}
+
 static int run_loop(struct runner *r)
 {
-	struct pollfd pfd[2] = { { .events = POLLIN }, { .events = POLLIN } };
+	struct pollfd pfd[3] = { { .events = POLLIN }, { .events = POLLIN }, { .events = POLLIN } };
 	sigset_t set;
 
 	sigemptyset(&set);
@@ -521,8 +531,9 @@ static int run_loop(struct runner *r)
 	if (pfd[1].fd < 0)
 		router_log("not watching %s (%s): SIGHUP still reloads", r->o->plan_path,
 			   strerror(errno));
+	pfd[2].fd = su_sd__watchdog_fd();
 	for (;;) {
-		if (poll(pfd, 2, -1) < 0) {
+		if (poll(pfd, 3, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
@@ -535,15 +546,20 @@ static int run_loop(struct runner *r)
 			if (si.ssi_signo != SIGHUP)
 				break;
 			router_log("SIGHUP: reloading %s", r->o->plan_path);
-			apply_plan(r);
+			reload(r);
 		}
 		if (pfd[1].fd >= 0 && (pfd[1].revents & POLLIN) &&
 		    plan_touched(pfd[1].fd, r->o->plan_path)) {
 			router_log("%s changed: reloading", r->o->plan_path);
-			apply_plan(r);
+			reload(r);
 		}
+		if (pfd[2].fd >= 0 && (pfd[2].revents & POLLIN))
+			su_sd__watchdog_ping(pfd[2].fd);
 	}
+	su_sd__stopping();
 	close(pfd[0].fd);
+	if (pfd[2].fd >= 0)
+		close(pfd[2].fd);
 	if (pfd[1].fd >= 0)
 		close(pfd[1].fd);
 	return 0;
@@ -598,6 +614,7 @@ static int router_run(struct router_opts *o)
 		   o->persist ? ", persistent" : "");
 	if (o->once)
 		goto cleanup;
+	su_sd__ready("plan serial %llu applied, forwarding", (unsigned long long)r.serial);
 	rc = run_loop(&r);
 	if (!o->persist) {
 		detach(&r);
