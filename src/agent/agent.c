@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <sys/socket.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -19,6 +20,7 @@
 
 #include "agent/agent.h"
 #include "cli/cli.h"
+#include "daemon/metrics.h"
 #include "daemon/sd.h"
 #include "lib/counters.h"
 
@@ -59,6 +61,12 @@ static void agent_usage(FILE *out)
 		"      --no-decap        no XDP program (the kernel's fou decapsulates)\n"
 		"      --no-enforce      no nftables table\n"
 		"      --no-sysctl       leave ip_local_port_range alone\n"
+		"      --metrics ADDR:PORT  serve Prometheus metrics on http://ADDR:PORT/metrics:\n"
+		"                        per slice the ports in use and the library's counters,\n"
+		"                        the busiest destinations per slice, blocked packets,\n"
+		"                        decap counters; :PORT for all addresses\n"
+		"      --metrics-top N   busiest (slice, destination IP:port) pairs in the\n"
+		"                        metrics (default 10, at most 1000)\n"
 		"  -h, --help\n\n"
 		"status: per slice, the ports in use (sock_diag), the busiest destination's\n"
 		"share of the slice (a WARNING at 80%%: connects to it fail at 100%%), sockets\n"
@@ -69,7 +77,7 @@ static void agent_usage(FILE *out)
 		su_prog, su_prog, AGENT_NFT_TABLE, AGENT_NFT_TABLE, SU_ASSIGNMENT_DIR);
 }
 
-enum { OPT_NO_DECAP = 256, OPT_NO_ENFORCE, OPT_NO_SYSCTL };
+enum { OPT_NO_DECAP = 256, OPT_NO_ENFORCE, OPT_NO_SYSCTL, OPT_METRICS, OPT_METRICS_TOP };
 
 static int parse_port(const char *s, uint16_t *out)
 {
@@ -82,18 +90,33 @@ static int parse_port(const char *s, uint16_t *out)
 	return 0;
 }
 
+static int parse_top(const char *s, uint32_t *out)
+{
+	char *end;
+	unsigned long v;
+
+	if (*s < '0' || *s > '9' || (s[0] == '0' && s[1]))
+		return -EINVAL;
+	v = strtoul(s, &end, 10);
+	if (*end || v > 1000)
+		return -EINVAL;
+	*out = (uint32_t)v;
+	return 0;
+}
+
 static int parse_opts(int argc, char **argv, struct agent_opts *o)
 {
 	static const struct option lo[] = {
 		{ "plan", 1, 0, 'p' },	   { "server", 1, 0, 's' }, { "iface", 1, 0, 'i' },
 		{ "run-dir", 1, 0, 'd' },  { "gue-port", 1, 0, 'g' },
 		{ "no-decap", 0, 0, OPT_NO_DECAP }, { "no-enforce", 0, 0, OPT_NO_ENFORCE },
-		{ "no-sysctl", 0, 0, OPT_NO_SYSCTL }, { "help", 0, 0, 'h' }, { 0 },
+		{ "no-sysctl", 0, 0, OPT_NO_SYSCTL }, { "help", 0, 0, 'h' },
+		{ "metrics", 1, 0, OPT_METRICS }, { "metrics-top", 1, 0, OPT_METRICS_TOP }, { 0 },
 	};
 	int c;
 
 	*o = (struct agent_opts){ .run_dir = SU_ASSIGNMENT_DIR, .gue_port = 6080, .decap = true,
-				  .enforce = true, .sysctl = true };
+				  .enforce = true, .sysctl = true, .metrics_top = 10 };
 	while ((c = getopt_long(argc, argv, "p:s:i:d:g:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'p': o->plan = optarg; break;
@@ -107,6 +130,16 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
 		case OPT_NO_DECAP: o->decap = false; break;
 		case OPT_NO_ENFORCE: o->enforce = false; break;
 		case OPT_NO_SYSCTL: o->sysctl = false; break;
+		case OPT_METRICS:
+			if (su_metrics__parse(optarg, &(struct sockaddr_storage){ 0 }))
+				return cli_fail(SU_EXIT_USAGE, "agent", "--metrics '%s': expected IPv4:PORT, "
+						"[IPv6]:PORT or :PORT", optarg);
+			o->metrics = optarg;
+			break;
+		case OPT_METRICS_TOP:
+			if (parse_top(optarg, &o->metrics_top))
+				return cli_fail(SU_EXIT_USAGE, "agent", "--metrics-top '%s': expected 0-1000", optarg);
+			break;
 		case 'h':
 			agent_usage(stdout);
 			return SU_EXIT_OK;
@@ -624,9 +657,18 @@ int agent_run(const struct agent_opts *o)
 	struct agent a = { .o = *o, .saved_announce = -1 };
 	struct su_err err = { "" };
 	int rc = prepare(&a, &err), sfd = -1, ifd = -1;
+	struct agent_metrics mctx = { a.assignment_path, a.ifindex, o->metrics_top };
+	struct su_metrics *metrics = NULL;
 
 	if (rc) {
 		cli_fail(exit_code(rc), "agent", "%s", err.msg);
+		goto cleanup;
+	}
+	/* Bound before the host changes: a taken port fails the start cleanly. */
+	mctx.ifindex = a.ifindex;
+	if (o->metrics && (rc = su_metrics__start(o->metrics, agent_metrics__render, &mctx, &metrics, &err))) {
+		cli_fail(SU_EXIT_FAIL, "agent", "%s", err.msg);
+		rc = -EIO;
 		goto cleanup;
 	}
 	sfd = signals();
@@ -644,6 +686,7 @@ int agent_run(const struct agent_opts *o)
 			     a.cur->n);
 		loop(&a, sfd, ifd);
 	}
+	su_metrics__stop(metrics);
 	host_down(&a);
 cleanup:
 	if (sfd >= 0)

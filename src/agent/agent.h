@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "lib/assignment.h"
 #include "lib/err.h"
@@ -20,6 +21,8 @@ struct agent_opts {
 	const char *server;
 	const char *iface;
 	const char *run_dir;
+	const char *metrics;   /* ADDR:PORT of the Prometheus endpoint, or NULL */
+	uint32_t metrics_top;  /* busiest destinations in the metrics */
 	uint16_t gue_port;
 	bool decap, enforce, sysctl;
 };
@@ -69,6 +72,56 @@ int agent_nft__install(const struct su_assignment *a, struct su_err *err);
 int agent_nft__update(const struct su_assignment *a, struct su_err *err);
 int agent_nft__remove(void);
 int agent_nft__blocked(uint64_t *packets);
+
+/* agent_usage.c: the sockets on this server's slices (sock_diag). */
+struct agent_use {
+	uint32_t entry;     /* index into the assignment */
+	uint32_t dst;       /* destination IP, host order */
+	uint16_t dport, sport;
+	uint8_t proto;      /* IPPROTO_TCP or IPPROTO_UDP */
+};
+
+struct agent_usage {
+	const struct su_assignment *a;
+	struct agent_use *v; /* sorted by entry, proto, dst, dport, sport */
+	size_t n, cap;
+};
+
+/* Per assignment entry: distinct source ports in use, sockets, and the
+ * destination holding most of the slice (where connects fail first). */
+struct agent_slice_stat {
+	uint32_t ports, sockets, busiest, busiest_dst;
+	uint16_t busiest_dport;
+	uint8_t busiest_proto;
+};
+
+/* One (slice, protocol, destination IP:port) and its sockets. */
+struct agent_dest_use {
+	uint32_t entry, dst;
+	uint16_t dport;
+	uint8_t proto;
+	uint32_t sockets;
+};
+
+/* Dumps the TCP and UDP sockets bound to a's IPs on a's slices: 0 or -errno
+ * (u->v may hold part of them then).  Listeners and unconnected sockets hold
+ * no 4-tuple and are left out. */
+int agent_usage__collect(const struct su_assignment *a, struct agent_usage *u);
+/* st: one entry per assignment entry, zeroed by the caller. */
+void agent_usage__summarize(const struct agent_usage *u, struct agent_slice_stat *st);
+/* The n busiest destinations over all slices, most sockets first; returns
+ * how many out holds (<= n). */
+size_t agent_usage__top(const struct agent_usage *u, struct agent_dest_use *out, size_t n);
+void agent_usage__free(struct agent_usage *u);
+
+/* agent_metrics.c: the Prometheus page (daemon/metrics.h), built from what
+ * the agent published in `assignment` and from the kernel. */
+struct agent_metrics {
+	const char *assignment; /* path of the published assignment */
+	int ifindex;            /* uplink, for the decapsulator's counters */
+	uint32_t top;           /* busiest destinations reported */
+};
+int agent_metrics__render(FILE *out, void *arg);
 
 int agent_run(const struct agent_opts *o);
 int agent_status_main(int argc, char **argv);

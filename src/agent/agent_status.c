@@ -13,131 +13,6 @@
 #include "bpf/decap_abi.h"
 #include "cli/cli.h"
 #include "lib/counters.h"
-#include "lib/sockdiag.h"
-
-/* One socket on a slice, for counting ports and per-destination use. */
-struct use {
-	uint32_t entry;
-	uint32_t dst;
-	uint16_t dport, sport;
-	uint8_t proto;
-};
-
-struct usage {
-	const struct su_assignment *a;
-	struct use *v;
-	size_t n, cap;
-	uint64_t *outside; /* per entry index of the IP's first entry: sockets off-slice */
-};
-
-struct slice_stat {
-	uint32_t ports, sockets, busiest, busiest_dst;
-	uint16_t busiest_dport;
-	uint8_t busiest_proto;
-};
-
-static int find_entry(const struct su_assignment *a, uint32_t ip, uint16_t port)
-{
-	for (uint32_t i = 0; i < a->n; i++)
-		if (a->v[i].ip == ip && port >= a->v[i].lo && port <= a->v[i].hi)
-			return (int)i;
-	return -1;
-}
-
-static int on_sock(const struct su_sockdiag_sock *s, void *arg)
-{
-	struct usage *u = arg;
-	int e;
-
-	if (s->state == 10 /* TCP_LISTEN */ || !s->dst)
-		return 0; /* a listener or an unconnected socket holds no 4-tuple */
-	e = find_entry(u->a, s->src, s->sport);
-	if (e < 0)
-		return 0;
-	if (u->n == u->cap) {
-		size_t cap = u->cap ? u->cap * 2 : 1024;
-		struct use *v = realloc(u->v, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		u->v = v;
-		u->cap = cap;
-	}
-	u->v[u->n++] = (struct use){ (uint32_t)e, s->dst, s->dport, s->sport, s->proto };
-	return 0;
-}
-
-static int cmp_use(const void *x, const void *y)
-{
-	const struct use *a = x, *b = y;
-
-	if (a->entry != b->entry)
-		return a->entry < b->entry ? -1 : 1;
-	if (a->proto != b->proto)
-		return a->proto - b->proto;
-	if (a->dst != b->dst)
-		return a->dst < b->dst ? -1 : 1;
-	if (a->dport != b->dport)
-		return a->dport - b->dport;
-	return a->sport - b->sport;
-}
-
-static int collect(const struct su_assignment *a, struct usage *u)
-{
-	uint32_t *ips, n = agent_plan__ips(a, &ips);
-	int rc = ips ? 0 : -ENOMEM;
-
-	u->a = a;
-	for (uint32_t i = 0; !rc && i < n; i++) {
-		struct su_sockdiag_query q = { .src = ips[i], .sport = -1, .dport = -1 };
-
-		q.proto = IPPROTO_TCP;
-		rc = su_sockdiag__dump(&q, on_sock, u);
-		q.proto = IPPROTO_UDP;
-		if (!rc)
-			rc = su_sockdiag__dump(&q, on_sock, u);
-	}
-	free(ips);
-	if (u->n)
-		qsort(u->v, u->n, sizeof(*u->v), cmp_use);
-	return rc;
-}
-
-/* Distinct ports per slice and the destination using most of it (the one
- * whose connects fail first: a slice is exhausted per destination). */
-static void summarize(const struct usage *u, struct slice_stat *st)
-{
-	uint8_t *seen = calloc(65536, 1);
-
-	for (size_t i = 0; i < u->n;) {
-		size_t j = i;
-
-		while (j < u->n && u->v[j].entry == u->v[i].entry && u->v[j].proto == u->v[i].proto &&
-		       u->v[j].dst == u->v[i].dst && u->v[j].dport == u->v[i].dport)
-			j++;
-		struct slice_stat *s = &st[u->v[i].entry];
-
-		if (j - i > s->busiest) {
-			s->busiest = (uint32_t)(j - i);
-			s->busiest_dst = u->v[i].dst;
-			s->busiest_dport = u->v[i].dport;
-			s->busiest_proto = u->v[i].proto;
-		}
-		i = j;
-	}
-	for (size_t i = 0; i < u->n; i++) {
-		struct slice_stat *s = &st[u->v[i].entry];
-
-		s->sockets++;
-		if (seen && (i == 0 || u->v[i].entry != u->v[i - 1].entry))
-			memset(seen, 0, 65536);
-		if (seen && !seen[u->v[i].sport]) {
-			seen[u->v[i].sport] = 1;
-			s->ports++;
-		}
-	}
-	free(seen);
-}
 
 static json_t *load_state(const char *run_dir)
 {
@@ -156,7 +31,7 @@ static const char *ip_s(uint32_t ip, char *buf)
 
 struct report {
 	const struct su_assignment *a;
-	const struct slice_stat *st;
+	const struct agent_slice_stat *st;
 	struct su_counters c;
 	json_t *state;
 	bool running, have_blocked, have_decap;
@@ -176,7 +51,7 @@ static const struct su_counter_slot *slot_of(const struct report *r, uint32_t i)
 static json_t *slice_json(const struct report *r, uint32_t i)
 {
 	const struct su_assignment_entry *e = &r->a->v[i];
-	const struct slice_stat *s = &r->st[i];
+	const struct agent_slice_stat *s = &r->st[i];
 	const struct su_counter_slot *c = slot_of(r, i);
 	char ip[INET_ADDRSTRLEN], dst[INET_ADDRSTRLEN];
 	json_t *j = json_pack("{s:s, s:[i,i], s:s, s:s, s:i, s:i, s:f, s:f, s:b}", "ip",
@@ -325,7 +200,7 @@ int agent_status_main(int argc, char **argv)
 {
 	const char *dir = SU_ASSIGNMENT_DIR;
 	struct report r = { 0 };
-	struct usage u = { 0 };
+	struct agent_usage u = { 0 };
 	struct su_assignment *a;
 	struct su_err err;
 	char path[4200];
@@ -338,13 +213,13 @@ int agent_status_main(int argc, char **argv)
 	snprintf(path, sizeof(path), "%s/assignment", dir);
 	if (su_assignment__load(path, &a, &err))
 		return cli_fail(SU_EXIT_NOTFOUND, "agent status", "%s", err.msg);
-	struct slice_stat *st = calloc(a->n + 1, sizeof(*st));
+	struct agent_slice_stat *st = calloc(a->n + 1, sizeof(*st));
 
-	rc = st ? collect(a, &u) : -ENOMEM;
+	rc = st ? agent_usage__collect(a, &u) : -ENOMEM;
 	if (rc)
 		cli_fail(SU_EXIT_FAIL, "agent status", "sock_diag: %s (ports in use unknown)",
 			 strerror(-rc));
-	summarize(&u, st);
+	agent_usage__summarize(&u, st);
 	r = (struct report){ .a = a, .st = st, .state = load_state(dir) };
 	r.running = alive(r.state);
 	su_counters__open(path, &r.c);
@@ -354,7 +229,7 @@ int agent_status_main(int argc, char **argv)
 	rc = json ? print_json(&r) : print_text(&r);
 	su_counters__close(&r.c);
 	json_decref(r.state);
-	free(u.v);
+	agent_usage__free(&u);
 	free(st);
 	su_assignment__free(a);
 	return rc;

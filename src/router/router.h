@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "bpf/abi.h"
 #include "lib/err.h"
@@ -45,6 +46,23 @@ int su_router__pin_dir(const char *dir, struct su_err *err);
 
 /* Default pin directory of a DC: SU_ROUTER_PIN_ROOT/DC. */
 int su_router__default_pin_dir(const char *dc, char *buf, size_t len);
+
+/* Reading a router back from its pins alone (router_stats.c): no running
+ * router process is needed, and a reader in another thread (the metrics
+ * endpoint) races nothing.  0 or -errno (-ENOENT: no router pinned there). */
+struct su_router_target {
+	__be32 addr; /* server or peer router, network order */
+	uint64_t packets, bytes;
+};
+int router_stats__meta(const char *dir, struct su_meta *m);
+/* Per-CPU counters summed: out[SU_STAT_MAX]. */
+int router_stats__counters(const char *dir, uint64_t out[SU_STAT_MAX]);
+/* Every target with its packets and bytes, busiest first; *out malloc'd. */
+int router_stats__targets(const char *dir, struct su_router_target **out, size_t *n_out);
+
+/* Prometheus page of the router pinned in dir (router_metrics.c), for
+ * su_metrics__start(); arg is the pin directory. */
+int router_metrics__render(FILE *out, void *pin_dir);
 
 /* Sub-commands (router_stats.c). */
 int router_stats_main(int argc, char **argv);

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <sys/socket.h>
 #include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/signalfd.h>
@@ -28,6 +29,7 @@
 #include <bpf/libbpf.h>
 
 #include "cli/cli.h"
+#include "daemon/metrics.h"
 #include "daemon/sd.h"
 #include "router.skel.h"
 #include "router/router.h"
@@ -41,6 +43,7 @@ struct router_opts {
 	const char *dc;
 	const char *iface[SU_META_IFACES]; /* edge, backbone (optional) */
 	const char *pin_dir;
+	const char *metrics; /* ADDR:PORT of the Prometheus endpoint, or NULL */
 	char pin_buf[PATH_MAX];
 	uint32_t xdp_flags;
 	uint16_t gue_port;
@@ -54,7 +57,7 @@ static void router_usage(FILE *out)
 	fprintf(out,
 		"Usage: %s router --plan PLAN --dc DC --iface IFACE [--backbone-iface IFACE]\n"
 		"                   [--mode native|skb] [--gue-port PORT] [--pin-dir DIR]\n"
-		"                   [--persist] [--once] [--force]\n"
+		"                   [--persist] [--once] [--force] [--metrics ADDR:PORT]\n"
 		"       %s router stats --dc DC [--plan PLAN] [--pin-dir DIR] [--json]\n"
 		"       %s router detach --dc DC [--pin-dir DIR]\n\n"
 		"Runs the soft-unicast router of data center DC: attaches an XDP program to\n"
@@ -92,6 +95,10 @@ static void router_usage(FILE *out)
 		"      --persist              leave the program attached on exit\n"
 		"      --once                 load, attach, sync and exit (implies --persist)\n"
 		"      --force                replace an XDP program that is not a router's\n"
+		"      --metrics ADDR:PORT    serve Prometheus metrics on http://ADDR:PORT/metrics\n"
+		"                             (counters by outcome and drop reason, per-target\n"
+		"                             packets and bytes, plan serial); :PORT for all\n"
+		"                             addresses, [IPv6]:PORT\n"
 		"  -h, --help\n\n"
 		"stats: per-reason counters (outcomes: every packet counts in exactly one;\n"
 		"info: paths taken) and packets/bytes forwarded per target, named from PLAN\n"
@@ -190,7 +197,8 @@ static int parse_opts(int argc, char **argv, struct router_opts *o)
 		{ "plan", 1, 0, 'p' },	  { "dc", 1, 0, 'd' },	     { "iface", 1, 0, 'i' },
 		{ "backbone-iface", 1, 0, 'b' }, { "mode", 1, 0, 'm' }, { "gue-port", 1, 0, 'g' },
 		{ "pin-dir", 1, 0, 'P' }, { "persist", 0, 0, 'K' }, { "once", 0, 0, 'O' },
-		{ "force", 0, 0, 'F' },	  { "help", 0, 0, 'h' },     { 0 }
+		{ "force", 0, 0, 'F' },	  { "help", 0, 0, 'h' },     { "metrics", 1, 0, 'M' },
+		{ 0 }
 	};
 	int c, rc;
 
@@ -209,6 +217,12 @@ static int parse_opts(int argc, char **argv, struct router_opts *o)
 		case 'K': o->persist = true; break;
 		case 'O': o->once = o->persist = true; break;
 		case 'F': o->force = true; break;
+		case 'M':
+			if (su_metrics__parse(optarg, &(struct sockaddr_storage){ 0 }))
+				return cli_fail(SU_EXIT_USAGE, "router", "--metrics '%s': expected IPv4:PORT, "
+						"[IPv6]:PORT or :PORT", optarg);
+			o->metrics = optarg;
+			break;
 		case 'h': router_usage(stdout); return -1;
 		default: router_usage(stderr); return SU_EXIT_USAGE;
 		}
@@ -568,6 +582,8 @@ static int run_loop(struct runner *r)
 static int router_run(struct router_opts *o)
 {
 	struct runner r = { .o = o };
+	struct su_metrics *metrics = NULL;
+	struct su_err err;
 	sigset_t set;
 	int rc, lock = -1;
 
@@ -587,6 +603,12 @@ static int router_run(struct router_opts *o)
 	sigaddset(&set, SIGTERM);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 
+	/* Bound first: a taken port fails the start before anything changes. */
+	if (o->metrics && !o->once &&
+	    (rc = su_metrics__start(o->metrics, router_metrics__render, (void *)o->pin_dir, &metrics, &err))) {
+		rc = cli_fail(SU_EXIT_FAIL, "router", "%s", err.msg);
+		goto cleanup;
+	}
 	rc = load(&r);
 	if (rc)
 		goto cleanup;
@@ -623,6 +645,7 @@ static int router_run(struct router_opts *o)
 		router_log("exiting; the program stays attached (router detach removes it)");
 	}
 cleanup:
+	su_metrics__stop(metrics);
 	if (lock >= 0)
 		close(lock);
 	router__destroy(r.skel);

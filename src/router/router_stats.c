@@ -74,7 +74,7 @@ static int open_pinned(const char *dir, const char *name)
 	return bpf_obj_get(path);
 }
 
-static int read_meta(const char *dir, struct su_meta *m)
+int router_stats__meta(const char *dir, struct su_meta *m)
 {
 	int fd = open_pinned(dir, "su_meta"), rc = -ENOENT;
 	uint32_t k = 0;
@@ -89,19 +89,14 @@ static int read_meta(const char *dir, struct su_meta *m)
 
 /* ---- stats ---- */
 
-struct target {
-	__be32 addr;
-	uint64_t packets, bytes;
-};
-
 static int cmp_target(const void *a, const void *b)
 {
-	const struct target *x = a, *y = b;
+	const struct su_router_target *x = a, *y = b;
 
 	return x->packets < y->packets ? 1 : x->packets > y->packets ? -1 : 0;
 }
 
-static int read_counters(const char *dir, uint64_t out[SU_STAT_MAX])
+int router_stats__counters(const char *dir, uint64_t out[SU_STAT_MAX])
 {
 	int ncpu = libbpf_num_possible_cpus(), fd = open_pinned(dir, "su_stats");
 	uint64_t *vals;
@@ -124,11 +119,11 @@ static int read_counters(const char *dir, uint64_t out[SU_STAT_MAX])
 	return 0;
 }
 
-static int read_targets(const char *dir, struct target **out, size_t *n_out)
+int router_stats__targets(const char *dir, struct su_router_target **out, size_t *n_out)
 {
 	int ncpu = libbpf_num_possible_cpus(), fd = open_pinned(dir, "su_targets");
 	struct su_target_val *vals;
-	struct target *t = NULL;
+	struct su_router_target *t = NULL;
 	size_t n = 0, cap = 0;
 	__be32 key, next, *prev = NULL;
 
@@ -141,13 +136,13 @@ static int read_targets(const char *dir, struct target **out, size_t *n_out)
 		if (bpf_map_lookup_elem(fd, &key, vals))
 			continue;
 		if (n == cap) {
-			struct target *nt = realloc(t, (cap = cap ? 2 * cap : 64) * sizeof(*t));
+			struct su_router_target *nt = realloc(t, (cap = cap ? 2 * cap : 64) * sizeof(*t));
 
 			if (!nt)
 				break;
 			t = nt;
 		}
-		t[n] = (struct target){ .addr = key };
+		t[n] = (struct su_router_target){ .addr = key };
 		for (int c = 0; c < ncpu; c++) {
 			t[n].packets += vals[c].packets;
 			t[n].bytes += vals[c].bytes;
@@ -193,7 +188,7 @@ static const char *ifname_of(uint32_t ifindex, char *buf)
 }
 
 static int print_json(const struct side_opts *o, const struct su_meta *m, bool have_meta,
-		      const uint64_t *ctr, const struct target *t, size_t n, const struct su_plan *p)
+		      const uint64_t *ctr, const struct su_router_target *t, size_t n, const struct su_plan *p)
 {
 	json_t *root = json_object(), *counters = json_object(), *targets = json_array();
 	json_t *ifaces = json_array();
@@ -232,7 +227,7 @@ static int print_json(const struct side_opts *o, const struct su_meta *m, bool h
 }
 
 static void print_text(const struct side_opts *o, const struct su_meta *m, bool have_meta,
-		       const uint64_t *ctr, const struct target *t, size_t n, const struct su_plan *p)
+		       const uint64_t *ctr, const struct su_router_target *t, size_t n, const struct su_plan *p)
 {
 	char a[INET_ADDRSTRLEN], name[64], ifn[2][IF_NAMESIZE];
 
@@ -276,7 +271,7 @@ int router_stats_main(int argc, char **argv)
 {
 	uint64_t ctr[SU_STAT_MAX];
 	struct su_plan *p = NULL;
-	struct target *t = NULL;
+	struct su_router_target *t = NULL;
 	struct side_opts o;
 	struct su_meta m;
 	struct su_err err;
@@ -287,12 +282,12 @@ int router_stats_main(int argc, char **argv)
 	rc = parse_side_opts("router stats", argc, argv, &o, stats_usage);
 	if (rc)
 		return rc < 0 ? SU_EXIT_OK : rc;
-	rc = read_counters(o.pin_dir, ctr);
+	rc = router_stats__counters(o.pin_dir, ctr);
 	if (rc)
 		return cli_fail(rc == -ENOENT ? SU_EXIT_NOTFOUND : SU_EXIT_FAIL, "router stats",
 				"no router maps pinned in %s: %s", o.pin_dir, strerror(-rc));
-	have_meta = !read_meta(o.pin_dir, &m);
-	if (read_targets(o.pin_dir, &t, &n))
+	have_meta = !router_stats__meta(o.pin_dir, &m);
+	if (router_stats__targets(o.pin_dir, &t, &n))
 		n = 0;
 	if (o.plan_path && su_plan__load(o.plan_path, &p, &err)) {
 		free(t);
@@ -375,7 +370,7 @@ int router_detach_main(int argc, char **argv)
 	rc = parse_side_opts("router detach", argc, argv, &o, detach_usage);
 	if (rc)
 		return rc < 0 ? SU_EXIT_OK : rc;
-	if (!read_meta(o.pin_dir, &m))
+	if (!router_stats__meta(o.pin_dir, &m))
 		for (int i = 0; i < SU_META_IFACES; i++)
 			if (m.ifindex[i])
 				detached += detach_iface((int)m.ifindex[i]);

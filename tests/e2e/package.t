@@ -37,7 +37,7 @@ check "make deb builds the packages" make -C "$ROOT" BUILD="$B" deb
 MA=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
 check "softunicast: binary, units, BPF objects, man pages, examples" has softunicast \
 	/usr/bin/softunicast /lib/systemd/system/softunicast-router@.service \
-	/lib/systemd/system/softunicast-agent.service /lib/systemd/system/softunicast-proxy.service \
+	/lib/systemd/system/softunicast-agent.service \
 	/usr/lib/softunicast/bpf/router.bpf.o /usr/lib/softunicast/bpf/decap.bpf.o \
 	/usr/share/man/man1/softunicast.1.gz /usr/share/man/man1/softunicast-agent.1.gz \
 	/usr/share/man/man1/softunicast-router.1.gz /usr/share/softunicast/examples/fleet.yaml \

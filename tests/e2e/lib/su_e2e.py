@@ -10,6 +10,8 @@ listen IP:PORT...                  TCP listeners that never accept (backlog).
 hold LIB TAGS N IP:PORT...          N connections to each destination with
     su_connect(); prints JSON {ok, failed, ports, min, max}; holds them until
     stdin closes.
+hold-udp LIB TAGS N IP:PORT...      the same with connected UDP sockets (no
+    peer needed: each still holds its 4-tuple).
 live LIB TAGS IP:PORT GOFILE       one connection through su_connect to an echo
     server: echoes 'before', waits for GOFILE, echoes 'after'.
 udp-echo IP:PORT                   UDP echo server; prints each peer IP:PORT.
@@ -18,7 +20,7 @@ blocked SRC_IP PORT DST:PORT        UDP send and TCP connect from a port outside
 """
 import ctypes, fcntl, json, os, resource, select, socket, struct, sys, time
 
-SOCK_STREAM = 1
+SOCK_STREAM, SOCK_DGRAM = 1, 2
 
 
 def addr(s):
@@ -83,12 +85,12 @@ def lib(path):
     return l
 
 
-def su_connect(l, tags, ip, port):
+def su_connect(l, tags, ip, port, kind=SOCK_STREAM):
     sa = sockaddr(ip, port)
-    return l.su_connect(tags.encode(), sa, len(sa), SOCK_STREAM, 0)
+    return l.su_connect(tags.encode(), sa, len(sa), kind, 0)
 
 
-def hold(path, tags, n, targets):
+def hold(path, tags, n, targets, kind=SOCK_STREAM):
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     l = lib(path)
@@ -96,13 +98,13 @@ def hold(path, tags, n, targets):
     for t in targets:
         ip, port = addr(t)
         for _ in range(n):
-            fd = su_connect(l, tags, ip, port)
+            fd = su_connect(l, tags, ip, port, kind)
             if fd < 0:
                 e = l.su_strerror(fd).decode()
                 errs[e] = errs.get(e, 0) + 1
                 continue
             fds.append(fd)
-            s = socket.socket(fileno=os.dup(fd))
+            s = socket.socket(type=kind, fileno=os.dup(fd))
             ports.add(s.getsockname()[1])
             s.detach()
     print(json.dumps({"ok": len(fds), "failed": sum(errs.values()), "errors": errs,
@@ -171,6 +173,8 @@ if __name__ == "__main__":
         listen(args)
     elif cmd == "hold":
         hold(args[0], args[1], int(args[2]), args[3:])
+    elif cmd == "hold-udp":
+        hold(args[0], args[1], int(args[2]), args[3:], SOCK_DGRAM)
     elif cmd == "live":
         live(*args)
     elif cmd == "udp-echo":

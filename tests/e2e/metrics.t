@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# The Prometheus endpoints (--metrics) of the agent and the router, scraped
+# with curl and checked with `promtool check metrics`: every counter and drop
+# reason is there under the labels `stats --json` uses, the agent reports
+# per slice and per busiest (slice, destination IP:port), the top-N bound
+# holds, and bad addresses or taken ports fail the start cleanly.
+set -u
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+B=$ROOT/${SU_BUILD:-build}
+SU=$B/bin/softunicast
+LIB=$B/lib/libsoftunicast.so
+ASAN_RT=$(ldd "$LIB" 2>/dev/null | awk '/libasan/ {print $3}')
+HL="env ${ASAN_RT:+LD_PRELOAD=$ASAN_RT ASAN_OPTIONS=detect_leaks=0} python3 $ROOT/tests/e2e/lib/su_e2e.py"
+NS=su-metrics-$$
+T=$(mktemp -d /tmp/su-metrics.XXXXXX)
+PIDS=()
+N=0 FAILS=0
+
+skip_all() { echo "1..0 # SKIP $*"; rm -rf "$T"; exit 0; }
+[ "$(id -u)" = 0 ] || skip_all "needs root (network namespaces, XDP, nftables)"
+[ -x "$SU" ] || skip_all "$SU not built"
+for c in promtool curl jq python3; do command -v $c >/dev/null || skip_all "$c not installed"; done
+ip netns add $NS 2>/dev/null || skip_all "cannot create network namespaces"
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+	for p in $(ip netns pids $NS 2>/dev/null); do kill "$p" 2>/dev/null; done
+	sleep 0.5
+	umount "$T/bpf" 2>/dev/null
+	ip netns del $NS 2>/dev/null
+	rm -rf "$T"
+}
+trap cleanup EXIT
+ok() { # ok STATUS DESCRIPTION [DIAGNOSTIC]
+	N=$((N + 1))
+	if [ "$1" = 0 ]; then echo "ok $N - $2"; else
+		echo "not ok $N - $2"; FAILS=$((FAILS + 1))
+		[ -n "${3:-}" ] && printf '%s\n' "$3" | sed 's/^/# /'
+	fi
+}
+check() { local what=$1; shift; "$@" >"$T/out" 2>&1; ok $? "$what" "$(tail -20 "$T/out")"; }
+wait_for() { for _ in $(seq 100); do eval "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
+x() { ip netns exec $NS "$@"; }
+scrape() { x curl -sf "http://127.0.0.1:$1/metrics"; }
+value() { # value FILE SERIES-REGEX: the value of the one matching sample
+	grep -E "^$2 " "$1" | awk '{print $NF}'
+}
+
+x ip link set lo up
+x ip link add v0 type veth peer name v1
+x ip addr add 10.1.1.1/24 dev v0
+x ip addr add 10.1.0.1/24 dev v1
+x ip link set v0 up; x ip link set v1 up
+x ip route add 192.0.2.0/24 via 10.1.0.1
+"$SU" plan --fleet "$ROOT/examples/fleet.yaml" --out "$T/plan" --now 1700000000 >/dev/null
+
+# --- agent
+check "agent: a malformed --metrics is a usage error naming it" \
+	sh -c "x() { ip netns exec $NS \"\$@\"; }; x $SU agent --plan $T/plan --server lhr-s1 --iface v0 --run-dir $T/bad --metrics 127.0.0.1:99999 2>&1; [ \$? = 2 ]" 
+grep -q "127.0.0.1:99999" "$T/out"; ok $? "  ... the message names the value" "$(cat "$T/out")"
+x "$SU" agent --plan "$T/plan" --server lhr-s1 --iface v0 --run-dir "$T/run" --metrics 127.0.0.1:9101 \
+	--metrics-top 1 2>"$T/agent.err" & PIDS+=($!)
+wait_for "test -e $T/run/assignment && x curl -sf http://127.0.0.1:9101/metrics" ||
+	ok 1 "agent started with --metrics" "$(cat "$T/agent.err")"
+# 40 connected UDP sockets toward one origin, 5 toward another: the first is the busiest.
+coproc HOLD { x env SOFTUNICAST_ASSIGNMENT="$T/run/assignment" $HL hold-udp "$LIB" service=warp,country=GB 40 192.0.2.80:53 \
+	&& :; }
+sleep 0.1
+coproc HOLD2 { x env SOFTUNICAST_ASSIGNMENT="$T/run/assignment" $HL hold-udp "$LIB" service=warp,country=GB 5 192.0.2.81:53; }
+read -r -t 20 held <&"${HOLD[0]}"; read -r -t 20 held2 <&"${HOLD2[0]}"
+ok $([ "$(echo "$held" | jq .ok)" = 40 ] && [ "$(echo "$held2" | jq .ok)" = 5 ]; echo $?) \
+	"45 UDP sockets held from the slice" "$held $held2"
+
+scrape 9101 >"$T/agent.prom"
+check "agent: promtool check metrics passes" sh -c "promtool check metrics <'$T/agent.prom'"
+check "agent: plan serial" test "$(value "$T/agent.prom" softunicast_agent_plan_serial)" = 1
+x env "$SU" agent status --run-dir "$T/run" --json >"$T/status.json"
+ip=$(jq -r '.slices[] | select(.tags | test("country=GB")) | .ip' "$T/status.json" | head -1)
+lo=$(jq -r ".slices[] | select(.ip == \"$ip\") | .slice[0]" "$T/status.json" | head -1)
+ports=$(jq -r ".slices[] | select(.ip == \"$ip\") | .ports_in_use" "$T/status.json" | head -1)
+check "agent: slice ports in use match agent status ($ports)" test \
+	"$(grep -E "^softunicast_agent_slice_ports_in_use\{ip=\"$ip\",slice=\"$lo-" "$T/agent.prom" | awk '{print $NF}')" = "$ports"
+check "  ... and are the 45 sockets held" test "$ports" = 45
+check "agent: the busiest destination, its ports and share of the slice" sh -c \
+	"grep -E '^softunicast_agent_destination_ports_in_use\{ip=\"$ip\",slice=\"$lo-[0-9]+\",proto=\"udp\",destination=\"192.0.2.80:53\"\} 40$' '$T/agent.prom' &&
+	 grep -E '^softunicast_agent_destination_slice_utilization_ratio\{.*destination=\"192.0.2.80:53\"\} 0.01953125$' '$T/agent.prom'"
+check "agent: --metrics-top 1 reports one destination only" \
+	test "$(grep -c '^softunicast_agent_destination_ports_in_use{' "$T/agent.prom")" = 1
+check "agent: every decap counter of agent status, by result" sh -c \
+	"for k in \$(jq -r '.decap | keys[]' '$T/status.json'); do grep -q \"^softunicast_agent_decap_packets_total{result=\\\"\$k\\\"}\" '$T/agent.prom' || { echo missing \$k; exit 1; }; done"
+check "agent: library counters per slice" grep -Eq "^softunicast_agent_slice_connects_total\{ip=\"$ip\",slice=\"$lo-[0-9]+\",state=\"active\"\} 45$" "$T/agent.prom"
+check "agent: other paths answer 404" sh -c "[ \$(ip netns exec $NS curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:9101/) = 404 ]"
+check "agent: a second agent on a taken port fails, naming it" sh -c \
+	"ip netns exec $NS $SU agent --plan $T/plan --server lhr-s2 --iface v0 --run-dir $T/run2 --metrics 127.0.0.1:9101 2>&1; [ \$? = 1 ]"
+grep -q "9101" "$T/out"; ok $? "  ... the message names the address" "$(cat "$T/out")"
+exec {HOLD[1]}>&- {HOLD2[1]}>&-
+
+# --- router
+mkdir -p "$T/bpf"
+mount -t bpf bpf "$T/bpf" || skip_all "cannot mount a bpf filesystem"
+x "$SU" router --plan "$T/plan" --dc lhr --iface v1 --mode skb --pin-dir "$T/bpf/lhr" \
+	--metrics 127.0.0.1:9102 2>"$T/router.err" & PIDS+=($!)
+wait_for "x curl -sf http://127.0.0.1:9102/metrics" || ok 1 "router started with --metrics" "$(cat "$T/router.err")"
+scrape 9102 >"$T/router.prom"
+x "$SU" router stats --pin-dir "$T/bpf/lhr" --json >"$T/rstats.json"
+check "router: promtool check metrics passes" sh -c "promtool check metrics <'$T/router.prom'"
+check "router: every counter of router stats is a metric, under its label" sh -c \
+	"for k in \$(jq -r '.counters | keys[]' '$T/rstats.json'); do grep -Eq \"^softunicast_router_(path_)?packets_total\\{(outcome|path)=\\\"\$k\\\"\\}\" '$T/router.prom' || { echo missing \$k; exit 1; }; done"
+check "router: plan serial" test "$(value "$T/router.prom" softunicast_router_plan_serial)" = 1
+check "router: mode and interface" grep -q '^softunicast_router_info{iface="v1",mode="skb"} 1' "$T/router.prom"
+check "router: a taken --metrics port fails before anything is attached" sh -c \
+	"ip netns exec $NS $SU router --plan $T/plan --dc cdg --iface v0 --mode skb --pin-dir $T/bpf/cdg --metrics 127.0.0.1:9102 2>&1; [ \$? = 1 ] && ! test -e $T/bpf/cdg/su_ips"
+
+# The dashboard and the alert rules only use metrics the endpoints serve.
+cat "$T/agent.prom" "$T/router.prom" | awk '/^# TYPE softunicast_/ {print $3}' | sort -u >"$T/served"
+check "grafana dashboard: valid JSON whose queries use served metrics only" sh -c \
+	"jq -r '.panels[].targets[].expr' '$ROOT/contrib/grafana/softunicast.json' | grep -o 'softunicast_[a-z_]*' | sort -u |
+	 while read -r m; do grep -qx \"\$m\" '$T/served' || { echo \"not served: \$m\"; exit 1; }; done"
+check "alert rules: promtool check rules" promtool check rules "$ROOT/contrib/prometheus/softunicast-alerts.yml"
+check "alert rules use served metrics only" sh -c \
+	"grep -o 'softunicast_[a-z_]*' '$ROOT/contrib/prometheus/softunicast-alerts.yml' | grep -v '^softunicast_*$' | sort -u |
+	 while read -r m; do grep -qx \"\$m\" '$T/served' || { echo \"not served: \$m\"; exit 1; }; done"
+
+echo "1..$N"
+[ "$FAILS" = 0 ]
