@@ -131,8 +131,8 @@ static const struct bad_fleet {
 	{ "DC listed twice in prefix", HEAD DC_A "prefixes:\n  - {prefix: 192.0.2.0/24, tags: {service: x}, datacenters: [a, a]}\n", "data center 'a' listed twice" },
 	{ "bad country code", HEAD DC_A "prefixes:\n  - {prefix: 192.0.2.0/24, tags: {service: x, country: UK}}\n", "t.yaml:13: country 'UK' is not an ISO 3166-1 alpha-2 code" },
 	{ "lowercase country", HEAD DC_A "prefixes:\n  - {prefix: 192.0.2.0/24, tags: {service: x, country: gb}}\n", "country 'gb' is not an ISO 3166-1" },
-	{ "region of another country", HEAD DC_A "prefixes:\n  - {prefix: 192.0.2.0/24, tags: {service: x, country: GB, region: FR-IDF}}\n", "region 'FR-IDF' is not an ISO 3166-2 code of country 'GB'" },
-	{ "city with comma", HEAD DC_A "prefixes:\n  - {prefix: 192.0.2.0/24, tags: {service: x, country: GB, city: 'London, UK'}}\n", "city 'London, UK' needs a country" },
+	{ "region of another country", HEAD DC_A "prefixes:\n  - {prefix: 192.0.2.0/24, tags: {service: x, country: GB, region: FR-IDF}}\n", "region 'FR-IDF' is not an ISO 3166-2 subdivision of country 'GB'" },
+	{ "city with comma", HEAD DC_A "prefixes:\n  - {prefix: 192.0.2.0/24, tags: {service: x, country: GB, city: 'London, UK'}}\n", "t.yaml:13: city 'London, UK' is not fit for a geofeed: ',' at byte 6" },
 	{ "prefix larger than /8", HEAD DC_A "prefixes:\n  - {prefix: 10.0.0.0/7, tags: {service: x}}\n", "prefix '10.0.0.0/7' is larger than a /8" },
 	{ "tags not a mapping", HEAD DC_A "prefixes:\n  - {prefix: 192.0.2.0/24, tags: [x]}\n", "prefix tags must be a mapping, not a list" },
 };
