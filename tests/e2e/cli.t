@@ -34,7 +34,7 @@ fast() {
 }
 texts_match() { python3 tests/e2e/lib/cli_text_json.py "$SU" "$@"; }
 
-echo "1..72"
+echo "1..73"
 check "plan the example fleet" $SU plan --fleet $FLEET --out "$T/a.plan" --now 1700000000
 check "summary shows the cost" grep -q "cost: 6 egress IPv4 addresses in use" "$T/out"
 check "re-plan with no change is byte-identical" bash -c "$SU plan --fleet $FLEET --previous $T/a.plan --out $T/b.plan --now 1700000100 >/dev/null && cmp $T/a.plan $T/b.plan"
@@ -124,6 +124,7 @@ check "iso 3166 region: iso-codes missing is a clear error" bash -c "SOFTUNICAST
 check "iso 3166 region: geofeed without iso-codes exits 3" env SOFTUNICAST_ISO_CODES_DIR="$T/none" bash -c "$SU geofeed --plan $T/a.plan; [ \$? = 3 ]"
 
 # ---- the CLI prints what is true (issue 13 section 4) ----
+check "text output matches json: no buffer is formatted twice in one statement" python3 tests/e2e/lib/shared_buffer_lint.py src bench tests
 check "who IP names the DC's router address, not the egress IP" bash -c "$SU who --plan $T/a.plan 198.51.100.64 | head -1 | grep -q '^198.51.100.64  dc lhr (router 10.1.0.1)  active\$'"
 check "text output matches json: who IP" texts_match who "$T/c.plan" 198.51.100.96
 check "text output matches json: who IP:PORT (draining)" texts_match who "$T/c.plan" 198.51.100.96:7000
