@@ -29,7 +29,7 @@
 /* Limits on a fleet file, checked on libyaml's event stream before any
  * document is built, so a hostile file is refused in milliseconds (the
  * scanner is quadratic in flow nesting: 80 KB of '[' took 14 s to reject).
- * A 30,000-server fleet is about 2 MB, 250,000 nodes, depth 6. */
+ * A 30,000-server fleet is about 2 MB, 250,000 nodes, depth 5. */
 #define SU_FLEET_MAX_BYTES (16u << 20) /* whole file */
 #define SU_FLEET_MAX_DEPTH 16          /* nested lists and mappings */
 #define SU_FLEET_MAX_SCALAR 1024       /* bytes in one key or value */

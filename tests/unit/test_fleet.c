@@ -253,7 +253,7 @@ static void deep_nesting_refused_fast(void **state)
 		p += sprintf(p, "%*sk%d:\n", d, "", d);
 	refused_within("indented mappings", y, strlen(y), "t.yaml:17: lists and mappings nested more than 16", 0.5);
 	free(y);
-	/* The real nesting of a fleet (depth 6) stays well inside. */
+	/* The real nesting of a fleet (depth 5) stays well inside. */
 	assert_true(SU_FLEET_MAX_DEPTH >= 8);
 }
 
