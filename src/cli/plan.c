@@ -85,11 +85,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		case 'j': o->json = true; break;
 		case 'C': o->check = true; break;
 		case 'n':
-			if (su_number__ambiguity(optarg))
-				return cli_fail(SU_EXIT_USAGE, "plan", "--now: '%s' is ambiguous, %s", optarg,
-						su_number__ambiguity(optarg));
-			if (su_uint__parse(optarg, INT64_MAX, &now))
-				return cli_fail(SU_EXIT_USAGE, "plan", "--now: bad unix time '%s'", optarg);
+			if (cli_parse_uint("plan", "--now", optarg, 0, INT64_MAX, &now))
+				return SU_EXIT_USAGE;
 			o->now = (int64_t)now;
 			break;
 		case 'h': fputs(usage_text, stdout); return -1;

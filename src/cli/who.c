@@ -42,11 +42,8 @@ static int parse_target(const char *arg, uint32_t *ip, long *port)
 	colon = strchr(buf, ':');
 	if (colon) {
 		*colon = '\0';
-		if (su_number__ambiguity(colon + 1))
-			return cli_fail(SU_EXIT_USAGE, "who", "port '%s' is ambiguous, %s", colon + 1,
-					su_number__ambiguity(colon + 1));
-		if (su_uint__parse(colon + 1, 65535, &v))
-			return cli_fail(SU_EXIT_USAGE, "who", "bad port '%s' (0-65535)", colon + 1);
+		if (cli_parse_uint("who", "port", colon + 1, 0, 65535, &v))
+			return SU_EXIT_USAGE;
 		*port = (long)v;
 	}
 	if (su_addr__parse(buf, ip))

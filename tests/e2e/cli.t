@@ -34,7 +34,7 @@ fast() {
 }
 texts_match() { python3 tests/e2e/lib/cli_text_json.py "$SU" "$@"; }
 
-echo "1..73"
+echo "1..76"
 check "plan the example fleet" $SU plan --fleet $FLEET --out "$T/a.plan" --now 1700000000
 check "summary shows the cost" grep -q "cost: 6 egress IPv4 addresses in use" "$T/out"
 check "re-plan with no change is byte-identical" bash -c "$SU plan --fleet $FLEET --previous $T/a.plan --out $T/b.plan --now 1700000100 >/dev/null && cmp $T/a.plan $T/b.plan"
@@ -91,6 +91,9 @@ done
 check "yaml 1.1 ambiguous numbers: who IP:080 exits 2" exits 2 $SU who --plan "$T/a.plan" 198.51.100.64:07000
 check "yaml 1.1 ambiguous numbers: the flag's message names it" grep -q "port '07000' is ambiguous, a leading zero" "$T/err"
 check "yaml 1.1 ambiguous numbers: plan --now 0x10 exits 2" exits 2 $SU plan --fleet $FLEET --check --now 0x10
+check "yaml 1.1 ambiguous numbers: router --gue-port 06080 exits 2" bash -c "$SU router --gue-port 06080 --plan $T/a.plan --dc lhr --iface lo 2>&1; [ \$? = 2 ]"
+check "yaml 1.1 ambiguous numbers: agent --gue-port 06080 exits 2" bash -c "$SU agent --gue-port 06080 --plan $T/a.plan 2>&1; [ \$? = 2 ]"
+check "yaml 1.1 ambiguous numbers: connect --count 1_0 exits 2" bash -c "$SU connect --ping --count 1_0 127.0.0.1 2>&1; [ \$? = 2 ]"
 sed 's/^drain: 10m .*/drain: 0600/' $FLEET >"$T/num.yaml"
 check "yaml 1.1 ambiguous numbers: drain: 0600 refused" bash -c "$SU plan --fleet $T/num.yaml --check 2>&1 | grep -q \"drain: '0600' is ambiguous\""
 
