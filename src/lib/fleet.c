@@ -151,7 +151,8 @@ static int parse_addr(struct ctx *c, const yaml_node_t *n, const char *what, uin
 	return 0;
 }
 
-/* Every number of a fleet file is read here (and in su_duration__parse). */
+/* Every number of a fleet file is read by su_uint__parse: here, in
+ * parse_range and in su_duration__parse. */
 static int parse_uint_text(struct ctx *c, const yaml_node_t *n, const char *s, const char *what,
 			   uint32_t lo, uint32_t hi, uint32_t *out)
 {
