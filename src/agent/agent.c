@@ -81,11 +81,10 @@ enum { OPT_NO_DECAP = 256, OPT_NO_ENFORCE, OPT_NO_SYSCTL, OPT_METRICS, OPT_METRI
 
 static int parse_port(const char *s, uint16_t *out)
 {
-	char *end;
-	unsigned long v = strtoul(s, &end, 10);
+	uint64_t v;
 
-	if (*end || !v || v > 65535)
-		return cli_fail(SU_EXIT_USAGE, "agent", "bad port '%s'", s);
+	if (cli_parse_uint("agent", "port", s, 1, 65535, &v))
+		return SU_EXIT_USAGE;
 	*out = (uint16_t)v;
 	return 0;
 }

@@ -66,6 +66,7 @@ static int parse_opts(int argc, char **argv, struct connect_opts *o)
 		{ "strategy", 1, 0, 's' }, { "verbose", 0, 0, 'v' }, { "help", 0, 0, 'h' },
 		{ 0 },
 	};
+	uint64_t v;
 	int c;
 
 	*o = (struct connect_opts){ .tags = getenv("SOFTUNICAST_TAGS"), .type = SOCK_STREAM,
@@ -82,13 +83,17 @@ static int parse_opts(int argc, char **argv, struct connect_opts *o)
 			o->type = SU_SOCK_PING;
 			break;
 		case 'c':
-			o->count = (unsigned)strtoul(optarg, NULL, 10);
+			if (cli_parse_uint("connect", "--count", optarg, 1, 1000000, &v))
+				return SU_EXIT_USAGE;
+			o->count = (unsigned)v;
 			break;
 		case 'i':
 			o->interval = strtod(optarg, NULL);
 			break;
 		case 'w':
-			o->timeout = atoi(optarg);
+			if (cli_parse_uint("connect", "--wait", optarg, 0, 3600000, &v))
+				return SU_EXIT_USAGE;
+			o->timeout = (int)v;
 			break;
 		case 's':
 			o->strategy = su_strategy__parse(optarg);

@@ -3,6 +3,8 @@
 #ifndef SU_CLI_H
 #define SU_CLI_H
 
+#include <stdint.h>
+
 enum su_exit {
 	SU_EXIT_OK = 0,
 	SU_EXIT_FAIL = 1,        /* runtime failure (I/O, kernel refused, ...) */
@@ -29,5 +31,11 @@ int lab_main(int argc, char **argv);
  * for `return cli_fail(...)`). */
 void cli_log(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int cli_fail(int code, const char *cmd, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* A numeric command-line argument, read by the rule every softunicast
+ * number follows (plain decimal, lib/util.h su_uint__parse): 0, or prints
+ * "softunicast CMD: WHAT 'S' is ambiguous, a leading zero: ..." or
+ * "... WHAT 'S': expected LO-HI" and returns SU_EXIT_USAGE. */
+int cli_parse_uint(const char *cmd, const char *what, const char *s, uint64_t lo, uint64_t hi, uint64_t *out);
 
 #endif

@@ -10,6 +10,7 @@
 #include "cli/cli.h"
 #include "cli/output.h"
 #include "lib/planner.h"
+#include "lib/util.h"
 
 static const char usage_text[] =
 	"Usage: softunicast plan --fleet FLEET.yaml --out PLAN [--previous PLAN]\n"
@@ -36,9 +37,21 @@ static const char usage_text[] =
 	"  -n, --now SECONDS     the current time (unix seconds) for drain deadlines;\n"
 	"                        default: the clock.  Pin it for reproducible plans.\n"
 	"  -c, --cost            add the cost per data center to the summary\n"
-	"  -j, --json            print the summary (or the shortfall) as JSON\n"
+	"  -j, --json            print the summary as one JSON object {\"serial\",\"out\",\n"
+	"                        \"changed\",\"ports\":[lo,hi],\"slice_size\",\"drain\",\n"
+	"                        \"slices_per_ip\",\"demands\":[{\"dc\",\"tags\",\"servers\",\n"
+	"                        \"slices_per_server\",\"ips\"}],\"cost\":{..},\"per_dc\"?} (per_dc\n"
+	"                        with --cost), or the shortfall; same values as the text\n"
 	"  -C, --check           validate and plan, but write nothing\n"
 	"  -h, --help            this text\n"
+	"\n"
+	"Fleet files are refused (exit 3, file:line: reason) when larger than 16 MiB,\n"
+	"nested deeper than 16, holding a value over 1024 bytes, more than 2,000,000\n"
+	"nodes, YAML anchors, aliases or explicit tags, a number in a YAML-1.1\n"
+	"ambiguous form (010, 0x10, 0o10, 0b10, 1_000, +5, .5, 1e3, 1:30), a drain\n"
+	"below 4m without allow_short_drain: true, or a geofeed value (country,\n"
+	"region, city, postal) that is not ISO 3166 per iso-codes or carries control\n"
+	"or format characters, surrounding whitespace, ',' or '\"'.\n"
 	"\n"
 	"Exit status: 0 planned, 2 usage, 3 invalid fleet or previous plan (file:line:\n"
 	"reason on stderr), 4 demand cannot be met (what is missing on stderr; nothing\n"
@@ -59,7 +72,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{ "check", no_argument, NULL, 'C' }, { "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	char *end;
+	uint64_t now;
 	int c;
 
 	*o = (struct opts){ .now = (int64_t)time(NULL) };
@@ -72,10 +85,9 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		case 'j': o->json = true; break;
 		case 'C': o->check = true; break;
 		case 'n':
-			errno = 0;
-			o->now = strtoll(optarg, &end, 10);
-			if (errno || *end || o->now < 0)
-				return cli_fail(SU_EXIT_USAGE, "plan", "--now: bad unix time '%s'", optarg);
+			if (cli_parse_uint("plan", "--now", optarg, 0, INT64_MAX, &now))
+				return SU_EXIT_USAGE;
+			o->now = (int64_t)now;
 			break;
 		case 'h': fputs(usage_text, stdout); return -1;
 		default: fputs(usage_text, stderr); return SU_EXIT_USAGE;
@@ -130,23 +142,50 @@ static double saving(const struct su_plan_cost *c)
 	return c->per_server ? 100.0 * (1.0 - (double)c->active_ips / (double)c->per_server) : 0;
 }
 
+struct dc_cost {
+	uint64_t servers, ips, draining, per_server;
+};
+
+/* One DC's row of --cost, shared by the text and the JSON summary. */
+static struct dc_cost dc_cost(const struct su_plan *p, uint32_t dc)
+{
+	struct dc_cost r = { 0 };
+
+	for (uint32_t s = 0; s < p->n_servers; s++)
+		r.servers += !p->servers[s].retired && p->servers[s].dc == dc;
+	for (uint32_t i = 0; i < p->n_ips; i++)
+		if (p->ips[i].dc == dc)
+			(*(p->ips[i].state == SU_ACTIVE ? &r.ips : &r.draining))++;
+	for (uint32_t d = 0; d < p->n_demands; d++)
+		if (p->demands[d].dc == dc && !p->demands[d].retired)
+			r.per_server += r.servers * p->demands[d].slices;
+	return r;
+}
+
 static void print_cost_per_dc(FILE *out, const struct su_plan *p)
 {
 	fprintf(out, "\n  %-12s %8s %8s %12s %10s\n", "DC", "SERVERS", "IPS", "PER-SERVER", "DRAINING");
 	for (uint32_t dc = 0; dc < p->n_dcs; dc++) {
-		uint64_t servers = 0, ips = 0, draining = 0, per_server = 0;
+		struct dc_cost r = dc_cost(p, dc);
 
-		for (uint32_t s = 0; s < p->n_servers; s++)
-			servers += !p->servers[s].retired && p->servers[s].dc == dc;
-		for (uint32_t i = 0; i < p->n_ips; i++)
-			if (p->ips[i].dc == dc)
-				(*(p->ips[i].state == SU_ACTIVE ? &ips : &draining))++;
-		for (uint32_t d = 0; d < p->n_demands; d++)
-			if (p->demands[d].dc == dc && !p->demands[d].retired)
-				per_server += servers * p->demands[d].slices;
 		fprintf(out, "  %-12s %8" PRIu64 " %8" PRIu64 " %12" PRIu64 " %10" PRIu64 "%s\n", p->dcs[dc].name,
-			servers, ips, per_server, draining, p->dcs[dc].retired ? "  (retired)" : "");
+			r.servers, r.ips, r.per_server, r.draining, p->dcs[dc].retired ? "  (retired)" : "");
 	}
+}
+
+static json_t *cost_per_dc_json(const struct su_plan *p)
+{
+	json_t *a = json_array();
+
+	for (uint32_t dc = 0; dc < p->n_dcs; dc++) {
+		struct dc_cost r = dc_cost(p, dc);
+
+		json_array_append_new(a, json_pack("{s:s,s:I,s:I,s:I,s:I,s:b}", "dc", p->dcs[dc].name, "servers",
+						   (json_int_t)r.servers, "ips", (json_int_t)r.ips, "per_server",
+						   (json_int_t)r.per_server, "draining", (json_int_t)r.draining,
+						   "retired", p->dcs[dc].retired));
+	}
+	return a;
 }
 
 static void print_summary_text(FILE *out, const struct su_plan *p, const struct opts *o, bool changed)
@@ -187,7 +226,7 @@ static void print_summary_text(FILE *out, const struct su_plan *p, const struct 
 static int print_summary_json(const struct su_plan *p, const struct opts *o, bool changed)
 {
 	uint32_t *ips = calloc(p->n_demands + 1, sizeof(*ips)), *servers = calloc(p->n_demands + 1, sizeof(*servers));
-	json_t *demands = json_array();
+	json_t *demands = json_array(), *summary;
 	struct su_plan_cost c;
 
 	if (!ips || !servers) {
@@ -205,13 +244,17 @@ static int print_summary_json(const struct su_plan *p, const struct opts *o, boo
 				"servers", servers[d], "slices_per_server", p->demands[d].slices, "ips", ips[d]));
 	free(ips);
 	free(servers);
-	return cli_print_json(json_pack(
-		"{s:I,s:s?,s:b,s:i,s:o,s:{s:I,s:I,s:I,s:I},s:{s:I,s:I,s:I}}", "serial", (json_int_t)p->serial,
-		"out", o->check ? NULL : o->out, "changed", changed, "slices_per_ip", p->slices_per_ip,
-		"demands", demands, "cost", "active_ips", (json_int_t)c.active_ips, "draining_ips",
-		(json_int_t)c.draining_ips, "per_server_ips", (json_int_t)c.per_server, "lower_bound",
-		(json_int_t)c.lower_bound, "slices", "active", (json_int_t)c.slices_active, "draining",
-		(json_int_t)c.slices_draining, "free", (json_int_t)c.slices_free));
+	summary = json_pack("{s:I,s:s?,s:b,s:[ii],s:i,s:I,s:i,s:o,s:{s:I,s:I,s:I,s:I},s:{s:I,s:I,s:I}}",
+		"serial", (json_int_t)p->serial, "out", o->check ? NULL : o->out, "changed", changed, "ports",
+		p->port_lo, p->port_hi, "slice_size", p->slice_size, "drain", (json_int_t)p->drain,
+		"slices_per_ip", p->slices_per_ip, "demands", demands, "cost", "active_ips",
+		(json_int_t)c.active_ips, "draining_ips", (json_int_t)c.draining_ips, "per_server_ips",
+		(json_int_t)c.per_server, "lower_bound", (json_int_t)c.lower_bound, "slices", "active",
+		(json_int_t)c.slices_active, "draining", (json_int_t)c.slices_draining, "free",
+		(json_int_t)c.slices_free);
+	if (summary && o->cost)
+		json_object_set_new(summary, "per_dc", cost_per_dc_json(p));
+	return cli_print_json(summary);
 }
 
 static int run(const struct opts *o, struct su_fleet *fleet, struct su_plan *prev)

@@ -1,4 +1,5 @@
 /* softunicast — multi-call entry point: `softunicast COMMAND [ARGS]`. */
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "lib/util.h"
 
 const char *su_prog = "softunicast";
 
@@ -97,6 +99,18 @@ int cli_fail(int code, const char *cmd, const char *fmt, ...)
 	vlog(SD_ERR, cmd, fmt, ap);
 	va_end(ap);
 	return code;
+}
+
+int cli_parse_uint(const char *cmd, const char *what, const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+	uint64_t v;
+
+	if (su_number__ambiguity(s))
+		return cli_fail(SU_EXIT_USAGE, cmd, "%s '%s' is ambiguous, %s", what, s, su_number__ambiguity(s));
+	if (su_uint__parse(s, hi, &v) || v < lo)
+		return cli_fail(SU_EXIT_USAGE, cmd, "%s '%s': expected %" PRIu64 "-%" PRIu64, what, s, lo, hi);
+	*out = v;
+	return 0;
 }
 
 int main(int argc, char **argv)

@@ -7,6 +7,7 @@
 
 #include "cli/cli.h"
 #include "cli/output.h"
+#include "lib/util.h"
 
 static const char usage_text[] =
 	"Usage: softunicast who --plan PLAN [--json] IP[:PORT]\n"
@@ -18,30 +19,36 @@ static const char usage_text[] =
 	"\n"
 	"Options:\n"
 	"  -p, --plan FILE   the plan to ask\n"
-	"  -j, --json        one JSON object: {\"ip\",\"port\",\"dc\",\"server\",\"slice\":[lo,hi],\n"
-	"                    \"tags\":{..},\"state\"}; without a port, \"port\", \"server\" and\n"
-	"                    \"slice\" are null and \"slices\" lists the IP's slices\n"
+	"  -j, --json        one JSON object: {\"ip\",\"port\",\"dc\",\"router\",\"server\",\n"
+	"                    \"server_addr\",\"slice\":[lo,hi],\"tags\":{..},\"state\",\"deadline\"?};\n"
+	"                    without a port, \"port\", \"server\" and \"slice\" are null, \"state\"\n"
+	"                    is the IP's and \"slices\" lists its owned slices.  The text\n"
+	"                    output shows the same values\n"
 	"  -h, --help        this text\n"
 	"\n"
 	"Exit status: 0 found, 5 not in the plan or the slice has no owner, 2 usage,\n"
 	"3 invalid plan.\n";
 
+/* IP[:PORT], the port plain decimal like every number softunicast reads. */
 static int parse_target(const char *arg, uint32_t *ip, long *port)
 {
-	char buf[32], *colon, *end;
+	char buf[32], *colon;
+	uint64_t v;
 
 	if (strlen(arg) >= sizeof(buf))
-		return -1;
+		return cli_fail(SU_EXIT_USAGE, "who", "bad IP[:PORT] '%s'", arg);
 	strcpy(buf, arg);
 	*port = -1;
 	colon = strchr(buf, ':');
 	if (colon) {
 		*colon = '\0';
-		*port = strtol(colon + 1, &end, 10);
-		if (!colon[1] || *end || *port < 0 || *port > 65535)
-			return -1;
+		if (cli_parse_uint("who", "port", colon + 1, 0, 65535, &v))
+			return SU_EXIT_USAGE;
+		*port = (long)v;
 	}
-	return su_addr__parse(buf, ip);
+	if (su_addr__parse(buf, ip))
+		return cli_fail(SU_EXIT_USAGE, "who", "bad IP[:PORT] '%s'", arg);
+	return 0;
 }
 
 static void print_slot_text(const struct su_plan *p, const struct su_plan_ip *ip, uint32_t s)
@@ -64,7 +71,9 @@ static void print_slot_text(const struct su_plan *p, const struct su_plan_ip *ip
 
 static int answer_ip(const struct su_plan *p, const struct su_plan_ip *ip, bool json)
 {
-	char a[SU_ADDR_STRLEN], *tags = su_tags__format(&p->prefixes[ip->prefix].tags);
+	/* One buffer per address: two su_addr__str() into one buffer inside one
+	 * printf print the second address twice. */
+	char a[SU_ADDR_STRLEN], r[SU_ADDR_STRLEN], *tags = su_tags__format(&p->prefixes[ip->prefix].tags);
 
 	if (json) {
 		json_t *slices = json_array();
@@ -72,14 +81,19 @@ static int answer_ip(const struct su_plan *p, const struct su_plan_ip *ip, bool 
 		for (uint32_t s = 0; s < p->slices_per_ip; s++)
 			if (p->slots[ip->first_slot + s].state != SU_FREE)
 				json_array_append_new(slices, cli_slot_json(p, ip, s));
+		json_t *o = json_pack("{s:s,s:n,s:s,s:s,s:n,s:n,s:o,s:s}", "ip", su_addr__str(ip->ip, a), "port",
+				      "dc", p->dcs[ip->dc].name, "router", su_addr__str(p->dcs[ip->dc].router, r),
+				      "server", "slice", "tags", cli_tags_json(&p->prefixes[ip->prefix].tags),
+				      "state", su_state__name(ip->state));
+
+		if (ip->state == SU_DRAINING)
+			json_object_set_new(o, "deadline", json_integer(ip->deadline));
+		json_object_set_new(o, "slices", slices);
 		free(tags);
-		return cli_print_json(json_pack("{s:s,s:n,s:s,s:n,s:n,s:o,s:s,s:o}", "ip", su_addr__str(ip->ip, a),
-					"port", "dc", p->dcs[ip->dc].name, "server", "slice", "tags",
-					cli_tags_json(&p->prefixes[ip->prefix].tags), "state",
-					su_state__name(ip->state), "slices", slices));
+		return cli_print_json(o);
 	}
 	printf("%s  dc %s (router %s)  %s", su_addr__str(ip->ip, a), p->dcs[ip->dc].name,
-	       su_addr__str(p->dcs[ip->dc].router, a), su_state__name(ip->state));
+	       su_addr__str(p->dcs[ip->dc].router, r), su_state__name(ip->state));
 	if (ip->state == SU_DRAINING)
 		printf(" until %" PRId64, ip->deadline);
 	printf("\n  tags %s\n", tags ? tags : "?");
@@ -104,6 +118,7 @@ static int answer_port(const struct su_plan *p, const struct su_plan_ip *ip, uin
 		json_t *o = cli_slot_json(p, ip, (uint32_t)(slot - &p->slots[ip->first_slot]));
 
 		json_object_set_new(o, "port", json_integer(port));
+		json_object_set_new(o, "router", json_string(su_addr__str(p->dcs[ip->dc].router, a)));
 		return cli_print_json(o);
 	}
 	printf("%s:%u  dc %s\n", su_addr__str(ip->ip, a), port, p->dcs[ip->dc].name);
@@ -122,7 +137,7 @@ int who_main(int argc, char **argv)
 	struct su_plan *p;
 	bool json = false;
 	uint32_t addr;
-	long port;
+	long port = -1;
 	int c, ret;
 
 	while ((c = getopt_long(argc, argv, "p:jh", longopts, NULL)) != -1) {
@@ -136,7 +151,7 @@ int who_main(int argc, char **argv)
 	if (!plan_path || optind != argc - 1)
 		return cli_fail(SU_EXIT_USAGE, "who", "needs --plan PLAN and one IP[:PORT]; see --help");
 	if (parse_target(argv[optind], &addr, &port))
-		return cli_fail(SU_EXIT_USAGE, "who", "bad IP[:PORT] '%s'", argv[optind]);
+		return SU_EXIT_USAGE;
 	p = cli_load_plan("who", plan_path);
 	if (!p)
 		return SU_EXIT_INVALID;

@@ -3,6 +3,7 @@
  * file, the line and the offending value; nothing is half-loaded. */
 #include <ctype.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,8 @@
 #include <yaml.h>
 
 #include "lib/fleet.h"
+#include "lib/geo.h"
+#include "lib/strmap.h"
 #include "lib/util.h"
 
 struct ctx {
@@ -17,6 +20,9 @@ struct ctx {
 	yaml_document_t *doc;
 	struct su_err *err;
 	struct su_fleet *fleet;
+	struct su_strmap dc_names; /* name -> index into fleet->dcs */
+	uint32_t *dc_seen;         /* per DC: 1 + the last prefix that listed it */
+	const yaml_node_t *drain;  /* checked against the floor once the file is read */
 };
 
 #define FAIL(c, node, ...) fail_at(c, node, __VA_ARGS__)
@@ -69,20 +75,45 @@ static int expect(struct ctx *c, const yaml_node_t *n, yaml_node_type_t type, co
 	return 0;
 }
 
+/* Key nodes sorted by text, then by position, so duplicates are neighbours
+ * and the later one (the one a reader meets second) comes second. */
+static int cmp_key_node(const void *a, const void *b)
+{
+	const yaml_node_t *x = *(const yaml_node_t *const *)a, *y = *(const yaml_node_t *const *)b;
+	int c = strcmp((const char *)x->data.scalar.value, (const char *)y->data.scalar.value);
+
+	if (c)
+		return c;
+	return (x->start_mark.index > y->start_mark.index) - (x->start_mark.index < y->start_mark.index);
+}
+
 /* libyaml accepts duplicate mapping keys; a fleet must not (the second
- * silently winning is how outages start). */
+ * silently winning is how outages start).  Sorted, so a mapping of a
+ * hundred thousand servers is checked in milliseconds, not minutes. */
 static int check_unique_keys(struct ctx *c, const yaml_node_t *map, const char *what)
 {
-	for (yaml_node_pair_t *a = map->data.mapping.pairs.start; a < map->data.mapping.pairs.top; a++) {
-		const yaml_node_t *ka = node(c, a->key);
+	size_t n = (size_t)(map->data.mapping.pairs.top - map->data.mapping.pairs.start), i = 0;
+	const yaml_node_t **keys = calloc(n + 1, sizeof(*keys)), *dup = NULL;
 
-		if (!scalar(ka))
-			return FAIL(c, ka, "%s: keys must be plain values", what);
-		for (yaml_node_pair_t *b = map->data.mapping.pairs.start; b < a; b++)
-			if (!strcmp(scalar(node(c, b->key)), scalar(ka)))
-				return FAIL(c, ka, "%s: duplicate key '%s'", what, scalar(ka));
+	if (!keys)
+		return -ENOMEM;
+	for (yaml_node_pair_t *a = map->data.mapping.pairs.start; a < map->data.mapping.pairs.top; a++) {
+		keys[i] = node(c, a->key);
+		if (!scalar(keys[i])) {
+			int ret = FAIL(c, keys[i], "%s: keys must be plain values", what);
+
+			free(keys);
+			return ret;
+		}
+		i++;
 	}
-	return 0;
+	qsort(keys, n, sizeof(*keys), cmp_key_node);
+	for (i = 1; i < n; i++)
+		if (!strcmp(scalar(keys[i]), scalar(keys[i - 1])) &&
+		    (!dup || keys[i]->start_mark.index < dup->start_mark.index))
+			dup = keys[i];
+	free(keys);
+	return dup ? FAIL(c, dup, "%s: duplicate key '%s'", what, scalar(dup)) : 0;
 }
 
 #define for_each_pair(c, map, p) \
@@ -120,21 +151,30 @@ static int parse_addr(struct ctx *c, const yaml_node_t *n, const char *what, uin
 	return 0;
 }
 
-static int parse_uint(struct ctx *c, const yaml_node_t *n, const char *what, uint32_t lo,
-		      uint32_t hi, uint32_t *out)
+/* Every number of a fleet file is read by su_uint__parse: here, in
+ * parse_range and in su_duration__parse. */
+static int parse_uint_text(struct ctx *c, const yaml_node_t *n, const char *s, const char *what,
+			   uint32_t lo, uint32_t hi, uint32_t *out)
 {
-	const char *s = scalar(n);
-	char *end;
-	unsigned long v;
+	uint64_t v;
+	int ret = su_uint__parse(s, UINT32_MAX, &v);
 
-	if (!s || !isdigit((unsigned char)*s))
-		return FAIL(c, n, "%s: '%s' is not a number", what, s ? s : kind_name(n));
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || *end || v < lo || v > hi)
+	if (ret == -EDOM)
+		return FAIL(c, n, "%s: '%s' is ambiguous, %s", what, s, su_number__ambiguity(s));
+	if (ret == -EINVAL)
+		return FAIL(c, n, "%s: '%s' is not a number", what, s);
+	if (ret || v < lo || v > hi)
 		return FAIL(c, n, "%s: '%s' is out of range %u-%u", what, s, lo, hi);
 	*out = (uint32_t)v;
 	return 0;
+}
+
+static int parse_uint(struct ctx *c, const yaml_node_t *n, const char *what, uint32_t lo,
+		      uint32_t hi, uint32_t *out)
+{
+	if (!scalar(n))
+		return FAIL(c, n, "%s: '%s' is not a number", what, kind_name(n));
+	return parse_uint_text(c, n, scalar(n), what, lo, hi, out);
 }
 
 int su_duration__parse(const char *s, int64_t *seconds)
@@ -143,9 +183,21 @@ int su_duration__parse(const char *s, int64_t *seconds)
 		{ 's', 1 }, { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 },
 	};
 	int64_t total = 0;
+	uint64_t bare;
+	int ret;
 
 	if (!s || !*s)
 		return -EINVAL;
+	/* A bare number is what YAML tools may read as a number: it must be
+	 * plain decimal.  "1h05m" is a string to every reader and stays fine. */
+	ret = su_uint__parse(s, 365 * 86400, &bare);
+	if (ret == -EDOM || su_number__ambiguity(s))
+		return -EDOM;
+	if (ret != -EINVAL) {
+		if (!ret)
+			*seconds = (int64_t)bare;
+		return ret;
+	}
 	while (*s) {
 		int64_t v = 0, mult = 0;
 
@@ -174,29 +226,6 @@ int su_duration__parse(const char *s, int64_t *seconds)
 	return 0;
 }
 
-/* ISO 3166-1 alpha-2 codes officially assigned, plus XK (Kosovo), which
- * geolocation databases use.  RFC 8805 section 2.1.1.2 asks for these. */
-static const char countries[] =
-	"AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO "
-	"BQ BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ "
-	"DK DM DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP "
-	"GQ GR GS GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG "
-	"KH KI KM KN KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML "
-	"MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE "
-	"PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL "
-	"SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM "
-	"US UY UZ VA VC VE VG VI VN VU WF WS XK YE YT ZA ZM ZW";
-
-bool su_country__valid(const char *code)
-{
-	char key[4];
-
-	if (strlen(code) != 2 || !isupper((unsigned char)code[0]) || !isupper((unsigned char)code[1]))
-		return false;
-	snprintf(key, sizeof(key), "%s ", code);
-	return strstr(countries, key) || !strcmp(countries + sizeof(countries) - 3, code);
-}
-
 int su_slices__geometry(uint32_t lo, uint32_t hi, uint32_t size, uint32_t *first, uint32_t *count)
 {
 	uint32_t shift = (uint32_t)__builtin_ctz(size);
@@ -210,43 +239,44 @@ int su_slices__geometry(uint32_t lo, uint32_t hi, uint32_t size, uint32_t *first
 	return 0;
 }
 
-/* Geofeed fields end up in CSV (RFC 8805 section 2.1.1): no separators. */
-static bool csv_safe(const char *s)
+/* Every tag value is a name an operator reads and a program matches: no
+ * invisible or malformed characters.  Values that reach the geofeed get the
+ * stricter CSV rules and the ISO 3166 look-ups of geo.c. */
+static int check_tag_value(struct ctx *c, const yaml_node_t *n, const char *what, const char *key,
+			   const char *value)
 {
-	for (; *s; s++)
-		if (*s == ',' || *s == '"' || (unsigned char)*s < 0x20 || *s == 0x7f)
-			return false;
-	return true;
+	char why[128], shown[160];
+
+	if (su_geo__check_text(value, false, why, sizeof(why)))
+		return FAIL(c, n, "%s: tag %s '%s': %s", what, key, su_geo__escape(value, shown, sizeof(shown)),
+			    why);
+	return 0;
 }
 
-/* RFC 8805 2.1.1.3: region is ISO 3166-2 ("GB-ENG"), its country part
- * matching the country column. */
-static bool region_valid(const char *region, const char *country)
+static bool has_geo_tags(const struct su_tags *t)
 {
-	size_t n = strlen(region);
+	static const char *const keys[] = { SU_GEO_KEYS };
 
-	if (!country || n < 4 || n > 6 || strncmp(region, country, 2) || region[2] != '-')
-		return false;
-	for (const char *s = region + 3; *s; s++)
-		if (!isupper((unsigned char)*s) && !isdigit((unsigned char)*s))
-			return false;
-	return true;
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (su_tags__get(t, keys[i]))
+			return true;
+	return false;
 }
 
+/* Country and region are checked against iso-codes, read on first need:
+ * a fleet without geofeed tags does not need the package. */
 static int check_geo_tags(struct ctx *c, const yaml_node_t *n, const struct su_tags *t)
 {
-	const char *country = su_tags__get(t, "country");
-	const char *region = su_tags__get(t, "region");
-	const char *city = su_tags__get(t, "city");
+	const struct su_iso3166 *db = NULL;
+	struct su_err e;
+	char why[400];
 
-	if (country && !su_country__valid(country))
-		return FAIL(c, n, "country '%s' is not an ISO 3166-1 alpha-2 code", country);
-	if (region && !region_valid(region, country))
-		return FAIL(c, n, "region '%s' is not an ISO 3166-2 code of country '%s'", region,
-			    country ? country : "(none)");
-	if (city && (!country || !csv_safe(city)))
-		return FAIL(c, n, "city '%s' needs a country and no ',' '\"' or control characters",
-			    city);
+	if (!has_geo_tags(t))
+		return 0;
+	if ((su_tags__get(t, "country") || su_tags__get(t, "region")) && su_iso3166__get(&db, &e))
+		return FAIL(c, n, "cannot check country and region: %s", e.msg);
+	if (su_geo__check_tags(t, db, why, sizeof(why)))
+		return FAIL(c, n, "%s", why);
 	return 0;
 }
 
@@ -273,17 +303,18 @@ static int parse_tags(struct ctx *c, const yaml_node_t *map, const char *what, c
 				    what, scalar(k));
 		if (!scalar(v) || !*scalar(v))
 			return FAIL(c, v, "%s: tag '%s' needs a non-empty value", what, scalar(k));
-		ret = su_tags__set(out, scalar(k), scalar(v));
+		ret = check_tag_value(c, v, what, scalar(k), scalar(v));
+		if (!ret)
+			ret = su_tags__set(out, scalar(k), scalar(v));
 	}
 	return ret;
 }
 
-static int find_dc(const struct su_fleet *f, const char *name)
+static int find_dc(const struct ctx *c, const char *name)
 {
-	for (uint32_t i = 0; i < f->n_dcs; i++)
-		if (!strcmp(f->dcs[i].name, name))
-			return (int)i;
-	return -1;
+	uint32_t i;
+
+	return su_strmap__get(&c->dc_names, name, &i) ? -1 : (int)i;
 }
 
 static int parse_servers(struct ctx *c, const yaml_node_t *map, struct su_fleet_dc *dc)
@@ -316,6 +347,45 @@ static int parse_servers(struct ctx *c, const yaml_node_t *map, struct su_fleet_
 	return 0;
 }
 
+static int cmp_demand_ptr(const void *a, const void *b)
+{
+	const struct su_fleet_demand *x = *(struct su_fleet_demand *const *)a;
+	const struct su_fleet_demand *y = *(struct su_fleet_demand *const *)b;
+	int r = su_tags__cmp(&x->tags, &y->tags);
+
+	return r ? r : (x->line > y->line) - (x->line < y->line);
+}
+
+/* Sorted by tags then line, not pairwise, so a DC with many thousands of
+ * tag-sets checks fast.  In each run of equal tag-sets the second is the
+ * repeat; the earliest repeat in the file is reported. */
+static int check_repeated_demands(struct ctx *c, const struct su_fleet_dc *dc)
+{
+	struct su_fleet_demand **v = calloc(dc->n_demands + 1, sizeof(*v));
+	const struct su_fleet_demand *dup = NULL, *first = NULL;
+	int ret = 0;
+
+	if (!v)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < dc->n_demands; i++)
+		v[i] = &dc->demands[i];
+	qsort(v, dc->n_demands, sizeof(*v), cmp_demand_ptr);
+	for (uint32_t i = 1; i < dc->n_demands; i++) {
+		bool repeat = !su_tags__cmp(&v[i]->tags, &v[i - 1]->tags);
+		bool second = repeat && (i < 2 || su_tags__cmp(&v[i - 1]->tags, &v[i - 2]->tags));
+
+		if (second && (!dup || v[i]->line < dup->line)) {
+			dup = v[i];
+			first = v[i - 1];
+		}
+	}
+	if (dup)
+		ret = su_err__set(c->err, EINVAL, "%s:%u: egress tag-set repeated in %s (first on line %u)",
+				  c->file, dup->line, dc->name, first->line);
+	free(v);
+	return ret;
+}
+
 static int parse_egress(struct ctx *c, const yaml_node_t *seq, struct su_fleet_dc *dc)
 {
 	int ret = expect(c, seq, YAML_SEQUENCE_NODE, "egress");
@@ -339,12 +409,8 @@ static int parse_egress(struct ctx *c, const yaml_node_t *seq, struct su_fleet_d
 			return ret;
 		if (!d->tags.n)
 			return FAIL(c, n, "egress tag-set of %s has no tags", dc->name);
-		for (struct su_fleet_demand *o = dc->demands; o < d; o++)
-			if (!su_tags__cmp(&o->tags, &d->tags))
-				return FAIL(c, n, "egress tag-set repeated in %s (first on line %u)",
-					    dc->name, o->line);
 	}
-	return 0;
+	return check_repeated_demands(c, dc);
 }
 
 static int parse_dc(struct ctx *c, const yaml_node_t *k, const yaml_node_t *v, struct su_fleet_dc *dc)
@@ -395,10 +461,13 @@ static int parse_datacenters(struct ctx *c, const yaml_node_t *map)
 		return -ENOMEM;
 	for_each_pair(c, map, p) {
 		ret = parse_dc(c, node(c, p->key), node(c, p->value), &f->dcs[f->n_dcs++]);
+		if (!ret)
+			ret = su_strmap__put(&c->dc_names, f->dcs[f->n_dcs - 1].name, f->n_dcs - 1);
 		if (ret)
 			return ret;
 	}
-	return 0;
+	c->dc_seen = calloc(f->n_dcs + 1, sizeof(*c->dc_seen));
+	return c->dc_seen ? 0 : -ENOMEM;
 }
 
 static int parse_prefix_dcs(struct ctx *c, const yaml_node_t *seq, struct su_fleet_prefix *pfx)
@@ -413,13 +482,14 @@ static int parse_prefix_dcs(struct ctx *c, const yaml_node_t *seq, struct su_fle
 		return -ENOMEM;
 	for_each_item(c, seq, it) {
 		const yaml_node_t *n = node(c, *it);
-		int dc = scalar(n) ? find_dc(c->fleet, scalar(n)) : -1;
+		int dc = scalar(n) ? find_dc(c, scalar(n)) : -1;
+		uint32_t stamp = (uint32_t)(pfx - c->fleet->prefixes) + 1;
 
 		if (dc < 0)
 			return FAIL(c, n, "unknown data center '%s'", scalar(n) ? scalar(n) : kind_name(n));
-		for (uint32_t i = 0; i < pfx->n_dcs; i++)
-			if (pfx->dcs[i] == (uint32_t)dc)
-				return FAIL(c, n, "data center '%s' listed twice", scalar(n));
+		if (c->dc_seen[dc] == stamp)
+			return FAIL(c, n, "data center '%s' listed twice", scalar(n));
+		c->dc_seen[dc] = stamp;
 		pfx->dcs[pfx->n_dcs++] = (uint32_t)dc;
 	}
 	if (!pfx->n_dcs)
@@ -537,6 +607,28 @@ static int parse_prefixes(struct ctx *c, const yaml_node_t *seq)
 	return check_overlaps(c);
 }
 
+/* "LO-HI", each bound a plain decimal within 1-65535. */
+static int parse_range(struct ctx *c, const yaml_node_t *v, uint32_t *lo, uint32_t *hi)
+{
+	const char *s = scalar(v), *dash = s ? strchr(s, '-') : NULL;
+	char first[16];
+	uint64_t a, b;
+
+	if (!dash || dash == s || (size_t)(dash - s) >= sizeof(first))
+		return FAIL(c, v, "ports: bad range '%s' (LO-HI within 1-65535)", s ? s : kind_name(v));
+	memcpy(first, s, (size_t)(dash - s));
+	first[dash - s] = '\0';
+	for (const char *part = first; part; part = part == first ? dash + 1 : NULL)
+		if (su_number__ambiguity(part))
+			return FAIL(c, v, "ports: range '%s': '%s' is ambiguous, %s", s, part,
+				    su_number__ambiguity(part));
+	if (su_uint__parse(first, 65535, &a) || su_uint__parse(dash + 1, 65535, &b) || a < 1 || a > b)
+		return FAIL(c, v, "ports: bad range '%s' (LO-HI within 1-65535)", s);
+	*lo = (uint32_t)a;
+	*hi = (uint32_t)b;
+	return 0;
+}
+
 static int parse_ports(struct ctx *c, const yaml_node_t *map)
 {
 	struct su_fleet *f = c->fleet;
@@ -550,15 +642,7 @@ static int parse_ports(struct ctx *c, const yaml_node_t *map)
 		if (ret)
 			return ret;
 		if (!strcmp(scalar(k), "range")) {
-			const char *s = scalar(v);
-			unsigned lo, hi;
-			int end = 0;
-
-			if (!s || sscanf(s, "%5u-%5u%n", &lo, &hi, &end) != 2 || s[end] || !isdigit((unsigned char)*s) ||
-			    lo < 1 || hi > 65535 || lo > hi)
-				return FAIL(c, v, "ports: bad range '%s' (LO-HI within 1-65535)", s ? s : kind_name(v));
-			f->port_lo = lo;
-			f->port_hi = hi;
+			ret = parse_range(c, v, &f->port_lo, &f->port_hi);
 		} else if (!strcmp(scalar(k), "slice")) {
 			ret = parse_uint(c, v, "ports: slice", SU_MIN_SLICE, 32768, &f->slice_size);
 			if (!ret && (f->slice_size & (f->slice_size - 1)))
@@ -631,6 +715,37 @@ static int check_uniqueness(struct ctx *c)
 	return ret;
 }
 
+static int parse_drain(struct ctx *c, const yaml_node_t *v)
+{
+	const char *s = scalar(v);
+	int ret = s ? su_duration__parse(s, &c->fleet->drain) : -EINVAL;
+
+	c->drain = v;
+	if (ret == -EDOM)
+		return FAIL(c, v, "drain: '%s' is ambiguous, %s", s,
+			    su_number__ambiguity(s) ? su_number__ambiguity(s) : "write e.g. 90s or 10m");
+	if (ret == -ERANGE)
+		return FAIL(c, v, "drain: '%s' is longer than a year", s);
+	if (ret)
+		return FAIL(c, v, "drain: bad duration '%s' (e.g. 90s, 10m, 1h30m)", s ? s : kind_name(v));
+	return 0;
+}
+
+/* Only the YAML 1.2 core booleans: YAML 1.1 also reads yes/no/on/off/y/n,
+ * which other tools would take for strings. */
+static int parse_bool(struct ctx *c, const yaml_node_t *v, const char *what, bool *out)
+{
+	const char *s = scalar(v);
+
+	if (s && (!strcmp(s, "true") || !strcmp(s, "false"))) {
+		*out = !strcmp(s, "true");
+		return 0;
+	}
+	return FAIL(c, v, "%s: '%s' is not true or false%s", what, s ? s : kind_name(v),
+		    s && strchr("yYnNoO", *s) ? " (YAML 1.1 reads yes/no/on/off as booleans, YAML 1.2 "
+						  "as strings: write true or false)" : "");
+}
+
 static int parse_root(struct ctx *c, const yaml_node_t *root)
 {
 	struct su_fleet *f = c->fleet;
@@ -653,18 +768,24 @@ static int parse_root(struct ctx *c, const yaml_node_t *root)
 		if (!strcmp(key, "ports")) {
 			ret = parse_ports(c, v);
 		} else if (!strcmp(key, "drain")) {
-			if (!scalar(v) || su_duration__parse(scalar(v), &f->drain))
-				ret = FAIL(c, v, "drain: bad duration '%s' (e.g. 90s, 10m, 1h30m)",
-					   scalar(v) ? scalar(v) : kind_name(v));
+			ret = parse_drain(c, v);
+		} else if (!strcmp(key, "allow_short_drain")) {
+			ret = parse_bool(c, v, "allow_short_drain", &f->allow_short_drain);
 		} else if (!strcmp(key, "datacenters")) {
 			ret = parse_datacenters(c, v);
 			have_dcs = true;
 		} else if (!strcmp(key, "prefixes")) {
 			prefixes = v;
 		} else {
-			ret = FAIL(c, k, "unknown key '%s' (ports, drain, datacenters, prefixes)", key);
+			ret = FAIL(c, k, "unknown key '%s' (ports, drain, allow_short_drain, datacenters, prefixes)",
+				   key);
 		}
 	}
+	if (!ret && c->drain && f->drain < SU_MIN_DRAIN && !f->allow_short_drain)
+		ret = FAIL(c, c->drain, "drain: %s is below the floor of %us: origins keep TIME_WAIT for a "
+			   "connection's ports up to 2 x MSL (4 minutes), and a slice freed sooner can go to "
+			   "another server while they do; set 'allow_short_drain: true' if you accept that",
+			   scalar(c->drain), SU_MIN_DRAIN);
 	if (ret)
 		return ret;
 	if (!have_dcs || !f->n_dcs)
@@ -684,6 +805,100 @@ static int parse_root(struct ctx *c, const yaml_node_t *root)
 	return ret;
 }
 
+static int yaml_error(const yaml_parser_t *parser, const char *name, struct su_err *err)
+{
+	return su_err__set(err, EINVAL, "%s:%zu: YAML syntax error: %s", name, parser->problem_mark.line + 1,
+			   parser->problem ? parser->problem : "unknown");
+}
+
+/* One event against the limits; `depth` and `nodes` carry across events. */
+static int prescan_event(const yaml_event_t *ev, const char *name, unsigned *depth, size_t *nodes,
+			 unsigned *docs, struct su_err *err)
+{
+	size_t line = ev->start_mark.line + 1;
+	const char *anchor = NULL, *tag = NULL;
+
+	switch (ev->type) {
+	case YAML_DOCUMENT_START_EVENT:
+		if (++*docs > 1)
+			return su_err__set(err, EINVAL, "%s:%zu: a second YAML document: a fleet file holds one",
+					   name, line);
+		return 0;
+	case YAML_ALIAS_EVENT:
+		/* Aliases multiply what a small file expands to (the "billion
+		 * laughs"); a fleet never needs them. */
+		return su_err__set(err, EINVAL, "%s:%zu: YAML alias '*%s' refused: fleet files use no "
+				   "anchors or aliases (write each value out)", name, line,
+				   (const char *)ev->data.alias.anchor);
+	case YAML_SCALAR_EVENT:
+		anchor = (const char *)ev->data.scalar.anchor;
+		tag = ev->data.scalar.plain_implicit || ev->data.scalar.quoted_implicit ?
+			      NULL : (const char *)ev->data.scalar.tag;
+		if (ev->data.scalar.length > SU_FLEET_MAX_SCALAR)
+			return su_err__set(err, EINVAL, "%s:%zu: a value of %zu bytes: the limit is %u", name,
+					   line, ev->data.scalar.length, SU_FLEET_MAX_SCALAR);
+		break;
+	case YAML_SEQUENCE_START_EVENT:
+	case YAML_MAPPING_START_EVENT:
+		anchor = (const char *)(ev->type == YAML_SEQUENCE_START_EVENT ? ev->data.sequence_start.anchor :
+										  ev->data.mapping_start.anchor);
+		if (!(ev->type == YAML_SEQUENCE_START_EVENT ? ev->data.sequence_start.implicit :
+							      ev->data.mapping_start.implicit))
+			tag = (const char *)(ev->type == YAML_SEQUENCE_START_EVENT ? ev->data.sequence_start.tag :
+										       ev->data.mapping_start.tag);
+		if (++*depth > SU_FLEET_MAX_DEPTH)
+			return su_err__set(err, EINVAL, "%s:%zu: lists and mappings nested more than %u deep",
+					   name, line, SU_FLEET_MAX_DEPTH);
+		break;
+	case YAML_SEQUENCE_END_EVENT:
+	case YAML_MAPPING_END_EVENT:
+		--*depth;
+		return 0;
+	default:
+		return 0;
+	}
+	if (anchor)
+		return su_err__set(err, EINVAL, "%s:%zu: YAML anchor '&%s' refused: fleet files use no anchors "
+				   "or aliases", name, line, anchor);
+	if (tag)
+		return su_err__set(err, EINVAL, "%s:%zu: YAML tag '%s' refused: fleet files use no explicit "
+				   "tags", name, line, tag);
+	if (++*nodes > SU_FLEET_MAX_NODES)
+		return su_err__set(err, EINVAL, "%s:%zu: more than %u values, lists and mappings", name, line,
+				   SU_FLEET_MAX_NODES);
+	return 0;
+}
+
+/* Walks libyaml's event stream once and stops at the first limit passed,
+ * before libyaml builds a document: the cost of refusing a hostile file is
+ * bounded by the limits, not by the file. */
+static int prescan(const char *buf, size_t len, const char *name, struct su_err *err)
+{
+	yaml_parser_t parser;
+	yaml_event_t ev;
+	unsigned depth = 0, docs = 0;
+	size_t nodes = 0;
+	int ret = 0;
+
+	if (len > SU_FLEET_MAX_BYTES)
+		return su_err__set(err, EFBIG, "%s: %zu bytes: a fleet file may have at most %u", name, len,
+				   SU_FLEET_MAX_BYTES);
+	if (!yaml_parser_initialize(&parser))
+		return -ENOMEM;
+	yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
+	for (bool done = false; !done && !ret;) {
+		if (!yaml_parser_parse(&parser, &ev)) {
+			ret = yaml_error(&parser, name, err);
+			break;
+		}
+		done = ev.type == YAML_STREAM_END_EVENT;
+		ret = prescan_event(&ev, name, &depth, &nodes, &docs, err);
+		yaml_event_delete(&ev);
+	}
+	yaml_parser_delete(&parser);
+	return ret;
+}
+
 int su_fleet__parse(const char *buf, size_t len, const char *name, struct su_fleet **out,
 		    struct su_err *err)
 {
@@ -696,6 +911,11 @@ int su_fleet__parse(const char *buf, size_t len, const char *name, struct su_fle
 	*out = NULL;
 	if (!f)
 		return -ENOMEM;
+	ret = prescan(buf, len, name, err);
+	if (ret) {
+		free(f);
+		return ret;
+	}
 	*f = (struct su_fleet){ .port_lo = SU_DEFAULT_PORT_LO, .port_hi = SU_DEFAULT_PORT_HI,
 				.slice_size = SU_DEFAULT_SLICE, .drain = SU_DEFAULT_DRAIN };
 	if (!yaml_parser_initialize(&parser)) {
@@ -704,13 +924,14 @@ int su_fleet__parse(const char *buf, size_t len, const char *name, struct su_fle
 	}
 	yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
 	if (!yaml_parser_load(&parser, &doc)) {
-		ret = su_err__set(err, EINVAL, "%s:%zu: YAML syntax error: %s", name,
-				  parser.problem_mark.line + 1, parser.problem ? parser.problem : "unknown");
+		ret = yaml_error(&parser, name, err);
 		yaml_parser_delete(&parser);
 		su_fleet__free(f);
 		return ret;
 	}
 	ret = parse_root(&c, yaml_document_get_root_node(&doc));
+	su_strmap__free(&c.dc_names);
+	free(c.dc_seen);
 	yaml_document_delete(&doc);
 	yaml_parser_delete(&parser);
 	if (ret) {
@@ -728,7 +949,7 @@ int su_fleet__load(const char *path, struct su_fleet **out, struct su_err *err)
 	int ret;
 
 	*out = NULL;
-	ret = su_read_file(path, &buf, &len, err);
+	ret = su_read_file_max(path, SU_FLEET_MAX_BYTES, "a fleet file", &buf, &len, err);
 	if (ret)
 		return ret;
 	ret = su_fleet__parse(buf, len, path, out, err);

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/geo.h"
 #include "lib/geofeed.h"
 
 static const char *tag_or_empty(const struct su_tags *t, const char *key)
@@ -109,4 +110,17 @@ int su_geofeed__write(const struct su_plan *p, FILE *fp)
 			v[i].city);
 	free(v);
 	return ferror(fp) ? -EIO : 0;
+}
+
+int su_geofeed__check(const struct su_plan *p, struct su_err *err)
+{
+	const struct su_iso3166 *db;
+	char why[400], a[SU_PREFIX_STRLEN];
+	int ret = su_iso3166__get(&db, err);
+
+	for (uint32_t i = 0; !ret && i < p->n_prefixes; i++)
+		if (su_geo__check_tags(&p->prefixes[i].tags, db, why, sizeof(why)))
+			ret = su_err__set(err, EINVAL, "prefix %s: %s", su_prefix__str(&p->prefixes[i].prefix, a),
+					  why);
+	return ret;
 }

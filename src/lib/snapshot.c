@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "lib/fleet.h"
+#include "lib/geo.h"
 #include "lib/plan.h"
 #include "lib/strmap.h"
 #include "lib/util.h"
@@ -193,15 +194,11 @@ __attribute__((format(printf, 2, 3))) static int bad(struct loader *l, const cha
 	return su_err__set(l->err, EINVAL, "%s:%u: %s", l->file, l->line, msg);
 }
 
+/* The writer prints plain decimal; anything else (a leading zero, a sign)
+ * is an edit, and the same strict reader as the fleet's decides. */
 static int parse_u64(const char *s, uint64_t max, uint64_t *out)
 {
-	char *end;
-
-	if (!s || *s < '0' || *s > '9')
-		return -EINVAL;
-	errno = 0;
-	*out = strtoull(s, &end, 10);
-	return errno || *end || *out > max ? -EINVAL : 0;
+	return su_uint__parse(s, max, out) ? -EINVAL : 0;
 }
 
 /* Keys join a few fields ("name/addr/dc"); tag-sets make them arbitrarily
@@ -371,6 +368,16 @@ static int parse_prefix_dcs(struct loader *l, char *list, uint32_t *dcs, uint32_
 	return 0;
 }
 
+/* Prefix tags reach the geofeed: the same text rules as in the fleet (the
+ * ISO look-ups are left to the geofeed command, so agents and routers do
+ * not need iso-codes). */
+static int check_geo(struct loader *l, const struct su_tags *tags)
+{
+	char why[400];
+
+	return su_geo__check_tags(tags, NULL, why, sizeof(why)) ? bad(l, "%s", why) : 0;
+}
+
 static int parse_prefix(struct loader *l, char **f, int n)
 {
 	struct su_prefix4 px;
@@ -383,6 +390,8 @@ static int parse_prefix(struct loader *l, char **f, int n)
 		ret = bad(l, "bad prefix '%s'", f[1]);
 	if (!ret)
 		ret = parse_tags_field(l, f[2], &tags);
+	if (!ret)
+		ret = check_geo(l, &tags);
 	if (!ret)
 		ret = parse_prefix_dcs(l, f[3], dcs, &n_dcs);
 	if (!ret && set_key(l, "%s/%s", f[1], f[2]))

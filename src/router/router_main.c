@@ -180,13 +180,10 @@ static int parse_mode(const char *s, uint32_t *flags)
 
 static int parse_port(const char *s, uint16_t *out)
 {
-	char *end;
-	long v;
+	uint64_t v;
 
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || *end || end == s || v < 1 || v > 65535)
-		return cli_fail(SU_EXIT_USAGE, "router", "--gue-port '%s': expected 1-65535", s);
+	if (cli_parse_uint("router", "--gue-port", s, 1, 65535, &v))
+		return SU_EXIT_USAGE;
 	*out = (uint16_t)v;
 	return 0;
 }

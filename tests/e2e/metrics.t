@@ -99,7 +99,7 @@ mkdir -p "$T/bpf"
 mount -t bpf bpf "$T/bpf" || skip_all "cannot mount a bpf filesystem"
 x "$SU" router --plan "$T/plan" --dc lhr --iface v1 --mode skb --pin-dir "$T/bpf/lhr" \
 	--metrics 127.0.0.1:9102 2>"$T/router.err" & PIDS+=($!)
-wait_for "x curl -sf http://127.0.0.1:9102/metrics" || ok 1 "router started with --metrics" "$(cat "$T/router.err")"
+wait_for "x curl -sf http://127.0.0.1:9102/metrics | grep -q ^softunicast_router_plan_serial" || ok 1 "router started with --metrics" "$(cat "$T/router.err")"
 scrape 9102 >"$T/router.prom"
 x "$SU" router stats --pin-dir "$T/bpf/lhr" --json >"$T/rstats.json"
 check "router: promtool check metrics passes" sh -c "promtool check metrics <'$T/router.prom'"

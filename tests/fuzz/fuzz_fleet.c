@@ -12,6 +12,13 @@
  * by the input's length) is removed: nobody else may move and its slices must
  * drain; it comes back, and the drain runs out, each step checked again.
  *
+ * The loader's limits are fuzzed too: the input's first line must read as a
+ * number only in plain decimal (what su_uint__parse accepts prints back the
+ * same; nothing YAML-1.1-ambiguous is accepted); the input wrapped in k
+ * levels of '[' is refused once k passes SU_FLEET_MAX_DEPTH; and, for one
+ * input in 128, the input padded past SU_FLEET_MAX_BYTES is refused by its
+ * size.
+ *
  * Planning is skipped when the prefixes hold more than 65536 addresses:
  * the planner keeps a bitmap per prefix, and a /8 would make every run take
  * milliseconds without reaching any new code. */
@@ -22,8 +29,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <inttypes.h>
+
 #include "lib/fleet.h"
 #include "lib/planner.h"
+#include "lib/util.h"
 #include "plan_check.h"
 
 #define MAX_PLAN_ADDRS 65536u
@@ -107,6 +117,74 @@ static void check_churn(struct su_fleet *f, const struct su_plan *p, size_t pick
 	su_plan__free(gone);
 }
 
+/* Numbers: accepted means plain decimal, which prints back unchanged. */
+static void check_numbers(const uint8_t *data, size_t size)
+{
+	char s[32], back[32];
+	size_t n = 0;
+	uint64_t v;
+	int64_t d;
+
+	while (n < size && n < sizeof(s) - 1 && data[n] != '\n' && data[n])
+		s[n] = (char)data[n], n++;
+	s[n] = '\0';
+	if (!su_uint__parse(s, UINT64_MAX, &v)) {
+		snprintf(back, sizeof(back), "%" PRIu64, v);
+		if (strcmp(back, s) || su_number__ambiguity(s)) {
+			fprintf(stderr, "fuzz: '%s' accepted as the number %s\n", s, back);
+			abort();
+		}
+	}
+	if (!su_duration__parse(s, &d) && strspn(s, "0123456789") == strlen(s)) {
+		snprintf(back, sizeof(back), "%" PRId64, d);
+		if (strcmp(back, s)) {
+			fprintf(stderr, "fuzz: drain '%s' accepted as %s seconds\n", s, back);
+			abort();
+		}
+	}
+}
+
+/* Limits: must refuse, and say which, however the input looks. */
+static void expect_refused(const char *buf, size_t len, const char *why1, const char *why2)
+{
+	struct su_fleet *f = NULL;
+	struct su_err err;
+
+	err.msg[0] = '\0';
+	if (!su_fleet__parse(buf, len, "fuzz.yaml", &f, &err) || f ||
+	    (!strstr(err.msg, why1) && !(why2 && strstr(err.msg, why2)))) {
+		fprintf(stderr, "fuzz: over a limit (%s) but: %s\n", why1, f ? "accepted" : err.msg);
+		abort();
+	}
+}
+
+static void check_limits(const uint8_t *data, size_t size)
+{
+	unsigned k = size ? SU_FLEET_MAX_DEPTH + 1 + data[0] % 8 : SU_FLEET_MAX_DEPTH + 1;
+	char *buf = malloc(size + 2 * k + 1);
+
+	if (!buf)
+		return;
+	/* k '[' first: the depth limit trips at the (MAX+1)th, unless the
+	 * scanner's look-ahead meets a syntax error in the input first. */
+	memset(buf, '[', k);
+	memcpy(buf + k, data, size);
+	memset(buf + k + size, ']', k);
+	expect_refused(buf, size + 2 * k, "nested more than", "YAML syntax error");
+	free(buf);
+	if (size && (data[size - 1] & 127) == 0) {
+		size_t big = SU_FLEET_MAX_BYTES + 1;
+
+		buf = malloc(big);
+		if (!buf)
+			return;
+		memcpy(buf, data, size);
+		memset(buf + size, '\n', big - size);
+		expect_refused(buf, big, "a fleet file may have at most", NULL);
+		free(buf);
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -119,6 +197,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size > 16384)
 		return 0;
+	check_numbers(data, size);
+	check_limits(data, size);
 	err.msg[0] = '\0';
 	ret = su_fleet__parse((const char *)data, size, "fuzz.yaml", &f, &err);
 	if (ret) {

@@ -138,6 +138,14 @@ static const struct damage {
 	{ "unknown record", "dc lhr", "router lhr", "unknown record 'router'" },
 	{ "IP outside prefix", "ip 198.51.100.0 cdg 198.51.100.0/24", "ip 198.51.99.0 cdg 198.51.100.0/24", "address outside its prefix" },
 	{ "tags do not match", "country=GB,service=warp active", "service=cdn active", "unknown tag-set" },
+	/* yaml 1.1 ambiguous numbers: plan files read numbers by the same rule. */
+	{ "leading zero in serial", "\nserial ", "\nserial 0", "expected 'serial N'" },
+	{ "leading zero in drain", "\ndrain 300", "\ndrain 0300", "expected 'drain SECONDS'" },
+	{ "sign in slot port", "2048 lhr-s1", "+2048 lhr-s1", "p.plan:" },
+	{ "leading zero in slot port", "2048 lhr-s1", "02048 lhr-s1", "p.plan:" },
+	/* geofeed format characters: a hand-edited plan cannot carry them. */
+	{ "format character in region", "region=GB-ENG", "region=GB-ENG\xef\xbb\xbf", "region 'GB-ENG\\uFEFF' is not fit for a geofeed: U+FEFF" },
+	{ "bidi control in city", "city=New", "city=\xe2\x80\xaeNew", "U+202E (a format character)" },
 };
 
 static void damaged_plans_are_refused(void **state)
