@@ -123,6 +123,7 @@ is "$(xs cat /proc/sys/net/ipv4/conf/s0/arp_announce)" 2 "arp_announce 2: ARP ne
 # ---- egress -------------------------------------------------------------
 bgx $O ncat -lk 192.0.2.80 8080 -v -c 'echo hello' 2>"$T/tcp.log"
 bgx $O $H udp-echo 192.0.2.80:5353 >"$T/udp.log"
+wait_for "grep -q ready $T/udp.log" # python starts slowly on a loaded machine
 bgx $O ncat -lk 192.0.2.80 7007 -e /bin/cat
 bgx $O ncat -lk 192.0.2.80 8081 -v -c 'printf "HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nok\n"' 2>"$T/http.log"
 wait_for "xo ss -ltn | grep -q 192.0.2.80:8081"
