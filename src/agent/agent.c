@@ -403,8 +403,14 @@ static void host_down(struct agent *a)
 	agent_decap__detach(a);
 	drop_addresses(a, true);
 	restore_announce(a);
-	if (a->record_path[0])
-		unlink(a->record_path); /* a clean stop leaves nothing to recover */
+	if (a->record_path[0]) { /* a clean stop leaves nothing to recover */
+		char lock[4200];
+
+		unlink(a->record_path);
+		snprintf(lock, sizeof(lock), "%.*s.lock",
+			 (int)(strlen(a->record_path) - strlen(".json")), a->record_path);
+		unlink(lock);
+	}
 }
 
 static int host_up(struct agent *a, struct su_err *err)
@@ -749,7 +755,8 @@ static int lock_state(struct agent *a, struct su_err *err)
 	char path[4200];
 	json_t *j;
 
-	snprintf(path, sizeof(path), "%s/%s.lock", a->o.state_dir, a->o.server);
+	snprintf(path, sizeof(path), "%.*s.lock",
+		 (int)(strlen(a->record_path) - strlen(".json")), a->record_path);
 	a->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (a->lock_fd < 0)
 		return su_err__set(err, errno, "--state-dir %s: %s: %s", a->o.state_dir, path,
@@ -757,7 +764,8 @@ static int lock_state(struct agent *a, struct su_err *err)
 	if (!flock(a->lock_fd, LOCK_EX | LOCK_NB))
 		return 0;
 	j = json_load_file(a->record_path, 0, NULL);
-	su_err__set(err, EBUSY, "another agent (pid %lld) runs server %s with --state-dir %s",
+	su_err__set(err, EBUSY, "another agent (pid %lld) runs server %s in this network "
+		    "namespace (--state-dir %s)",
 		    j ? json_integer_value(json_object_get(j, "pid")) : 0LL, a->o.server,
 		    a->o.state_dir);
 	json_decref(j);
@@ -821,8 +829,21 @@ static int make_dir(const char *opt, const char *dir, bool parents, struct su_er
 	return -ENOENT;
 }
 
+/* The record is per server and network namespace: agents of one server
+ * name in different namespaces (tests, containers sharing /var/lib) never
+ * meet; a restart in the same namespace finds its predecessor's. */
+static const char *netns_ino(char *buf, size_t size)
+{
+	struct stat st;
+
+	snprintf(buf, size, "%llu", stat("/proc/self/ns/net", &st) ? 0ull :
+		 (unsigned long long)st.st_ino);
+	return buf;
+}
+
 static int prepare(struct agent *a, struct su_err *err)
 {
+	char ino[32];
 	int rc;
 
 	a->ifindex = (int)if_nametoindex(a->o.iface);
@@ -836,8 +857,9 @@ static int prepare(struct agent *a, struct su_err *err)
 	if ((size_t)snprintf(a->assignment_path, sizeof(a->assignment_path), "%s/assignment",
 			     a->o.run_dir) >= sizeof(a->assignment_path))
 		return su_err__set(err, ENAMETOOLONG, "--run-dir %s: too long", a->o.run_dir);
-	if ((size_t)snprintf(a->record_path, sizeof(a->record_path), "%s/%s.json", a->o.state_dir,
-			     a->o.server) >= sizeof(a->record_path))
+	if ((size_t)snprintf(a->record_path, sizeof(a->record_path), "%s/%s@%s.json",
+			     a->o.state_dir, a->o.server, netns_ino(ino, sizeof(ino))) >=
+	    sizeof(a->record_path))
 		return su_err__set(err, ENAMETOOLONG, "--state-dir %s: too long", a->o.state_dir);
 	rc = check_run_dir(a, err);
 	if (!rc)

@@ -22,7 +22,7 @@ packet IFACE DSTMAC KIND SRC DST PORT [bypass]  one hand-made frame through an
 raw KIND SRC DST PORT               the same IPv4 packet through a raw socket
     (IP_HDRINCL); prints "sent" or the errno name.
 sniff IFACE                         prints one line per IPv4 packet or ARP seen,
-    "KIND SRC PORT" (port or identifier; "-" for none).
+    "KIND SRC PORT DST" (port or identifier; "-" for none).
 fastfail SRC_IP PORT DST:PORT       TCP connect, UDP send and ICMP echo from a
     port (identifier) outside the slice: JSON {tcp, tcp_s, udp, ping}, each
     an errno name or "ok".
@@ -244,23 +244,26 @@ def sniff(iface):
         f = s.recv(65535)
         etype = struct.unpack("!H", f[12:14])[0]
         if etype == 0x0806:
-            print("arp %s -" % socket.inet_ntoa(f[28:32]), flush=True)
+            print("arp %s - %s" % (socket.inet_ntoa(f[28:32]), socket.inet_ntoa(f[38:42])),
+                  flush=True)
             continue
         if etype != 0x0800:
             continue
         ip = f[14:]
         hl = (ip[0] & 15) * 4
-        src = socket.inet_ntoa(ip[12:16])
+        src, dst = socket.inet_ntoa(ip[12:16]), socket.inet_ntoa(ip[16:20])
         off = struct.unpack("!H", ip[6:8])[0] & 0x1FFF
         if off:
-            print("frag-next %s -" % src, flush=True)
+            print("frag-next %s - %s" % (src, dst), flush=True)
         elif ip[9] == 1:
             t = ip[hl]
             kind = {8: "echo", 0: "echo-reply", 13: "timestamp", 3: "unreach"}.get(t, "icmp%d" % t)
-            print("%s %s %d" % (kind, src, struct.unpack("!H", ip[hl + 4:hl + 6])[0]), flush=True)
+            port = struct.unpack("!H", ip[hl + 4:hl + 6])[0]
+            print("%s %s %d %s" % (kind, src, port, dst), flush=True)
         else:
             kind = names.get(ip[9], "proto%d" % ip[9])
-            print("%s %s %d" % (kind, src, struct.unpack("!H", ip[hl:hl + 2])[0]), flush=True)
+            port = struct.unpack("!H", ip[hl:hl + 2])[0]
+            print("%s %s %d %s" % (kind, src, port, dst), flush=True)
 
 
 def fastfail(src, port, target):
