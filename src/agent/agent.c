@@ -841,7 +841,8 @@ static const char *netns_ino(char *buf, size_t size)
 	return buf;
 }
 
-static int prepare(struct agent *a, struct su_err *err)
+/* Interface and paths: every error names the option and the path. */
+static int check_paths(struct agent *a, struct su_err *err)
 {
 	char ino[32];
 	int rc;
@@ -861,7 +862,13 @@ static int prepare(struct agent *a, struct su_err *err)
 			     a->o.state_dir, a->o.server, netns_ino(ino, sizeof(ino))) >=
 	    sizeof(a->record_path))
 		return su_err__set(err, ENAMETOOLONG, "--state-dir %s: too long", a->o.state_dir);
-	rc = check_run_dir(a, err);
+	return 0;
+}
+
+static int prepare(struct agent *a, struct su_err *err)
+{
+	int rc = check_run_dir(a, err);
+
 	if (!rc)
 		rc = lock_state(a, err);
 	if (rc) {
@@ -889,8 +896,15 @@ int agent_run(const struct agent_opts *o)
 {
 	struct agent a = { .o = *o, .saved_announce = -1, .lock_fd = -1 };
 	struct su_err err = { "" };
-	int rc = prepare(&a, &err), sfd = -1, ifd = -1;
+	int rc = check_paths(&a, &err), sfd = -1, ifd = -1;
 
+	if (rc) {
+		a.record_path[0] = 0;
+		cli_fail(SU_EXIT_FAIL, "agent", "%s", err.msg);
+		rc = -EIO;
+		goto cleanup;
+	}
+	rc = prepare(&a, &err);
 	if (rc) {
 		cli_fail(exit_code(rc), "agent", "%s", err.msg);
 		goto cleanup;

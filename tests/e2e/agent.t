@@ -440,16 +440,16 @@ host_clean "retired server stopped"
 # ---- path options ----------------------------------------------------------------
 ag() { xs $SU agent --plan "$1" --server s1 --iface "$2" --run-dir "$3" --state-dir "$4" 2>&1; }
 OUT=$(ag "$T/plan" s0 "$T/nodir/run" "$ST"); RC=$?
-[ $RC != 0 ] && echo "$OUT" | grep -qF -- "--run-dir $T/nodir/run: parent directory $T/nodir does not exist"
+[ $RC = 1 ] && echo "$OUT" | grep -qF -- "--run-dir $T/nodir/run: parent directory $T/nodir does not exist"
 ok $? "path errors name path and option: --run-dir" "$OUT"
 OUT=$(ag "$T/plan" s0 "$RUN" "$T/nodir/state"); RC=$?
-[ $RC != 0 ] && echo "$OUT" | grep -qF -- "--state-dir $T/nodir/state: parent directory $T/nodir does not exist"
+[ $RC = 1 ] && echo "$OUT" | grep -qF -- "--state-dir $T/nodir/state: parent directory $T/nodir does not exist"
 ok $? "path errors name path and option: --state-dir" "$OUT"
 OUT=$(ag "$T/noplan" s0 "$RUN" "$ST"); RC=$?
-[ $RC != 0 ] && echo "$OUT" | grep -qF -- "--plan $T/noplan: No such file or directory"
+[ $RC = 1 ] && echo "$OUT" | grep -qF -- "--plan $T/noplan: No such file or directory"
 ok $? "path errors name path and option: --plan" "$OUT"
 OUT=$(ag "$T/plan" nosuch0 "$RUN" "$ST"); RC=$?
-[ $RC != 0 ] && echo "$OUT" | grep -qF -- "--iface nosuch0: no such interface"
+[ $RC = 1 ] && echo "$OUT" | grep -qF -- "--iface nosuch0: no such interface"
 ok $? "path errors name path and option: --iface" "$OUT"
 
 echo "1..$N"
