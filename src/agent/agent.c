@@ -565,11 +565,17 @@ static int expire(struct agent *a)
 	struct su_assignment *as;
 	struct su_err err = { "" };
 
+	int rc;
+
 	if (agent_plan__assignment(a->plan, a->o.server, &info, &as, &err)) {
 		agent_log("drain deadline: %s", err.msg);
-		return -EINVAL;
+		rc = -EINVAL;
+	} else {
+		rc = apply(a, a->plan, as, &info, a->router);
 	}
-	return apply(a, a->plan, as, &info, a->router);
+	if (rc) /* try again in a while, not in a busy loop */
+		a->info.next_deadline = info.now + 5;
+	return rc;
 }
 
 /* ---- main loop -------------------------------------------------------- */

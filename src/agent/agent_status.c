@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "agent/agent.h"
 #include "bpf/decap_abi.h"
@@ -261,13 +262,17 @@ static void print_header(const struct report *r)
 	printf("\nserver %s, plan serial %llu, %u slice(s)\n", r->a->server,
 	       (unsigned long long)r->a->serial, r->a->n);
 	if (s && json_is_true(json_object_get(s, "retired"))) {
-		json_int_t d = json_integer_value(json_object_get(s, "drain_deadline"));
+		time_t d = (time_t)json_integer_value(json_object_get(s, "drain_deadline"));
+		char when[32] = "?";
+		struct tm tm;
 
+		if (d && gmtime_r(&d, &tm))
+			strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
 		if (json_is_true(json_object_get(s, "drained")))
 			printf("server RETIRED and drained: egress state removed\n");
 		else
-			printf("server RETIRED: slices draining (no new connections) until %lld, then "
-			       "removed\n", (long long)d);
+			printf("server RETIRED: slices draining (no new connections) until %s, then "
+			       "removed\n", when);
 	}
 	if (r->have_blocked || r->have_enforce)
 		printf("blocked packets (not this server's to send from an egress IP): %llu\n",

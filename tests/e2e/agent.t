@@ -105,7 +105,7 @@ xo ip link set gue0 up
 for p in 198.51.100.0/30 203.0.113.0/30 100.64.0.0/30; do xo ip route add $p dev gue0; done
 
 # ---- agent up -----------------------------------------------------------
-ip netns exec $S $SU agent --plan "$T/plan" --server s1 --iface s0 --run-dir "$RUN" 2>"$T/agent.log" &
+ip netns exec $S $SU agent --plan "$T/plan" --server s1 --iface s0 --run-dir "$RUN" --state-dir "$T/state0" 2>"$T/agent.log" &
 AGENT=$!
 PIDS+=($AGENT)
 wait_for "[ -s $RUN/assignment ]"
@@ -255,7 +255,7 @@ DEC=$(xs $SU agent status --json --run-dir "$RUN" | jq_ 'd["decap"]["decapsulate
 # ---- crash and restart ---------------------------------------------------------
 kill -KILL $AGENT; wait $AGENT 2>/dev/null
 check "a killed agent leaves its XDP program behind" sh -c "ip -n $S link show s0 | grep -q 'prog/xdp'"
-ip netns exec $S $SU agent --plan "$T/plan" --server s1 --iface s0 --run-dir "$RUN" 2>"$T/agent2.log" &
+ip netns exec $S $SU agent --plan "$T/plan" --server s1 --iface s0 --run-dir "$RUN" --state-dir "$T/state0" 2>"$T/agent2.log" &
 AGENT=$!
 PIDS+=($AGENT)
 wait_for "grep -q 'slice(s) on s0' $T/agent2.log"
@@ -263,7 +263,7 @@ ok $? "a new agent starts over the leftovers (XDP replaced, table recreated)" "$
 grep -q "adopting what agent pid" "$T/agent2.log"; ok $? "it adopts what the crashed agent added"
 OUT=$( (sleep 1) | xs $SU connect --tags service=api 192.0.2.80 8082 2>&1)
 is "$OUT" "api" "egress works after the restart"
-ip netns exec $S $SU agent --plan "$T/plan" --server s1 --iface s0 --run-dir "$RUN" 2>"$T/agent3.log"
+ip netns exec $S $SU agent --plan "$T/plan" --server s1 --iface s0 --run-dir "$RUN" --state-dir "$T/state0" 2>"$T/agent3.log"
 RC=$?
 [ $RC = 1 ] && grep -q "another agent (pid $AGENT)" "$T/agent3.log"
 ok $? "a second agent on the same run directory refuses to start" "$(cat "$T/agent3.log")"
