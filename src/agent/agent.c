@@ -57,16 +57,17 @@ static void agent_usage(FILE *out)
 		"applied too: those slices take no new connections, live ones continue until\n"
 		"the deadline, then the agent removes their egress state and logs it.  On\n"
 		"exit, everything above is undone; an agent killed without that chance is\n"
-		"cleaned up after by the next one, from STATE/NAME.json and from the host\n"
-		"itself (its /32s carry address protocol 0x53; tc and XDP programs and nft\n"
-		"tables are found by name).  Several agents on one host (namespaces,\n"
-		"containers) need one --run-dir each and, when they share a file system,\n"
-		"distinct server names or --state-dir.\n\n"
+		"cleaned up after by the next one, from STATE/NAME@NETNS.json and from the\n"
+		"host itself (its /32s carry address protocol 0x53; tc and XDP programs and\n"
+		"nft tables are found by name).  Several agents on one host (network\n"
+		"namespaces, containers) need one --run-dir and one IFACE each; they may\n"
+		"share STATE (records are per server and network namespace).\n\n"
 		"Options:\n"
 		"  -p, --plan PLAN       plan snapshot (softunicast plan)\n"
 		"  -s, --server NAME     this server's name in the plan\n"
 		"  -i, --iface IFACE     interface facing the router (addresses, XDP)\n"
-		"  -d, --run-dir DIR     where to publish (default %s); its parent must exist\n"
+		"  -d, --run-dir DIR     where to publish (default %s);\n"
+		"                        its parent must exist\n"
 		"  -S, --state-dir STATE crash-recovery record, kept across reboots and a wiped\n"
 		"                        run dir (default %s, made if missing;\n"
 		"                        a given STATE's parent must exist)\n"
@@ -80,8 +81,9 @@ static void agent_usage(FILE *out)
 		"connected and allocation failures counted by libsoftunicast, packets blocked by\n"
 		"the ownership rule (per reason for the tc layer), the decapsulator's counters\n"
 		"and, for a retired server, its drain.  --json for machines.\n\n"
-		"Exit status: 0 ok, 1 runtime failure, 2 usage, 3 invalid plan, 5 server not\n"
-		"in the plan or (status) no agent published.\n",
+		"Exit status: 0 ok, 1 runtime failure (also a missing path, another agent),\n"
+		"2 usage, 3 invalid plan, 5 server not in the plan (neither in the fleet nor\n"
+		"retired) or (status) no agent published.\n",
 		su_prog, su_prog, AGENT_NFT_TABLE, AGENT_NFT_TABLE, SU_ASSIGNMENT_DIR,
 		AGENT_STATE_DIR);
 }
