@@ -1,6 +1,7 @@
 /* softunicast agent: run (the daemon) and status. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <libgen.h>
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/signalfd.h>
@@ -38,29 +40,44 @@ static void agent_usage(FILE *out)
 		"  - adds each egress IP to IFACE as a /32;\n"
 		"  - attaches an XDP program to IFACE that decapsulates GUE (IPv4 in UDP) sent\n"
 		"    by this data center's router, and only by it;\n"
-		"  - installs nftables table inet %s: packets from an egress IP\n"
-		"    must use a source port (or ICMP echo identifier) inside this server's\n"
-		"    slices, others are dropped and counted; egress flows are untracked so\n"
-		"    conntrack/NAT never rewrite their ports;\n"
+		"  - enforces ownership: from an egress IP leave only TCP/UDP from a source\n"
+		"    port in this server's slices, ICMP echo with an identifier in them and\n"
+		"    ICMP errors; everything else is dropped and counted by reason.  Two\n"
+		"    layers: nftables table inet %s (output hook: the sender\n"
+		"    gets an error at once, ECONNREFUSED for TCP, EPERM otherwise; egress\n"
+		"    flows are untracked so conntrack/NAT never rewrite their ports) and a\n"
+		"    tc egress BPF program on IFACE that raw and packet sockets meet too;\n"
 		"  - keeps the egress IPs off the LAN: ARP requests for them go unanswered\n"
 		"    (table arp %s), arp_announce is 2 on IFACE;\n"
-		"  - widens net.ipv4.ip_local_port_range to cover the slices (the per-socket\n"
-		"    IP_LOCAL_PORT_RANGE can only narrow it);\n"
 		"  - publishes the assignment (IP, slice, tags, state) to applications in\n"
 		"    DIR/assignment, replaced atomically, with shared counters beside it.\n"
+		"It never changes net.ipv4.ip_local_port_range: the host's own connections\n"
+		"keep the ports they had (libsoftunicast binds explicit ports in slices\n"
+		"outside that range).\n"
 		"SIGHUP, or a new version of PLAN (atomic rename or rewrite), applies the new\n"
-		"plan: slices kept stay untouched, so their live connections continue.  On\n"
+		"plan: slices kept stay untouched, so their live connections continue.  A\n"
+		"plan where NAME is retired (gone from the fleet) or its slices draining is\n"
+		"applied too: those slices take no new connections, live ones continue until\n"
+		"the deadline, then the agent removes their egress state and logs it.  On\n"
 		"exit, everything above is undone; an agent killed without that chance is\n"
-		"cleaned up after by the next one (DIR/agent.json records what it changed).\n\n"
+		"cleaned up after by the next one, from STATE/NAME@NETNS.json and from the\n"
+		"host itself (its /32s carry address protocol 0x53; tc and XDP programs and\n"
+		"nft tables are found by name).  Several agents on one host (network\n"
+		"namespaces, containers) need one --run-dir and one IFACE each; they may\n"
+		"share STATE (records are per server and network namespace).\n\n"
 		"Options:\n"
 		"  -p, --plan PLAN       plan snapshot (softunicast plan)\n"
 		"  -s, --server NAME     this server's name in the plan\n"
 		"  -i, --iface IFACE     interface facing the router (addresses, XDP)\n"
-		"  -d, --run-dir DIR     where to publish (default %s)\n"
+		"  -d, --run-dir DIR     where to publish (default %s);\n"
+		"                        its parent must exist\n"
+		"  -S, --state-dir STATE crash-recovery record, kept across reboots and a wiped\n"
+		"                        run dir (default %s, made if missing;\n"
+		"                        a given STATE's parent must exist)\n"
 		"  -g, --gue-port PORT   GUE UDP destination port (default 6080)\n"
 		"      --no-decap        no XDP program (the kernel's fou decapsulates)\n"
-		"      --no-enforce      no nftables table\n"
-		"      --no-sysctl       leave ip_local_port_range alone\n"
+		"      --no-enforce      no ownership enforcement (nftables table, tc program)\n"
+		"      --no-sysctl       leave IFACE's arp_announce alone\n"
 		"      --metrics ADDR:PORT  serve Prometheus metrics on http://ADDR:PORT/metrics:\n"
 		"                        per slice the ports in use and the library's counters,\n"
 		"                        the busiest destinations per slice, blocked packets,\n"
@@ -71,10 +88,13 @@ static void agent_usage(FILE *out)
 		"status: per slice, the ports in use (sock_diag), the busiest destination's\n"
 		"share of the slice (a WARNING at 80%%: connects to it fail at 100%%), sockets\n"
 		"connected and allocation failures counted by libsoftunicast, packets blocked by\n"
-		"the ownership rule and the decapsulator's counters.  --json for machines.\n\n"
-		"Exit status: 0 ok, 1 runtime failure, 2 usage, 3 invalid plan, 5 server not\n"
-		"in the plan or (status) no agent published.\n",
-		su_prog, su_prog, AGENT_NFT_TABLE, AGENT_NFT_TABLE, SU_ASSIGNMENT_DIR);
+		"the ownership rule (per reason for the tc layer), the decapsulator's counters\n"
+		"and, for a retired server, its drain.  --json for machines.\n\n"
+		"Exit status: 0 ok, 1 runtime failure (also a missing path, another agent),\n"
+		"2 usage, 3 invalid plan, 5 server not in the plan (neither in the fleet nor\n"
+		"retired) or (status) no agent published.\n",
+		su_prog, su_prog, AGENT_NFT_TABLE, AGENT_NFT_TABLE, SU_ASSIGNMENT_DIR,
+		AGENT_STATE_DIR);
 }
 
 enum { OPT_NO_DECAP = 256, OPT_NO_ENFORCE, OPT_NO_SYSCTL, OPT_METRICS, OPT_METRICS_TOP };
@@ -89,39 +109,31 @@ static int parse_port(const char *s, uint16_t *out)
 	return 0;
 }
 
-static int parse_top(const char *s, uint32_t *out)
-{
-	char *end;
-	unsigned long v;
-
-	if (*s < '0' || *s > '9' || (s[0] == '0' && s[1]))
-		return -EINVAL;
-	v = strtoul(s, &end, 10);
-	if (*end || v > 1000)
-		return -EINVAL;
-	*out = (uint32_t)v;
-	return 0;
-}
-
 static int parse_opts(int argc, char **argv, struct agent_opts *o)
 {
 	static const struct option lo[] = {
 		{ "plan", 1, 0, 'p' },	   { "server", 1, 0, 's' }, { "iface", 1, 0, 'i' },
-		{ "run-dir", 1, 0, 'd' },  { "gue-port", 1, 0, 'g' },
+		{ "run-dir", 1, 0, 'd' },  { "gue-port", 1, 0, 'g' }, { "state-dir", 1, 0, 'S' },
 		{ "no-decap", 0, 0, OPT_NO_DECAP }, { "no-enforce", 0, 0, OPT_NO_ENFORCE },
 		{ "no-sysctl", 0, 0, OPT_NO_SYSCTL }, { "help", 0, 0, 'h' },
 		{ "metrics", 1, 0, OPT_METRICS }, { "metrics-top", 1, 0, OPT_METRICS_TOP }, { 0 },
 	};
+	uint64_t top;
 	int c;
 
-	*o = (struct agent_opts){ .run_dir = SU_ASSIGNMENT_DIR, .gue_port = 6080, .decap = true,
+	*o = (struct agent_opts){ .run_dir = SU_ASSIGNMENT_DIR, .state_dir = AGENT_STATE_DIR,
+				  .state_dir_default = true, .gue_port = 6080, .decap = true,
 				  .enforce = true, .sysctl = true, .metrics_top = 10 };
-	while ((c = getopt_long(argc, argv, "p:s:i:d:g:h", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:s:i:d:S:g:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'p': o->plan = optarg; break;
 		case 's': o->server = optarg; break;
 		case 'i': o->iface = optarg; break;
 		case 'd': o->run_dir = optarg; break;
+		case 'S':
+			o->state_dir = optarg;
+			o->state_dir_default = false;
+			break;
 		case 'g':
 			if (parse_port(optarg, &o->gue_port))
 				return SU_EXIT_USAGE;
@@ -136,8 +148,9 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
 			o->metrics = optarg;
 			break;
 		case OPT_METRICS_TOP:
-			if (parse_top(optarg, &o->metrics_top))
-				return cli_fail(SU_EXIT_USAGE, "agent", "--metrics-top '%s': expected 0-1000", optarg);
+			if (cli_parse_uint("agent", "--metrics-top", optarg, 0, 1000, &top))
+				return SU_EXIT_USAGE;
+			o->metrics_top = (uint32_t)top;
 			break;
 		case 'h':
 			agent_usage(stdout);
@@ -169,19 +182,10 @@ int agent_main(int argc, char **argv)
 
 /* ---- host state ------------------------------------------------------- */
 
-static int read_range(unsigned *lo, unsigned *hi, char *raw, size_t size)
-{
-	FILE *f = fopen(PORT_RANGE_SYSCTL, "re");
-	int rc = -EIO;
+/* ---- host state ------------------------------------------------------- */
 
-	if (!f)
-		return -errno;
-	if (fgets(raw, (int)size, f) && sscanf(raw, "%u %u", lo, hi) == 2)
-		rc = 0;
-	fclose(f);
-	return rc;
-}
-
+/* Agents before this one widened ip_local_port_range and recorded the old
+ * value: an adopted record's value is put back. */
 static int write_range(const char *text)
 {
 	FILE *f = fopen(PORT_RANGE_SYSCTL, "we");
@@ -196,32 +200,27 @@ static int write_range(const char *text)
 	return rc;
 }
 
-/* IP_LOCAL_PORT_RANGE is intersected with the system range, so every slice
- * must lie inside it for the library's fast path; widen, never narrow. */
-static int widen_range(struct agent *a)
+/* The kernel intersects a socket's IP_LOCAL_PORT_RANGE with the host range,
+ * so a slice outside it makes libsoftunicast bind explicit ports (slower
+ * near exhaustion, same result).  Widening the host range instead would let
+ * every connection of the host take ports its own services listen on, and
+ * reserving them (ip_local_reserved_ports) would also hide them from
+ * IP_LOCAL_PORT_RANGE: the host range is the operator's, so we only say. */
+static void note_range(const struct agent *a)
 {
-	unsigned lo, hi, nlo, nhi;
-	char raw[64], text[64];
-	int rc;
+	unsigned lo, hi, out = 0;
+	FILE *f = fopen(PORT_RANGE_SYSCTL, "re");
+	int n = f ? fscanf(f, "%u %u", &lo, &hi) : 0;
 
-	if (!a->o.sysctl || !a->cur->n)
-		return 0;
-	rc = read_range(&lo, &hi, raw, sizeof(raw));
-	if (rc)
-		return rc;
-	nlo = lo;
-	nhi = hi;
-	for (uint32_t i = 0; i < a->cur->n; i++) {
-		nlo = a->cur->v[i].lo < nlo ? a->cur->v[i].lo : nlo;
-		nhi = a->cur->v[i].hi > nhi ? a->cur->v[i].hi : nhi;
-	}
-	if (nlo == lo && nhi == hi)
-		return 0;
-	if (!a->saved_range[0])
-		snprintf(a->saved_range, sizeof(a->saved_range), "%s", raw);
-	snprintf(text, sizeof(text), "%u %u\n", nlo, nhi);
-	agent_log("ip_local_port_range %u-%u -> %u-%u to cover the slices", lo, hi, nlo, nhi);
-	return write_range(text);
+	if (f)
+		fclose(f);
+	if (n != 2)
+		return;
+	for (uint32_t i = 0; i < a->cur->n; i++)
+		out += a->cur->v[i].lo < lo || a->cur->v[i].hi > hi;
+	if (out)
+		agent_log("%u slice(s) lie outside ip_local_port_range %u-%u (left as is): "
+			  "libsoftunicast binds explicit ports there", out, lo, hi);
 }
 
 static int announce_path(const struct agent *a, char *buf, size_t size)
@@ -241,7 +240,7 @@ static int set_announce(struct agent *a)
 	FILE *f;
 	int cur = -1;
 
-	if (announce_path(a, path, sizeof(path)) || !(f = fopen(path, "re")))
+	if (!a->o.sysctl || announce_path(a, path, sizeof(path)) || !(f = fopen(path, "re")))
 		return 0; /* no such knob: nothing to protect */
 	if (fscanf(f, "%d", &cur) != 1)
 		cur = -1;
@@ -327,6 +326,7 @@ static void drop_addresses(struct agent *a, bool all)
 	a->n_added = k;
 }
 
+
 static int publish(struct agent *a, struct su_err *err)
 {
 	int rc = su_counters__publish(a->assignment_path, a->cur);
@@ -347,35 +347,72 @@ static void unpublish(struct agent *a)
 	unlink(s);
 }
 
-static void write_state(struct agent *a)
+/* "dev:inode" of our network namespace: a record written in another one
+ * describes host state we cannot see from here. */
+static void netns_id(char *buf, size_t size)
 {
-	char path[4200], tmp[4300], router[INET_ADDRSTRLEN];
-	struct in_addr in = { htonl(a->router) };
-	json_t *j;
+	struct stat st;
 
-	json_t *added = json_array();
+	if (stat("/proc/self/ns/net", &st))
+		snprintf(buf, size, "?");
+	else
+		snprintf(buf, size, "%llu:%llu", (unsigned long long)st.st_dev,
+			 (unsigned long long)st.st_ino);
+}
+
+static json_t *state_json(struct agent *a)
+{
+	char router[INET_ADDRSTRLEN], ns[64];
+	struct in_addr in = { htonl(a->router) };
+	json_t *j, *added = json_array();
 
 	inet_ntop(AF_INET, &in, router, sizeof(router));
+	netns_id(ns, sizeof(ns));
 	for (uint32_t i = 0; i < a->n_added; i++) {
 		char ip[INET_ADDRSTRLEN];
 		struct in_addr x = { htonl(a->added[i]) };
 
 		json_array_append_new(added, json_string(inet_ntop(AF_INET, &x, ip, sizeof(ip))));
 	}
-	/* "added" and "saved_range" let a restarted agent undo what a crashed
-	 * one left behind. */
-	j = json_pack("{s:i, s:s, s:s, s:s, s:i, s:I, s:s, s:i, s:b, s:b, s:I, s:o, s:s}", "pid",
-		      (int)getpid(), "plan", a->o.plan, "server", a->o.server, "iface", a->o.iface,
-		      "ifindex", a->ifindex, "serial", (json_int_t)a->cur->serial, "router", router,
-		      "gue_port", a->o.gue_port, "decap", a->o.decap, "enforce", a->o.enforce,
-		      "updated", (json_int_t)time(NULL), "added", added, "saved_range",
-		      a->saved_range);
-	if (j)
-		json_object_set_new(j, "saved_arp_announce", json_integer(a->saved_announce));
-	snprintf(path, sizeof(path), "%s/%s", a->o.run_dir, AGENT_STATE_NAME);
+	j = json_pack("{s:i, s:s, s:s, s:s, s:i, s:s, s:I, s:s, s:i, s:b, s:b, s:I, s:o, s:i}",
+		      "pid", (int)getpid(), "plan", a->o.plan, "server", a->o.server, "iface",
+		      a->o.iface, "ifindex", a->ifindex, "netns", ns, "serial",
+		      (json_int_t)a->cur->serial, "router", router, "gue_port", a->o.gue_port,
+		      "decap", a->o.decap, "enforce", a->o.enforce, "updated",
+		      (json_int_t)time(NULL), "added", added, "saved_arp_announce",
+		      a->saved_announce);
+	if (!j)
+		return NULL;
+	json_object_set_new(j, "retired", json_boolean(a->info.retired));
+	json_object_set_new(j, "drained", json_boolean(a->info.retired && !a->cur->n));
+	json_object_set_new(j, "drain_deadline", a->info.next_deadline ?
+				 json_integer((json_int_t)a->info.next_deadline) : json_null());
+	return j;
+}
+
+static void dump_atomic(json_t *j, const char *path)
+{
+	char tmp[4300];
+
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	if (j && !json_dump_file(j, tmp, JSON_INDENT(2)))
+	if (!json_dump_file(j, tmp, JSON_INDENT(2)))
 		rename(tmp, path);
+}
+
+/* agent.json in the run directory is for `status`; the same facts go to
+ * the state directory, where a wiped run directory (systemd's
+ * RuntimeDirectory=, a reboot) does not take them: "added" and
+ * "saved_arp_announce" are what a restarted agent needs to undo. */
+static void write_state(struct agent *a)
+{
+	char path[4200];
+	json_t *j = state_json(a);
+
+	if (!j)
+		return;
+	snprintf(path, sizeof(path), "%s/%s", a->o.run_dir, AGENT_STATE_NAME);
+	dump_atomic(j, path);
+	dump_atomic(j, a->record_path);
 	json_decref(j);
 }
 
@@ -385,21 +422,24 @@ static void host_down(struct agent *a)
 	if (a->nft_installed && agent_nft__remove())
 		agent_log("could not remove nftables table %s", AGENT_NFT_TABLE);
 	a->nft_installed = false;
+	agent_enforce__detach(a);
 	agent_decap__detach(a);
 	drop_addresses(a, true);
-	if (a->saved_range[0] && write_range(a->saved_range))
-		agent_log("could not restore ip_local_port_range");
-	a->saved_range[0] = 0;
 	restore_announce(a);
+	if (a->record_path[0]) { /* a clean stop leaves nothing to recover */
+		char lock[4200];
+
+		unlink(a->record_path);
+		snprintf(lock, sizeof(lock), "%.*s.lock",
+			 (int)(strlen(a->record_path) - strlen(".json")), a->record_path);
+		unlink(lock);
+	}
 }
 
 static int host_up(struct agent *a, struct su_err *err)
 {
-	int rc = widen_range(a);
+	int rc = set_announce(a);
 
-	if (rc)
-		return su_err__set(err, -rc, "ip_local_port_range: %s", strerror(-rc));
-	rc = set_announce(a);
 	if (rc)
 		return su_err__set(err, -rc, "arp_announce of %s: %s", a->o.iface, strerror(-rc));
 	rc = add_addresses(a);
@@ -412,6 +452,14 @@ static int host_up(struct agent *a, struct su_err *err)
 		if (rc)
 			return rc;
 		a->nft_installed = true;
+		rc = agent_enforce__attach(a);
+		if (rc)
+			return su_err__set(err, -rc,
+					   "attaching the enforce tc program to %s egress: %s%s",
+					   a->o.iface, strerror(-rc),
+					   rc == -EBUSY ? " (another filter holds handle 0x5375 prio 1)" : "");
+	} else if (agent_enforce__leftover(a->ifindex)) {
+		agent_enforce__remove_leftover(a->ifindex);
 	}
 	if (a->o.decap) {
 		rc = agent_decap__attach(a);
@@ -422,19 +470,21 @@ static int host_up(struct agent *a, struct su_err *err)
 					   rc == -EBUSY || rc == -EEXIST ?
 						   " (another XDP program is attached)" : "");
 	}
+	note_range(a);
 	return publish(a, err);
 }
 
 /* ---- plan (re)load ---------------------------------------------------- */
 
 static int load(struct agent *a, struct su_plan **plan, struct su_assignment **as,
-		uint32_t *router, struct su_err *err)
+		struct agent_plan_info *info, uint32_t *router, struct su_err *err)
 {
 	int rc = su_plan__load(a->o.plan, plan, err);
 
 	if (rc)
 		return rc;
-	rc = agent_plan__assignment(*plan, a->o.server, as, err);
+	info->now = (int64_t)time(NULL);
+	rc = agent_plan__assignment(*plan, a->o.server, info, as, err);
 	if (!rc)
 		rc = agent_plan__router(*plan, a->o.server, router);
 	if (rc) {
@@ -444,45 +494,111 @@ static int load(struct agent *a, struct su_plan **plan, struct su_assignment **a
 	return rc;
 }
 
-static int reload(struct agent *a)
+static void log_applied(const struct agent *a, const struct agent_plan_info *was)
 {
-	struct su_plan *plan;
-	struct su_assignment *as, *old = a->cur;
-	struct su_err err = { "" };
-	uint32_t router;
-	int rc = load(a, &plan, &as, &router, &err);
+	const struct su_assignment *as = a->cur;
+	char when[32] = "";
+	time_t d = (time_t)a->info.next_deadline;
+	struct tm tm;
 
-	if (rc) {
-		agent_log("reload failed, keeping plan serial %llu: %s",
-			  (unsigned long long)old->serial, err.msg);
-		return rc;
+	if (d && gmtime_r(&d, &tm))
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	if (a->info.drained)
+		agent_log("%u draining slice(s) past their deadline: their egress state is removed",
+			  a->info.drained);
+	if (a->info.retired && !as->n) {
+		if (!was->retired || was->next_deadline)
+			agent_log("server %s is retired and drained (plan serial %llu): egress state "
+				  "removed (no egress IPs, slices or published egress left)",
+				  a->o.server, (unsigned long long)as->serial);
+		return;
 	}
+	if (a->info.retired)
+		agent_log("server %s is retired in plan serial %llu: %u slice(s) draining, no new "
+			  "connections; live ones continue until %s", a->o.server,
+			  (unsigned long long)as->serial, as->n, when);
+	else
+		agent_log("plan serial %llu: %u slice(s)%s%s", (unsigned long long)as->serial, as->n,
+			  when[0] ? ", next drain deadline " : "", when);
+}
+
+/* Takes plan (unless it is a->plan) and as; on failure the host may be half
+ * way between the two plans, which is said. */
+static int apply(struct agent *a, struct su_plan *plan, struct su_assignment *as,
+		 const struct agent_plan_info *info, uint32_t router)
+{
+	struct su_assignment *old = a->cur;
+	struct agent_plan_info was = a->info;
+	struct su_err err = { "" };
+	int rc;
+
 	a->cur = as; /* new IPs and slices are allowed before they are announced */
 	a->router = router;
-	rc = widen_range(a);
-	if (!rc)
-		rc = add_addresses(a);
+	rc = add_addresses(a);
 	if (!rc && a->nft_installed)
 		rc = agent_nft__update(as, &err);
+	if (!rc)
+		rc = agent_enforce__update(a);
 	if (!rc)
 		rc = agent_decap__update(a);
 	if (!rc)
 		rc = publish(a, &err);
 	if (rc) {
-		agent_log("reload failed half-way (%s); restart the agent", err.msg[0] ? err.msg :
-			  strerror(-rc));
+		agent_log("applying plan serial %llu failed half-way (%s); restart the agent",
+			  (unsigned long long)as->serial, err.msg[0] ? err.msg : strerror(-rc));
 		a->cur = old;
 		su_assignment__free(as);
-		su_plan__free(plan);
+		if (plan != a->plan)
+			su_plan__free(plan);
 		return rc;
 	}
 	drop_addresses(a, false); /* last: nothing uses them any more */
-	su_plan__free(a->plan);
-	a->plan = plan;
+	if (plan != a->plan) {
+		su_plan__free(a->plan);
+		a->plan = plan;
+	}
 	su_assignment__free(old);
+	a->info = *info;
 	write_state(a);
-	agent_log("plan serial %llu: %u slice(s)", (unsigned long long)as->serial, as->n);
+	log_applied(a, &was);
 	return 0;
+}
+
+static int reload(struct agent *a)
+{
+	struct su_plan *plan;
+	struct su_assignment *as;
+	struct agent_plan_info info;
+	struct su_err err = { "" };
+	uint32_t router;
+	int rc = load(a, &plan, &as, &info, &router, &err);
+
+	if (rc) {
+		agent_log("reload failed, keeping plan serial %llu: %s",
+			  (unsigned long long)a->cur->serial, err.msg);
+		return rc;
+	}
+	return apply(a, plan, as, &info, router);
+}
+
+/* A drain deadline passed: the same plan, without what has drained. */
+static int expire(struct agent *a)
+{
+	struct agent_plan_info info = { .now = (int64_t)time(NULL) };
+	struct su_assignment *as;
+	struct su_err err = { "" };
+
+	int rc;
+
+	if (agent_plan__assignment(a->plan, a->o.server, &info, &as, &err)) {
+		agent_log("drain deadline: %s", err.msg);
+		rc = -EINVAL;
+	} else {
+		rc = apply(a, a->plan, as, &info, a->router);
+	}
+	if (rc) /* try again in a while, not in a busy loop */
+		a->info.next_deadline = info.now + 5;
+	return rc;
 }
 
 /* ---- main loop -------------------------------------------------------- */
@@ -536,6 +652,19 @@ static int signals(void)
 	return signalfd(-1, &set, SFD_CLOEXEC);
 }
 
+
+/* Milliseconds until the next drain deadline (poll's timeout), -1: none. */
+static int until_deadline(const struct agent *a)
+{
+	int64_t now = (int64_t)time(NULL), d = a->info.next_deadline;
+
+	if (!d)
+		return -1;
+	if (d <= now)
+		return 0;
+	return d - now > 86400 ? 86400 * 1000 : (int)(d - now) * 1000 + 100;
+}
+
 /* systemd sees a reload and then the serial in force (see daemon/sd.h). */
 static void reload_notify(struct agent *a)
 {
@@ -552,11 +681,16 @@ static void loop(struct agent *a, int sfd, int ifd)
 
 	for (;;) {
 		struct signalfd_siginfo si;
+		int n = poll(p, 3, until_deadline(a));
 
-		if (poll(p, 3, -1) < 0 && errno != EINTR)
+		if (n < 0 && errno != EINTR)
 			break;
 		if (p[2].revents)
 			su_sd__watchdog_ping(p[2].fd);
+		if (n == 0 || (a->info.next_deadline && a->info.next_deadline <= time(NULL))) {
+			expire(a);
+			continue;
+		}
 		if (p[1].revents && plan_changed(ifd, a->o.plan)) {
 			agent_log("%s changed: reloading", a->o.plan);
 			reload_notify(a);
@@ -575,6 +709,22 @@ static void loop(struct agent *a, int sfd, int ifd)
 		close(p[2].fd);
 }
 
+/* ---- recovery --------------------------------------------------------- */
+
+static void adopt_ip(struct agent *a, uint32_t ip)
+{
+	uint32_t *n;
+
+	for (uint32_t k = 0; k < a->n_added; k++)
+		if (a->added[k] == ip)
+			return;
+	n = realloc(a->added, (a->n_added + 1) * sizeof(*n));
+	if (!n)
+		return;
+	a->added = n;
+	a->added[a->n_added++] = ip;
+}
+
 static void adopt_added(struct agent *a, json_t *added)
 {
 	size_t i;
@@ -582,22 +732,92 @@ static void adopt_added(struct agent *a, json_t *added)
 
 	json_array_foreach(added, i, v) {
 		struct in_addr in;
-		uint32_t *n;
 
-		if (!json_is_string(v) || inet_pton(AF_INET, json_string_value(v), &in) != 1)
-			continue;
-		n = realloc(a->added, (a->n_added + 1) * sizeof(*n));
-		if (!n)
-			return;
-		a->added = n;
-		a->added[a->n_added++] = ntohl(in.s_addr);
+		if (json_is_string(v) && inet_pton(AF_INET, json_string_value(v), &in) == 1)
+			adopt_ip(a, ntohl(in.s_addr));
 	}
 }
 
-/* A state file left by an agent that is gone: it crashed, so what it added
- * (addresses, the port range change) is ours to undo.  One that is alive
- * owns the run directory. */
-static int adopt_stale(struct agent *a, struct su_err *err)
+/* A record left by an agent that did not stop cleanly (we hold the lock, so
+ * it is gone): what it added is ours to undo, if it was made here. */
+static void adopt_record(struct agent *a)
+{
+	json_t *j = json_load_file(a->record_path, 0, NULL);
+	const char *ns, *range;
+	char here[64];
+
+	if (!j)
+		return;
+	netns_id(here, sizeof(here));
+	ns = json_string_value(json_object_get(j, "netns"));
+	if (ns && strcmp(ns, here)) {
+		agent_log("%s was written in another network namespace (%s): not ours to undo",
+			  a->record_path, ns);
+		json_decref(j);
+		return;
+	}
+	agent_log("adopting what agent pid %lld left behind (it did not stop cleanly; %s)",
+		  json_integer_value(json_object_get(j, "pid")), a->record_path);
+	if (json_integer_value(json_object_get(j, "ifindex")) == a->ifindex)
+		adopt_added(a, json_object_get(j, "added"));
+	range = json_string_value(json_object_get(j, "saved_range"));
+	if (range && range[0]) {
+		agent_log("restoring ip_local_port_range %.*s widened by an older agent",
+			  (int)strcspn(range, "\n"), range);
+		write_range(range);
+	}
+	if (json_is_integer(json_object_get(j, "saved_arp_announce")))
+		a->saved_announce =
+			(int)json_integer_value(json_object_get(j, "saved_arp_announce"));
+	json_decref(j);
+}
+
+/* What the host itself says a crashed agent left: /32s marked with our
+ * address protocol, our tc program (the XDP program and the nft tables are
+ * replaced by name when they are installed again). */
+static void adopt_host(struct agent *a)
+{
+	uint32_t *ips;
+	int n = agent_addr__ours(a->ifindex, &ips), before = (int)a->n_added;
+
+	for (int i = 0; i < n; i++)
+		adopt_ip(a, ips[i]);
+	if (n > 0)
+		free(ips);
+	if ((int)a->n_added > before)
+		agent_log("adopting %d egress address(es) on %s marked by a previous agent",
+			  (int)a->n_added - before, a->o.iface);
+	if (agent_enforce__leftover(a->ifindex))
+		agent_log("a previous agent's tc program is on %s egress: replaced or removed",
+			  a->o.iface);
+}
+
+/* One agent per server and state directory: an flock held for our life
+ * (released by the kernel however we die, in any pid namespace). */
+static int lock_state(struct agent *a, struct su_err *err)
+{
+	char path[4200];
+	json_t *j;
+
+	snprintf(path, sizeof(path), "%.*s.lock",
+		 (int)(strlen(a->record_path) - strlen(".json")), a->record_path);
+	a->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (a->lock_fd < 0)
+		return su_err__set(err, errno, "--state-dir %s: %s: %s", a->o.state_dir, path,
+				   strerror(errno));
+	if (!flock(a->lock_fd, LOCK_EX | LOCK_NB))
+		return 0;
+	j = json_load_file(a->record_path, 0, NULL);
+	su_err__set(err, EBUSY, "another agent (pid %lld) runs server %s in this network "
+		    "namespace (--state-dir %s)",
+		    j ? json_integer_value(json_object_get(j, "pid")) : 0LL, a->o.server,
+		    a->o.state_dir);
+	json_decref(j);
+	return -EBUSY;
+}
+
+/* An agent that is alive owns the run directory. */
+static int check_run_dir(struct agent *a, struct su_err *err)
 {
 	char path[4200];
 	json_t *j;
@@ -608,38 +828,103 @@ static int adopt_stale(struct agent *a, struct su_err *err)
 	if (!j)
 		return 0;
 	pid = json_integer_value(json_object_get(j, "pid"));
-	if (pid > 0 && pid != getpid() && (kill((pid_t)pid, 0) == 0 || errno == EPERM)) {
-		json_decref(j);
+	json_decref(j);
+	if (pid > 0 && pid != getpid() && (kill((pid_t)pid, 0) == 0 || errno == EPERM))
 		return su_err__set(err, EBUSY, "another agent (pid %lld) publishes in %s",
 				   (long long)pid, a->o.run_dir);
+	return 0;
+}
+
+/* ---- start ------------------------------------------------------------ */
+
+/* mkdir DIR; its parent must exist unless parents is set.  Errors name the
+ * option and the path. */
+static int make_dir(const char *opt, const char *dir, bool parents, struct su_err *err)
+{
+	char *dup, *slash, *parent;
+	struct stat st;
+
+	if (parents && dir[0] == '/') {
+		char buf[4096];
+
+		snprintf(buf, sizeof(buf), "%s", dir);
+		for (char *q = buf + 1; (q = strchr(q, '/')); q++) {
+			*q = 0;
+			mkdir(buf, 0755);
+			*q = '/';
+		}
 	}
-	agent_log("adopting what agent pid %lld left behind (it did not stop cleanly)",
-		  (long long)pid);
-	if (json_integer_value(json_object_get(j, "ifindex")) == a->ifindex)
-		adopt_added(a, json_object_get(j, "added"));
-	snprintf(a->saved_range, sizeof(a->saved_range), "%s",
-		 json_string_value(json_object_get(j, "saved_range")) ?: "");
-	if (json_is_integer(json_object_get(j, "saved_arp_announce")))
-		a->saved_announce =
-			(int)json_integer_value(json_object_get(j, "saved_arp_announce"));
-	json_decref(j);
+	if (!mkdir(dir, 0755) || (errno == EEXIST && !stat(dir, &st) && S_ISDIR(st.st_mode)))
+		return 0;
+	if (errno == EEXIST)
+		return su_err__set(err, ENOTDIR, "%s %s: exists and is not a directory", opt, dir);
+	if (errno != ENOENT)
+		return su_err__set(err, errno, "%s %s: %s", opt, dir, strerror(errno));
+	dup = strdup(dir);
+	slash = dup ? strrchr(dup, '/') : NULL;
+	if (slash == dup)
+		slash++;
+	if (slash)
+		*slash = 0;
+	parent = slash ? dup : (char *)".";
+	su_err__set(err, ENOENT, "%s %s: parent directory %s does not exist (create it first)",
+		    opt, dir, parent);
+	free(dup);
+	return -ENOENT;
+}
+
+/* The record is per server and network namespace: agents of one server
+ * name in different namespaces (tests, containers sharing /var/lib) never
+ * meet; a restart in the same namespace finds its predecessor's. */
+static const char *netns_ino(char *buf, size_t size)
+{
+	struct stat st;
+
+	snprintf(buf, size, "%llu", stat("/proc/self/ns/net", &st) ? 0ull :
+		 (unsigned long long)st.st_ino);
+	return buf;
+}
+
+/* Interface and paths: every error names the option and the path. */
+static int check_paths(struct agent *a, struct su_err *err)
+{
+	char ino[32];
+	int rc;
+
+	a->ifindex = (int)if_nametoindex(a->o.iface);
+	if (!a->ifindex)
+		return su_err__set(err, ENODEV, "--iface %s: no such interface", a->o.iface);
+	if (access(a->o.plan, R_OK))
+		return su_err__set(err, errno, "--plan %s: %s", a->o.plan, strerror(errno));
+	if ((rc = make_dir("--run-dir", a->o.run_dir, false, err)) ||
+	    (rc = make_dir("--state-dir", a->o.state_dir, a->o.state_dir_default, err)))
+		return rc;
+	if ((size_t)snprintf(a->assignment_path, sizeof(a->assignment_path), "%s/assignment",
+			     a->o.run_dir) >= sizeof(a->assignment_path))
+		return su_err__set(err, ENAMETOOLONG, "--run-dir %s: too long", a->o.run_dir);
+	if ((size_t)snprintf(a->record_path, sizeof(a->record_path), "%s/%s@%s.json",
+			     a->o.state_dir, a->o.server, netns_ino(ino, sizeof(ino))) >=
+	    sizeof(a->record_path))
+		return su_err__set(err, ENAMETOOLONG, "--state-dir %s: too long", a->o.state_dir);
 	return 0;
 }
 
 static int prepare(struct agent *a, struct su_err *err)
 {
-	int rc;
+	int rc = check_run_dir(a, err);
 
-	a->ifindex = (int)if_nametoindex(a->o.iface);
-	if (!a->ifindex)
-		return su_err__set(err, ENODEV, "no interface '%s'", a->o.iface);
-	if (mkdir(a->o.run_dir, 0755) && errno != EEXIST)
-		return su_err__set(err, errno, "%s: %s", a->o.run_dir, strerror(errno));
-	if ((size_t)snprintf(a->assignment_path, sizeof(a->assignment_path), "%s/assignment",
-			     a->o.run_dir) >= sizeof(a->assignment_path))
-		return su_err__set(err, ENAMETOOLONG, "--run-dir too long");
-	rc = adopt_stale(a, err);
-	return rc ? rc : load(a, &a->plan, &a->cur, &a->router, err);
+	if (!rc)
+		rc = lock_state(a, err);
+	if (rc) {
+		a->record_path[0] = 0; /* another agent's: never unlink it */
+		return rc;
+	}
+	rc = load(a, &a->plan, &a->cur, &a->info, &a->router, err);
+	if (rc)
+		return rc;
+	adopt_record(a);
+	adopt_host(a);
+	return 0;
 }
 
 static int exit_code(int rc)
@@ -653,19 +938,26 @@ static int exit_code(int rc)
 
 int agent_run(const struct agent_opts *o)
 {
-	struct agent a = { .o = *o, .saved_announce = -1 };
+	struct agent a = { .o = *o, .saved_announce = -1, .lock_fd = -1 };
 	struct su_err err = { "" };
-	int rc = prepare(&a, &err), sfd = -1, ifd = -1;
-	struct agent_metrics mctx = { a.assignment_path, a.ifindex, o->metrics_top };
+	int rc = check_paths(&a, &err), sfd = -1, ifd = -1;
+	struct agent_metrics mctx;
 	struct su_metrics *metrics = NULL;
 
+	if (rc) {
+		a.record_path[0] = 0;
+		cli_fail(SU_EXIT_FAIL, "agent", "%s", err.msg);
+		rc = -EIO;
+		goto cleanup;
+	}
+	rc = prepare(&a, &err);
 	if (rc) {
 		cli_fail(exit_code(rc), "agent", "%s", err.msg);
 		goto cleanup;
 	}
 	/* Bound before the host changes: a taken port fails the start cleanly. */
-	mctx.ifindex = a.ifindex;
-	if (o->metrics && (rc = su_metrics__start(o->metrics, agent_metrics__render, &mctx, &metrics, &err))) {
+	mctx = (struct agent_metrics){ a.assignment_path, a.ifindex, o->metrics_top };
+	if (o->metrics && su_metrics__start(o->metrics, agent_metrics__render, &mctx, &metrics, &err)) {
 		cli_fail(SU_EXIT_FAIL, "agent", "%s", err.msg);
 		rc = -EIO;
 		goto cleanup;
@@ -681,17 +973,21 @@ int agent_run(const struct agent_opts *o)
 		write_state(&a);
 		agent_log("server %s: %u slice(s) on %s, plan serial %llu, published %s", o->server,
 			  a.cur->n, o->iface, (unsigned long long)a.cur->serial, a.assignment_path);
+		if (a.info.retired)
+			log_applied(&a, &(struct agent_plan_info){ 0 });
 		su_sd__ready("plan serial %llu applied, %u slice(s) published", (unsigned long long)a.cur->serial,
 			     a.cur->n);
 		loop(&a, sfd, ifd);
 	}
-	su_metrics__stop(metrics);
 	host_down(&a);
 cleanup:
+	su_metrics__stop(metrics);
 	if (sfd >= 0)
 		close(sfd);
 	if (ifd >= 0)
 		close(ifd);
+	if (a.lock_fd >= 0)
+		close(a.lock_fd);
 	free(a.added);
 	su_assignment__free(a.cur);
 	su_plan__free(a.plan);

@@ -14,6 +14,11 @@
 
 #define AGENT_NFT_TABLE "softunicast_agent"
 #define AGENT_STATE_NAME "agent.json" /* in the run directory, for `status` */
+#define AGENT_STATE_DIR "/var/lib/softunicast/agent" /* recovery records, kept across boots */
+/* IFA_PROTO of the egress /32s the agent adds (ip-address(8) "proto"): a
+ * restarted agent recognises its own addresses on the host even when every
+ * record of them is gone.  0-3 are the kernel's; 0x53 is "S". */
+#define AGENT_IFA_PROTO 0x53
 #define AGENT_WARN_UTIL 0.80
 
 struct agent_opts {
@@ -23,11 +28,22 @@ struct agent_opts {
 	const char *run_dir;
 	const char *metrics;   /* ADDR:PORT of the Prometheus endpoint, or NULL */
 	uint32_t metrics_top;  /* busiest destinations in the metrics */
+	const char *state_dir;
+	bool state_dir_default;    /* not given: created with its parents */
 	uint16_t gue_port;
 	bool decap, enforce, sysctl;
 };
 
 struct decap;
+struct enforce;
+
+/* What agent_plan__assignment saw besides the assignment. */
+struct agent_plan_info {
+	int64_t now;           /* in: draining slices past their deadline are left out */
+	bool retired;          /* out: the server is gone from the fleet, kept to drain */
+	int64_t next_deadline; /* out: earliest deadline of a draining entry kept, or 0 */
+	uint32_t drained;      /* out: draining slices left out, their deadline passed */
+};
 
 struct agent {
 	struct agent_opts o;
@@ -40,24 +56,32 @@ struct agent {
 	uint32_t *added;           /* egress IPs this agent put on the host */
 	uint32_t n_added;
 	struct decap *skel;
-	bool xdp_attached, nft_installed;
+	struct enforce *eskel;
+	bool xdp_attached, nft_installed, tc_attached;
 	uint32_t xdp_mode;         /* 0 (native) or XDP_FLAGS_SKB_MODE */
-	char saved_range[64];      /* ip_local_port_range before we widened it */
 	int saved_announce;        /* IFACE's arp_announce before we set 2, or -1 */
+	struct agent_plan_info info; /* of a->cur */
+	int lock_fd;               /* flock on STATE_DIR/SERVER.lock while we run */
+	char record_path[4200];    /* STATE_DIR/SERVER.json: what recovery needs */
 };
 
 /* agent_plan.c: this server's slots of a plan, as an assignment (IPs in plan
  * order, one entry per slot, tags are the IP's prefix tags). */
 int agent_plan__assignment(const struct su_plan *p, const char *server,
-			   struct su_assignment **out, struct su_err *err);
+			   struct agent_plan_info *info, struct su_assignment **out,
+			   struct su_err *err);
 /* The DC router that may send this server GUE (host order). */
 int agent_plan__router(const struct su_plan *p, const char *server, uint32_t *router);
 /* Egress IPs of an assignment, sorted and unique; returns the count. */
 uint32_t agent_plan__ips(const struct su_assignment *a, uint32_t **out);
 
-/* agent_addr.c: rtnetlink.  add: 0, or -EEXIST when already present. */
+/* agent_addr.c: rtnetlink.  add: 0, or -EEXIST when already present; the
+ * address carries IFA_PROTO AGENT_IFA_PROTO. */
 int agent_addr__add(int ifindex, uint32_t ip);
 int agent_addr__del(int ifindex, uint32_t ip);
+/* IPv4 addresses on ifindex with IFA_PROTO AGENT_IFA_PROTO (host order,
+ * malloc'd into *out); returns the count or -errno. */
+int agent_addr__ours(int ifindex, uint32_t **out);
 
 /* agent_decap.c */
 int agent_decap__attach(struct agent *a);
@@ -66,6 +90,16 @@ void agent_decap__detach(struct agent *a);
 /* Sums the per-CPU counters of the decap program attached to ifindex, found
  * through the interface (no pinning): counts[DECAP_STAT_MAX]. */
 int agent_decap__stats(int ifindex, uint64_t *counts);
+
+/* agent_enforce.c: enforce.bpf.c on IFACE's tc (clsact) egress. */
+int agent_enforce__attach(struct agent *a);
+int agent_enforce__update(struct agent *a);
+void agent_enforce__detach(struct agent *a);
+/* An enforce program a crashed agent left at our handle and priority. */
+bool agent_enforce__leftover(int ifindex);
+void agent_enforce__remove_leftover(int ifindex);
+/* Per-CPU counters summed: counts[ENFORCE_STAT_MAX]; -ENOENT: not attached. */
+int agent_enforce__stats(int ifindex, uint64_t *counts);
 
 /* agent_nft.c: table inet softunicast_agent via the nft binary. */
 int agent_nft__install(const struct su_assignment *a, struct su_err *err);

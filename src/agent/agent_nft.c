@@ -1,13 +1,23 @@
-/* Ownership enforcement with nftables: table inet softunicast_agent.
+/* Ownership enforcement with nftables: table inet softunicast_agent, the
+ * first of two layers (the second is enforce.bpf.c on tc egress, which also
+ * sees packet sockets; both apply the same rule).  This one is where the
+ * sending socket can still be told, at once:
  *
  * At priority raw (-300) on output, before conntrack (-200):
  *  - a packet from an egress IP whose source port (TCP/UDP) or echo
  *    identifier lies in one of our slices is marked notrack and accepted:
  *    untracked packets never reach NAT, so no rule anywhere on the host can
- *    rewrite the port the router uses to find us;
- *  - any other TCP/UDP/echo packet from an egress IP is counted and dropped
- *    (the sender's connect()/sendmsg() gets EPERM), since its replies would
- *    be routed to another server;
+ *    rewrite the port the router uses to find us;  ICMP errors likewise;
+ *  - later fragments carry no ports: accepted here, judged in tc by their
+ *    first fragment (the output hook sees datagrams before fragmentation,
+ *    so only hand-made fragments from raw sockets reach this rule);
+ *  - any other TCP packet from an egress IP is counted and answered with a
+ *    TCP reset: connect() fails at once with ECONNREFUSED.  A plain drop
+ *    would not do: tcp_connect() ignores the EPERM of its SYN and
+ *    retransmits until the timeout;
+ *  - anything else from an egress IP (UDP out of the slices, echo with a
+ *    foreign identifier, UDP-Lite, SCTP, DCCP, any other protocol from a
+ *    raw socket) is counted and dropped: sendmsg() gets EPERM at once;
  *  - inbound packets to egress IPs are notrack too (prerouting, raw).
  * Slices are set elements, so a plan change is one atomic transaction that
  * never drops a packet of a slice we keep, and keeps the counter. */
@@ -96,11 +106,13 @@ static const char k_table[] =
 	"    type filter hook output priority raw; policy accept;\n"
 	"    meta nfproto != ipv4 accept\n"
 	"    ip saddr != @egress accept\n"
+	"    ip frag-off & 0x1fff != 0 notrack accept\n"
 	"    meta l4proto { tcp, udp } ip saddr . th sport @owned notrack accept\n"
 	"    icmp type echo-request ip saddr . icmp id @owned_icmp notrack accept\n"
-	"    meta l4proto { tcp, udp } counter name blocked drop\n"
-	"    icmp type echo-request counter name blocked drop\n"
-	"    notrack\n"
+	"    icmp type { destination-unreachable, source-quench, time-exceeded,"
+	" parameter-problem } notrack accept\n"
+	"    meta l4proto tcp counter name blocked reject with tcp reset\n"
+	"    counter name blocked drop\n"
 	"  }\n"
 	"  chain prerouting {\n"
 	"    type filter hook prerouting priority raw; policy accept;\n"

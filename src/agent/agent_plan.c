@@ -8,16 +8,37 @@
 #include "agent/agent.h"
 #include "lib/tags.h"
 
-static uint8_t entry_state(const struct su_plan_ip *ip, const struct su_plan_slot *s)
+/* When a draining entry stops being ours: the earlier of the IP's deadline
+ * (the IP moves DC) and the slot's (the slice moves server). */
+static int64_t entry_deadline(const struct su_plan_ip *ip, const struct su_plan_slot *s)
 {
-	/* A draining IP (moving DC) drains every slice on it. */
-	if (ip->state == SU_DRAINING || s->state == SU_DRAINING)
+	int64_t d = 0;
+
+	if (ip->state == SU_DRAINING)
+		d = ip->deadline;
+	if (s->state == SU_DRAINING && (!d || (s->deadline && s->deadline < d)))
+		d = s->deadline;
+	return d;
+}
+
+static uint8_t entry_state(const struct su_plan_ip *ip, const struct su_plan_slot *s,
+			   bool retired)
+{
+	/* A draining IP (moving DC) drains every slice on it; a retired
+	 * server drains all of its slices, whatever the planner says. */
+	if (retired || ip->state == SU_DRAINING || s->state == SU_DRAINING)
 		return SU_SLICE_DRAINING;
 	return SU_SLICE_ACTIVE;
 }
 
+static void note_deadline(struct agent_plan_info *info, int64_t d)
+{
+	if (d && (!info->next_deadline || d < info->next_deadline))
+		info->next_deadline = d;
+}
+
 static int add_ip_slots(const struct su_plan *p, const struct su_plan_ip *ip, int32_t me,
-			struct su_assignment *a)
+			struct su_assignment *a, struct agent_plan_info *info)
 {
 	char *tags = NULL;
 	int rc = 0;
@@ -25,24 +46,55 @@ static int add_ip_slots(const struct su_plan *p, const struct su_plan_ip *ip, in
 	for (uint32_t s = 0; !rc && s < p->slices_per_ip; s++) {
 		const struct su_plan_slot *slot = &p->slots[ip->first_slot + s];
 		uint32_t lo = su_plan__slot_lo(p, s);
+		uint8_t state = entry_state(ip, slot, info->retired);
+		int64_t deadline = entry_deadline(ip, slot);
 
 		if (slot->server != me || slot->state == SU_FREE)
 			continue;
+		/* Past its deadline a draining slice is another server's (or
+		 * nobody's): the router no longer sends us its replies. */
+		if (state == SU_SLICE_DRAINING && deadline && deadline <= info->now) {
+			info->drained++;
+			continue;
+		}
+		if (state == SU_SLICE_DRAINING)
+			note_deadline(info, deadline);
 		if (!tags && !(tags = su_tags__format(&p->prefixes[ip->prefix].tags)))
 			return -ENOMEM;
 		rc = su_assignment__add(a, ip->ip, (uint16_t)lo, (uint16_t)(lo + p->slice_size - 1),
-					entry_state(ip, slot), tags);
+					state, tags);
 	}
 	free(tags);
 	return rc;
 }
 
-int agent_plan__assignment(const struct su_plan *p, const char *server,
-			   struct su_assignment **out, struct su_err *err)
+/* The server of that name still in the fleet, else a retired one (kept in
+ * the plan while its slices drain). */
+static int find_server(const struct su_plan *p, const char *server, bool *retired)
 {
-	int me = su_plan__find_server(p, server), rc = 0;
+	int me = su_plan__find_server(p, server);
+
+	*retired = false;
+	if (me >= 0)
+		return me;
+	for (uint32_t i = 0; i < p->n_servers; i++) {
+		if (p->servers[i].retired && !strcmp(p->servers[i].name, server)) {
+			*retired = true;
+			return (int)i;
+		}
+	}
+	return -ENOENT;
+}
+
+int agent_plan__assignment(const struct su_plan *p, const char *server,
+			   struct agent_plan_info *info, struct su_assignment **out,
+			   struct su_err *err)
+{
+	int me = find_server(p, server, &info->retired), rc = 0;
 	struct su_assignment *a;
 
+	info->next_deadline = 0;
+	info->drained = 0;
 	if (me < 0)
 		return su_err__set(err, ENOENT, "server '%s' is not in the plan", server);
 	a = calloc(1, sizeof(*a));
@@ -53,7 +105,7 @@ int agent_plan__assignment(const struct su_plan *p, const char *server,
 	a->updated = (int64_t)time(NULL);
 	snprintf(a->server, sizeof(a->server), "%s", server);
 	for (uint32_t i = 0; !rc && i < p->n_ips; i++)
-		rc = add_ip_slots(p, &p->ips[i], me, a);
+		rc = add_ip_slots(p, &p->ips[i], me, a, info);
 	if (rc) {
 		su_assignment__free(a);
 		return su_err__set(err, -rc, "building the assignment: %s", strerror(-rc));
@@ -64,7 +116,8 @@ int agent_plan__assignment(const struct su_plan *p, const char *server,
 
 int agent_plan__router(const struct su_plan *p, const char *server, uint32_t *router)
 {
-	int me = su_plan__find_server(p, server);
+	bool retired;
+	int me = find_server(p, server, &retired);
 
 	if (me < 0)
 		return me;

@@ -8,9 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "agent/agent.h"
 #include "bpf/decap_abi.h"
+#include "bpf/enforce_abi.h"
 #include "cli/cli.h"
 #include "lib/counters.h"
 
@@ -34,8 +36,14 @@ struct report {
 	const struct agent_slice_stat *st;
 	struct su_counters c;
 	json_t *state;
-	bool running, have_blocked, have_decap;
-	uint64_t blocked, decap[DECAP_STAT_MAX];
+	bool running, have_blocked, have_decap, have_enforce;
+	uint64_t blocked, decap[DECAP_STAT_MAX], enforce[ENFORCE_STAT_MAX];
+};
+
+static const char *const enforce_labels[] = {
+#define ENFORCE_LABEL(name, label, help) label,
+	ENFORCE_STAT_LIST(ENFORCE_LABEL)
+#undef ENFORCE_LABEL
 };
 
 static double util(uint32_t n, const struct su_assignment_entry *e)
@@ -78,6 +86,7 @@ static json_t *slice_json(const struct report *r, uint32_t i)
 static int print_json(const struct report *r)
 {
 	json_t *root = json_object(), *slices = json_array(), *d = json_object();
+	json_t *e = json_object();
 	uint64_t fails = 0;
 
 	for (uint32_t i = 0; i < r->a->n; i++) {
@@ -92,7 +101,15 @@ static int print_json(const struct report *r)
 	if (r->state)
 		json_object_set(root, "agent", r->state);
 	json_object_set_new(root, "blocked_packets",
-			    r->have_blocked ? json_integer((json_int_t)r->blocked) : json_null());
+			    r->have_blocked || r->have_enforce ? json_integer((json_int_t)r->blocked) :
+								  json_null());
+#define ENFORCE_JSON(name, label, help)                                                       \
+	json_object_set_new(e, label, json_integer((json_int_t)r->enforce[ENFORCE_STAT_##name]));
+	ENFORCE_STAT_LIST(ENFORCE_JSON)
+#undef ENFORCE_JSON
+	json_object_set_new(root, "enforce", r->have_enforce ? e : json_null());
+	if (!r->have_enforce)
+		json_decref(e);
 	json_object_set_new(root, "allocation_failures", json_integer((json_int_t)fails));
 #define DECAP_JSON(name, label, help)                                                         \
 	json_object_set_new(d, label, json_integer((json_int_t)r->decap[DECAP_STAT_##name]));
@@ -119,9 +136,30 @@ static void print_header(const struct report *r)
 		       json_string_value(json_object_get(s, "plan")));
 	printf("\nserver %s, plan serial %llu, %u slice(s)\n", r->a->server,
 	       (unsigned long long)r->a->serial, r->a->n);
-	if (r->have_blocked)
-		printf("blocked packets (source port outside our slices): %llu\n",
+	if (s && json_is_true(json_object_get(s, "retired"))) {
+		time_t d = (time_t)json_integer_value(json_object_get(s, "drain_deadline"));
+		char when[32] = "?";
+		struct tm tm;
+
+		if (d && gmtime_r(&d, &tm))
+			strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		if (json_is_true(json_object_get(s, "drained")))
+			printf("server RETIRED and drained: egress state removed\n");
+		else
+			printf("server RETIRED: slices draining (no new connections) until %s, then "
+			       "removed\n", when);
+	}
+	if (r->have_blocked || r->have_enforce)
+		printf("blocked packets (not this server's to send from an egress IP): %llu\n",
 		       (unsigned long long)r->blocked);
+	if (r->have_enforce) {
+		printf("enforce (tc egress):");
+#define ENFORCE_TXT(name, label, help)                                                        \
+	printf(" %s %llu", label, (unsigned long long)r->enforce[ENFORCE_STAT_##name]);
+		ENFORCE_STAT_LIST(ENFORCE_TXT)
+#undef ENFORCE_TXT
+		printf("\n");
+	}
 	if (r->have_decap) {
 		printf("decap:");
 #define DECAP_TXT(name, label, help) printf(" %s %llu", label, (unsigned long long)r->decap[DECAP_STAT_##name]);
@@ -225,6 +263,12 @@ int agent_status_main(int argc, char **argv)
 	su_counters__open(path, &r.c);
 	r.have_blocked = !agent_nft__blocked(&r.blocked);
 	ifindex = r.state ? json_integer_value(json_object_get(r.state, "ifindex")) : 0;
+	r.have_enforce = ifindex > 0 && !agent_enforce__stats((int)ifindex, r.enforce);
+	/* blocked_packets: both layers (a packet the nft rule dropped never
+	 * reaches tc, so the sum counts each packet once). */
+	for (uint32_t k = 0; r.have_enforce && k < ENFORCE_STAT_MAX; k++)
+		if (!strncmp(enforce_labels[k], "drop_", 5))
+			r.blocked += r.enforce[k];
 	r.have_decap = ifindex > 0 && !agent_decap__stats((int)ifindex, r.decap);
 	rc = json ? print_json(&r) : print_text(&r);
 	su_counters__close(&r.c);

@@ -225,7 +225,7 @@ start_agents() {
 	local ns name dc
 	while read -r ns name dc; do
 		daemon "$ns" "agent-$name" "$SU" agent --plan "$STATE/plan" --server "$name" --iface eth0 \
-			--run-dir "$STATE/run/$name"
+			--run-dir "$STATE/run/$name" --state-dir "$STATE/agent-state"
 	done <"$STATE/servers"
 	while read -r ns name dc; do
 		wait_for "[ -s $STATE/run/$name/assignment ]" ||

@@ -105,7 +105,7 @@ xo ip link set gue0 up
 for p in 198.51.100.0/30 203.0.113.0/30 100.64.0.0/30; do xo ip route add $p dev gue0; done
 
 # ---- agent up -----------------------------------------------------------
-ip netns exec $S $SU agent --plan "$T/plan" --server s1 --iface s0 --run-dir "$RUN" 2>"$T/agent.log" &
+ip netns exec $S $SU agent --plan "$T/plan" --server s1 --iface s0 --run-dir "$RUN" --state-dir "$T/state0" 2>"$T/agent.log" &
 AGENT=$!
 PIDS+=($AGENT)
 wait_for "[ -s $RUN/assignment ]"
@@ -123,6 +123,7 @@ is "$(xs cat /proc/sys/net/ipv4/conf/s0/arp_announce)" 2 "arp_announce 2: ARP ne
 # ---- egress -------------------------------------------------------------
 bgx $O ncat -lk 192.0.2.80 8080 -v -c 'echo hello' 2>"$T/tcp.log"
 bgx $O $H udp-echo 192.0.2.80:5353 >"$T/udp.log"
+wait_for "grep -q ready $T/udp.log" # python starts slowly on a loaded machine
 bgx $O ncat -lk 192.0.2.80 7007 -e /bin/cat
 bgx $O ncat -lk 192.0.2.80 8081 -v -c 'printf "HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nok\n"' 2>"$T/http.log"
 wait_for "xo ss -ltn | grep -q 192.0.2.80:8081"
@@ -254,7 +255,7 @@ DEC=$(xs $SU agent status --json --run-dir "$RUN" | jq_ 'd["decap"]["decapsulate
 # ---- crash and restart ---------------------------------------------------------
 kill -KILL $AGENT; wait $AGENT 2>/dev/null
 check "a killed agent leaves its XDP program behind" sh -c "ip -n $S link show s0 | grep -q 'prog/xdp'"
-ip netns exec $S $SU agent --plan "$T/plan" --server s1 --iface s0 --run-dir "$RUN" 2>"$T/agent2.log" &
+ip netns exec $S $SU agent --plan "$T/plan" --server s1 --iface s0 --run-dir "$RUN" --state-dir "$T/state0" 2>"$T/agent2.log" &
 AGENT=$!
 PIDS+=($AGENT)
 wait_for "grep -q 'slice(s) on s0' $T/agent2.log"
@@ -262,7 +263,7 @@ ok $? "a new agent starts over the leftovers (XDP replaced, table recreated)" "$
 grep -q "adopting what agent pid" "$T/agent2.log"; ok $? "it adopts what the crashed agent added"
 OUT=$( (sleep 1) | xs $SU connect --tags service=api 192.0.2.80 8082 2>&1)
 is "$OUT" "api" "egress works after the restart"
-ip netns exec $S $SU agent --plan "$T/plan" --server s1 --iface s0 --run-dir "$RUN" 2>"$T/agent3.log"
+ip netns exec $S $SU agent --plan "$T/plan" --server s1 --iface s0 --run-dir "$RUN" --state-dir "$T/state0" 2>"$T/agent3.log"
 RC=$?
 [ $RC = 1 ] && grep -q "another agent (pid $AGENT)" "$T/agent3.log"
 ok $? "a second agent on the same run directory refuses to start" "$(cat "$T/agent3.log")"
@@ -277,6 +278,179 @@ check "assignment withdrawn" test ! -e "$RUN/assignment"
 is "$(xs cat /proc/sys/net/ipv4/ip_local_port_range)" "$RANGE0" "ip_local_port_range restored"
 is "$(xs cat /proc/sys/net/ipv4/conf/s0/arp_announce)" "$ANNOUNCE0" "arp_announce restored"
 check "ARP table removed" sh -c "! ip netns exec $S nft list table arp softunicast_agent"
+
+# ---- enforcement, host settings, lifecycle, recovery (issue 13 §1) ----------
+# Each check is named after the kind of fault it stands for.
+ST=$T/state
+RESERVED0=$(xs cat /proc/sys/net/ipv4/ip_local_reserved_ports)
+start_agent() { # start_agent LOG [PLAN]: an agent with its own state directory
+	ip netns exec $S $SU agent --plan "${2:-$T/plan}" --server s1 --iface s0 --run-dir "$RUN" \
+		--state-dir "$ST" 2>"$1" &
+	AGENT=$!
+	PIDS+=($AGENT)
+	wait_for "grep -q 'slice(s) on s0' $1"
+}
+enf() { xs $SU agent status --json --run-dir "$RUN" | jq_ "d['enforce']['$1']"; }
+seen() { grep -q "^$1 $2 $3 ${4:-[0-9.]*}\$" "$T/sniff.log"; } # seen KIND SRC PORT [DST]
+host_clean() { # host_clean WHAT: nothing of the agent's left on the server
+	check "$1: no egress /32 left" sh -c "! ip -n $S addr show s0 | grep -qE '198.51.100.0|203.0.113.0|100.64.0.0'"
+	check "$1: no nftables tables left" sh -c "! ip netns exec $S nft list tables | grep -q softunicast_agent"
+	check "$1: no tc program or clsact qdisc left" sh -c "! ip netns exec $S tc qdisc show dev s0 | grep -q clsact"
+	check "$1: no XDP program left" sh -c "! ip -n $S link show s0 | grep -q 'prog/xdp'"
+	is "$(xs cat /proc/sys/net/ipv4/ip_local_port_range)" "$RANGE0" "$1: ip_local_port_range as before"
+}
+
+start_agent "$T/agent4.log"; ok $? "agent started with --state-dir" "$(cat "$T/agent4.log")"
+read -r _ _ LO HI _ < <(grep '^egress 198.51.100.0 ' "$RUN/assignment")
+OUTP=$((HI + 1000)) INP=$((LO + 7))
+check "tc egress program attached to s0" sh -c "ip netns exec $S tc filter show dev s0 egress | grep -q enforce"
+
+# The host range is the operator's: the library binds explicit ports in a
+# slice outside it, the host's own connections keep their ports.
+is "$(xs cat /proc/sys/net/ipv4/ip_local_port_range)" "$RANGE0" "host port range unchanged while the agent runs"
+is "$(xs cat /proc/sys/net/ipv4/ip_local_reserved_ports)" "$RESERVED0" "host port range unchanged: no ports reserved"
+grep -q "lie outside ip_local_port_range" "$T/agent4.log"
+ok $? "host port range unchanged: the agent says which slices lie outside it" "$(cat "$T/agent4.log")"
+OUT=$( (sleep 1) | xs $SU connect --tags service=warp,country=GB 192.0.2.80 8080 2>&1)
+is "$OUT" "hello" "host port range unchanged: egress from slice $LO-$HI (outside $RANGE0) still works"
+
+OMAC=$(xo cat /sys/class/net/o0/address)
+bgx $O $H sniff o0 >"$T/sniff.log"
+wait_for "grep -q ready $T/sniff.log"
+pkt() { xs $H packet s0 "$OMAC" "$@"; }
+
+# Packet sockets never meet netfilter: tc egress is where they are stopped.
+R=$(pkt udp 198.51.100.0 192.0.2.80 $INP)
+wait_for "seen udp 198.51.100.0 $INP"; ok $? "packet socket bypass closed: control, a frame from inside the slice leaves" "$R"
+R=$(pkt udp 198.51.100.0 192.0.2.80 $OUTP)
+R2=$(pkt tcp 198.51.100.0 192.0.2.80 $OUTP)
+R3=$(pkt arp 198.51.100.0 10.99.0.1 0)
+sleep 0.5
+! seen udp 198.51.100.0 $OUTP && ! seen tcp 198.51.100.0 $OUTP
+ok $? "packet socket bypass closed: UDP/TCP frames from a port outside the slice never leave" "$R $R2 $(cat "$T/sniff.log")"
+is "$R" ENOBUFS "packet socket bypass closed: the sender sees the drop (ENOBUFS)"
+! seen arp 198.51.100.0 - ; ok $? "packet socket bypass closed: no ARP claiming an egress IP leaves" "$R3"
+[ "$(enf drop_port)" -ge 2 ] && [ "$(enf drop_arp)" -ge 1 ]
+ok $? "packet socket bypass closed: counted (drop_port $(enf drop_port), drop_arp $(enf drop_arp))"
+
+# Raw sockets: netfilter refuses at once (EPERM); tc would catch them too.
+R=$(xs $H raw udp 198.51.100.0 192.0.2.80 $((OUTP + 1)))
+R2=$(xs $H raw tcp 198.51.100.0 192.0.2.80 $((OUTP + 2)))
+sleep 0.3
+[ "$R $R2" = "EPERM EPERM" ] && ! seen udp 198.51.100.0 $((OUTP + 1)) && ! seen tcp 198.51.100.0 $((OUTP + 2))
+ok $? "raw socket from egress IP outside slice dropped (EPERM)" "$R $R2"
+
+# Every protocol other than TCP/UDP/ICMP echo/ICMP errors, even from a port
+# inside the slice (the router brings back only TCP/UDP/ICMP), and ICMP
+# types that are not ours to send.
+for k in sctp udplite dccp gre echo-reply timestamp; do pkt $k 198.51.100.0 192.0.2.80 $INP >/dev/null; done
+R=$(pkt echo 198.51.100.0 192.0.2.80 $OUTP)
+pkt echo 198.51.100.0 192.0.2.81 $INP >/dev/null
+pkt unreach 198.51.100.0 192.0.2.80 $INP >/dev/null
+pkt frag-next 198.51.100.0 192.0.2.81 $INP >/dev/null   # no first fragment went before it
+pkt frag-first 198.51.100.0 192.0.2.82 $INP >/dev/null
+pkt frag-next 198.51.100.0 192.0.2.82 $INP >/dev/null
+wait_for "seen frag-next 198.51.100.0 - 192.0.2.82"
+L=$(cat "$T/sniff.log")
+! grep -qE "^(sctp|udplite|dccp|gre|echo-reply|timestamp) 198.51.100.0" "$T/sniff.log"
+ok $? "SCTP/UDP-Lite/other proto counted: none of SCTP, UDP-Lite, DCCP, GRE, echo reply, timestamp leaves" "$L"
+[ "$(enf drop_port_proto)" -ge 3 ] && [ "$(enf drop_proto)" -ge 1 ] && [ "$(enf drop_icmp_type)" -ge 2 ]
+ok $? "SCTP/UDP-Lite/other proto counted: each under its reason (port_proto $(enf drop_port_proto), proto $(enf drop_proto), icmp_type $(enf drop_icmp_type))"
+! seen echo 198.51.100.0 $OUTP && seen echo 198.51.100.0 $INP 192.0.2.81 && [ "$(enf drop_echo_id)" -ge 1 ]
+ok $? "SCTP/UDP-Lite/other proto counted: echo identifier outside the slice dropped, inside passes" "$R $L"
+seen unreach 198.51.100.0 $INP; ok $? "SCTP/UDP-Lite/other proto counted: ICMP errors leave"
+! seen frag-next 198.51.100.0 - 192.0.2.81 && seen frag-next 198.51.100.0 - 192.0.2.82 && [ "$(enf drop_fragment)" -ge 1 ]
+ok $? "SCTP/UDP-Lite/other proto counted: a later fragment leaves only behind its first" "$L"
+R=$(xs $H raw sctp 198.51.100.0 192.0.2.80 $INP) R2=$(xs $H raw gre 198.51.100.0 192.0.2.80 0)
+is "$R $R2" "EPERM EPERM" "SCTP/UDP-Lite/other proto counted: raw SCTP and GRE sends fail with EPERM"
+
+# The user is told at once, not after a SYN timeout.
+R=$(xs $H fastfail 198.51.100.0 $((OUTP + 10)) 192.0.2.80:8080)
+is "$(echo "$R" | jq_ 'd["tcp"]')" ECONNREFUSED "out-of-slice connect fails fast with EPERM: TCP connect is refused (ECONNREFUSED)"
+echo "$R" | jq_ 'd["tcp_s"] < 1' | grep -q True; ok $? "out-of-slice connect fails fast with EPERM: TCP in under 1 s" "$R"
+is "$(echo "$R" | jq_ 'd["udp"]'),$(echo "$R" | jq_ 'd["ping"]')" "EPERM,EPERM" "out-of-slice connect fails fast with EPERM: UDP send and ping"
+
+# Take netfilter away: tc alone still stops raw sockets.
+xs nft delete table inet softunicast_agent
+B0=$(enf drop_port)
+R=$(xs $H raw udp 198.51.100.0 192.0.2.80 $((OUTP + 20)))
+sleep 0.3
+! seen udp 198.51.100.0 $((OUTP + 20)) && [ "$(enf drop_port)" -gt "$B0" ]
+ok $? "raw socket from egress IP outside slice dropped: by tc when the nft table is gone ($R)"
+
+# ---- recovery --------------------------------------------------------------------
+kill -KILL $AGENT; wait $AGENT 2>/dev/null
+check "recovery after wiped run dir: the killed agent left its tc program" sh -c "ip netns exec $S tc filter show dev s0 egress | grep -q enforce"
+rm -rf "$RUN"
+start_agent "$T/agent5.log"
+grep -q "adopting what agent pid" "$T/agent5.log"
+ok $? "recovery after wiped run dir: the new agent adopts from --state-dir" "$(cat "$T/agent5.log")"
+OUT=$( (sleep 1) | xs $SU connect --tags service=api 192.0.2.80 8082 2>&1)
+is "$OUT" "api" "recovery after wiped run dir: egress works"
+kill -TERM $AGENT; wait $AGENT
+host_clean "recovery after wiped run dir"
+is "$(xs cat /proc/sys/net/ipv4/conf/s0/arp_announce)" "$ANNOUNCE0" "recovery after wiped run dir: arp_announce restored"
+check "recovery after wiped run dir: the record is gone after a clean stop" sh -c "! ls $ST | grep -q json"
+
+start_agent "$T/agent6.log"
+kill -KILL $AGENT; wait $AGENT 2>/dev/null
+rm -rf "$RUN" "$ST"
+start_agent "$T/agent7.log"
+grep -q "adopting 3 egress address(es) on s0 marked by a previous agent" "$T/agent7.log"
+ok $? "recovery from the host alone (run and state dirs wiped): addresses found by their protocol" "$(cat "$T/agent7.log")"
+kill -TERM $AGENT; wait $AGENT
+host_clean "recovery from the host alone"
+xs sysctl -qw net.ipv4.conf.s0.arp_announce="$ANNOUNCE0" # the only thing it could not know
+
+# ---- a retired server ------------------------------------------------------------
+NOW=$(date +%s)
+$SU plan --fleet "$T/fleet.yaml" --out "$T/rplan" --now $((NOW - 700)) >/dev/null 2>&1
+start_agent "$T/agent8.log" "$T/rplan"
+ok $? "retired server applies plan and drains: agent up on plan 1" "$(cat "$T/agent8.log")"
+rm -f "$T/go"
+ip netns exec $S $HL live "$LIB" service=warp,country=GB 192.0.2.80:7007 "$T/go" >"$T/live2.out" 2>&1 &
+LIVE=$!
+PIDS+=($LIVE)
+wait_for "grep -q 'got before' $T/live2.out"
+sed 's/servers: {s1: 10.99.0.2, s2: 10.99.0.3}/servers: {s2: 10.99.0.3}/' "$T/fleet.yaml" >"$T/fleet-r.yaml"
+# drain 10m from a "now" 588 s ago: the slices drain for 12 more seconds
+NOW=$(date +%s)
+$SU plan --fleet "$T/fleet-r.yaml" --previous "$T/rplan" --out "$T/rplan.new" --now $((NOW - 588)) >/dev/null 2>&1 &&
+	mv "$T/rplan.new" "$T/rplan"
+ok $? "retired server applies plan and drains: plan 2 without s1"
+wait_for "grep -q '^serial 2' $RUN/assignment"
+ok $? "retired server applies plan and drains: the agent applies it" "$(cat "$T/agent8.log")"
+[ "$(grep -c '^egress .* active ' "$RUN/assignment")" = 0 ] && [ "$(grep -c '^egress .* draining ' "$RUN/assignment")" -ge 2 ]
+ok $? "retired server applies plan and drains: every slice published as draining" "$(cat "$RUN/assignment")"
+grep -q "server s1 is retired in plan serial 2" "$T/agent8.log"; ok $? "retired server applies plan and drains: logged" "$(cat "$T/agent8.log")"
+xs $SU agent status --run-dir "$RUN" | grep -q "server RETIRED: slices draining"
+ok $? "retired server applies plan and drains: status says so"
+OUT=$(xs $SU connect --tags service=warp,country=GB 192.0.2.80 8080 </dev/null 2>&1); RC=$?
+is "$RC" 5 "retired server applies plan and drains: no new connections" "$OUT"
+touch "$T/go"; wait $LIVE
+grep -q "got after" "$T/live2.out"; ok $? "retired server applies plan and drains: a live connection continues" "$(cat "$T/live2.out")"
+wait_for "grep -q 'retired and drained' $T/agent8.log" || wait_for "grep -q 'retired and drained' $T/agent8.log"
+ok $? "retired server applies plan and drains: at the deadline the agent removes its egress state" "$(cat "$T/agent8.log")"
+check "retired server applies plan and drains: egress /32s removed" sh -c "! ip -n $S addr show s0 | grep -qE '198.51.100.0|203.0.113.0'"
+is "$(grep -c '^egress' "$RUN/assignment")" 0 "retired server applies plan and drains: nothing published"
+is "$(xs $SU agent status --json --run-dir "$RUN" | jq_ 'd["agent"]["drained"]')" True "retired server applies plan and drains: status --json drained"
+kill -TERM $AGENT; wait $AGENT
+host_clean "retired server stopped"
+
+# ---- path options ----------------------------------------------------------------
+ag() { xs $SU agent --plan "$1" --server s1 --iface "$2" --run-dir "$3" --state-dir "$4" 2>&1; }
+OUT=$(ag "$T/plan" s0 "$T/nodir/run" "$ST"); RC=$?
+[ $RC = 1 ] && echo "$OUT" | grep -qF -- "--run-dir $T/nodir/run: parent directory $T/nodir does not exist"
+ok $? "path errors name path and option: --run-dir" "$OUT"
+OUT=$(ag "$T/plan" s0 "$RUN" "$T/nodir/state"); RC=$?
+[ $RC = 1 ] && echo "$OUT" | grep -qF -- "--state-dir $T/nodir/state: parent directory $T/nodir does not exist"
+ok $? "path errors name path and option: --state-dir" "$OUT"
+OUT=$(ag "$T/noplan" s0 "$RUN" "$ST"); RC=$?
+[ $RC = 1 ] && echo "$OUT" | grep -qF -- "--plan $T/noplan: No such file or directory"
+ok $? "path errors name path and option: --plan" "$OUT"
+OUT=$(ag "$T/plan" nosuch0 "$RUN" "$ST"); RC=$?
+[ $RC = 1 ] && echo "$OUT" | grep -qF -- "--iface nosuch0: no such interface"
+ok $? "path errors name path and option: --iface" "$OUT"
 
 echo "1..$N"
 [ $FAILS = 0 ]

@@ -61,12 +61,16 @@ x "$SU" agent --plan "$T/plan" --server lhr-s1 --iface v0 --run-dir "$T/run" --m
 	--metrics-top 1 2>"$T/agent.err" & PIDS+=($!)
 wait_for "test -e $T/run/assignment && x curl -sf http://127.0.0.1:9101/metrics" ||
 	ok 1 "agent started with --metrics" "$(cat "$T/agent.err")"
-# 40 connected UDP sockets toward one origin, 5 toward another: the first is the busiest.
-coproc HOLD { x env SOFTUNICAST_ASSIGNMENT="$T/run/assignment" $HL hold-udp "$LIB" service=warp,country=GB 40 192.0.2.80:53 \
-	&& :; }
-sleep 0.1
-coproc HOLD2 { x env SOFTUNICAST_ASSIGNMENT="$T/run/assignment" $HL hold-udp "$LIB" service=warp,country=GB 5 192.0.2.81:53; }
-read -r -t 20 held <&"${HOLD[0]}"; read -r -t 20 held2 <&"${HOLD2[0]}"
+# 40 connected UDP sockets toward one origin, 5 toward another: the first is
+# the busiest.  Each holder keeps its sockets until its stdin (a sleep) ends.
+hold() { # hold N DESTINATION OUTFILE
+	{ sleep 600 | x env SOFTUNICAST_ASSIGNMENT="$T/run/assignment" $HL hold-udp "$LIB" \
+		service=warp,country=GB "$1" "$2" >"$3"; } & PIDS+=($!)
+}
+hold 40 192.0.2.80:53 "$T/held1"
+hold 5 192.0.2.81:53 "$T/held2"
+wait_for "test -s $T/held1 && test -s $T/held2"
+held=$(cat "$T/held1") held2=$(cat "$T/held2")
 ok $([ "$(echo "$held" | jq .ok)" = 40 ] && [ "$(echo "$held2" | jq .ok)" = 5 ]; echo $?) \
 	"45 UDP sockets held from the slice" "$held $held2"
 
@@ -92,7 +96,6 @@ check "agent: other paths answer 404" sh -c "[ \$(ip netns exec $NS curl -s -o /
 check "agent: a second agent on a taken port fails, naming it" sh -c \
 	"ip netns exec $NS $SU agent --plan $T/plan --server lhr-s2 --iface v0 --run-dir $T/run2 --metrics 127.0.0.1:9101 2>&1; [ \$? = 1 ]"
 grep -q "9101" "$T/out"; ok $? "  ... the message names the address" "$(cat "$T/out")"
-exec {HOLD[1]}>&- {HOLD2[1]}>&-
 
 # --- router
 mkdir -p "$T/bpf"

@@ -17,7 +17,19 @@ live LIB TAGS IP:PORT GOFILE       one connection through su_connect to an echo
 udp-echo IP:PORT                   UDP echo server; prints each peer IP:PORT.
 blocked SRC_IP PORT DST:PORT        UDP send and TCP connect from a port outside
     the slice: prints what the kernel said.
+packet IFACE DSTMAC KIND SRC DST PORT [bypass]  one hand-made frame through an
+    AF_PACKET socket (PACKET_QDISC_BYPASS with "bypass"): netfilter never sees
+    it.  KIND: udp tcp sctp udplite dccp gre echo echo-reply timestamp
+    unreach frag-first frag-next arp; PORT is the source port or identifier.
+raw KIND SRC DST PORT               the same IPv4 packet through a raw socket
+    (IP_HDRINCL); prints "sent" or the errno name.
+sniff IFACE                         prints one line per IPv4 packet or ARP seen,
+    "KIND SRC PORT DST" (port or identifier; "-" for none).
+fastfail SRC_IP PORT DST:PORT       TCP connect, UDP send and ICMP echo from a
+    port (identifier) outside the slice: JSON {tcp, tcp_s, udp, ping}, each
+    an errno name or "ok".
 """
+import errno
 import ctypes, fcntl, json, os, resource, select, socket, struct, sys, time
 
 SOCK_STREAM, SOCK_DGRAM = 1, 2
@@ -163,6 +175,129 @@ def blocked(src, port, target):
         print("tcp", e.strerror or "timeout")
 
 
+PROTO = {"udp": 17, "tcp": 6, "sctp": 132, "udplite": 136, "dccp": 33, "gre": 47,
+         "echo": 1, "echo-reply": 1, "timestamp": 1, "unreach": 1, "frag-first": 17,
+         "frag-next": 17}
+
+
+def l4(kind, port):
+    """Transport header (and a little payload) of KIND from PORT."""
+    if kind in ("udp", "udplite", "frag-first"):
+        return struct.pack("!HHHH", port, 9, 16, 0) + b"softunic"
+    if kind == "tcp":
+        return struct.pack("!HHIIBBHHH", port, 80, 1, 0, 5 << 4, 0x02, 65535, 0, 0)
+    if kind in ("sctp", "dccp"):
+        return struct.pack("!HHII", port, 9, 0, 0) + b"\0" * 8
+    if kind == "gre":
+        return struct.pack("!HH", 0, 0x0800) + b"\0" * 20
+    if kind == "frag-next":
+        return b"fragment"
+    icmp_type = {"echo": 8, "echo-reply": 0, "timestamp": 13, "unreach": 3}[kind]
+    icmp = struct.pack("!BBHHH", icmp_type, 0, 0, port, 1) + b"softunic"
+    return icmp[:2] + struct.pack("!H", csum(icmp)) + icmp[4:]
+
+
+def ipv4(kind, src, dst, port):
+    body = l4(kind, port)
+    frag = {"frag-first": 0x2000, "frag-next": 0x2003}.get(kind, 0)  # MF; offset 24 bytes
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), 0x5375, frag, 64, PROTO[kind], 0,
+                     socket.inet_aton(src), socket.inet_aton(dst))
+    return ip[:10] + struct.pack("!H", csum(ip)) + ip[12:] + body
+
+
+def mac(s):
+    return bytes(int(x, 16) for x in s.split(":"))
+
+
+def packet(iface, dstmac, kind, src, dst, port, bypass=""):
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    if bypass:
+        s.setsockopt(263, 20, 1)  # SOL_PACKET, PACKET_QDISC_BYPASS
+    s.bind((iface, 0))
+    me = open("/sys/class/net/%s/address" % iface).read().strip()
+    if kind == "arp":  # a gratuitous reply: "SRC is at my MAC"
+        body = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 2, mac(me), socket.inet_aton(src),
+                           mac(dstmac), socket.inet_aton(dst))
+        frame = mac(dstmac) + mac(me) + struct.pack("!H", 0x0806) + body
+    else:
+        frame = mac(dstmac) + mac(me) + struct.pack("!H", 0x0800) + ipv4(kind, src, dst, port)
+    try:  # a tc drop shows as ENOBUFS (NET_XMIT_DROP)
+        s.send(frame)
+        print("sent")
+    except OSError as e:
+        print(errno.errorcode.get(e.errno, str(e.errno)))
+
+
+def raw(kind, src, dst, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    try:
+        s.sendto(ipv4(kind, src, dst, port), (dst, 0))
+        print("sent")
+    except OSError as e:
+        print(errno.errorcode.get(e.errno, str(e.errno)))
+
+
+def sniff(iface):
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+    s.bind((iface, 0))
+    print("ready", flush=True)
+    names = {v: k for k, v in PROTO.items() if k in ("udp", "tcp", "sctp", "udplite", "dccp", "gre")}
+    while True:
+        f = s.recv(65535)
+        etype = struct.unpack("!H", f[12:14])[0]
+        if etype == 0x0806:
+            print("arp %s - %s" % (socket.inet_ntoa(f[28:32]), socket.inet_ntoa(f[38:42])),
+                  flush=True)
+            continue
+        if etype != 0x0800:
+            continue
+        ip = f[14:]
+        hl = (ip[0] & 15) * 4
+        src, dst = socket.inet_ntoa(ip[12:16]), socket.inet_ntoa(ip[16:20])
+        off = struct.unpack("!H", ip[6:8])[0] & 0x1FFF
+        if off:
+            print("frag-next %s - %s" % (src, dst), flush=True)
+        elif ip[9] == 1:
+            t = ip[hl]
+            kind = {8: "echo", 0: "echo-reply", 13: "timestamp", 3: "unreach"}.get(t, "icmp%d" % t)
+            port = struct.unpack("!H", ip[hl + 4:hl + 6])[0]
+            print("%s %s %d %s" % (kind, src, port, dst), flush=True)
+        else:
+            kind = names.get(ip[9], "proto%d" % ip[9])
+            port = struct.unpack("!H", ip[hl:hl + 2])[0]
+            print("%s %s %d %s" % (kind, src, port, dst), flush=True)
+
+
+def fastfail(src, port, target):
+    ip, dport = addr(target)
+    out = {}
+    t = socket.socket()
+    t.bind((src, port))
+    t.settimeout(10)
+    t0 = time.monotonic()
+    try:
+        t.connect((ip, dport))
+        out["tcp"] = "ok"
+    except OSError as e:
+        out["tcp"] = errno.errorcode.get(e.errno, "timeout") if e.errno else "timeout"
+    out["tcp_s"] = round(time.monotonic() - t0, 3)
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind((src, port + 1))
+    try:
+        u.sendto(b"x", (ip, dport))
+        out["udp"] = "ok"
+    except OSError as e:
+        out["udp"] = errno.errorcode.get(e.errno, str(e.errno))
+    p = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
+    p.bind((src, port + 2))  # a ping socket's port is its echo identifier
+    try:
+        p.sendto(struct.pack("!BBHHH", 8, 0, 0, 0, 1), (ip, 0))
+        out["ping"] = "ok"
+    except OSError as e:
+        out["ping"] = errno.errorcode.get(e.errno, str(e.errno))
+    print(json.dumps(out))
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "gue-router":
@@ -181,3 +316,11 @@ if __name__ == "__main__":
         udp_echo(args[0])
     elif cmd == "blocked":
         blocked(args[0], int(args[1]), args[2])
+    elif cmd == "packet":
+        packet(args[0], args[1], args[2], args[3], args[4], int(args[5]), *args[6:])
+    elif cmd == "raw":
+        raw(args[0], args[1], args[2], int(args[3]))
+    elif cmd == "sniff":
+        sniff(args[0])
+    elif cmd == "fastfail":
+        fastfail(args[0], int(args[1]), args[2])
