@@ -62,10 +62,13 @@ x "$SU" agent --plan "$T/plan" --server lhr-s1 --iface v0 --run-dir "$T/run" --m
 wait_for "test -e $T/run/assignment && x curl -sf http://127.0.0.1:9101/metrics" ||
 	ok 1 "agent started with --metrics" "$(cat "$T/agent.err")"
 # 40 connected UDP sockets toward one origin, 5 toward another: the first is
-# the busiest.  Each holder keeps its sockets until its stdin (a sleep) ends.
+# the busiest.  Each holder keeps its sockets until its stdin ends: a FIFO
+# this shell holds open (read-write, so opening never blocks) until it exits.
+mkfifo "$T/hold.fifo"
+exec 8<>"$T/hold.fifo"
 hold() { # hold N DESTINATION OUTFILE
-	{ sleep 600 | x env SOFTUNICAST_ASSIGNMENT="$T/run/assignment" $HL hold-udp "$LIB" \
-		service=warp,country=GB "$1" "$2" >"$3"; } & PIDS+=($!)
+	x env SOFTUNICAST_ASSIGNMENT="$T/run/assignment" $HL hold-udp "$LIB" service=warp,country=GB "$1" "$2" \
+		<"$T/hold.fifo" >"$3" & PIDS+=($!)
 }
 hold 40 192.0.2.80:53 "$T/held1"
 hold 5 192.0.2.81:53 "$T/held2"
