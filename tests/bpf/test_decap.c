@@ -8,6 +8,8 @@
  * connected and wildcard UDP sockets.  Each fixture names the kind of
  * packet it stands for. */
 #include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <setjmp.h>
@@ -17,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -24,7 +27,10 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
+#include <linux/if_link.h>
+#include <linux/if_tun.h>
 #include <linux/pkt_cls.h>
+#include <linux/virtio_net.h>
 
 #include "bpf/decap_abi.h"
 #include "decap.skel.h"
@@ -419,6 +425,82 @@ static void test_disabled(void **state)
 	assert_int_equal(run(skel->progs.decap_local, &in, out, &len), TC_ACT_OK);
 }
 
+/* ---- a receive path that vouches for the checksum ----------------------------- */
+
+static int sock(int type, uint32_t ip, uint16_t port);
+
+#define P_TAP 2700
+#define ORIGIN_TAP IP4(192, 0, 2, 81) /* not local: no martian source */
+
+static void tap_frame(struct pb *p, int bad)
+{
+	struct virtio_net_hdr *vh;
+
+	udp(p, EGRESS, P_TAP, 11);
+	((pb_iphdr *)pb_data(p))->saddr = htonl(ORIGIN_TAP);
+	((pb_iphdr *)pb_data(p))->check = 0;
+	finish(p, 0);
+	if (bad)
+		corrupt(p);
+	gue(p);
+	/* A sender with TX checksum offload: the outer UDP checksum is left to
+	 * "the hardware" (skb->ip_summed = CHECKSUM_PARTIAL), which a receiver
+	 * takes as verified, as it takes a NIC's CHECKSUM_UNNECESSARY. */
+	vh = pb_push(p, sizeof(*vh));
+	vh->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+	vh->gso_type = VIRTIO_NET_HDR_GSO_NONE;
+	vh->csum_start = 14 + 20;
+	vh->csum_offset = 6;
+}
+
+static int open_tap(const char *name)
+{
+	struct ifreq ifr = { .ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR };
+	int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
+	if (fd < 0 || ioctl(fd, TUNSETIFF, &ifr))
+		return -1;
+	return fd;
+}
+
+/* The decap on a TAP device whose frames arrive marked CHECKSUM_UNNECESSARY,
+ * as a NIC marks GUE whose outer UDP checksum it validated: the stack then
+ * never checks the inner checksum itself, so a corrupted inner datagram
+ * reaches the socket unless the decap verifies it. */
+static void test_checksum_verdict(void **state)
+{
+	uint64_t before = stat_sum(DECAP_STAT_INNER_CSUM);
+	char buf[64];
+	struct pb f;
+	int tap = open_tap("sutap0"), rx, ifindex;
+
+	if (tap < 0)
+		skip();
+	ifindex = (int)if_nametoindex("sutap0");
+	assert_int_equal(system("ip link set sutap0 address 02:00:00:00:00:02 up && ip addr add 10.99.0.2/24 dev sutap0 && "
+				"ip route add 192.0.2.81/32 dev sutap0"), 0);
+	assert_int_equal(bpf_xdp_attach(ifindex, bpf_program__fd(skel->progs.decap), 0, NULL), 0);
+	rx = sock(SOCK_DGRAM, EGRESS, P_TAP);
+	assert_true(rx >= 0);
+
+	pb_init(&f);
+	tap_frame(&f, 0);
+	assert_int_equal(write(tap, pb_data(&f), pb_len(&f)), (ssize_t)pb_len(&f));
+	usleep(100000);
+	assert_int_equal(recv(rx, buf, sizeof(buf), MSG_DONTWAIT), 11); /* the path works */
+
+	pb_init(&f);
+	tap_frame(&f, 1);
+	assert_int_equal(write(tap, pb_data(&f), pb_len(&f)), (ssize_t)pb_len(&f));
+	usleep(100000);
+	if (recv(rx, buf, sizeof(buf), MSG_DONTWAIT) >= 0)
+		fail_msg("a corrupted inner datagram reached the socket");
+	assert_int_equal(stat_sum(DECAP_STAT_INNER_CSUM), before + 1);
+	bpf_xdp_detach(ifindex, 0, NULL);
+	close(tap);
+}
+
 /* ---- the sockets ------------------------------------------------------------ */
 
 static int sock(int type, uint32_t ip, uint16_t port)
@@ -499,6 +581,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fixtures),
 		cmocka_unit_test(test_local),
+		cmocka_unit_test(test_checksum_verdict),
 		cmocka_unit_test(test_disabled),
 	};
 
