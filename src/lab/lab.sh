@@ -389,10 +389,11 @@ in_slices() { # in_slices "IP:PORT" SERVER TAGS
 	slices_for "$2" "$3" | awk -v ip="$ip" -v p="$port" '$1 == ip && p >= $2 && p <= $3 {f = 1} END {exit !f}'
 }
 
-# The request's writer stays open briefly: ncat's --exec origin hangs up on a
-# client's half-close before its script has answered.
+# The request's writer stays open a while: ncat's --exec origin hangs up on a
+# client's half-close before its script has answered, and on a loaded machine
+# the script takes more than half a second to start.
 whoami_tcp() { # whoami_tcp NS SERVER TAGS ORIGIN -> IP:PORT the origin saw
-	{ printf 'GET / HTTP/1.0\r\n\r\n'; sleep 0.5; } | x "$1" env SOFTUNICAST_ASSIGNMENT="$(assignment_of "$2")" \
+	{ printf 'GET / HTTP/1.0\r\n\r\n'; sleep 1.5; } | x "$1" env SOFTUNICAST_ASSIGNMENT="$(assignment_of "$2")" \
 		timeout 5 "$SU" connect --tags "$3" "$4" 80 2>/dev/null | tail -1 | tr -d '\r'
 }
 
