@@ -119,7 +119,7 @@ static void udp(struct pb *p, uint32_t dst, uint16_t dport, size_t payload)
 
 static void icmp_echo(struct pb *p, uint8_t type)
 {
-	pb_fill(p, 9, 0x11);
+	pb_fill(p, 12, 0x11); /* a multiple of 4: pb_icmp writes an aligned header */
 	pb_icmp(p, type, 0, 2600, 1);
 	pb_ip(p, ORIGIN, EGRESS, IPPROTO_ICMP, 9, 0, 60);
 	finish(p, 0);
@@ -434,7 +434,7 @@ static int sock(int type, uint32_t ip, uint16_t port);
 
 static void tap_frame(struct pb *p, int bad)
 {
-	struct virtio_net_hdr *vh;
+	struct virtio_net_hdr vh = { 0 };
 
 	udp(p, EGRESS, P_TAP, 11);
 	((pb_iphdr *)pb_data(p))->saddr = htonl(ORIGIN_TAP);
@@ -446,11 +446,11 @@ static void tap_frame(struct pb *p, int bad)
 	/* A sender with TX checksum offload: the outer UDP checksum is left to
 	 * "the hardware" (skb->ip_summed = CHECKSUM_PARTIAL), which a receiver
 	 * takes as verified, as it takes a NIC's CHECKSUM_UNNECESSARY. */
-	vh = pb_push(p, sizeof(*vh));
-	vh->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
-	vh->gso_type = VIRTIO_NET_HDR_GSO_NONE;
-	vh->csum_start = 14 + 20;
-	vh->csum_offset = 6;
+	vh.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+	vh.gso_type = VIRTIO_NET_HDR_GSO_NONE;
+	vh.csum_start = 14 + 20;
+	vh.csum_offset = 6;
+	pb_bytes(p, &vh, sizeof(vh)); /* the frame may start at any alignment */
 }
 
 static int open_tap(const char *name)
