@@ -1,10 +1,15 @@
 /* GUE decapsulation: the decap XDP program on the agent's interface. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <linux/ethtool.h>
 #include <linux/if_link.h>
+#include <linux/sockios.h>
+#include <net/if.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -12,6 +17,7 @@
 
 #include "agent/agent.h"
 #include "bpf/decap_abi.h"
+#include "cli/cli.h"
 #include "decap.skel.h"
 
 static int set_config(struct agent *a, bool enabled)
@@ -97,14 +103,81 @@ static int attach(int ifindex, int prog_fd, uint32_t *mode)
 			close(old);
 		return rc;
 	}
-	if (!rc)
+	if (rc)
+		return rc;
+	if (*mode != XDP_FLAGS_SKB_MODE) {
 		rc = bpf_xdp_attach(ifindex, prog_fd, XDP_FLAGS_UPDATE_IF_NOEXIST, NULL);
-	if (rc == -EOPNOTSUPP) {
+		if (rc != -EOPNOTSUPP)
+			return rc;
 		*mode = XDP_FLAGS_SKB_MODE;
-		rc = bpf_xdp_attach(ifindex, prog_fd,
-				    XDP_FLAGS_UPDATE_IF_NOEXIST | XDP_FLAGS_SKB_MODE, NULL);
 	}
-	return rc;
+	return bpf_xdp_attach(ifindex, prog_fd, XDP_FLAGS_UPDATE_IF_NOEXIST | XDP_FLAGS_SKB_MODE,
+			      NULL);
+}
+
+/* The filter on lo that refuses this host's own packets to its egress IPs
+ * (decap_local).  A fixed handle and priority: a crashed agent's filter is
+ * replaced, and detach removes ours only, never the clsact qdisc that other
+ * filters may share. */
+#define LOCAL_HANDLE 0x5375 /* "Su" */
+#define LOCAL_PRIO 0x5375
+
+static int local_hook(struct bpf_tc_hook *hook)
+{
+	int lo = (int)if_nametoindex("lo");
+
+	if (!lo)
+		return -errno;
+	*hook = (struct bpf_tc_hook){ .sz = sizeof(*hook), .ifindex = lo,
+				      .attach_point = BPF_TC_EGRESS };
+	return 0;
+}
+
+static int attach_local(struct agent *a)
+{
+	struct bpf_tc_hook hook;
+	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = LOCAL_HANDLE, .priority = LOCAL_PRIO,
+		    .flags = BPF_TC_F_REPLACE,
+		    .prog_fd = bpf_program__fd(a->skel->progs.decap_local));
+	int rc = local_hook(&hook);
+
+	if (rc)
+		return rc;
+	rc = bpf_tc_hook_create(&hook);
+	if (rc && rc != -EEXIST)
+		return rc;
+	return bpf_tc_attach(&hook, &opts);
+}
+
+static void detach_local(void)
+{
+	struct bpf_tc_hook hook;
+	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = LOCAL_HANDLE, .priority = LOCAL_PRIO);
+
+	if (!local_hook(&hook))
+		bpf_tc_detach(&hook, &opts);
+}
+
+/* RSS for GUE: every packet from the router has the same outer addresses,
+ * so a NIC that hashes UDP on addresses only puts all of them on one queue
+ * and one CPU.  ETHTOOL_GRXFH tells which fields the hash covers; drivers
+ * without RSS (veth) answer EOPNOTSUPP, which is nothing to warn about. */
+static void check_rss(const char *iface)
+{
+	struct ethtool_rxnfc nfc = { .cmd = ETHTOOL_GRXFH, .flow_type = UDP_V4_FLOW };
+	struct ifreq ifr = { .ifr_data = (void *)&nfc };
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return;
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", iface);
+	if (!ioctl(fd, SIOCETHTOOL, &ifr) && !(nfc.data & (RXH_L4_B_0_1 | RXH_L4_B_2_3)))
+		cli_log("agent",
+			"warning: %s hashes UDP/IPv4 on addresses only, so all GUE from the "
+			"router lands on one receive queue; run `ethtool -N %s rx-flow-hash "
+			"udp4 sdfn` (docs/agent.md, RSS)",
+			iface, iface);
+	close(fd);
 }
 
 int agent_decap__attach(struct agent *a)
@@ -118,13 +191,22 @@ int agent_decap__attach(struct agent *a)
 	if (!rc)
 		rc = sync_egress(a);
 	if (!rc)
+		rc = attach_local(a);
+	/* Generic XDP on request: what a driver without native XDP gives, and
+	 * how the tests reproduce a receive path that keeps the NIC's checksum
+	 * verdict across the decapsulation. */
+	if (getenv("SOFTUNICAST_XDP_MODE") && !strcmp(getenv("SOFTUNICAST_XDP_MODE"), "skb"))
+		a->xdp_mode = XDP_FLAGS_SKB_MODE;
+	if (!rc)
 		rc = attach(a->ifindex, bpf_program__fd(a->skel->progs.decap), &a->xdp_mode);
 	if (rc) {
+		detach_local();
 		decap__destroy(a->skel);
 		a->skel = NULL;
 		return rc;
 	}
 	a->xdp_attached = true;
+	check_rss(a->o.iface);
 	return 0;
 }
 
@@ -147,6 +229,7 @@ void agent_decap__detach(struct agent *a)
 		/* old_prog_fd + REPLACE: detach only if it is still ours. */
 		bpf_xdp_detach(a->ifindex, XDP_FLAGS_REPLACE | a->xdp_mode, &opts);
 		a->xdp_attached = false;
+		detach_local();
 	}
 	decap__destroy(a->skel);
 	a->skel = NULL;

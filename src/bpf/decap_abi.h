@@ -22,7 +22,20 @@ struct decap_cfg {
 	X(BAD_SOURCE, "drop_bad_source", "GUE port, outer source is not the DC router")  \
 	X(NOT_OURS, "drop_not_ours", "inner destination is not an egress IP of ours")    \
 	X(MALFORMED, "drop_malformed", "truncated or non-IPv4 inner packet")             \
-	X(FRAGMENT, "pass_fragment", "outer IP fragment, left to the kernel")
+	X(FRAGMENT, "pass_fragment", "later outer fragment from the router, left to the kernel") \
+	X(NOT_GUE, "drop_not_gue", "IPv4 to an egress IP that did not come in the router's GUE") \
+	X(OUTER_FRAGMENT, "drop_outer_fragment", "first fragment of a GUE packet: tunnel MTU too small") \
+	X(TCP_SYN, "drop_tcp_syn", "TCP SYN without ACK to an egress IP: never a connection in")  \
+	X(LISTENER, "drop_listener", "TCP segment that only a listening socket matches")          \
+	X(NO_SOCKET, "drop_no_socket", "no local socket for the flow (or the ICMP error's quote)")  \
+	X(UNBOUND, "drop_unbound", "the matching socket is not bound to the egress IP")           \
+	X(PROTO, "drop_proto", "inner protocol other than TCP, UDP and ICMP")                    \
+	X(ICMP_TYPE, "drop_icmp_type", "ICMP other than echo reply and the three error types")   \
+	X(ICMP_QUOTE, "drop_icmp_quote", "ICMP error quoting no TCP/UDP/echo packet of ours")     \
+	X(INNER_CSUM, "drop_inner_csum", "inner TCP/UDP/ICMP checksum wrong")                    \
+	X(ECN, "drop_ecn", "outer CE on a Not-ECT inner packet (RFC 6040 section 4.2)")           \
+	X(CE, "ecn_ce", "outer CE copied into the inner header (RFC 6040), packet passed")        \
+	X(LOCAL, "drop_local", "sent by this host to one of its egress IPs (loopback)")
 
 enum decap_stat {
 #define DECAP_STAT_ENUM(name, label, help) DECAP_STAT_##name,

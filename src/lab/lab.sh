@@ -51,7 +51,9 @@ running `softunicast agent`, and a backbone joining the routers.
            cost; egress with tags from every server (softunicast connect, curl
            through the LD_PRELOAD shim, ping); replies that land in the wrong
            DC crossing the backbone; a DC's anycast route withdrawn while a
-           connection is live; a port outside the slice blocked; the geofeed.
+           connection is live; a port outside the slice blocked; unsolicited
+           traffic to an egress IP (a wildcard listener) refused and counted;
+           the geofeed.
            Ends with a summary and exits 1 if any step failed.  --tap prints
            TAP for test harnesses.
   replan   re-plan against the running plan and roll it out (routers and
@@ -387,10 +389,11 @@ in_slices() { # in_slices "IP:PORT" SERVER TAGS
 	slices_for "$2" "$3" | awk -v ip="$ip" -v p="$port" '$1 == ip && p >= $2 && p <= $3 {f = 1} END {exit !f}'
 }
 
-# The request's writer stays open briefly: ncat's --exec origin hangs up on a
-# client's half-close before its script has answered.
+# The request's writer stays open a while: ncat's --exec origin hangs up on a
+# client's half-close before its script has answered, and on a loaded machine
+# the script takes more than half a second to start.
 whoami_tcp() { # whoami_tcp NS SERVER TAGS ORIGIN -> IP:PORT the origin saw
-	{ printf 'GET / HTTP/1.0\r\n\r\n'; sleep 0.5; } | x "$1" env SOFTUNICAST_ASSIGNMENT="$(assignment_of "$2")" \
+	{ printf 'GET / HTTP/1.0\r\n\r\n'; sleep 1.5; } | x "$1" env SOFTUNICAST_ASSIGNMENT="$(assignment_of "$2")" \
 		timeout 5 "$SU" connect --tags "$3" "$4" 80 2>/dev/null | tail -1 | tr -d '\r'
 }
 
@@ -542,8 +545,41 @@ run_block_step() {
 	check "the agent counted the blocked packets ($b0 -> $b1)" $?
 }
 
+decap_counter() { # decap_counter NS SERVER NAME
+	x "$1" "$SU" agent status --run-dir "$STATE/run/$2" --json | jq -r ".decap.$3"
+}
+
+# Egress IPs carry return traffic only: a wildcard listener on a server, with
+# a port inside the server's slice, is not reachable from the Internet.  The
+# router sends the SYN on (it is for an owned IP and port); the server's
+# decap finds no connection of its own for it and drops it.
+run_unsolicited_step() {
+	step "6. Unsolicited traffic to an egress IP is refused and counted"
+	local ns name dc tags ip lo hi port pid s0 s1 out seen
+	read -r ns name dc < <(head -1 "$STATE/servers")
+	tags=$(plan_demands "$dc" | head -1)
+	read -r ip lo hi < <(slices_for "$name" "$tags" | head -1)
+	port=$((hi - 3))
+	x "$ns" ncat -lk 0.0.0.0 "$port" -c 'echo wildcard' >/dev/null 2>&1 &
+	pid=$!
+	wait_for "x $ns ss -ltn | grep -q '0.0.0.0:$port '"
+	say "$name listens on 0.0.0.0:$port (inside its slice $lo-$hi of $ip)"
+	s0=$(decap_counter "$ns" "$name" drop_tcp_syn)
+	out=$(x inet timeout 4 ncat -w 3 "$ip" "$port" </dev/null 2>&1)
+	[ "$out" != wildcard ]
+	check "a connection from the Internet to $ip:$port fails" $? "$out"
+	s1=$(decap_counter "$ns" "$name" drop_tcp_syn)
+	[ "$s1" -gt "$s0" ]
+	check "$name's decap refused the SYN and counted it (drop_tcp_syn $s0 -> $s1)" $?
+	kill "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	seen=$(whoami_tcp "$ns" "$name" "$tags" "$(origin_of 1)")
+	in_slices "$seen" "$name" "$tags"
+	check "return traffic of $name's own connections still flows: origin saw $seen" $?
+}
+
 run_geofeed_step() {
-	step "6. The geofeed of the egress space (RFC 8805)"
+	step "7. The geofeed of the egress space (RFC 8805)"
 	local feed
 	feed=$("$SU" geofeed --plan "$STATE/plan")
 	say "$feed"
@@ -575,6 +611,7 @@ cmd_run() {
 	run_backbone_step
 	[ -n "$DC2" ] && run_withdraw_step
 	run_block_step
+	run_unsolicited_step
 	run_geofeed_step
 	summary
 }

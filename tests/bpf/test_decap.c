@@ -1,18 +1,36 @@
 /* decap.bpf.c under BPF_PROG_TEST_RUN: table-driven fixtures {description,
- * input packet, expected verdict, expected output, expected counter}. */
+ * input packet, expected verdict, expected output, expected counter}.
+ *
+ * The socket look-ups of the decap run in the network namespace of the
+ * test run's device (its loopback), so the test moves into a network
+ * namespace of its own and opens real sockets there: an established TCP
+ * connection from the egress IP, wildcard and bound listeners, bound,
+ * connected and wildcard UDP sockets.  Each fixture names the kind of
+ * packet it stands for. */
 #include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
+#include <linux/if_link.h>
+#include <linux/if_tun.h>
+#include <linux/pkt_cls.h>
+#include <linux/virtio_net.h>
 
 #include "bpf/decap_abi.h"
 #include "decap.skel.h"
@@ -24,43 +42,206 @@
 #define ORIGIN IP4(192, 0, 2, 80)
 #define GUE 6080
 
+/* Local ports of the sockets setup() opens on EGRESS (and the wildcard). */
+enum {
+	P_EST = 2200,        /* TCP, connected from EGRESS:2200 to ORIGIN:80 */
+	P_LISTEN_ANY = 2100, /* TCP listener on 0.0.0.0 */
+	P_LISTEN_EGR = 2150, /* TCP listener on EGRESS */
+	P_UDP = 2300,        /* UDP bound to EGRESS */
+	P_UDP_CONN = 2350,   /* UDP bound to EGRESS, connected to ORIGIN:5353 */
+	P_UDP_ANY = 2400,    /* UDP bound to 0.0.0.0 */
+	P_NONE = 2500,       /* no socket */
+	O_TCP = 80,
+	O_UDP = 5353,
+};
+
 static const uint8_t k_mac_srv[6] = { 2, 0, 0, 0, 0, 2 }, k_mac_rtr[6] = { 2, 0, 0, 0, 0, 1 };
 static struct decap *skel;
+static int k_fds[16], k_nfds;
 
-/* The inner packet the origin sent: TCP from origin:80 to egress:port. */
-static void inner(struct pb *p, uint32_t dst, uint16_t dport)
+/* ---- packets --------------------------------------------------------------- */
+
+static uint32_t sum16(const uint8_t *b, size_t n, uint32_t sum)
 {
-	pb_fill(p, 16, 0xab);
-	pb_tcp(p, 80, dport);
-	pb_ip(p, ORIGIN, dst, IPPROTO_TCP, 7, 0, 60);
+	for (size_t i = 0; i + 1 < n; i += 2)
+		sum += (uint32_t)(b[i] << 8 | b[i + 1]);
+	if (n & 1)
+		sum += (uint32_t)b[n - 1] << 8;
+	return sum;
 }
 
-static void gue(struct pb *p, uint32_t outer_src, uint16_t port, uint16_t frag)
+/* Fills in the L4 checksum of the IPv4 packet at the front of p (RFC 793,
+ * 768, 792), and sets its TOS (re-summing the IPv4 header). */
+static void finish(struct pb *p, uint8_t tos)
 {
+	uint8_t *ip = pb_data(p), *l4 = ip + (ip[0] & 15) * 4;
+	size_t len = (size_t)(ip[2] << 8 | ip[3]) - (size_t)(l4 - ip);
+	size_t off = ip[9] == IPPROTO_TCP ? 16 : ip[9] == IPPROTO_UDP ? 6 : 2;
+	uint32_t sum = 0;
+	pb_iphdr *h = (pb_iphdr *)ip;
+
+	h->tos = tos;
+	h->check = 0;
+	h->check = su_csum(ip, 20);
+	l4[off] = l4[off + 1] = 0;
+	if (ip[9] != IPPROTO_ICMP)
+		sum = sum16(ip + 12, 8, (uint32_t)ip[9] + (uint32_t)len);
+	sum = sum16(l4, len, sum);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = ~sum & 0xffff;
+	if (ip[9] == IPPROTO_UDP && !sum)
+		sum = 0xffff;
+	l4[off] = (uint8_t)(sum >> 8);
+	l4[off + 1] = (uint8_t)sum;
+}
+
+/* The origin's TCP segment to EGRESS:dport, flags in byte 13 of the header. */
+static void tcp(struct pb *p, uint16_t dport, uint8_t flags, size_t payload, uint8_t tos)
+{
+	pb_tcphdr *t;
+
+	pb_fill(p, payload, 0xab);
+	pb_tcp(p, O_TCP, dport);
+	t = (pb_tcphdr *)pb_data(p);
+	((uint8_t *)t)[13] = flags;
+	pb_ip(p, ORIGIN, EGRESS, IPPROTO_TCP, 7, 0, 60);
+	finish(p, tos);
+}
+
+static void udp(struct pb *p, uint32_t dst, uint16_t dport, size_t payload)
+{
+	pb_fill(p, payload, 0xcd);
+	pb_udp(p, O_UDP, dport);
+	pb_ip(p, ORIGIN, dst, IPPROTO_UDP, 8, 0, 60);
+	finish(p, 0);
+}
+
+static void icmp_echo(struct pb *p, uint8_t type)
+{
+	pb_fill(p, 12, 0x11); /* a multiple of 4: pb_icmp writes an aligned header */
+	pb_icmp(p, type, 0, 2600, 1);
+	pb_ip(p, ORIGIN, EGRESS, IPPROTO_ICMP, 9, 0, 60);
+	finish(p, 0);
+}
+
+/* ICMP unreachable about the packet EGRESS:sport -> ORIGIN:dport we sent. */
+static void icmp_err(struct pb *p, uint8_t proto, uint32_t qsrc, uint16_t sport, uint16_t dport)
+{
+	uint8_t *q = pb_push(p, 8);
+
+	q[0] = (uint8_t)(sport >> 8), q[1] = (uint8_t)sport;
+	q[2] = (uint8_t)(dport >> 8), q[3] = (uint8_t)dport;
+	pb_ip(p, qsrc, ORIGIN, proto, 5, PB_DF, 64);
+	pb_icmp(p, 3, 1, 0, 0);
+	pb_ip(p, ORIGIN, EGRESS, IPPROTO_ICMP, 10, 0, 60);
+	finish(p, 0);
+}
+
+static void outer(struct pb *p, uint32_t src, uint32_t dst, uint16_t port, uint16_t frag,
+		  uint8_t tos)
+{
+	pb_iphdr *ip;
+
 	pb_udp(p, 40000, port);
-	pb_ip(p, outer_src, SERVER, IPPROTO_UDP, 9, frag, 64);
+	ip = pb_ip(p, src, dst, IPPROTO_UDP, 9, frag, 64);
+	ip->tos = tos;
+	ip->check = 0;
+	ip->check = su_csum(ip, 20);
 	pb_eth(p, k_mac_srv, k_mac_rtr, ETH_P_IP);
 }
 
-static void b_ok(struct pb *p) { inner(p, EGRESS, 2100); gue(p, ROUTER, GUE, 0); }
-static void b_bad_src(struct pb *p) { inner(p, EGRESS, 2100); gue(p, IP4(10, 99, 0, 9), GUE, 0); }
-static void b_not_ours(struct pb *p) { inner(p, IP4(198, 51, 100, 8), 2100); gue(p, ROUTER, GUE, 0); }
-static void b_other_port(struct pb *p) { inner(p, EGRESS, 2100); gue(p, ROUTER, 4789, 0); }
-static void b_fragment(struct pb *p) { inner(p, EGRESS, 2100); gue(p, ROUTER, GUE, 0x2000); }
-static void b_plain(struct pb *p)
+static void gue(struct pb *p) { outer(p, ROUTER, SERVER, GUE, 0, 0); }
+static void eth(struct pb *p) { pb_eth(p, k_mac_srv, k_mac_rtr, ETH_P_IP); }
+static void corrupt(struct pb *p) { p->buf[PB_CAP - 1] ^= 0x5a; }
+
+#define TCP_ACK 0x10
+#define TCP_SYN 0x02
+#define TCP_RST 0x04
+
+/* Return traffic to sockets bound to the egress IP: admitted. */
+static void b_tcp_est(struct pb *p) { tcp(p, P_EST, TCP_ACK, 100, 0); gue(p); }
+static void w_tcp_est(struct pb *p) { tcp(p, P_EST, TCP_ACK, 100, 0); eth(p); }
+static void b_tcp_long(struct pb *p) { tcp(p, P_EST, TCP_ACK, 1400, 0); gue(p); }
+static void w_tcp_long(struct pb *p) { tcp(p, P_EST, TCP_ACK, 1400, 0); eth(p); }
+static void b_tcp_rst(struct pb *p) { tcp(p, P_EST, TCP_RST | TCP_ACK, 0, 0); gue(p); }
+static void w_tcp_rst(struct pb *p) { tcp(p, P_EST, TCP_RST | TCP_ACK, 0, 0); eth(p); }
+static void b_udp(struct pb *p) { udp(p, EGRESS, P_UDP, 7); gue(p); }
+static void w_udp(struct pb *p) { udp(p, EGRESS, P_UDP, 7); eth(p); }
+static void b_udp_conn(struct pb *p) { udp(p, EGRESS, P_UDP_CONN, 30); gue(p); }
+static void w_udp_conn(struct pb *p) { udp(p, EGRESS, P_UDP_CONN, 30); eth(p); }
+static void b_echo(struct pb *p) { icmp_echo(p, 0); gue(p); }
+static void w_echo(struct pb *p) { icmp_echo(p, 0); eth(p); }
+static void b_err_tcp(struct pb *p) { icmp_err(p, IPPROTO_TCP, EGRESS, P_EST, O_TCP); gue(p); }
+static void w_err_tcp(struct pb *p) { icmp_err(p, IPPROTO_TCP, EGRESS, P_EST, O_TCP); eth(p); }
+static void b_err_udp(struct pb *p) { icmp_err(p, IPPROTO_UDP, EGRESS, P_UDP, O_UDP); gue(p); }
+static void w_err_udp(struct pb *p) { icmp_err(p, IPPROTO_UDP, EGRESS, P_UDP, O_UDP); eth(p); }
+static void b_udp_nocsum(struct pb *p)
 {
-	inner(p, EGRESS, 2100);
-	pb_eth(p, k_mac_srv, k_mac_rtr, ETH_P_IP);
+	udp(p, EGRESS, P_UDP, 7);
+	((pb_udphdr *)(pb_data(p) + 20))->check = 0;
+	gue(p);
 }
+static void w_udp_nocsum(struct pb *p)
+{
+	udp(p, EGRESS, P_UDP, 7);
+	((pb_udphdr *)(pb_data(p) + 20))->check = 0;
+	eth(p);
+}
+
+/* Unsolicited: refused. */
+static void b_syn_any(struct pb *p) { tcp(p, P_LISTEN_ANY, TCP_SYN, 0, 0); gue(p); }
+static void b_syn_est(struct pb *p) { tcp(p, P_EST, TCP_SYN, 0, 0); gue(p); }
+static void b_ack_any(struct pb *p) { tcp(p, P_LISTEN_ANY, TCP_ACK, 0, 0); gue(p); }
+static void b_ack_egr(struct pb *p) { tcp(p, P_LISTEN_EGR, TCP_ACK, 0, 0); gue(p); }
+static void b_tcp_none(struct pb *p) { tcp(p, P_NONE, TCP_ACK, 0, 0); gue(p); }
+static void b_udp_any(struct pb *p) { udp(p, EGRESS, P_UDP_ANY, 7); gue(p); }
+static void b_udp_none(struct pb *p) { udp(p, EGRESS, P_NONE, 7); gue(p); }
+static void b_err_none(struct pb *p) { icmp_err(p, IPPROTO_UDP, EGRESS, P_NONE, O_UDP); gue(p); }
+static void b_err_any(struct pb *p) { icmp_err(p, IPPROTO_UDP, EGRESS, P_UDP_ANY, O_UDP); gue(p); }
+static void b_err_foreign(struct pb *p)
+{
+	icmp_err(p, IPPROTO_TCP, IP4(198, 51, 100, 9), P_EST, O_TCP);
+	gue(p);
+}
+static void b_err_gre(struct pb *p) { icmp_err(p, 47, EGRESS, P_EST, O_TCP); gue(p); }
+static void b_echo_req(struct pb *p) { icmp_echo(p, 8); gue(p); }
+static void b_gre(struct pb *p)
+{
+	pb_fill(p, 20, 0);
+	pb_ip(p, ORIGIN, EGRESS, 47, 7, 0, 60);
+	gue(p);
+}
+
+/* The inner checksum is verified, whatever the NIC said about the outer. */
+static void b_tcp_bad(struct pb *p) { b_tcp_est(p); corrupt(p); }
+static void b_tcp_long_bad(struct pb *p) { b_tcp_long(p); corrupt(p); }
+static void b_udp_bad(struct pb *p) { b_udp(p); corrupt(p); }
+static void b_echo_bad(struct pb *p) { b_echo(p); corrupt(p); }
+
+/* RFC 6040 decapsulation. */
+static void b_ce(struct pb *p) { tcp(p, P_EST, TCP_ACK, 100, 0xb8 | 2); outer(p, ROUTER, SERVER, GUE, 0, 0xb8 | 3); }
+static void w_ce(struct pb *p) { tcp(p, P_EST, TCP_ACK, 100, 0xb8 | 3); eth(p); }
+static void b_ect1(struct pb *p) { tcp(p, P_EST, TCP_ACK, 100, 2); outer(p, ROUTER, SERVER, GUE, 0, 1); }
+static void w_ect1(struct pb *p) { tcp(p, P_EST, TCP_ACK, 100, 1); eth(p); }
+static void b_ce_notect(struct pb *p) { tcp(p, P_EST, TCP_ACK, 100, 0); outer(p, ROUTER, SERVER, GUE, 0, 3); }
+static void b_ect0_ce(struct pb *p) { tcp(p, P_EST, TCP_ACK, 100, 3); outer(p, ROUTER, SERVER, GUE, 0, 2); }
+static void w_ect0_ce(struct pb *p) { tcp(p, P_EST, TCP_ACK, 100, 3); eth(p); }
+
+/* Outer checks. */
+static void b_bad_src(struct pb *p) { tcp(p, P_EST, TCP_ACK, 100, 0); outer(p, IP4(10, 99, 0, 9), SERVER, GUE, 0, 0); }
+static void b_not_ours(struct pb *p) { udp(p, IP4(198, 51, 100, 8), P_UDP, 7); gue(p); }
+static void b_other_port(struct pb *p) { tcp(p, P_EST, TCP_ACK, 0, 0); outer(p, ROUTER, SERVER, 4789, 0, 0); }
+static void b_first_frag(struct pb *p) { tcp(p, P_EST, TCP_ACK, 0, 0); outer(p, ROUTER, SERVER, GUE, PB_MF, 0); }
+static void b_later_frag(struct pb *p) { tcp(p, P_EST, TCP_ACK, 0, 0); outer(p, ROUTER, SERVER, GUE, 100, 0); }
+static void b_plain(struct pb *p) { tcp(p, P_EST, TCP_ACK, 0, 0); eth(p); }
+static void b_plain_udp(struct pb *p) { udp(p, EGRESS, P_UDP, 7); eth(p); }
+static void b_gue_to_egress(struct pb *p) { tcp(p, P_EST, TCP_ACK, 0, 0); outer(p, ROUTER, EGRESS, GUE, 0, 0); }
+static void b_plain_other(struct pb *p) { udp(p, SERVER, 53, 7); eth(p); }
 static void b_truncated(struct pb *p)
 {
 	pb_fill(p, 8, 0x45); /* 8 bytes of "inner": not even an IPv4 header */
-	gue(p, ROUTER, GUE, 0);
-}
-static void want_inner(struct pb *p)
-{
-	inner(p, EGRESS, 2100);
-	pb_eth(p, k_mac_srv, k_mac_rtr, ETH_P_IP);
+	gue(p);
 }
 
 static const struct fixture {
@@ -70,16 +251,82 @@ static const struct fixture {
 	void (*want)(struct pb *p); /* NULL: output equals input */
 	int stat;                   /* counter expected to move, -1: none */
 } k_fixtures[] = {
-	{ "GUE from the router to our egress IP: inner packet passed up", b_ok, XDP_PASS,
-	  want_inner, DECAP_STAT_DECAPSULATED },
-	{ "GUE from another host: dropped", b_bad_src, XDP_DROP, NULL, DECAP_STAT_BAD_SOURCE },
-	{ "GUE for an IP that is not ours: dropped", b_not_ours, XDP_DROP, NULL,
+	/* return traffic: sockets bound to the egress IP */
+	{ "return: TCP segment of an established connection from the egress IP", b_tcp_est,
+	  XDP_PASS, w_tcp_est, DECAP_STAT_DECAPSULATED },
+	{ "return: 1400-byte TCP segment (checksum over many chunks)", b_tcp_long, XDP_PASS,
+	  w_tcp_long, DECAP_STAT_DECAPSULATED },
+	{ "return: RST to an established connection", b_tcp_rst, XDP_PASS, w_tcp_rst,
+	  DECAP_STAT_DECAPSULATED },
+	{ "return: UDP to a socket bound to the egress IP (odd length)", b_udp, XDP_PASS, w_udp,
+	  DECAP_STAT_DECAPSULATED },
+	{ "return: UDP to a connected socket", b_udp_conn, XDP_PASS, w_udp_conn,
+	  DECAP_STAT_DECAPSULATED },
+	{ "return: UDP without checksum (RFC 768)", b_udp_nocsum, XDP_PASS, w_udp_nocsum,
+	  DECAP_STAT_DECAPSULATED },
+	{ "return: echo reply (the kernel's ping sockets match the identifier)", b_echo, XDP_PASS,
+	  w_echo, DECAP_STAT_DECAPSULATED },
+	{ "return: ICMP error quoting our TCP flow", b_err_tcp, XDP_PASS, w_err_tcp,
+	  DECAP_STAT_DECAPSULATED },
+	{ "return: ICMP error quoting our bound UDP flow", b_err_udp, XDP_PASS, w_err_udp,
+	  DECAP_STAT_DECAPSULATED },
+	/* unsolicited: refused, each under its reason */
+	{ "unsolicited: SYN to a wildcard listener", b_syn_any, XDP_DROP, NULL,
+	  DECAP_STAT_TCP_SYN },
+	{ "unsolicited: SYN to an established 4-tuple (simultaneous open)", b_syn_est, XDP_DROP,
+	  NULL, DECAP_STAT_TCP_SYN },
+	{ "unsolicited: ACK matching only a wildcard listener", b_ack_any, XDP_DROP, NULL,
+	  DECAP_STAT_LISTENER },
+	{ "unsolicited: ACK matching only a listener bound to the egress IP", b_ack_egr, XDP_DROP,
+	  NULL, DECAP_STAT_LISTENER },
+	{ "unsolicited: TCP with no socket", b_tcp_none, XDP_DROP, NULL, DECAP_STAT_NO_SOCKET },
+	{ "unsolicited: UDP to a wildcard socket", b_udp_any, XDP_DROP, NULL,
+	  DECAP_STAT_UNBOUND },
+	{ "unsolicited: UDP with no socket", b_udp_none, XDP_DROP, NULL, DECAP_STAT_NO_SOCKET },
+	{ "unsolicited: ICMP error about a flow with no socket", b_err_none, XDP_DROP, NULL,
+	  DECAP_STAT_NO_SOCKET },
+	{ "unsolicited: ICMP error about a wildcard UDP socket's port", b_err_any, XDP_DROP, NULL,
+	  DECAP_STAT_UNBOUND },
+	{ "unsolicited: ICMP error quoting another source", b_err_foreign, XDP_DROP, NULL,
+	  DECAP_STAT_ICMP_QUOTE },
+	{ "unsolicited: ICMP error quoting a GRE packet", b_err_gre, XDP_DROP, NULL,
+	  DECAP_STAT_ICMP_QUOTE },
+	{ "unsolicited: echo request", b_echo_req, XDP_DROP, NULL, DECAP_STAT_ICMP_TYPE },
+	{ "unsolicited: other protocol (GRE)", b_gre, XDP_DROP, NULL, DECAP_STAT_PROTO },
+	/* inner checksum: verified here, whatever the NIC said of the outer */
+	{ "inner checksum: corrupted TCP payload", b_tcp_bad, XDP_DROP, NULL,
+	  DECAP_STAT_INNER_CSUM },
+	{ "inner checksum: corrupted 1400-byte TCP payload", b_tcp_long_bad, XDP_DROP, NULL,
+	  DECAP_STAT_INNER_CSUM },
+	{ "inner checksum: corrupted UDP payload", b_udp_bad, XDP_DROP, NULL,
+	  DECAP_STAT_INNER_CSUM },
+	{ "inner checksum: corrupted echo reply", b_echo_bad, XDP_DROP, NULL,
+	  DECAP_STAT_INNER_CSUM },
+	/* RFC 6040 */
+	{ "ECN: outer CE onto inner ECT(0), DSCP kept", b_ce, XDP_PASS, w_ce, DECAP_STAT_CE },
+	{ "ECN: outer ECT(1) onto inner ECT(0)", b_ect1, XDP_PASS, w_ect1,
+	  DECAP_STAT_DECAPSULATED },
+	{ "ECN: inner CE kept under outer ECT(0)", b_ect0_ce, XDP_PASS, w_ect0_ce,
+	  DECAP_STAT_DECAPSULATED },
+	{ "ECN: outer CE on Not-ECT inner", b_ce_notect, XDP_DROP, NULL, DECAP_STAT_ECN },
+	/* the outer packet */
+	{ "outer: GUE from another host", b_bad_src, XDP_DROP, NULL, DECAP_STAT_BAD_SOURCE },
+	{ "outer: GUE for an IP that is not ours", b_not_ours, XDP_DROP, NULL,
 	  DECAP_STAT_NOT_OURS },
-	{ "UDP to another port: not GUE, untouched", b_other_port, XDP_PASS, NULL, -1 },
-	{ "outer fragment: left to the kernel", b_fragment, XDP_PASS, NULL, DECAP_STAT_FRAGMENT },
-	{ "plain TCP to the egress IP: untouched", b_plain, XDP_PASS, NULL, -1 },
-	{ "GUE with a truncated inner packet: dropped", b_truncated, XDP_DROP, NULL,
-	  DECAP_STAT_MALFORMED },
+	{ "outer: UDP to another port is not GUE, untouched", b_other_port, XDP_PASS, NULL, -1 },
+	{ "outer: first fragment of GUE", b_first_frag, XDP_DROP, NULL,
+	  DECAP_STAT_OUTER_FRAGMENT },
+	{ "outer: later fragment from the router, left to the kernel", b_later_frag, XDP_PASS,
+	  NULL, DECAP_STAT_FRAGMENT },
+	{ "not through GUE: plain TCP to the egress IP", b_plain, XDP_DROP, NULL,
+	  DECAP_STAT_NOT_GUE },
+	{ "not through GUE: plain UDP to the egress IP", b_plain_udp, XDP_DROP, NULL,
+	  DECAP_STAT_NOT_GUE },
+	{ "not through GUE: GUE addressed to the egress IP", b_gue_to_egress, XDP_DROP, NULL,
+	  DECAP_STAT_NOT_GUE },
+	{ "other traffic to the server's own address: untouched", b_plain_other, XDP_PASS, NULL,
+	  -1 },
+	{ "outer: truncated inner packet", b_truncated, XDP_DROP, NULL, DECAP_STAT_MALFORMED },
 };
 
 static uint64_t stat_sum(int k)
@@ -95,53 +342,209 @@ static uint64_t stat_sum(int k)
 	return sum;
 }
 
-static void run_fixture(const struct fixture *f)
+static int run(const struct bpf_program *prog, struct pb *in, uint8_t *out, uint32_t *out_len)
+{
+	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_out = out, .data_size_out = PB_CAP);
+
+	opts.data_in = pb_data(in);
+	opts.data_size_in = (uint32_t)pb_len(in);
+	assert_int_equal(bpf_prog_test_run_opts(bpf_program__fd(prog), &opts), 0);
+	*out_len = opts.data_size_out;
+	return (int)opts.retval;
+}
+
+static int run_fixture(const struct fixture *f)
 {
 	struct pb in, want;
 	uint8_t out[PB_CAP];
+	uint32_t len;
 	uint64_t before = f->stat >= 0 ? stat_sum(f->stat) : 0;
-	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_out = out, .data_size_out = sizeof(out));
+	int verdict, bad = 0;
 
 	pb_init(&in);
 	f->build(&in);
 	pb_init(&want);
 	(f->want ? f->want : f->build)(&want);
-	opts.data_in = pb_data(&in);
-	opts.data_size_in = (uint32_t)pb_len(&in);
-	assert_int_equal(bpf_prog_test_run_opts(bpf_program__fd(skel->progs.decap), &opts), 0);
-	if ((int)opts.retval != f->verdict)
-		fail_msg("%s: verdict %u, want %d", f->desc, opts.retval, f->verdict);
-	if (f->verdict == XDP_PASS) {
-		assert_int_equal(opts.data_size_out, pb_len(&want));
-		assert_memory_equal(out, pb_data(&want), pb_len(&want));
+	verdict = run(skel->progs.decap, &in, out, &len);
+	if (verdict != f->verdict) {
+		print_message("# %s: verdict %d, want %d\n", f->desc, verdict, f->verdict);
+		bad = 1;
+	} else if (f->verdict == XDP_PASS &&
+		   (len != pb_len(&want) || memcmp(out, pb_data(&want), len))) {
+		print_message("# %s: output differs from the expected packet\n", f->desc);
+		bad = 1;
 	}
-	if (f->stat >= 0 && stat_sum(f->stat) != before + 1)
-		fail_msg("%s: counter %d did not move", f->desc, f->stat);
+	if (f->stat >= 0 && stat_sum(f->stat) != before + 1) {
+		print_message("# %s: counter %d did not move\n", f->desc, f->stat);
+		bad = 1;
+	}
+	return bad;
 }
 
 static void test_fixtures(void **state)
 {
+	int bad = 0;
+
 	for (size_t i = 0; i < sizeof(k_fixtures) / sizeof(k_fixtures[0]); i++)
-		run_fixture(&k_fixtures[i]);
+		bad += run_fixture(&k_fixtures[i]);
+	assert_int_equal(bad, 0);
+}
+
+/* The tc program on lo: this host's own packets to an egress IP. */
+static void test_local(void **state)
+{
+	uint64_t before = stat_sum(DECAP_STAT_LOCAL);
+	uint8_t out[PB_CAP];
+	uint32_t len;
+	struct pb in;
+
+	pb_init(&in);
+	b_plain(&in);
+	assert_int_equal(run(skel->progs.decap_local, &in, out, &len), TC_ACT_SHOT);
+	assert_int_equal(stat_sum(DECAP_STAT_LOCAL), before + 1);
+	pb_init(&in);
+	b_plain_other(&in);
+	assert_int_equal(run(skel->progs.decap_local, &in, out, &len), TC_ACT_OK);
 }
 
 /* Disabled (config not yet written by the agent): everything passes. */
 static void test_disabled(void **state)
 {
 	struct decap_cfg cfg = { 0 };
-	uint32_t zero = 0;
-	struct pb in;
+	uint32_t zero = 0, len;
 	uint8_t out[PB_CAP];
-	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_out = out, .data_size_out = sizeof(out));
+	struct pb in;
 
 	assert_int_equal(bpf_map__update_elem(skel->maps.decap_config, &zero, sizeof(zero), &cfg,
 					      sizeof(cfg), BPF_ANY), 0);
 	pb_init(&in);
 	b_bad_src(&in);
-	opts.data_in = pb_data(&in);
-	opts.data_size_in = (uint32_t)pb_len(&in);
-	assert_int_equal(bpf_prog_test_run_opts(bpf_program__fd(skel->progs.decap), &opts), 0);
-	assert_int_equal(opts.retval, XDP_PASS);
+	assert_int_equal(run(skel->progs.decap, &in, out, &len), XDP_PASS);
+	pb_init(&in);
+	b_plain(&in);
+	assert_int_equal(run(skel->progs.decap_local, &in, out, &len), TC_ACT_OK);
+}
+
+/* ---- a receive path that vouches for the checksum ----------------------------- */
+
+static int sock(int type, uint32_t ip, uint16_t port);
+
+#define P_TAP 2700
+#define ORIGIN_TAP IP4(192, 0, 2, 81) /* not local: no martian source */
+
+static void tap_frame(struct pb *p, int bad)
+{
+	struct virtio_net_hdr vh = { 0 };
+
+	udp(p, EGRESS, P_TAP, 11);
+	((pb_iphdr *)pb_data(p))->saddr = htonl(ORIGIN_TAP);
+	((pb_iphdr *)pb_data(p))->check = 0;
+	finish(p, 0);
+	if (bad)
+		corrupt(p);
+	gue(p);
+	/* A sender with TX checksum offload: the outer UDP checksum is left to
+	 * "the hardware" (skb->ip_summed = CHECKSUM_PARTIAL), which a receiver
+	 * takes as verified, as it takes a NIC's CHECKSUM_UNNECESSARY. */
+	vh.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+	vh.gso_type = VIRTIO_NET_HDR_GSO_NONE;
+	vh.csum_start = 14 + 20;
+	vh.csum_offset = 6;
+	pb_bytes(p, &vh, sizeof(vh)); /* the frame may start at any alignment */
+}
+
+static int open_tap(const char *name)
+{
+	struct ifreq ifr = { .ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR };
+	int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
+	if (fd < 0 || ioctl(fd, TUNSETIFF, &ifr))
+		return -1;
+	return fd;
+}
+
+/* The decap on a TAP device whose frames arrive marked CHECKSUM_UNNECESSARY,
+ * as a NIC marks GUE whose outer UDP checksum it validated: the stack then
+ * never checks the inner checksum itself, so a corrupted inner datagram
+ * reaches the socket unless the decap verifies it. */
+static void test_checksum_verdict(void **state)
+{
+	uint64_t before = stat_sum(DECAP_STAT_INNER_CSUM);
+	char buf[64];
+	struct pb f;
+	int tap = open_tap("sutap0"), rx, ifindex;
+
+	if (tap < 0)
+		skip();
+	ifindex = (int)if_nametoindex("sutap0");
+	assert_int_equal(system("ip link set sutap0 address 02:00:00:00:00:02 up && ip addr add 10.99.0.2/24 dev sutap0 && "
+				"ip route add 192.0.2.81/32 dev sutap0"), 0);
+	assert_int_equal(bpf_xdp_attach(ifindex, bpf_program__fd(skel->progs.decap), 0, NULL), 0);
+	rx = sock(SOCK_DGRAM, EGRESS, P_TAP);
+	assert_true(rx >= 0);
+
+	pb_init(&f);
+	tap_frame(&f, 0);
+	assert_int_equal(write(tap, pb_data(&f), pb_len(&f)), (ssize_t)pb_len(&f));
+	usleep(100000);
+	assert_int_equal(recv(rx, buf, sizeof(buf), MSG_DONTWAIT), 11); /* the path works */
+
+	pb_init(&f);
+	tap_frame(&f, 1);
+	assert_int_equal(write(tap, pb_data(&f), pb_len(&f)), (ssize_t)pb_len(&f));
+	usleep(100000);
+	if (recv(rx, buf, sizeof(buf), MSG_DONTWAIT) >= 0)
+		fail_msg("a corrupted inner datagram reached the socket");
+	assert_int_equal(stat_sum(DECAP_STAT_INNER_CSUM), before + 1);
+	bpf_xdp_detach(ifindex, 0, NULL);
+	close(tap);
+}
+
+/* ---- the sockets ------------------------------------------------------------ */
+
+static int sock(int type, uint32_t ip, uint16_t port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port),
+				 .sin_addr.s_addr = htonl(ip) };
+	int one = 1, fd = socket(AF_INET, type, 0);
+
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	    bind(fd, (struct sockaddr *)&a, sizeof(a)))
+		return -1;
+	k_fds[k_nfds++] = fd;
+	return fd;
+}
+
+static int connect_to(int fd, uint32_t ip, uint16_t port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port),
+				 .sin_addr.s_addr = htonl(ip) };
+
+	return connect(fd, (struct sockaddr *)&a, sizeof(a));
+}
+
+/* A network namespace of our own with EGRESS and ORIGIN on its loopback,
+ * and one socket per kind of owner. */
+static int sockets(void)
+{
+	int l, c;
+
+	if (unshare(CLONE_NEWNET) ||
+	    system("ip link set lo up && ip addr add 198.51.100.7/32 dev lo && "
+		   "ip addr add 192.0.2.80/32 dev lo"))
+		return -1;
+	l = sock(SOCK_STREAM, ORIGIN, O_TCP);
+	c = sock(SOCK_STREAM, EGRESS, P_EST);
+	if (l < 0 || c < 0 || listen(l, 4) || connect_to(c, ORIGIN, O_TCP))
+		return -1;
+	if (sock(SOCK_STREAM, 0, P_LISTEN_ANY) < 0 || listen(k_fds[k_nfds - 1], 4) ||
+	    sock(SOCK_STREAM, EGRESS, P_LISTEN_EGR) < 0 || listen(k_fds[k_nfds - 1], 4))
+		return -1;
+	if (sock(SOCK_DGRAM, EGRESS, P_UDP) < 0 || sock(SOCK_DGRAM, 0, P_UDP_ANY) < 0)
+		return -1;
+	c = sock(SOCK_DGRAM, EGRESS, P_UDP_CONN);
+	return c < 0 ? -1 : connect_to(c, ORIGIN, O_UDP);
 }
 
 static int setup(void **state)
@@ -150,6 +553,10 @@ static int setup(void **state)
 	uint32_t zero = 0, egress = htonl(EGRESS);
 	uint8_t one = 1;
 
+	if (sockets()) {
+		print_message("# cannot set up the sockets: %s\n", strerror(errno));
+		return -1;
+	}
 	skel = decap__open_and_load();
 	if (!skel)
 		return -1;
@@ -164,6 +571,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	decap__destroy(skel);
+	while (k_nfds > 0)
+		close(k_fds[--k_nfds]);
 	return 0;
 }
 
@@ -171,6 +580,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fixtures),
+		cmocka_unit_test(test_local),
+		cmocka_unit_test(test_checksum_verdict),
 		cmocka_unit_test(test_disabled),
 	};
 

@@ -127,6 +127,7 @@ wait_for "grep -q ready $T/udp.log" # python starts slowly on a loaded machine
 bgx $O ncat -lk 192.0.2.80 7007 -e /bin/cat
 bgx $O ncat -lk 192.0.2.80 8081 -v -c 'printf "HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nok\n"' 2>"$T/http.log"
 wait_for "xo ss -ltn | grep -q 192.0.2.80:8081"
+wait_for "grep -q ready $T/udp.log"
 
 OUT=$( (sleep 1) | xs $SU connect -v --tags service=warp,country=GB 192.0.2.80 8080 2>"$T/c.err")
 is "$OUT" "hello" "TCP through the slice: origin's reply came back via GUE + decap"
@@ -193,6 +194,65 @@ echo "$OUT" | grep -q "tcp connected"; [ $? != 0 ]; ok $? "TCP from a port outsi
 BLOCKED=$(xs $SU agent status --json --run-dir "$RUN" | jq_ 'd["blocked_packets"]')
 [ "${BLOCKED:-0}" -ge 2 ]; ok $? "blocked packets are counted ($BLOCKED)"
 check "egress flows are not tracked by conntrack" sh -c "! ip netns exec $S cat /proc/net/nf_conntrack 2>/dev/null | grep -q 198.51.100.0"
+
+# ---- egress IPs carry return traffic only (the decap's socket check) -----------
+# The Internet (org, through the stand-in router's GUE) and the server itself
+# try the egress IPs; only sockets bound to them by the library may answer.
+dstat() { xs $SU agent status --json --run-dir "$RUN" | jq_ "d['decap']['$1']"; }
+rose() { # rose COUNTER BEFORE DESCRIPTION
+	local now; now=$(dstat "$1")
+	[ "${now:-0}" -gt "$2" ]; ok $? "$3 ($1 $2 -> $now)"
+}
+P=$((CLO + 7)) PU=$((CLO + 9)) PB=$((CLO + 11))
+bgx $S ncat -lk 0.0.0.0 $P -c 'echo wildcard'
+LISTENER=$!
+wait_for "xs ss -ltn | grep -q 0.0.0.0:$P"
+C=$(dstat drop_tcp_syn)
+OUT=$(xo $H tcp-try 203.0.113.0:$P 2)
+[ "$OUT" != connected ]
+ok $? "unsolicited TCP: a wildcard listener on 0.0.0.0:$P (in the slice) cannot be reached at 203.0.113.0:$P" "$OUT"
+rose drop_tcp_syn "$C" "unsolicited TCP: the SYN was dropped and counted"
+C=$(dstat drop_local)
+OUT=$(xs $H tcp-try 203.0.113.0:$P 2 10.99.0.2)
+[ "$OUT" != connected ]
+ok $? "in-DC traffic: the server itself (from 10.99.0.2) cannot reach its egress IP's listener" "$OUT"
+rose drop_local "$C" "in-DC traffic: dropped and counted"
+
+bgx $S $H udp-recv 0.0.0.0:$PU 60 >"$T/wild.log"
+WILD=$!
+bgx $S $H udp-recv 203.0.113.0:$PB 60 >"$T/bound.log"
+BOUND=$!
+wait_for "grep -q ready $T/wild.log && grep -q ready $T/bound.log"
+C=$(dstat drop_unbound) CS=$(dstat drop_inner_csum)
+xo $H udp-to 203.0.113.0:$PU probe
+xo $H gue-udp 10.99.0.1 10.99.0.2 6080 192.0.2.80:5353 203.0.113.0:$PB good-1
+xo $H gue-udp 10.99.0.1 10.99.0.2 6080 192.0.2.80:5353 203.0.113.0:$PB evil-2 corrupt
+wait_for "grep -q good-1 $T/bound.log"
+ok $? "return UDP: a socket bound to the egress IP receives (GUE through veth)" "$(cat "$T/bound.log")"
+sleep 0.3
+! grep -q probe "$T/wild.log"
+ok $? "unsolicited UDP: a wildcard UDP socket on 0.0.0.0:$PU receives nothing" "$(cat "$T/wild.log")"
+rose drop_unbound "$C" "unsolicited UDP: dropped and counted"
+! grep -q '^evil' "$T/bound.log"
+ok $? "inner checksum: a corrupted inner datagram is not delivered, whatever veth's offload said of the outer UDP" "$(cat "$T/bound.log")"
+rose drop_inner_csum "$CS" "inner checksum: dropped and counted"
+kill $WILD $BOUND
+
+C=$(dstat drop_icmp_type)
+xo ping -c 1 -W 1 198.51.100.0 >/dev/null 2>&1
+[ $? != 0 ]; ok $? "unsolicited ICMP: an echo request to the egress IP gets no answer"
+rose drop_icmp_type "$C" "unsolicited ICMP: dropped and counted"
+
+# Straight to the server's MAC, not through the router's GUE.
+C=$(dstat drop_not_gue)
+xo ip route add 198.51.100.0/32 via 10.99.0.2 dev o0
+OUT=$(xo $H tcp-try 198.51.100.0:$P 1)
+xo ip route del 198.51.100.0/32 via 10.99.0.2 dev o0
+[ "$OUT" != connected ]; ok $? "not through GUE: TCP straight to the egress IP fails" "$OUT"
+rose drop_not_gue "$C" "not through GUE: dropped and counted"
+kill $LISTENER # its port is in the slices: free it for the tests below
+OUT=$( (sleep 1) | xs $SU connect --tags service=warp,country=GB 192.0.2.80 8080 2>&1)
+is "$OUT" "hello" "return traffic of a connection from the egress IP still flows"
 
 # ---- many connections, several destinations ---------------------------------
 bgx $O $H listen 192.0.2.81:9000 192.0.2.82:9000 192.0.2.83:9000 >/dev/null

@@ -28,6 +28,14 @@ sniff IFACE                         prints one line per IPv4 packet or ARP seen,
 fastfail SRC_IP PORT DST:PORT       TCP connect, UDP send and ICMP echo from a
     port (identifier) outside the slice: JSON {tcp, tcp_s, udp, ping}, each
     an errno name or "ok".
+tcp-try DST:PORT SECONDS [SRC]      one TCP connect: prints "connected" or the error.
+udp-recv IP:PORT SECONDS            UDP socket bound to IP:PORT (0.0.0.0 for a
+    wildcard): prints each datagram's payload until SECONDS pass without one.
+gue-udp FROM SERVER PORT SRC:SPORT DST:DPORT PAYLOAD [corrupt]  one GUE packet
+    (outer UDP from FROM to SERVER:PORT, through this host's stack, so veth's
+    checksum offload marks it as already verified) carrying a UDP datagram
+    SRC:SPORT -> DST:DPORT; "corrupt" flips a payload byte after checksumming.
+udp-to DST:PORT PAYLOAD            one plain UDP datagram (no GUE).
 """
 import errno
 import ctypes, fcntl, json, os, resource, select, socket, struct, sys, time
@@ -296,6 +304,52 @@ def fastfail(src, port, target):
     except OSError as e:
         out["ping"] = errno.errorcode.get(e.errno, str(e.errno))
     print(json.dumps(out))
+def tcp_try(target, secs, src=None):
+    t = socket.socket()
+    if src:
+        t.bind((src, 0))
+    t.settimeout(float(secs))
+    try:
+        t.connect(addr(target))
+        print("connected", flush=True)
+    except OSError as e:
+        print(e.strerror or "timeout", flush=True)
+
+
+def udp_recv(target, secs):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(addr(target))
+    s.settimeout(float(secs))
+    print("ready", flush=True)
+    try:
+        while True:
+            print(s.recv(65535).decode(errors="replace"), flush=True)
+    except socket.timeout:
+        pass
+
+
+def gue_udp(frm, server, port, src, dst, payload, corrupt=False):
+    (sip, sport), (dip, dport) = addr(src), addr(dst)
+    data = payload.encode()
+    ulen = 8 + len(data)
+    pseudo = socket.inet_aton(sip) + socket.inet_aton(dip) + struct.pack("!BBH", 0, 17, ulen)
+    udp = struct.pack("!HHHH", sport, dport, ulen, 0) + data
+    c = csum(pseudo + udp) or 0xFFFF
+    udp = udp[:6] + struct.pack("!H", c) + udp[8:]
+    if corrupt:
+        udp = udp[:-1] + bytes([udp[-1] ^ 0x5A])
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0,
+                     socket.inet_aton(sip), socket.inet_aton(dip))
+    ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((frm, 0))
+    s.sendto(ip + udp, (server, int(port)))
+
+
+def udp_to(target, payload):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.sendto(payload.encode(), addr(target))
 
 
 if __name__ == "__main__":
@@ -324,3 +378,11 @@ if __name__ == "__main__":
         sniff(args[0])
     elif cmd == "fastfail":
         fastfail(args[0], int(args[1]), args[2])
+    elif cmd == "tcp-try":
+        tcp_try(*args[:3])
+    elif cmd == "udp-recv":
+        udp_recv(args[0], args[1])
+    elif cmd == "gue-udp":
+        gue_udp(*args[:6], corrupt=args[6:] == ["corrupt"])
+    elif cmd == "udp-to":
+        udp_to(args[0], args[1])
