@@ -444,8 +444,13 @@ static void expect_encap(struct pb *out, const struct pb *in, uint32_t target, i
 	pb_bytes(out, inner, pb_len(in) - off);
 	pb_udp(out, ntohs(su_flow_sport(&f)), GUE);
 	((pb_udphdr *)pb_data(out))->len = htons(ntohs(inner->tot_len) + 8);
-	pb_ip(out, ROUTER, target, IPPROTO_UDP, ntohs(inner->id),
-	      ntohs(inner->frag_off) & SU_IP_DF, 64);
+	/* RFC 6040 normal mode: the outer TOS is the inner one.  The outer
+	 * ID is 0 for DF (atomic) packets, the router's own otherwise:
+	 * run_fixture() adopts it from the output (see outer_id_unique). */
+	pb_iphdr *oip = pb_ip(out, ROUTER, target, IPPROTO_UDP, 0,
+			      ntohs(inner->frag_off) & SU_IP_DF, 64);
+	oip->tos = inner->tos;
+	recsum(oip);
 	if (pb_len(out) != (size_t)ntohs(inner->tot_len) + 28) { /* padded frame */
 		pb_iphdr *ip = (void *)pb_data(out);
 
@@ -721,6 +726,18 @@ static void dump(const char *what, const uint8_t *b, size_t n)
 	}
 }
 
+/* A DF-clear outer header carries an ID of the router's choosing (checked
+ * by outer_id_unique): take it from what the program produced. */
+static void adopt_outer_id(struct pb *want, const uint8_t *out, size_t out_len)
+{
+	pb_iphdr *ip = (void *)(pb_data(want) + 14);
+
+	if (pb_len(want) < 34 || out_len < 34 || ip->frag_off & htons(SU_IP_DF))
+		return;
+	memcpy(&ip->id, out + 14 + 4, 2);
+	recsum(ip);
+}
+
 static void run_fixture(void **state)
 {
 	const struct fixture *fx = *state;
@@ -764,6 +781,8 @@ static void run_fixture(void **state)
 		fx->expect(&want, &in);
 		break;
 	}
+	if (fx->out != OUT_SAME && fx->out != OUT_NONE)
+		adopt_outer_id(&want, out, opts.data_size_out);
 	if (fx->out != OUT_NONE &&
 	    (opts.data_size_out != pb_len(&want) || memcmp(out, pb_data(&want), pb_len(&want)))) {
 		dump("got", out, opts.data_size_out);
