@@ -65,14 +65,15 @@ struct {
  * (LOCAL_FREE_TARGET), so on a many-CPU router a small table evicts live
  * entries long before it is full; with per-CPU LRU lists each CPU evicts
  * only its own oldest first fragments.  The loader sizes it (--frag-table,
- * per CPU, times the possible CPUs); the default is for the fixtures. */
+ * per CPU, times the possible CPUs); the default is for the fixtures.  Not
+ * pinned, so its size and type can change between runs: a restart forgets
+ * the few milliseconds of fragments in flight. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__type(key, struct su_frag_key);
 	__type(value, struct su_frag_val);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } su_frags SEC(".maps");
 
 /* Later fragments that came before their first: how many, so the first can
