@@ -39,6 +39,10 @@ static const uint8_t MAC_SU1[6] = { 2, 0, 0, 0, 1, 1 }, MAC_GW1[6] = { 2, 0, 0, 
 #define EG_C IP4(198, 51, 100, 3)
 #define EG_NONEIGH IP4(198, 51, 100, 4)
 #define EG_NOROUTE IP4(198, 51, 100, 5)
+#define EG_ECMP IP4(198, 51, 100, 8)
+#define EG_BRIDGE IP4(198, 51, 100, 9)
+#define SRV_ECMP IP4(10, 8, 0, 5)
+#define SRV_BRIDGE IP4(10, 7, 0, 5)
 #define NOT_EGRESS IP4(192, 0, 2, 77)
 #define GUE 6080
 /* 2048-port slices over 1024-65535: slices 1..31 are usable. */
@@ -69,6 +73,19 @@ static const char *setup_cmds[] = {
 	"ip route add 203.0.113.0/24 via 10.0.0.2",
 	"ip route add 10.9.0.0/16 dev su0",
 	"ip route add unreachable 10.250.0.0/16",
+	/* ECMP: two next hops toward 10.8/16 */
+	"ip neigh replace 10.0.0.3 lladdr 02:00:00:00:00:03 nud permanent dev su0",
+	"ip neigh replace 10.0.0.4 lladdr 02:00:00:00:00:04 nud permanent dev su0",
+	"ip route add 10.8.0.0/16 nexthop via 10.0.0.3 nexthop via 10.0.0.4",
+	/* A server behind a Linux bridge, which cannot take XDP redirects */
+	"ip link add sbr0 type bridge",
+	"ip link add sbrp type veth peer name sbrq",
+	"ip link set sbrp master sbr0",
+	"ip link set sbrp up",
+	"ip link set sbrq up",
+	"ip link set sbr0 up",
+	"ip addr add 10.7.0.1/24 dev sbr0",
+	"ip neigh replace 10.7.0.5 lladdr 02:00:00:00:07:05 nud permanent dev sbr0",
 };
 
 static struct router *skel;
@@ -938,6 +955,10 @@ static int fill_maps(void)
 	err |= set_slot(2 * SPI, PORT_A, SRV_NONEIGH);
 	err |= set_ip(EG_NOROUTE, 0, 4 * SPI, SU_IP_LOCAL);
 	err |= set_slot(4 * SPI, PORT_A, SRV_NOROUTE);
+	err |= set_ip(EG_ECMP, 0, 6 * SPI, SU_IP_LOCAL);
+	err |= set_slot(6 * SPI, PORT_A, SRV_ECMP);
+	err |= set_ip(EG_BRIDGE, 0, 8 * SPI, SU_IP_LOCAL);
+	err |= set_slot(8 * SPI, PORT_A, SRV_BRIDGE);
 	for (uint32_t i = 0; i < 2; i++) {
 		__be32 k = htonl(routers[i]);
 
@@ -955,7 +976,9 @@ static int group_setup(void **state)
 		fprintf(stderr, "# unshare(CLONE_NEWNET): %s\n", strerror(errno));
 		return -1;
 	}
-	if (write_sysctl("/proc/sys/net/ipv4/ip_forward", "1") || run_cmds())
+	/* L4 multipath hash: the kernel picks a path per flow (ECMP test). */
+	if (write_sysctl("/proc/sys/net/ipv4/ip_forward", "1") ||
+	    write_sysctl("/proc/sys/net/ipv4/fib_multipath_hash_policy", "1") || run_cmds())
 		return -1;
 	ifindex0 = if_nametoindex("su0");
 	ifindex1 = if_nametoindex("su1");
@@ -1147,10 +1170,182 @@ static void flow_hash_properties(void **state)
 	assert_int_equal(su_flow_sport(&fa), su_flow_sport(&fb));
 }
 
+
+/* Runs one packet; returns the verdict, the output in out/out_len. */
+static int run_once(const struct pb *in, uint8_t *out, uint32_t *out_len, uint32_t flags)
+{
+	struct xdp_md ctx = { .ingress_ifindex = ifindex0, .data_end = pb_len(in) };
+	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = pb_data(in), .data_size_in = pb_len(in),
+		    .ctx_in = &ctx, .ctx_size_in = sizeof(ctx), .repeat = 1, .flags = flags);
+
+	if (!(flags & BPF_F_TEST_XDP_LIVE_FRAMES)) {
+		opts.data_out = out;
+		opts.data_size_out = *out_len;
+	}
+	assert_int_equal(bpf_prog_test_run_opts(bpf_program__fd(skel->progs.su_router), &opts), 0);
+	*out_len = opts.data_size_out;
+	return (int)opts.retval;
+}
+
+static void udp_from(struct pb *p, uint32_t src, uint16_t id, uint16_t frag)
+{
+	pb_fill(p, 64, 0x56);
+	pb_udp(p, 53, PORT_A);
+	pb_ip(p, src, EG_LOCAL, IPPROTO_UDP, id, frag, 60);
+	frame(p);
+}
+
+/* Outer IPv4 IDs are the router's: never the inner one, distinct for two
+ * origins that picked the same inner ID, 0 only for DF (atomic) packets. */
+static void outer_id_unique(void **state)
+{
+	static struct pb in;
+	static uint8_t out[PB_CAP + 512];
+	uint16_t ids[8];
+	uint32_t len;
+
+	for (int i = 0; i < 8; i++) {
+		pb_init(&in);
+		udp_from(&in, ORIGIN + i, 0x4242, 0);
+		len = sizeof(out);
+		assert_int_equal(run_once(&in, out, &len, 0), XDP_TX);
+		memcpy(&ids[i], out + 14 + 4, 2);
+		assert_int_not_equal(ntohs(ids[i]), 0x4242);
+		for (int j = 0; j < i; j++)
+			assert_int_not_equal(ids[i], ids[j]);
+	}
+	pb_init(&in);
+	udp_from(&in, ORIGIN, 0x4242, PB_DF);
+	len = sizeof(out);
+	assert_int_equal(run_once(&in, out, &len, 0), XDP_TX);
+	assert_int_equal(out[14 + 4] | out[14 + 5], 0);
+}
+
+static void tcp_flow(struct pb *p, uint32_t dst, uint16_t sport)
+{
+	pb_fill(p, 40, 0xab);
+	pb_tcp(p, sport, PORT_A);
+	pb_ip(p, ORIGIN, dst, IPPROTO_TCP, 0x1234, PB_DF, 57);
+	frame(p);
+}
+
+/* ECMP with an L4 multipath hash: each inner flow keeps one path across
+ * next-hop cache refreshes (whichever flow refreshes it), and the flows
+ * spread over both paths. */
+static void ecmp_flow_keeps_path(void **state)
+{
+	enum { FLOWS = 64 };
+	static struct pb in;
+	static uint8_t out[PB_CAP + 512];
+	uint8_t path[2][FLOWS];
+	int used[2] = { 0, 0 };
+	uint32_t len;
+
+	for (int round = 0; round < 2; round++) {
+		for (int k = 0; k < FLOWS; k++) {
+			/* The second round walks the flows backwards, so
+			 * another flow is the first to refresh each entry. */
+			int i = round ? FLOWS - 1 - k : k;
+
+			pb_init(&in);
+			tcp_flow(&in, EG_ECMP, 20000 + 7 * i);
+			len = sizeof(out);
+			assert_int_equal(run_once(&in, out, &len, 0), XDP_TX);
+			assert_true(out[5] == 3 || out[5] == 4); /* 02:..:03 or 02:..:04 */
+			path[round][i] = out[5];
+		}
+		usleep(300 * 1000); /* > SU_NH_TTL_JIFFIES at any HZ */
+	}
+	for (int i = 0; i < FLOWS; i++) {
+		if (path[0][i] != path[1][i])
+			fail_msg("flow %d moved from next hop .%d to .%d", i, path[0][i],
+				 path[1][i]);
+		used[path[0][i] - 3]++;
+	}
+	print_message("# %d flows: %d via 10.0.0.3, %d via 10.0.0.4\n", FLOWS, used[0], used[1]);
+	assert_true(used[0] > 0 && used[1] > 0);
+}
+
+/* The bucket refills at exactly cfg_icmp_rate per second: polled every
+ * 390 ms at 5/s (1.95 tokens a time) it must yield ~2 answers per poll,
+ * not the 1 a limiter that drops the remainder gives. */
+static void icmp_rate_keeps_remainder(void **state)
+{
+	static struct pb in;
+	static uint8_t out[PB_CAP + 512];
+	uint64_t before[SU_STAT_MAX], after[SU_STAT_MAX];
+	cpu_set_t one;
+	uint32_t len;
+
+	CPU_ZERO(&one);
+	CPU_SET(sched_getcpu(), &one);
+	sched_setaffinity(0, sizeof(one), &one);
+	pb_init(&in);
+	in_big_df(&in);
+	for (int i = 0; i < 4 * ICMP_RATE; i++) { /* empty the bucket */
+		len = sizeof(out);
+		run_once(&in, out, &len, 0);
+	}
+	read_stats(before);
+	for (int poll = 0; poll < 6; poll++) {
+		usleep(390 * 1000);
+		for (int i = 0; i < 3; i++) {
+			len = sizeof(out);
+			run_once(&in, out, &len, 0);
+		}
+	}
+	read_stats(after);
+	uint64_t sent = after[SU_STAT_ICMP_FRAG_SENT] - before[SU_STAT_ICMP_FRAG_SENT];
+
+	print_message("# 6 polls 390 ms apart at %d/s: %llu answered (exact: 11)\n", ICMP_RATE,
+		      (unsigned long long)sent);
+	assert_true(sent >= 10 && sent <= 13);
+}
+
+/* Servers behind a bridge: the redirect fails after the program returned
+ * (a bridge has no XDP transmit).  With live frames the kernel really
+ * redirects; the packet must end up in drop_redirect_failed, not in
+ * fwd_local, and not in the target's packets. */
+static void redirect_failure_counted(void **state)
+{
+	static struct pb in;
+	static uint8_t out[PB_CAP + 512];
+	uint64_t before[SU_STAT_MAX], after[SU_STAT_MAX];
+	struct bpf_link *link = bpf_program__attach(skel->progs.su_redirect_err);
+	int ncpu = libbpf_num_possible_cpus();
+	struct su_target_val tv[ncpu];
+	__be32 k = htonl(SRV_BRIDGE);
+	uint64_t fwd_to_bridge = 0;
+	uint32_t len = sizeof(out);
+
+	assert_non_null(link);
+	pb_init(&in);
+	tcp_to(&in, EG_BRIDGE, PORT_A);
+	read_stats(before);
+	assert_int_equal(run_once(&in, out, &len, BPF_F_TEST_XDP_LIVE_FRAMES), 0);
+	read_stats(after);
+	bpf_link__destroy(link);
+	assert_int_equal(after[SU_STAT_DROP_REDIRECT] - before[SU_STAT_DROP_REDIRECT], 1);
+	assert_int_equal(after[SU_STAT_FWD_LOCAL] - before[SU_STAT_FWD_LOCAL], 0);
+	if (!bpf_map__lookup_elem(skel->maps.su_targets, &k, sizeof(k), tv, sizeof(tv), 0))
+		for (int c = 0; c < ncpu; c++)
+			fwd_to_bridge += tv[c].packets;
+	assert_int_equal(fwd_to_bridge, 0);
+}
+
+/* The fragment tables keep per-CPU LRU lists (no common LRU whose per-CPU
+ * free lists starve many-CPU routers); their size is the loader's. */
+static void frag_table_per_cpu_lru(void **state)
+{
+	assert_true(bpf_map__map_flags(skel->maps.su_frags) & BPF_F_NO_COMMON_LRU);
+	assert_true(bpf_map__map_flags(skel->maps.su_frag_early) & BPF_F_NO_COMMON_LRU);
+	assert_int_equal(bpf_map__type(skel->maps.su_frags), BPF_MAP_TYPE_LRU_HASH);
+}
+
 int main(void)
 {
 	size_t n = sizeof(fixtures) / sizeof(fixtures[0]);
-	struct CMUnitTest tests[n + 2];
+	struct CMUnitTest tests[n + 7];
 
 	if (geteuid() != 0) {
 		printf("1..0 # SKIP needs root for BPF_PROG_TEST_RUN and a network namespace\n");
@@ -1163,6 +1358,16 @@ int main(void)
 					NULL };
 	tests[n + 1] = (struct CMUnitTest){ "frag-needed answers are rate-limited",
 					    icmp_rate_limited, NULL, NULL, NULL };
+	tests[n + 2] = (struct CMUnitTest){ "outer IPv4 IDs are the router's own and unique",
+					    outer_id_unique, NULL, NULL, NULL };
+	tests[n + 3] = (struct CMUnitTest){ "ECMP: each flow keeps one path across refreshes",
+					    ecmp_flow_keeps_path, NULL, NULL, NULL };
+	tests[n + 4] = (struct CMUnitTest){ "ICMP rate limiter keeps its remainder",
+					    icmp_rate_keeps_remainder, NULL, NULL, NULL };
+	tests[n + 5] = (struct CMUnitTest){ "failed redirect (bridge) counted as its own drop",
+					    redirect_failure_counted, NULL, NULL, NULL };
+	tests[n + 6] = (struct CMUnitTest){ "fragment tables use per-CPU LRU lists",
+					    frag_table_per_cpu_lru, NULL, NULL, NULL };
 	cmocka_set_message_output(CM_OUTPUT_TAP);
-	return _cmocka_run_group_tests("router", tests, n + 2, group_setup, group_teardown);
+	return _cmocka_run_group_tests("router", tests, n + 7, group_setup, group_teardown);
 }
