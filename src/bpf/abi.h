@@ -18,7 +18,7 @@
 #define SU_MAX_IPS 65536       /* egress IPs known to one router */
 #define SU_MAX_SLOTS (1 << 20) /* slot array entries (4 MiB) */
 #define SU_MAX_ROUTERS 4096    /* DC routers on the backbone */
-#define SU_MAX_FRAGS 16384     /* datagrams in reassembly-free flight */
+#define SU_FRAGS_PER_CPU 1024  /* default --frag-table: datagrams in flight per CPU */
 #define SU_MAX_TARGETS 65536   /* forwarded-by-target counters */
 #define SU_ICMP_RATE_DEFAULT 1000 /* frag-needed answers per second per CPU */
 
@@ -76,7 +76,28 @@ struct su_bucket {
 	X(ICMP_ERROR, "icmp_error", "info", "ICMP error routed by its quoted header")            \
 	X(ICMP_ECHO, "icmp_echo_reply", "info", "ICMP echo reply routed by identifier")          \
 	X(DROP_ICMP_RATE, "drop_icmp_ratelimit", "outcome",                                      \
-	  "too big once encapsulated, DF set, but over the ICMP rate limit: dropped")
+	  "too big once encapsulated, DF set, but over the ICMP rate limit: dropped")            \
+	X(DROP_TCP_SYN, "drop_unsolicited_syn", "outcome",                                       \
+	  "TCP SYN without ACK to an egress IP: a connection attempt, not a reply")              \
+	X(DROP_TCP_NO_ACK, "drop_tcp_no_ack", "outcome",                                         \
+	  "TCP segment with neither ACK nor RST to an egress IP (FIN/NULL/XMAS probe)")          \
+	X(DROP_SPOOF_SELF, "drop_spoof_self", "outcome",                                         \
+	  "arrived with this router's own address as source: spoofed")                           \
+	X(DROP_GUE_INJECTED, "drop_gue_injected", "outcome",                                     \
+	  "GUE addressed past this router (to a server or any other host): only it encapsulates") \
+	X(DROP_GUE_FRAG, "drop_gue_fragment", "outcome",                                         \
+	  "fragmented GUE from a plan router: not reassembled in XDP")                           \
+	X(DROP_MTU_NO_ICMP, "drop_mtu_no_icmp", "outcome",                                       \
+	  "too big once encapsulated, DF set, but RFC 1812 4.3.2.7 forbids an ICMP error about it " \
+	  "(non-initial fragment, ICMP error, non-unicast source)")                              \
+	X(DROP_FRAG_EARLY, "drop_frag_early", "outcome",                                         \
+	  "later fragment that arrived before its first (moved here from drop_frag_unknown "     \
+	  "when the first one comes)")                                                           \
+	X(TUNNEL_PMTU, "tunnel_pmtu_lowered", "info",                                            \
+	  "ICMP fragmentation needed about this router's own GUE: the target's tunnel MTU was lowered") \
+	X(DROP_REDIRECT, "drop_redirect_failed", "outcome",                                      \
+	  "redirect to the next-hop device failed (no XDP transmit, e.g. a bridge): moved here " \
+	  "from fwd_local/fwd_remote")
 
 enum su_stat {
 #define SU_STAT_ENUM(name, label, kind, help) SU_STAT_##name,
@@ -122,24 +143,58 @@ struct su_frag_val {
 };
 
 /* su_targets (per-CPU): target address (be32) -> packets forwarded to it,
- * and the next hop bpf_fib_lookup() found for it.  The lookup is the most
+ * and the next hops bpf_fib_lookup() found for it.  The lookup is the most
  * expensive step of a packet (about half its cost), so its answer is reused
  * for SU_NH_TTL_JIFFIES: route and neighbour changes apply within that time
  * (25 jiffies: 25 ms at CONFIG_HZ=1000, 250 ms at HZ=100).  Jiffies because
- * reading a clock costs a packet ~20 ns and the cache needs no precision. */
+ * reading a clock costs a packet ~20 ns and the cache needs no precision.
+ *
+ * ECMP: with an L4 multipath hash (net.ipv4.fib_multipath_hash_policy=1)
+ * the kernel picks a path per flow.  One cached answer per target would make
+ * the first flow's path every flow's path, changing at each refresh, so the
+ * cache has SU_NH_BUCKETS entries per target: a flow's bucket is fixed by
+ * its outer source port, and each bucket is looked up with a fixed
+ * representative source port (SU_NH_SPORT_BASE + bucket), so a flow keeps
+ * its path across refreshes for as long as the routes stay the same. */
 #define SU_NH_TTL_JIFFIES 25
+#define SU_NH_BUCKETS 8 /* power of two */
+#define SU_NH_SPORT_BASE 0xc000
+
+struct su_nh {
+	__u64 expires;    /* bpf_jiffies64() deadline, 0: none */
+	__u32 ifindex;    /* egress interface */
+	__u32 in_ifindex; /* ingress interface the lookup was made for */
+	__u16 ok_len;     /* largest outer length the MTU checks passed */
+	__u8 dmac[6];
+	__u8 smac[6];
+	__u16 pad;
+};
 
 struct su_target_val {
 	__u64 packets;
 	__u64 bytes;
-	__u64 nh_expires;    /* bpf_jiffies64() deadline, 0: none */
-	__u32 nh_ifindex;    /* egress interface */
-	__u32 nh_in_ifindex; /* ingress interface the lookup was made for */
-	__u16 nh_ok_len;     /* largest outer length the MTU check passed */
-	__u8 nh_dmac[6];
-	__u8 nh_smac[6];
-	__u16 pad;
+	struct su_nh nh[SU_NH_BUCKETS];
 };
+
+/* su_pmtu (shared): target (be32) -> tunnel path MTU learnt from an ICMP
+ * "fragmentation needed" about our own GUE (RFC 1191 §4).  Below the first
+ * hop's MTU (which bpf_fib_lookup checks) it drives the frag-needed answers
+ * to origins.  Forgotten after SU_PMTU_TTL_NS (RFC 1191 §6.3 suggests trying
+ * larger again after 10 minutes); never below SU_PMTU_MIN, as Linux's
+ * net.ipv4.route.min_pmtu, so forged ICMP cannot shrink tunnels to nothing. */
+#define SU_PMTU_TTL_NS (600ull * 1000000000ull)
+#define SU_PMTU_MIN 552
+
+struct su_pmtu_val {
+	__u64 expires_ns; /* bpf_ktime_get_coarse_ns() deadline */
+	__u32 mtu;        /* outer IPv4 bytes */
+	__u32 pad;
+};
+
+/* su_ipid (per-CPU): the outer IPv4 ID of DF-clear packets (RFC 6864 §4.2:
+ * unique per source, destination and protocol for as long as a fragment may
+ * live).  The top cfg_cpu_bits bits are the CPU, the rest a per-CPU count,
+ * so two CPUs (or two origins using the same inner ID) never collide. */
 
 /* su_meta[0]: what the loader attached, so `router stats` and `router
  * detach` work from the pins alone.  Written by userspace only. */
@@ -160,7 +215,9 @@ struct su_meta {
 _Static_assert(sizeof(struct su_ip_val) == 12, "su_ip_val layout");
 _Static_assert(sizeof(struct su_frag_key) == 12, "su_frag_key layout");
 _Static_assert(sizeof(struct su_frag_val) == 8, "su_frag_val layout");
-_Static_assert(sizeof(struct su_target_val) == 48, "su_target_val layout");
+_Static_assert(sizeof(struct su_nh) == 32, "su_nh layout");
+_Static_assert(sizeof(struct su_target_val) == 16 + 32 * SU_NH_BUCKETS, "su_target_val layout");
+_Static_assert(sizeof(struct su_pmtu_val) == 16, "su_pmtu_val layout");
 _Static_assert(sizeof(struct su_meta) == 56, "su_meta layout");
 _Static_assert(sizeof(struct su_bucket) == 16, "su_bucket layout");
 

@@ -98,7 +98,9 @@ struct su_flow {
 	__u8 df;
 	__u8 ihl;      /* header length in bytes */
 	__u8 kind;     /* enum su_key_kind */
-	__u8 pad;
+	__u8 tos;      /* DSCP + ECN, copied to the outer header (RFC 6040) */
+	__u8 tcp_flags; /* TCP: byte 13 of the header (FIN 0x01 ... CWR 0x80) */
+	__u8 pad[3];
 	__be16 port;   /* dispatch key: which slice (network order) */
 	__be16 sport;  /* TCP/UDP source port, for the flow hash; else 0 */
 	__be16 dport;  /* TCP/UDP destination port, for the flow hash; else 0 */
@@ -150,6 +152,7 @@ static __always_inline int su_parse_ipv4(struct su_cursor *c, struct iphdr *iph,
 	f->dst = iph->daddr;
 	f->id = iph->id;
 	f->tot_len = iph->tot_len;
+	f->tos = iph->tos;
 	f->proto = iph->protocol;
 	f->ihl = hlen;
 	f->df = !!(frag & SU_IP_DF);
@@ -181,6 +184,16 @@ static __always_inline int su_parse_ports(struct su_cursor *c, struct su_flow *f
 	f->dport = uh->dest;
 	f->port = uh->dest;
 	f->kind = SU_KEY_PORT;
+	if (f->proto == IPPROTO_TCP) {
+		struct tcphdr *th = c->pos;
+
+		/* The flags decide whether the segment is unsolicited, so a
+		 * first fragment must carry the whole fixed header: anything
+		 * shorter is the RFC 1858 tiny-fragment evasion. */
+		if (su_short(c, th, sizeof(*th)))
+			return -SU_STAT_DROP_L4_TRUNC;
+		f->tcp_flags = ((__u8 *)th)[13];
+	}
 	if (f->frag != SU_FRAG_NONE)
 		return 0;
 	if (f->proto == IPPROTO_UDP) {
@@ -191,11 +204,35 @@ static __always_inline int su_parse_ports(struct su_cursor *c, struct su_flow *f
 	} else {
 		struct tcphdr *th = c->pos;
 
-		if (su_short(c, th, sizeof(*th)))
-			return -SU_STAT_DROP_L4_TRUNC;
 		if (th->doff < 5 || su_short(c, th, th->doff * 4))
 			return -SU_STAT_DROP_L4_BAD;
 	}
+	return 0;
+}
+
+#define SU_TCP_FIN 0x01
+#define SU_TCP_SYN 0x02
+#define SU_TCP_RST 0x04
+#define SU_TCP_ACK 0x10
+
+/* Egress IPs carry return traffic only, and for TCP that is visible without
+ * state.  Every segment of a connection a server opened carries ACK once the
+ * peer has seen our SYN (RFC 9293 §3.10.7.4), and a RST answers either with
+ * ACK (to our SYN) or without it (to a segment of ours that had ACK), so:
+ *   SYN without ACK: someone opens a connection to the egress IP (the
+ *     simultaneous open of RFC 9293 §3.5 is given up: nothing relies on it);
+ *   neither ACK nor RST (FIN, NULL, XMAS probes): belongs to no connection.
+ * UDP has no such bit: its unsolicited datagrams are refused on the server,
+ * where the sockets are.  Returns the drop reason, or 0 for a plausible
+ * reply.  Needs f->kind == SU_KEY_PORT (a first fragment or whole segment). */
+static __always_inline int su_tcp_unsolicited(const struct su_flow *f)
+{
+	if (f->proto != IPPROTO_TCP || f->kind != SU_KEY_PORT)
+		return 0;
+	if ((f->tcp_flags & (SU_TCP_SYN | SU_TCP_ACK)) == SU_TCP_SYN)
+		return SU_STAT_DROP_TCP_SYN;
+	if (!(f->tcp_flags & (SU_TCP_ACK | SU_TCP_RST)))
+		return SU_STAT_DROP_TCP_NO_ACK;
 	return 0;
 }
 

@@ -47,6 +47,8 @@ struct router_opts {
 	char pin_buf[PATH_MAX];
 	uint32_t xdp_flags;
 	uint16_t gue_port;
+	uint32_t icmp_rate;      /* frag-needed answers per second per CPU */
+	uint32_t frags_per_cpu;  /* fragment table: datagrams in flight per CPU */
 	bool persist, once, force;
 };
 
@@ -57,7 +59,8 @@ static void router_usage(FILE *out)
 	fprintf(out,
 		"Usage: %s router --plan PLAN --dc DC --iface IFACE [--backbone-iface IFACE]\n"
 		"                   [--mode native|skb] [--gue-port PORT] [--pin-dir DIR]\n"
-		"                   [--persist] [--once] [--force] [--metrics ADDR:PORT]\n"
+		"                   [--icmp-rate N] [--frag-table N] [--persist] [--once] [--force]\n"
+		"                   [--metrics ADDR:PORT]\n"
 		"       %s router stats --dc DC [--plan PLAN] [--pin-dir DIR] [--json]\n"
 		"       %s router detach --dc DC [--pin-dir DIR]\n\n"
 		"Runs the soft-unicast router of data center DC: attaches an XDP program to\n"
@@ -71,13 +74,20 @@ static void router_usage(FILE *out)
 		"    their first fragment;\n"
 		"  - GUE from another DC's router of the plan is decapsulated and dispatched\n"
 		"    here, never sent on to a third DC (counted as drop_loop);\n"
+		"  - egress IPs carry return traffic only: TCP SYN without ACK and TCP with\n"
+		"    neither ACK nor RST are refused (drop_unsolicited_syn, drop_tcp_no_ack);\n"
+		"    UDP is refused by the servers' decapsulator, which has the sockets;\n"
+		"  - GUE addressed past this router and packets from its own address are\n"
+		"    dropped (drop_gue_injected, drop_spoof_self): no injection from outside;\n"
 		"  - packets to unowned slices, of other protocols or malformed are counted\n"
 		"    by reason and dropped.  Anything else passes to the kernel untouched.\n"
 		"Encapsulation is GUE variant 1 (IPv4 in UDP, decapsulated by the kernel's\n"
 		"fou or the agent), from this DC's router address in the plan, next hop from\n"
 		"the kernel's routing and neighbour tables.  A packet too big for the next\n"
-		"hop once encapsulated (28 bytes more) is answered with ICMP fragmentation\n"
-		"needed if DF is set, else dropped.\n\n"
+		"hop once encapsulated (28 bytes more), or than a tunnel MTU learnt from ICMP\n"
+		"about our own GUE, is answered with ICMP fragmentation needed if DF is set\n"
+		"(never about later fragments or ICMP errors), else dropped.  Keep the DC\n"
+		"network and backbone MTU >= edge MTU + 28.\n\n"
 		"The maps are pinned under DIR (default %s/DC), so a restarted router\n"
 		"reuses them.  SIGHUP, or a new version of PLAN (atomic rename or rewrite),\n"
 		"applies the plan: each changed IP switches atomically, no packet is dropped.\n"
@@ -92,6 +102,11 @@ static void router_usage(FILE *out)
 		"  -m, --mode MODE            native (driver XDP, default) or skb (generic)\n"
 		"  -g, --gue-port PORT        GUE UDP destination port (default %d)\n"
 		"  -P, --pin-dir DIR          where the maps are pinned (on bpffs)\n"
+		"      --icmp-rate N          ICMP fragmentation-needed answers per second per\n"
+		"                             CPU, also the burst (default %d; 0: never answer)\n"
+		"      --frag-table N         first fragments remembered per CPU so later\n"
+		"                             fragments follow them (default %d; the table\n"
+		"                             holds N x possible CPUs, about 100 bytes each)\n"
 		"      --persist              leave the program attached on exit\n"
 		"      --once                 load, attach, sync and exit (implies --persist)\n"
 		"      --force                replace an XDP program that is not a router's\n"
@@ -110,7 +125,8 @@ static void router_usage(FILE *out)
 		"lookup refuses otherwise).  See softunicast-router(1).\n\n"
 		"Exit status: 0 ok, 1 runtime failure, 2 usage, 3 invalid plan, 5 DC not in\n"
 		"the plan or (stats, detach) no router pinned.\n",
-		su_prog, su_prog, su_prog, SU_ROUTER_PIN_ROOT, SU_GUE_PORT_DEFAULT);
+		su_prog, su_prog, su_prog, SU_ROUTER_PIN_ROOT, SU_GUE_PORT_DEFAULT,
+		SU_ICMP_RATE_DEFAULT, SU_FRAGS_PER_CPU);
 }
 
 int su_router__default_pin_dir(const char *dc, char *buf, size_t len)
@@ -188,6 +204,17 @@ static int parse_port(const char *s, uint16_t *out)
 	return 0;
 }
 
+/* A count option in [lo, hi], named in the error. */
+static int parse_count(const char *opt, const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
+{
+	uint64_t v;
+
+	if (cli_parse_uint("router", opt, s, lo, hi, &v))
+		return SU_EXIT_USAGE;
+	*out = (uint32_t)v;
+	return 0;
+}
+
 static int parse_opts(int argc, char **argv, struct router_opts *o)
 {
 	static const struct option longopts[] = {
@@ -195,13 +222,15 @@ static int parse_opts(int argc, char **argv, struct router_opts *o)
 		{ "backbone-iface", 1, 0, 'b' }, { "mode", 1, 0, 'm' }, { "gue-port", 1, 0, 'g' },
 		{ "pin-dir", 1, 0, 'P' }, { "persist", 0, 0, 'K' }, { "once", 0, 0, 'O' },
 		{ "force", 0, 0, 'F' },	  { "help", 0, 0, 'h' },     { "metrics", 1, 0, 'M' },
-		{ 0 }
+		{ "icmp-rate", 1, 0, 'R' }, { "frag-table", 1, 0, 'T' }, { 0 }
 	};
 	int c, rc;
 
 	memset(o, 0, sizeof(*o));
 	o->xdp_flags = XDP_FLAGS_DRV_MODE;
 	o->gue_port = SU_GUE_PORT_DEFAULT;
+	o->icmp_rate = SU_ICMP_RATE_DEFAULT;
+	o->frags_per_cpu = SU_FRAGS_PER_CPU;
 	while ((c = getopt_long(argc, argv, "p:d:i:b:m:g:P:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'p': o->plan_path = optarg; break;
@@ -219,6 +248,14 @@ static int parse_opts(int argc, char **argv, struct router_opts *o)
 				return cli_fail(SU_EXIT_USAGE, "router", "--metrics '%s': expected IPv4:PORT, "
 						"[IPv6]:PORT or :PORT", optarg);
 			o->metrics = optarg;
+			break;
+		case 'R':
+			if ((rc = parse_count("--icmp-rate", optarg, 0, 1000000, &o->icmp_rate)))
+				return rc;
+			break;
+		case 'T':
+			if ((rc = parse_count("--frag-table", optarg, 16, 1 << 20, &o->frags_per_cpu)))
+				return rc;
 			break;
 		case 'h': router_usage(stdout); return -1;
 		default: router_usage(stderr); return SU_EXIT_USAGE;
@@ -245,6 +282,7 @@ struct runner {
 	struct su_router_maps maps;
 	int ifindex[SU_META_IFACES];
 	uint32_t prog_id;
+	struct bpf_link *redirect_err; /* xdp_redirect_err tracepoint, unless pinned */
 	uint32_t shift, first, spi; /* geometry the program was loaded with */
 	uint64_t serial;
 };
@@ -366,6 +404,58 @@ static int apply_plan(struct runner *r)
 	return 0;
 }
 
+/* Sizes router.bpf.c leaves to the loader: the fragment tables (per-CPU
+ * LRU lists, so N per CPU times the CPUs) and the CPU bits of outer IP IDs. */
+static int data_path_sizes(struct runner *r)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	uint64_t n;
+	uint32_t bits = 0;
+
+	if (ncpu <= 0)
+		return cli_fail(SU_EXIT_FAIL, "router", "possible CPUs: %s", strerror(-ncpu));
+	while ((1 << bits) < ncpu && bits < 15)
+		bits++;
+	r->skel->rodata->cfg_cpu_bits = bits;
+	n = (uint64_t)r->o->frags_per_cpu * (uint64_t)ncpu;
+	if (n > (1u << 24))
+		return cli_fail(SU_EXIT_USAGE, "router", "--frag-table %u x %d CPUs: more than %u "
+				"entries", r->o->frags_per_cpu, ncpu, 1u << 24);
+	if (bpf_map__set_max_entries(r->skel->maps.su_frags, (uint32_t)n) ||
+	    bpf_map__set_max_entries(r->skel->maps.su_frag_early, (uint32_t)n))
+		return cli_fail(SU_EXIT_FAIL, "router", "sizing the fragment table: %s",
+				strerror(errno));
+	return 0;
+}
+
+/* Counts redirects that fail after the program returned (bridge next hops):
+ * a tracepoint program.  With --persist it is pinned beside the maps, to
+ * keep counting after we exit; `router detach` removes the pin with them. */
+static int attach_redirect_err(struct runner *r)
+{
+	char path[PATH_MAX];
+	struct bpf_link *link;
+
+	snprintf(path, sizeof(path), "%s/su_redirect_err_link", r->o->pin_dir);
+	unlink(path); /* a previous run's: this program replaces it */
+	link = bpf_program__attach(r->skel->progs.su_redirect_err);
+	if (!link) {
+		/* Forwarding works without it; only the counter is missing. */
+		router_log("warning: xdp_redirect_err tracepoint not attached (%s): failed "
+			   "redirects stay counted as forwarded", strerror(errno));
+		return 0;
+	}
+	if (!r->o->persist) {
+		r->redirect_err = link; /* detached with the program at exit */
+		return 0;
+	}
+	if (bpf_link__pin(link, path))
+		router_log("warning: pinning %s: %s", path, strerror(errno));
+	bpf_link__disconnect(link); /* the pin keeps it attached after we exit */
+	bpf_link__destroy(link);
+	return 0;
+}
+
 static int load(struct runner *r)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, oo, .pin_root_path = r->o->pin_dir);
@@ -420,6 +510,12 @@ static int load(struct runner *r)
 	r->skel->rodata->cfg_slice_shift = r->shift;
 	r->skel->rodata->cfg_first_slice = r->first;
 	r->skel->rodata->cfg_slices_per_ip = r->spi;
+	r->skel->rodata->cfg_icmp_rate = r->o->icmp_rate;
+	rc = data_path_sizes(r);
+	if (rc) {
+		su_plan__free(p);
+		return rc;
+	}
 	su_plan__free(p);
 	rc = router__load(r->skel);
 	if (rc)
@@ -443,6 +539,7 @@ static int attach(struct runner *r)
 	if (bpf_obj_get_info_by_fd(fd, &info, &len))
 		return cli_fail(SU_EXIT_FAIL, "router", "prog info: %s", strerror(errno));
 	r->prog_id = info.id;
+	attach_redirect_err(r);
 	for (int i = 0; i < SU_META_IFACES; i++) {
 		const char *name = r->o->iface[i];
 		int rc;
@@ -645,6 +742,7 @@ cleanup:
 	su_metrics__stop(metrics);
 	if (lock >= 0)
 		close(lock);
+	bpf_link__destroy(r.redirect_err);
 	router__destroy(r.skel);
 	return rc;
 }

@@ -183,13 +183,14 @@ done
 mkdir -p "$BPF"
 mount -t bpf bpf "$BPF" || skip_all "cannot mount a bpf filesystem"
 
-echo "1..30"
+echo "1..36"
 
 # ---- routers ------------------------------------------------------------
 run_router() { # run_router NS DC EDGE BACKBONE
 	# ip netns exec execs the router: $! is the router's pid, for signals.
 	ip netns exec "$1" "$SU" router --plan "$T/plan" --dc "$2" --iface "$3" \
 		--backbone-iface "$4" --mode native --pin-dir "$BPF/$2" --persist \
+		--icmp-rate 1000 --frag-table 256 \
 		2>>"$T/router-$2.log" &
 	RPID=$!
 	PIDS+=($RPID)
@@ -242,6 +243,55 @@ x $ORG $H gue 10.100.0.10 10.100.0.1 6080 $E_L $((P_S1 + 5))
 after=$(stat $L lhr drop_foreign_router)
 is "$((after - before))" 1 "GUE from a host that is not a plan router is dropped and counted"
 
+snap() { x $L "$SU" router stats --pin-dir "$BPF/lhr" --json; }
+drops() { python3 -c "import json,sys; c=json.load(sys.stdin)['counters']; print(sum(v for k,v in c.items() if k.startswith('drop_')))"; }
+diff_counters() { # what changed between two stats snapshots
+	python3 -c "import json,sys; a=json.loads(sys.argv[1])['counters']; b=json.loads(sys.argv[2])['counters']; print(' '.join('%s+%d' % (k, b[k]-a[k]) for k in a if b[k] != a[k]))" "$1" "$2"
+}
+
+# ---- unsolicited traffic to an egress IP is refused and counted ----------
+# s1 listens on a wildcard address with a port of its slice (a listener that
+# was never bound to the egress IP).  Egress IPs carry return traffic only:
+# a connection opened from the Internet must not reach it, at lhr's IP nor
+# at cdg's (refused before the backbone).  The SYNs are built by hand: on
+# veth a kernel socket's SYN may bypass the peer's native XDP (and then die
+# in lhr's kernel, which has no route to the egress IPs), proving nothing.
+UP=$((P_S1 + 10))
+bg x $S1 $H tcp-serve 0.0.0.0:$UP >/dev/null
+wait_for "x $S1 ss -ltn | grep -q :$UP"
+x $S1 nstat -n
+before=$(stat $L lhr drop_unsolicited_syn)
+for i in 1 2 3; do x $ORG $H tcp-raw 192.0.2.10 $E_L:$UP 0x02; done
+sleep 0.3
+after=$(stat $L lhr drop_unsolicited_syn)
+is "$((after - before))" 3 "unsolicited: SYNs to a wildcard listener in s1's slice are refused at lhr"
+is "$(x $S1 nstat -z TcpInSegs | awk '/TcpInSegs/ {print $2}')" 0 \
+	"unsolicited: s1 saw none of them"
+before=$after
+x $ORG $H tcp-raw 192.0.2.10 $E_C:$((P_C1 + 10)) 0x02
+x $ORG $H tcp-raw 192.0.2.10 $E_L:$UP 0x01 # FIN probe
+sleep 0.3
+after=$(stat $L lhr drop_unsolicited_syn)
+is "$((after - before))" 1 "unsolicited: a SYN to cdg's IP is refused at lhr, before the backbone"
+is "$(stat $L lhr drop_tcp_no_ack)" 1 "unsolicited: a FIN probe (no ACK) is refused"
+
+# ---- GUE cannot be injected from the Internet -----------------------------
+# The origin claims cdg's router address and sends GUE straight to c1 (whose
+# decap trusts plan routers); lhr's edge sits on the way and drops it.
+x $ORG ip addr add 10.200.0.2/32 dev lo
+x $ORG ip route add 10.101.0.0/24 via 10.100.0.1
+before=$(stat $L lhr drop_gue_injected)
+x $ORG $H gue 10.200.0.2 10.101.0.11 6080 $E_C $((P_C1 + 5))
+after=$(stat $L lhr drop_gue_injected)
+is "$((after - before))" 1 "spoof: GUE to a server with a plan router's source is dropped at the edge"
+x $ORG ip route del 10.101.0.0/24 via 10.100.0.1
+x $ORG ip addr del 10.200.0.2/32 dev lo
+
+out=$("$SU" router --plan "$T/plan" --dc lhr --iface lo --icmp-rate 1x 2>&1)
+rc=$?
+[ $rc = 2 ] && grep -q -- "--icmp-rate '1x'" <<<"$out"
+ok $? "--icmp-rate: a bad value is refused by name (exit 2)" "exit $rc: $out"
+
 [ "$(stat $L lhr fwd_remote)" -gt 0 ]; ok $? "lhr counted packets forwarded to cdg's router"
 [ "$(stat $C cdg backbone_in)" -gt 0 ]; ok $? "cdg counted packets accepted from the backbone"
 [ "$(stat $C cdg drop_loop)" = 0 ]; ok $? "no loop drops"
@@ -253,11 +303,6 @@ grep -Eq "^10\.200\.0\.2 +router:cdg +[1-9]" "$T/stats.txt"; ok $? "stats name c
 # ---- reload under traffic -------------------------------------------------
 # 4000 datagrams to s1 while the plan flips between two versions that change
 # lhr's IP (s3 joins and leaves): every flip must be atomic, nothing dropped.
-snap() { x $L "$SU" router stats --pin-dir "$BPF/lhr" --json; }
-drops() { python3 -c "import json,sys; c=json.load(sys.stdin)['counters']; print(sum(v for k,v in c.items() if k.startswith('drop_')))"; }
-diff_counters() { # what changed between two stats snapshots
-	python3 -c "import json,sys; a=json.loads(sys.argv[1])['counters']; b=json.loads(sys.argv[2])['counters']; print(' '.join('%s+%d' % (k, b[k]-a[k]) for k in a if b[k] != a[k]))" "$1" "$2"
-}
 fwd() { python3 -c "import json,sys; print(json.load(sys.stdin)['counters']['fwd_local'])"; }
 S0=$(snap)
 x $S1 $H udp-count $E_L:$((P_S1 + 6)) 2 >"$T/count" &
@@ -282,8 +327,11 @@ is "$(($(drops <<<"$S9") - $(drops <<<"$S0")))" 0 "no packet dropped by the rout
 [ "$(($(fwd <<<"$S9") - $(fwd <<<"$S0")))" -ge 4000 ]; ok $? "all 4000 forwarded to a server"
 is "$(tail -1 "$T/count")" 4000 "s1 received all 4000"
 
+# The reply (SYN-ACK) is built by hand, as the unsolicited SYNs above: a
+# kernel socket's segment may skip the native XDP of a veth peer.
 before=$(stat $L lhr drop_no_slice)
-x $S1 timeout 3 $H tcp-client $E_L:$FREE_PORT 192.0.2.10:8080 >/dev/null 2>&1
+x $ORG $H tcp-raw 192.0.2.10 $E_L:$FREE_PORT 0x12
+sleep 0.3
 after=$(stat $L lhr drop_no_slice)
 [ "$after" -gt "$before" ]; ok $? "a reply to a port in no slice is dropped and counted" \
 	"drop_no_slice $before -> $after"

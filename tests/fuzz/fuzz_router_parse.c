@@ -8,7 +8,9 @@
  *   - not an IPv4 frame, or fewer than 20 bytes of IPv4: pass;
  *   - to the router address: GUE on port 6080 from the backbone, else pass;
  *   - otherwise the packet is taken as addressed to a local egress IP and
- *     must yield the same drop reason, or the same flow and dispatch key.
+ *     must yield the same drop reason, or the same flow and dispatch key;
+ *     TCP that cannot be a reply (SYN without ACK; neither ACK nor RST) is
+ *     refused, and a first TCP fragment must hold the whole fixed header.
  * Map lookups are outside the parsers and outside this model.
  *
  * Build with -fno-sanitize-recover=undefined to make UB fatal as well.
@@ -69,6 +71,8 @@ static void program(uint8_t *data, size_t len, struct decision *d)
 	err = su_parse_ipv4(&c, c.pos, &d->f);
 	if (!err)
 		err = su_parse_key(&c, &d->f);
+	if (!err)
+		err = -su_tcp_unsolicited(&d->f);
 	if (err) {
 		d->v = V_DROP;
 		d->reason = -err;
@@ -123,6 +127,7 @@ static void ref_dispatch(const uint8_t *b, size_t off, size_t lim, struct decisi
 	f->dst = raw32(ip + 16);
 	f->id = raw16(ip + 4);
 	f->tot_len = raw16(ip + 2);
+	f->tos = ip[1];
 	f->proto = ip[9];
 	f->ihl = hl;
 	f->df = (frag >> 14) & 1;
@@ -141,21 +146,28 @@ static void ref_dispatch(const uint8_t *b, size_t off, size_t lim, struct decisi
 		f->dport = raw16(p + 2);
 		f->port = f->dport;
 		f->kind = SU_KEY_PORT;
-		if (f->frag != SU_FRAG_NONE)
-			return;
-		if (f->proto == 17) {
+		if (f->proto == 6) {
+			/* RFC 1858: even a first fragment carries the flags */
+			if (l4len < 20)
+				return (void)drop(d, SU_STAT_DROP_L4_TRUNC);
+			f->tcp_flags = p[13];
+		}
+		if (f->frag == SU_FRAG_NONE && f->proto == 17) {
 			size_t ulen = be16(p + 4);
 
 			if (ulen < 8 || ulen > l4len)
-				drop(d, SU_STAT_DROP_L4_BAD);
-		} else {
-			if (l4len < 20)
-				return (void)drop(d, SU_STAT_DROP_L4_TRUNC);
+				return (void)drop(d, SU_STAT_DROP_L4_BAD);
+		} else if (f->frag == SU_FRAG_NONE) {
 			size_t doff = (p[12] >> 4) * 4;
 
 			if (doff < 20 || doff > l4len)
-				drop(d, SU_STAT_DROP_L4_BAD);
+				return (void)drop(d, SU_STAT_DROP_L4_BAD);
 		}
+		/* RFC 9293: a reply carries ACK, or is a RST */
+		if (f->proto == 6 && (p[13] & 0x12) == 0x02)
+			return (void)drop(d, SU_STAT_DROP_TCP_SYN);
+		if (f->proto == 6 && !(p[13] & 0x14))
+			return (void)drop(d, SU_STAT_DROP_TCP_NO_ACK);
 		return;
 	}
 	if (f->proto != 1)
@@ -236,7 +248,8 @@ static void check(const struct decision *a, const struct decision *r)
 		       a->f.id == r->f.id && a->f.tot_len == r->f.tot_len &&
 		       a->f.proto == r->f.proto && a->f.frag == r->f.frag && a->f.df == r->f.df &&
 		       a->f.ihl == r->f.ihl && a->f.kind == r->f.kind && a->f.port == r->f.port &&
-		       a->f.sport == r->f.sport && a->f.dport == r->f.dport;
+		       a->f.sport == r->f.sport && a->f.dport == r->f.dport &&
+		       a->f.tos == r->f.tos && a->f.tcp_flags == r->f.tcp_flags;
 	if (!same) {
 		fprintf(stderr, "parser: v=%d reason=%d kind=%d port=%u bb=%d\n", a->v, a->reason,
 			a->f.kind, ntohs(a->f.port), a->backbone);

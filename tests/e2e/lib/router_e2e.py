@@ -16,6 +16,9 @@ tcp-client SRC:SPORT DST:PORT [MSG]  connects from SRC:SPORT, sends MSG,
     half-closes, prints what came back (its length when MSG is absent).
 gue FROM DST PORT INNER_DST INNER_PORT   one GUE packet from FROM carrying
     UDP to INNER_DST:INNER_PORT.
+tcp-raw SRC DST:PORT FLAGS   one TCP segment with FLAGS (e.g. 0x02: SYN) from
+    SRC:40000, built by hand (raw socket): a kernel socket's SYN on veth may
+    skip the peer's native XDP, a raw one always reaches it.
 """
 import fcntl, os, select, socket, struct, sys, time
 
@@ -156,6 +159,18 @@ def gue(frm, dst, port, inner_dst, inner_port):
     s.sendto(ip + udp, (dst, port))
 
 
+def tcp_raw(src, dst, flags):
+    ip, port = addr(dst)
+    opt = bytes.fromhex("020405b40402080a000000010000000001030307")  # MSS SACK TS WS
+    tcp = struct.pack("!HHIIBBHHH", 40000, port, 1, 0, (5 + len(opt) // 4) << 4, flags,
+                      65535, 0, 0) + opt
+    ph = socket.inet_aton(src) + socket.inet_aton(ip) + struct.pack("!BBH", 0, 6, len(tcp))
+    tcp = tcp[:16] + struct.pack("!H", csum(ph + tcp)) + tcp[18:]
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+    s.bind((src, 0))
+    s.sendto(tcp, (ip, 0))
+
+
 def main(argv):
     cmd, args = argv[1], argv[2:]
     if cmd == "decap":
@@ -172,6 +187,8 @@ def main(argv):
         tcp_serve(args[0], int(args[1]) if len(args) > 1 else None)
     elif cmd == "tcp-client":
         tcp_client(args[0], args[1], args[2] if len(args) > 2 else None)
+    elif cmd == "tcp-raw":
+        tcp_raw(args[0], args[1], int(args[2], 0))
     elif cmd == "gue":
         gue(args[0], args[1], int(args[2]), args[3], int(args[4]))
     else:
