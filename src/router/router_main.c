@@ -227,6 +227,8 @@ static int parse_opts(int argc, char **argv, struct router_opts *o)
 
 /* ---- the running router ---- */
 
+#define SU_RUNNER_MAX_FRESH 16
+
 struct runner {
 	struct router_opts *o;
 	struct router *skel;
@@ -235,6 +237,9 @@ struct runner {
 	uint32_t prog_id;
 	uint32_t shift, first, spi; /* geometry the program was loaded with */
 	uint64_t serial;
+	struct su_router_caps caps; /* derived from the plan at start */
+	struct bpf_map *fresh[SU_RUNNER_MAX_FRESH]; /* created anew, pinned after attach */
+	int n_fresh;
 };
 
 static int prog_name_of(uint32_t id, char *name, size_t len)
@@ -354,12 +359,148 @@ static int apply_plan(struct runner *r)
 	return 0;
 }
 
+/* Maps whose size follows the plan. */
+static const char *const plan_maps[] = { "su_ips", "su_slots", "su_routers", "su_targets" };
+
+static bool is_plan_map(const char *name)
+{
+	for (size_t i = 0; i < sizeof(plan_maps) / sizeof(plan_maps[0]); i++)
+		if (!strcmp(name, plan_maps[i]))
+			return true;
+	return false;
+}
+
+static uint32_t cap_of(const struct su_router_caps *c, const char *name)
+{
+	return !strcmp(name, "su_ips")	   ? c->ips :
+	       !strcmp(name, "su_slots")   ? c->slots :
+	       !strcmp(name, "su_routers") ? c->routers :
+					     c->targets;
+}
+
+/* Is the pinned map at path one this object can use as is?  A plan map
+ * is reused when it holds at least the capacity wanted and at most four
+ * times it (a bigger one is replaced, so per-CPU memory follows the DC);
+ * then the object's definition takes its size.  Anything else (another
+ * layout, other flags, too small) is replaced. */
+static bool pinned_fits(struct bpf_map *m, const char *path, bool resize)
+{
+	struct bpf_map_info info = { 0 };
+	uint32_t len = sizeof(info), want = bpf_map__max_entries(m);
+	int fd = bpf_obj_get(path);
+	bool ok;
+
+	if (fd < 0)
+		return true; /* nothing pinned: libbpf creates and pins it */
+	ok = !bpf_obj_get_info_by_fd(fd, &info, &len) && info.type == bpf_map__type(m) &&
+	     info.key_size == bpf_map__key_size(m) && info.value_size == bpf_map__value_size(m) &&
+	     info.map_flags == bpf_map__map_flags(m);
+	close(fd);
+	if (ok && resize && info.max_entries >= want && info.max_entries / 4 <= want)
+		return !bpf_map__set_max_entries(m, info.max_entries);
+	return ok && info.max_entries == want;
+}
+
+/* Sizes the maps for plan p and decides, map by map, whether the pinned
+ * one of a previous run is reused.  One that is not is created unpinned
+ * and only replaces the pin once the new program is attached (see
+ * repin): until then the old program keeps forwarding with the old maps. */
+static int size_maps(struct runner *r, const struct su_plan *p, uint32_t dc, bool new_slicing)
+{
+	struct bpf_map *m;
+	char path[PATH_MAX];
+
+	su_router__caps_for_plan(p, dc, &r->caps);
+	/* Allocated on use and freed on replacement, not preallocated: see
+	 * docs/router.md, "Plan changes", on element reuse. */
+	bpf_map__set_map_flags(r->skel->maps.su_ips,
+			       bpf_map__map_flags(r->skel->maps.su_ips) | BPF_F_NO_PREALLOC);
+	r->n_fresh = 0;
+	bpf_object__for_each_map(m, r->skel->obj) {
+		const char *name = bpf_map__name(m);
+		bool plan_map = is_plan_map(name);
+
+		if (!bpf_map__pin_path(m))
+			continue;
+		if (plan_map && bpf_map__set_max_entries(m, cap_of(&r->caps, name)))
+			return -EINVAL;
+		snprintf(path, sizeof(path), "%s/%s", r->o->pin_dir, name);
+		/* Slot regions and the entries pointing at them were laid out
+		 * for one slicing: another one starts from empty maps. */
+		if (pinned_fits(m, path, plan_map) &&
+		    !(new_slicing && (!strcmp(name, "su_ips") || !strcmp(name, "su_slots"))))
+			continue;
+		if (r->n_fresh >= SU_RUNNER_MAX_FRESH || bpf_map__set_pin_path(m, NULL))
+			return -EINVAL;
+		r->fresh[r->n_fresh++] = m;
+	}
+	return 0;
+}
+
+/* Replaces the pins of the maps created afresh, once the program using
+ * them is attached: pin under a temporary name, rename over the old pin
+ * (bpffs renames atomically).  The old maps are freed with their last
+ * user, the old program. */
+static int repin(struct runner *r)
+{
+	char path[PATH_MAX], tmp[PATH_MAX + 8];
+
+	for (int i = 0; i < r->n_fresh; i++) {
+		struct bpf_map *m = r->fresh[i];
+
+		snprintf(path, sizeof(path), "%s/%s", r->o->pin_dir, bpf_map__name(m));
+		snprintf(tmp, sizeof(tmp), "%s.new", path);
+		unlink(tmp);
+		if (bpf_obj_pin(bpf_map__fd(m), tmp) || rename(tmp, path))
+			return cli_fail(SU_EXIT_FAIL, "router", "pinning %s: %s", path,
+					strerror(errno));
+	}
+	if (r->n_fresh)
+		router_log("%d map%s resized or re-created and re-pinned in %s", r->n_fresh,
+			   r->n_fresh > 1 ? "s" : "", r->o->pin_dir);
+	return 0;
+}
+
+static void log_memory(struct runner *r)
+{
+	const struct {
+		const char *name;
+		struct bpf_map *m;
+	} maps[] = { { "ips", r->skel->maps.su_ips },
+		     { "slots", r->skel->maps.su_slots },
+		     { "routers", r->skel->maps.su_routers },
+		     { "targets", r->skel->maps.su_targets } };
+	char buf[512];
+	size_t n = 0;
+	uint64_t total = 0;
+	struct bpf_map *m;
+
+	for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {
+		uint64_t b = 0;
+		uint32_t cap = 0;
+
+		su_router__memlock(bpf_map__fd(maps[i].m), &b);
+		su_router__map_cap(bpf_map__fd(maps[i].m), &cap);
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%s %u (%.1f MiB)", i ? ", " : "",
+				      maps[i].name, cap, (double)b / (1 << 20));
+	}
+	bpf_object__for_each_map(m, r->skel->obj) {
+		uint64_t b = 0;
+
+		if (bpf_map__fd(m) >= 0 && !su_router__memlock(bpf_map__fd(m), &b))
+			total += b;
+	}
+	router_log("maps: %s; all maps %.1f MiB at %d possible CPUs", buf,
+		   (double)total / (1 << 20), libbpf_num_possible_cpus());
+}
+
 static int load(struct runner *r)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, oo, .pin_root_path = r->o->pin_dir);
 	struct su_plan *p;
 	struct su_err err;
 	struct su_meta old;
+	bool new_slicing = false;
 	int dc, rc, fd;
 	char path[PATH_MAX];
 
@@ -381,21 +522,16 @@ static int load(struct runner *r)
 		su_plan__free(p);
 		return cli_fail(SU_EXIT_FAIL, "router", "%s", err.msg);
 	}
-	/* Pinned maps of a previous run must agree on the slicing: their slot
-	 * regions were laid out for it. */
 	snprintf(path, sizeof(path), "%s/su_meta", r->o->pin_dir);
 	fd = bpf_obj_get(path);
 	if (fd >= 0) {
 		rc = read_meta(fd, &old);
 		close(fd);
-		if (!rc && (old.slice_shift != r->shift || old.first_slice != r->first ||
-			    old.slices_per_ip != r->spi)) {
-			su_plan__free(p);
-			return cli_fail(SU_EXIT_FAIL, "router",
-					"the pinned maps in %s use another slicing; run '%s router "
-					"detach --dc %s' first (forwarding stops meanwhile)",
-					r->o->pin_dir, su_prog, r->o->dc);
-		}
+		new_slicing = !rc && (old.slice_shift != r->shift || old.first_slice != r->first ||
+				      old.slices_per_ip != r->spi);
+		if (new_slicing)
+			router_log("the pinned maps in %s use another slicing: new ones replace "
+				   "them once this router is attached", r->o->pin_dir);
 	}
 
 	r->skel = router__open_opts(&oo);
@@ -408,7 +544,10 @@ static int load(struct runner *r)
 	r->skel->rodata->cfg_slice_shift = r->shift;
 	r->skel->rodata->cfg_first_slice = r->first;
 	r->skel->rodata->cfg_slices_per_ip = r->spi;
+	rc = size_maps(r, p, (uint32_t)dc, new_slicing);
 	su_plan__free(p);
+	if (rc)
+		return cli_fail(SU_EXIT_FAIL, "router", "sizing the maps: %s", strerror(-rc));
 	rc = router__load(r->skel);
 	if (rc)
 		return cli_fail(SU_EXIT_FAIL, "router", "loading the XDP program: %s (pinned maps "
@@ -591,7 +730,11 @@ static int router_run(struct router_opts *o)
 		detach(&r);
 		goto cleanup;
 	}
+	rc = repin(&r);
+	if (rc)
+		goto cleanup;
 	write_meta(&r);
+	log_memory(&r);
 	router_log("attached to %s%s%s (%s mode), pinned in %s%s", o->iface[0],
 		   o->iface[1] ? " and " : "", o->iface[1] ? o->iface[1] : "",
 		   o->xdp_flags & XDP_FLAGS_SKB_MODE ? "skb" : "native", o->pin_dir,
