@@ -89,6 +89,21 @@ int su_router__pin_dir(const char *dir, struct su_err *err);
 /* Default pin directory of a DC: SU_ROUTER_PIN_ROOT/DC. */
 int su_router__default_pin_dir(const char *dc, char *buf, size_t len);
 
+/* Start-up checks (router_checks.c) of the interfaces ifname[0..n) (NULL
+ * entries skipped) in mode xdp_flags and of the next hops of plan p's DC
+ * dc: refuses (returns an exit status, message printed) what would lose
+ * packets silently (VLAN tags stripped, MTU over the native XDP limit,
+ * next hops that cannot take redirects), fixes and logs what it can
+ * (GRO/LRO off in skb mode, TX checksum offload off on a veth peer), warns
+ * about the rest (veth peers it cannot see, RSS on addresses only). */
+int su_router__start_checks(const char *const *ifname, const int *ifindex, int n,
+			    uint32_t xdp_flags, const struct su_plan *p, uint32_t dc);
+/* Largest MTU native XDP on veth accepts (page-size dependent). */
+int su_router__veth_xdp_mtu(void);
+/* " (why and what to do)" for an XDP attach failure rc, or "". */
+const char *su_router__attach_hint(const char *ifname, int rc, uint32_t xdp_flags, char *buf,
+				   size_t len);
+
 /* Sub-commands (router_stats.c). */
 int router_stats_main(int argc, char **argv);
 int router_detach_main(int argc, char **argv);

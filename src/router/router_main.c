@@ -481,8 +481,8 @@ static void log_memory(struct runner *r)
 
 		su_router__memlock(bpf_map__fd(maps[i].m), &b);
 		su_router__map_cap(bpf_map__fd(maps[i].m), &cap);
-		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%s %u (%.1f MiB)", i ? ", " : "",
-				      maps[i].name, cap, (double)b / (1 << 20));
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%s %u (%.0f KiB)", i ? ", " : "",
+				      maps[i].name, cap, (double)b / 1024);
 	}
 	bpf_object__for_each_map(m, r->skel->obj) {
 		uint64_t b = 0;
@@ -510,6 +510,9 @@ static int load(struct runner *r)
 	rc = dc < 0 ? SU_EXIT_NOTFOUND : 0;
 	if (!rc && su_router__check_plan(p, (uint32_t)dc, &err))
 		rc = cli_fail(SU_EXIT_INVALID, "router", "%s", err.msg);
+	if (!rc)
+		rc = su_router__start_checks(r->o->iface, r->ifindex, SU_META_IFACES,
+					     r->o->xdp_flags, p, (uint32_t)dc);
 	if (rc) {
 		su_plan__free(p);
 		return rc;
@@ -561,6 +564,27 @@ static int load(struct runner *r)
 	return 0;
 }
 
+/* Attaches fd to interface i, replacing exactly the program seen there
+ * (XDP_FLAGS_REPLACE with its fd: the kernel swaps atomically, a restart
+ * loses no packet) or, if there was none, only if there still is none: a
+ * router started in between is never clobbered (EEXIST). */
+static int attach_one(struct runner *r, int i, int fd)
+{
+	LIBBPF_OPTS(bpf_xdp_attach_opts, opts);
+	uint32_t id = 0;
+	int old = -1, rc;
+
+	if (!bpf_xdp_query_id(r->ifindex[i], r->o->xdp_flags, &id) && id)
+		old = bpf_prog_get_fd_by_id(id);
+	if (old >= 0)
+		opts.old_prog_fd = old;
+	rc = bpf_xdp_attach(r->ifindex[i], fd,
+			    r->o->xdp_flags | (old >= 0 ? 0 : XDP_FLAGS_UPDATE_IF_NOEXIST), &opts);
+	if (old >= 0)
+		close(old);
+	return rc;
+}
+
 static int attach(struct runner *r)
 {
 	int fd = bpf_program__fd(r->skel->progs.su_router);
@@ -578,31 +602,34 @@ static int attach(struct runner *r)
 			continue;
 		if ((rc = check_slot(r->o, r->ifindex[i], name)))
 			return rc;
-		/* Without XDP_FLAGS_UPDATE_IF_NOEXIST the kernel swaps the
-		 * program atomically: a restart loses no packet. */
-		rc = bpf_xdp_attach(r->ifindex[i], fd, r->o->xdp_flags, NULL);
-		if (rc)
+		rc = attach_one(r, i, fd);
+		if (rc) {
+			char hint[512];
+
 			return cli_fail(SU_EXIT_FAIL, "router", "attaching XDP (%s mode) to %s: %s%s",
 					r->o->xdp_flags & XDP_FLAGS_SKB_MODE ? "skb" : "native",
 					name, strerror(-rc),
-					rc == -EOPNOTSUPP ? " (try --mode skb)" :
-					rc == -EEXIST || rc == -EBUSY ? " (attached in another mode? "
-					"'router detach' first)" : "");
+					su_router__attach_hint(name, rc, r->o->xdp_flags, hint,
+							       sizeof(hint)));
+		}
 	}
 	return 0;
 }
 
 static void detach(struct runner *r)
 {
+	int fd = bpf_program__fd(r->skel->progs.su_router);
+
 	for (int i = 0; i < SU_META_IFACES; i++) {
+		LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = fd);
 		uint32_t id = 0;
 
-		if (!r->ifindex[i])
+		if (!r->ifindex[i] || bpf_xdp_query_id(r->ifindex[i], r->o->xdp_flags, &id) ||
+		    id != r->prog_id)
 			continue;
-		/* Only our own program: a newer router may have replaced it. */
-		if (bpf_xdp_query_id(r->ifindex[i], r->o->xdp_flags, &id) || id != r->prog_id)
-			continue;
-		bpf_xdp_detach(r->ifindex[i], r->o->xdp_flags, NULL);
+		/* Only our own program, by fd: the kernel refuses (EEXIST) if a
+		 * newer router replaced it since the query. */
+		bpf_xdp_detach(r->ifindex[i], r->o->xdp_flags, &opts);
 	}
 }
 
