@@ -74,9 +74,17 @@ static void router_usage(FILE *out)
 		"the kernel's routing and neighbour tables.  A packet too big for the next\n"
 		"hop once encapsulated (28 bytes more) is answered with ICMP fragmentation\n"
 		"needed if DF is set, else dropped.\n\n"
-		"The maps are pinned under DIR (default %s/DC), so a restarted router\n"
-		"reuses them.  SIGHUP, or a new version of PLAN (atomic rename or rewrite),\n"
-		"applies the plan: each changed IP switches atomically, no packet is dropped.\n"
+		"The maps are sized from PLAN at start (half again as headroom) and pinned\n"
+		"under DIR (default %s/DC), so a restarted router reuses\n"
+		"them; pins that do not fit are replaced once the new program is attached.\n"
+		"SIGHUP, or a new version of PLAN (atomic rename or rewrite), applies the\n"
+		"plan fully or not at all: one that does not fit the maps is refused before\n"
+		"anything changes; each changed IP switches atomically, no packet is dropped.\n"
+		"Before attaching, the interfaces are checked: 802.1Q tags stripped by the\n"
+		"NIC with VLANs on top, a veth MTU too large for native XDP, next hops that\n"
+		"cannot take XDP redirects (a bridge) refuse to start; GRO in skb mode and TX\n"
+		"checksum offload on a veth peer are turned off and logged; RSS hashing UDP\n"
+		"on addresses only is warned about (see softunicast-router(1)).\n"
 		"On SIGINT or SIGTERM the program is detached, unless --persist: then it keeps\n"
 		"forwarding with the last plan after the process exits, and the next start\n"
 		"replaces it without a gap.\n\n"
@@ -449,7 +457,7 @@ static int repin(struct runner *r)
 		struct bpf_map *m = r->fresh[i];
 
 		snprintf(path, sizeof(path), "%s/%s", r->o->pin_dir, bpf_map__name(m));
-		snprintf(tmp, sizeof(tmp), "%s.new", path);
+		snprintf(tmp, sizeof(tmp), "%s_new", path); /* bpffs refuses dots */
 		unlink(tmp);
 		if (bpf_obj_pin(bpf_map__fd(m), tmp) || rename(tmp, path))
 			return cli_fail(SU_EXIT_FAIL, "router", "pinning %s: %s", path,
