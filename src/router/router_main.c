@@ -248,6 +248,7 @@ struct runner {
 	struct su_router_caps caps; /* derived from the plan at start */
 	struct bpf_map *fresh[SU_RUNNER_MAX_FRESH]; /* created anew, pinned after attach */
 	int n_fresh;
+	struct su_plan *start_plan; /* loaded by load(), applied by the first apply_plan() */
 };
 
 static int prog_name_of(uint32_t id, char *name, size_t len)
@@ -328,7 +329,10 @@ static int apply_plan(struct runner *r)
 	struct su_err err;
 	int dc, rc;
 
-	if (su_plan__load(r->o->plan_path, &p, &err)) {
+	if (r->start_plan) { /* loaded once at start: a big plan takes seconds */
+		p = r->start_plan;
+		r->start_plan = NULL;
+	} else if (su_plan__load(r->o->plan_path, &p, &err)) {
 		router_log("%s", err.msg);
 		return SU_EXIT_INVALID;
 	}
@@ -556,7 +560,7 @@ static int load(struct runner *r)
 	r->skel->rodata->cfg_first_slice = r->first;
 	r->skel->rodata->cfg_slices_per_ip = r->spi;
 	rc = size_maps(r, p, (uint32_t)dc, new_slicing);
-	su_plan__free(p);
+	r->start_plan = p; /* the first apply_plan() takes it */
 	if (rc)
 		return cli_fail(SU_EXIT_FAIL, "router", "sizing the maps: %s", strerror(-rc));
 	rc = router__load(r->skel);
@@ -786,6 +790,7 @@ static int router_run(struct router_opts *o)
 cleanup:
 	if (lock >= 0)
 		close(lock);
+	su_plan__free(r.start_plan);
 	router__destroy(r.skel);
 	return rc;
 }

@@ -328,15 +328,19 @@ skip() { N=$((N + 1)); echo "ok $N # SKIP $*"; }
 # Pins of an earlier run with other sizes (here: a per-CPU target table of
 # 65,536, the old fixed size) are replaced by maps sized from the plan, and
 # forwarding goes on meanwhile.
-run_router $L lhr e-lhr b-lhr; LPID=$RPID
-kill -TERM $LPID; wait $LPID 2>/dev/null
-rm "$BPF/lhr/su_targets"
-bpftool map create "$BPF/lhr/su_targets" type percpu_hash key 4 value 48 entries 65536 \
-	name su_targets >/dev/null 2>&1
 : >"$T/router-lhr.log"
 run_router $L lhr e-lhr b-lhr; LPID=$RPID
+wait_for "grep -q attached $T/router-lhr.log" # a slow (sanitizer) build gets more time
+kill -TERM $LPID; wait $LPID 2>/dev/null
+rm -f "$BPF/lhr/su_targets"
+bpftool map create "$BPF/lhr/su_targets" type percpu_hash key 4 value 48 entries 65536 \
+	name su_targets 2>&1
+: >"$T/router-lhr.log"
+run_router $L lhr e-lhr b-lhr; LPID=$RPID
+wait_for "grep -q attached $T/router-lhr.log"
 grep -q "re-created and re-pinned" "$T/router-lhr.log"
-ok $? "pinned maps of another size are re-created and re-pinned" "$(cat "$T/router-lhr.log")"
+ok $? "pinned maps of another size are re-created and re-pinned" \
+	"$(ls "$BPF/lhr"; cat "$T/router-lhr.log")"
 ENTRIES=$(bpftool map show pinned "$BPF/lhr/su_targets" 2>/dev/null | grep -o "max_entries [0-9]*")
 [ -n "$ENTRIES" ] && [ "$ENTRIES" != "max_entries 65536" ]
 ok $? "the per-CPU target table is sized from the DC, not 65,536 ($ENTRIES)"
