@@ -9,6 +9,12 @@
  *    softunicast XDP, Linux forwarding with an nftables stateful SNAT rule,
  *    plain Linux forwarding.  The sink counts what comes out in XDP.
  *
+ * 3. Plan reload: the time to load the bench/plan-shaped plan file (300 DCs x
+ *    100 servers, 60,000 egress IPs in use, 31 slices per IP) beside the time
+ *    one DC's router takes to apply it to fresh maps, to re-apply it
+ *    unchanged, and to apply a plan in which 1,000 servers moved (were
+ *    replaced by servers at new addresses), and the router's map memory.
+ *
  * Needs root.  A benchmark, not a test: it prints figures and never fails on
  * them.  Namespaces are named su-bench-*-PID and removed on exit. */
 #include <errno.h>
@@ -32,11 +38,13 @@
 #include "../../tests/bpf/pktbuild.h"
 #include "bench_router.skel.h"
 #include "router.skel.h"
+#include "../../src/router/router_sync.c"
 
 struct opts {
 	unsigned repeat, runs, flows;
 	unsigned long gen_packets;
-	int skip_cost, skip_pps;
+	int skip_cost, skip_pps, skip_reload;
+	double reload_scale;
 };
 
 static char ns_cost[64], ns_gen[64], ns_rtr[64], ns_sink[64];
@@ -632,14 +640,230 @@ out:
 	return rc;
 }
 
+
+/* ---- 3. plan reload ---- */
+
+#define RL_SERVERS 100 /* per DC, as bench/plan */
+#define RL_IPS_PER_DC 200
+#define RL_SLICES 25   /* active slices per IP: 5,000 per DC, 50 per server */
+#define RL_MOVED 1000
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* The address of server s of DC d; the first `moved` servers of the fleet
+ * were replaced by hosts at other addresses. */
+static uint32_t rl_server(uint32_t d, uint32_t s, uint32_t moved)
+{
+	uint32_t i = d * RL_SERVERS + s;
+
+	return (i < moved ? 0x0b000001u : 0x0a000001u) + i;
+}
+
+static int rl_write(const char *path, uint32_t n_dcs, uint32_t moved, uint32_t serial)
+{
+	FILE *f = fopen(path, "we");
+	char a[SU_ADDR_STRLEN], b[SU_ADDR_STRLEN];
+	unsigned long lines = 4;
+
+	if (!f)
+		return -errno;
+	fprintf(f, "softunicast-plan 1\nserial %u\nports 1024-65535 slice 2048\ndrain 600\n", serial);
+	for (uint32_t d = 0; d < n_dcs; d++, lines++)
+		fprintf(f, "dc dc%03u %s\n", d, su_addr__str(0xac100000u + d, a));
+	for (uint32_t d = 0; d < n_dcs; d++)
+		for (uint32_t s = 0; s < RL_SERVERS; s++, lines++)
+			fprintf(f, "server dc%03u-s%03u dc%03u %s\n", d, s, d,
+				su_addr__str(rl_server(d, s, moved), a));
+	fprintf(f, "prefix 100.64.0.0/10 service=cdn *\n");
+	lines++;
+	for (uint32_t d = 0; d < n_dcs; d++, lines++)
+		fprintf(f, "demand dc%03u service=cdn 50\n", d);
+	for (uint32_t d = 0; d < n_dcs; d++) {
+		for (uint32_t k = 0; k < RL_IPS_PER_DC; k++) {
+			su_addr__str(0x64400000u + d * RL_IPS_PER_DC + k, a);
+			fprintf(f, "ip %s dc%03u 100.64.0.0/10 service=cdn service=cdn active\n", a, d);
+			lines++;
+			for (uint32_t j = 0; j < RL_SLICES; j++, lines++) {
+				uint32_t s = (k * RL_SLICES + j) % RL_SERVERS;
+
+				fprintf(f, "slot %s %u dc%03u-s%03u %s active\n", a, 2048 * (j + 1), d, s,
+					su_addr__str(rl_server(d, s, moved), b));
+			}
+		}
+	}
+	fprintf(f, "end %lu\n", lines);
+	return fclose(f) ? -errno : 0;
+}
+
+struct rl_maps {
+	struct router *skel;
+	struct su_router_maps m;
+};
+
+static int rl_open(struct rl_maps *r, const struct su_router_caps *c)
+{
+	struct bpf_map *m;
+
+	r->skel = router__open();
+	if (!r->skel)
+		return -errno;
+	bpf_object__for_each_map(m, r->skel->obj)
+		bpf_map__set_pin_path(m, NULL);
+	bpf_map__set_map_flags(r->skel->maps.su_ips, BPF_F_NO_PREALLOC);
+	bpf_map__set_max_entries(r->skel->maps.su_ips, c->ips);
+	bpf_map__set_max_entries(r->skel->maps.su_slots, c->slots);
+	bpf_map__set_max_entries(r->skel->maps.su_routers, c->routers);
+	bpf_map__set_max_entries(r->skel->maps.su_targets, c->targets);
+	if (router__load(r->skel))
+		return -EINVAL;
+	r->m.ips = bpf_map__fd(r->skel->maps.su_ips);
+	r->m.slots = bpf_map__fd(r->skel->maps.su_slots);
+	r->m.routers = bpf_map__fd(r->skel->maps.su_routers);
+	r->m.meta = bpf_map__fd(r->skel->maps.su_meta);
+	r->m.targets = bpf_map__fd(r->skel->maps.su_targets);
+	return 0;
+}
+
+/* What the data path would have inserted: one entry per target. */
+static void rl_fill_targets(struct rl_maps *r, const struct su_plan *p, uint32_t dc)
+{
+	struct su_target_val tv[libbpf_num_possible_cpus()];
+
+	memset(tv, 0, sizeof(tv));
+	for (uint32_t i = 0; i < p->n_servers; i++) {
+		__be32 k = htonl(p->servers[i].addr);
+
+		if (p->servers[i].dc == dc)
+			bpf_map_update_elem(r->m.targets, &k, tv, BPF_ANY);
+	}
+	for (uint32_t i = 0; i < p->n_dcs; i++) {
+		__be32 k = htonl(p->dcs[i].router);
+
+		if (i != dc)
+			bpf_map_update_elem(r->m.targets, &k, tv, BPF_ANY);
+	}
+}
+
+static int rl_load(const char *path, struct su_plan **p, double *secs)
+{
+	struct su_err err;
+	double t = now_s();
+
+	if (su_plan__load(path, p, &err)) {
+		fprintf(stderr, "bench/router: %s\n", err.msg);
+		return -1;
+	}
+	*secs = now_s() - t;
+	return 0;
+}
+
+static int rl_apply(struct rl_maps *r, const struct su_plan *p, double *secs,
+		    struct su_router_sync_stats *st)
+{
+	struct su_err err;
+	double t = now_s();
+
+	if (su_router__sync(&r->m, p, 0, st, &err)) {
+		fprintf(stderr, "bench/router: apply: %s\n", err.msg);
+		return -1;
+	}
+	*secs = now_s() - t;
+	return 0;
+}
+
+static int part_reload(const struct opts *o)
+{
+	uint32_t n_dcs = (uint32_t)(300 * o->reload_scale + 0.5);
+	char dir[] = "/tmp/su-bench-reload.XXXXXX", p1[64], p2[64];
+	struct su_plan *a = NULL, *b = NULL;
+	struct su_router_sync_stats st;
+	struct su_router_caps caps;
+	struct su_router_mem m2, m128;
+	struct rl_maps r = { 0 };
+	double t_load, t_load2, t_first, t_same, t_moved;
+	uint64_t memlock = 0, old_2, old_128;
+	struct bpf_map *m;
+	int rc = 1;
+
+	if (n_dcs < 2 || !mkdtemp(dir))
+		return 1;
+	snprintf(p1, sizeof(p1), "%s/plan", dir);
+	snprintf(p2, sizeof(p2), "%s/plan-moved", dir);
+	if (rl_write(p1, n_dcs, 0, 1) || rl_write(p2, n_dcs, RL_MOVED, 2) ||
+	    rl_load(p1, &a, &t_load) || rl_load(p2, &b, &t_load2))
+		goto out;
+	su_router__caps_for_plan(a, 0, &caps);
+	if (rl_open(&r, &caps))
+		goto out;
+	if (rl_apply(&r, a, &t_first, &st))
+		goto out;
+	rl_fill_targets(&r, a, 0);
+	if (rl_apply(&r, a, &t_same, &st) || rl_apply(&r, b, &t_moved, &st))
+		goto out;
+	bpf_object__for_each_map(m, r.skel->obj) {
+		uint64_t v = 0;
+
+		if (bpf_map__fd(m) >= 0 && !su_router__memlock(bpf_map__fd(m), &v))
+			memlock += v;
+	}
+	su_router__mem_estimate(&caps, a->n_ips, 2, &m2);
+	su_router__mem_estimate(&caps, a->n_ips, 128, &m128);
+	/* The fixed sizes of before (65,536 IPs preallocated, 2^20 slots,
+	 * 4,096 routers, 65,536 targets per CPU), for comparison. */
+	{
+		struct su_router_caps old = { 65536, 1u << 20, 4096, 65536 };
+		struct su_router_mem o2, o128;
+
+		su_router__mem_estimate(&old, old.ips, 2, &o2);
+		su_router__mem_estimate(&old, old.ips, 128, &o128);
+		old_2 = o2.total;
+		old_128 = o128.total;
+	}
+	printf("Plan reload: router of dc000 in a fleet of %u DCs x %d servers, %u egress IPs "
+	       "(%d per DC, %d active slices each)\n", n_dcs, RL_SERVERS, a->n_ips, RL_IPS_PER_DC,
+	       RL_SLICES);
+	printf("%-44s %10s\n", "step", "seconds");
+	printf("%-44s %10.3f\n", "load the plan file (su_plan__load)", t_load);
+	printf("%-44s %10.3f\n", "apply it to fresh maps", t_first);
+	printf("%-44s %10.3f\n", "re-apply it unchanged", t_same);
+	printf("%-44s %10.3f   (%u IPs flipped, %u targets pruned; file load %.3f s)\n",
+	       "apply a plan where 1,000 servers moved", t_moved, st.ips_changed,
+	       st.targets_removed, t_load2);
+	printf("Map capacities: ips %u, slots %u, routers %u, targets %u per CPU\n", caps.ips,
+	       caps.slots, caps.routers, caps.targets);
+	printf("Map memory: %.1f MiB charged here (%d possible CPUs); computed: %.1f MiB at 2 "
+	       "CPUs, %.1f MiB at 128 (targets %.1f MiB)\n", (double)memlock / (1 << 20),
+	       libbpf_num_possible_cpus(), (double)m2.total / (1 << 20),
+	       (double)m128.total / (1 << 20), (double)m128.targets / (1 << 20));
+	printf("            (fixed sizes before this change: %.1f MiB at 2 CPUs, %.1f MiB at 128)\n",
+	       (double)old_2 / (1 << 20), (double)old_128 / (1 << 20));
+	rc = 0;
+out:
+	router__destroy(r.skel);
+	su_plan__free(a);
+	su_plan__free(b);
+	unlink(p1);
+	unlink(p2);
+	rmdir(dir);
+	return rc;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "Usage: bench/router [--repeat N] [--runs N] [--gen-packets N] [--flows N]\n"
-		   "                    [--skip-cost] [--skip-pps]\n"
+		   "                    [--skip-cost] [--skip-pps] [--skip-reload]\n"
+		   "                    [--reload-scale F]\n"
 		   "  --repeat N       packets per BPF_PROG_TEST_RUN cost run (default 1000000)\n"
 		   "  --runs N         runs per figure, median reported (default 5)\n"
 		   "  --gen-packets N  packets per generator run (default 3000000)\n"
-		   "  --flows N        distinct UDP flows from the generator (default 256)\n");
+		   "  --flows N        distinct UDP flows from the generator (default 256)\n"
+		   "  --reload-scale F DCs of the reload fleet, x300 (default 1)\n");
 }
 
 int main(int argc, char **argv)
@@ -647,9 +871,11 @@ int main(int argc, char **argv)
 	static const struct option lo[] = {
 		{ "repeat", 1, 0, 'r' },    { "runs", 1, 0, 'n' },	{ "gen-packets", 1, 0, 'g' },
 		{ "flows", 1, 0, 'f' },	    { "skip-cost", 0, 0, 'C' }, { "skip-pps", 0, 0, 'P' },
+		{ "skip-reload", 0, 0, 'R' }, { "reload-scale", 1, 0, 'S' },
 		{ "help", 0, 0, 'h' },	    { 0 }
 	};
-	struct opts o = { .repeat = 1000000, .runs = 5, .flows = 256, .gen_packets = 3000000 };
+	struct opts o = { .repeat = 1000000, .runs = 5, .flows = 256, .gen_packets = 3000000,
+			  .reload_scale = 1 };
 	struct bench_router *b;
 	int c, rc = 0;
 
@@ -661,6 +887,8 @@ int main(int argc, char **argv)
 		case 'f': o.flows = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'C': o.skip_cost = 1; break;
 		case 'P': o.skip_pps = 1; break;
+		case 'R': o.skip_reload = 1; break;
+		case 'S': o.reload_scale = strtod(optarg, NULL); break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -703,6 +931,8 @@ int main(int argc, char **argv)
 	if (!o.skip_cost && part_cost(b, &o))
 		rc = 1;
 	if (!o.skip_pps && part_pps(b, &o))
+		rc = 1;
+	if (!o.skip_reload && part_reload(&o))
 		rc = 1;
 	bench_router__destroy(b);
 	return rc;

@@ -11,15 +11,17 @@
 
 #include <linux/types.h>
 
-/* Defaults and limits.  Map sizes are fixed (not derived from the plan) so a
- * restarted router can reuse the pinned maps of the previous one whatever
- * the plan has grown to, as long as it fits. */
+/* Defaults and limits.  The sizes of su_ips, su_slots, su_routers and
+ * su_targets below are only what the object file declares: the loader sets
+ * them from the plan before loading (src/router/router.h, SU_CAP_*; pins of
+ * another size are replaced), so they matter only to tests and benches that
+ * load the object as it is. */
 #define SU_GUE_PORT_DEFAULT 6080
 #define SU_MAX_IPS 65536       /* egress IPs known to one router */
-#define SU_MAX_SLOTS (1 << 20) /* slot array entries (4 MiB) */
+#define SU_MAX_SLOTS (1 << 20) /* slot array entries (8 MiB: array values take 8 bytes) */
 #define SU_MAX_ROUTERS 4096    /* DC routers on the backbone */
 #define SU_FRAGS_PER_CPU 1024  /* default --frag-table: datagrams in flight per CPU */
-#define SU_MAX_TARGETS 65536   /* forwarded-by-target counters */
+#define SU_MAX_TARGETS 65536   /* targets per CPU (x sizeof(su_target_val) x possible CPUs) */
 #define SU_ICMP_RATE_DEFAULT 1000 /* frag-needed answers per second per CPU */
 
 /* su_icmp_bucket (per-CPU): token bucket of the frag-needed answers. */

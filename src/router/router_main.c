@@ -88,9 +88,17 @@ static void router_usage(FILE *out)
 		"about our own GUE, is answered with ICMP fragmentation needed if DF is set\n"
 		"(never about later fragments or ICMP errors), else dropped.  Keep the DC\n"
 		"network and backbone MTU >= edge MTU + 28.\n\n"
-		"The maps are pinned under DIR (default %s/DC), so a restarted router\n"
-		"reuses them.  SIGHUP, or a new version of PLAN (atomic rename or rewrite),\n"
-		"applies the plan: each changed IP switches atomically, no packet is dropped.\n"
+		"The maps are sized from PLAN at start (half again as headroom) and pinned\n"
+		"under DIR (default %s/DC), so a restarted router reuses\n"
+		"them; pins that do not fit are replaced once the new program is attached.\n"
+		"SIGHUP, or a new version of PLAN (atomic rename or rewrite), applies the\n"
+		"plan fully or not at all: one that does not fit the maps is refused before\n"
+		"anything changes; each changed IP switches atomically, no packet is dropped.\n"
+		"Before attaching, the interfaces are checked: 802.1Q tags stripped by the\n"
+		"NIC with VLANs on top, a veth MTU too large for native XDP, next hops that\n"
+		"cannot take XDP redirects (a bridge) refuse to start; GRO in skb mode and TX\n"
+		"checksum offload on a veth peer are turned off and logged; RSS hashing UDP\n"
+		"on addresses only is warned about (see softunicast-router(1)).\n"
 		"On SIGINT or SIGTERM the program is detached, unless --persist: then it keeps\n"
 		"forwarding with the last plan after the process exits, and the next start\n"
 		"replaces it without a gap.\n\n"
@@ -276,6 +284,8 @@ static int parse_opts(int argc, char **argv, struct router_opts *o)
 
 /* ---- the running router ---- */
 
+#define SU_RUNNER_MAX_FRESH 16
+
 struct runner {
 	struct router_opts *o;
 	struct router *skel;
@@ -285,6 +295,10 @@ struct runner {
 	struct bpf_link *redirect_err; /* xdp_redirect_err tracepoint, unless pinned */
 	uint32_t shift, first, spi; /* geometry the program was loaded with */
 	uint64_t serial;
+	struct su_router_caps caps; /* derived from the plan at start */
+	struct bpf_map *fresh[SU_RUNNER_MAX_FRESH]; /* created anew, pinned after attach */
+	int n_fresh;
+	struct su_plan *start_plan; /* loaded by load(), applied by the first apply_plan() */
 };
 
 static int prog_name_of(uint32_t id, char *name, size_t len)
@@ -365,7 +379,10 @@ static int apply_plan(struct runner *r)
 	struct su_err err;
 	int dc, rc;
 
-	if (su_plan__load(r->o->plan_path, &p, &err)) {
+	if (r->start_plan) { /* loaded once at start: a big plan takes seconds */
+		p = r->start_plan;
+		r->start_plan = NULL;
+	} else if (su_plan__load(r->o->plan_path, &p, &err)) {
 		router_log("%s", err.msg);
 		return SU_EXIT_INVALID;
 	}
@@ -456,12 +473,148 @@ static int attach_redirect_err(struct runner *r)
 	return 0;
 }
 
+/* Maps whose size follows the plan. */
+static const char *const plan_maps[] = { "su_ips", "su_slots", "su_routers", "su_targets" };
+
+static bool is_plan_map(const char *name)
+{
+	for (size_t i = 0; i < sizeof(plan_maps) / sizeof(plan_maps[0]); i++)
+		if (!strcmp(name, plan_maps[i]))
+			return true;
+	return false;
+}
+
+static uint32_t cap_of(const struct su_router_caps *c, const char *name)
+{
+	return !strcmp(name, "su_ips")	   ? c->ips :
+	       !strcmp(name, "su_slots")   ? c->slots :
+	       !strcmp(name, "su_routers") ? c->routers :
+					     c->targets;
+}
+
+/* Is the pinned map at path one this object can use as is?  A plan map
+ * is reused when it holds at least the capacity wanted and at most four
+ * times it (a bigger one is replaced, so per-CPU memory follows the DC);
+ * then the object's definition takes its size.  Anything else (another
+ * layout, other flags, too small) is replaced. */
+static bool pinned_fits(struct bpf_map *m, const char *path, bool resize)
+{
+	struct bpf_map_info info = { 0 };
+	uint32_t len = sizeof(info), want = bpf_map__max_entries(m);
+	int fd = bpf_obj_get(path);
+	bool ok;
+
+	if (fd < 0)
+		return true; /* nothing pinned: libbpf creates and pins it */
+	ok = !bpf_obj_get_info_by_fd(fd, &info, &len) && info.type == bpf_map__type(m) &&
+	     info.key_size == bpf_map__key_size(m) && info.value_size == bpf_map__value_size(m) &&
+	     info.map_flags == bpf_map__map_flags(m);
+	close(fd);
+	if (ok && resize && info.max_entries >= want && info.max_entries / 4 <= want)
+		return !bpf_map__set_max_entries(m, info.max_entries);
+	return ok && info.max_entries == want;
+}
+
+/* Sizes the maps for plan p and decides, map by map, whether the pinned
+ * one of a previous run is reused.  One that is not is created unpinned
+ * and only replaces the pin once the new program is attached (see
+ * repin): until then the old program keeps forwarding with the old maps. */
+static int size_maps(struct runner *r, const struct su_plan *p, uint32_t dc, bool new_slicing)
+{
+	struct bpf_map *m;
+	char path[PATH_MAX];
+
+	su_router__caps_for_plan(p, dc, &r->caps);
+	/* Allocated on use and freed on replacement, not preallocated: see
+	 * docs/router.md, "Plan changes", on element reuse. */
+	bpf_map__set_map_flags(r->skel->maps.su_ips,
+			       bpf_map__map_flags(r->skel->maps.su_ips) | BPF_F_NO_PREALLOC);
+	r->n_fresh = 0;
+	bpf_object__for_each_map(m, r->skel->obj) {
+		const char *name = bpf_map__name(m);
+		bool plan_map = is_plan_map(name);
+
+		if (!bpf_map__pin_path(m))
+			continue;
+		if (plan_map && bpf_map__set_max_entries(m, cap_of(&r->caps, name)))
+			return -EINVAL;
+		snprintf(path, sizeof(path), "%s/%s", r->o->pin_dir, name);
+		/* Slot regions and the entries pointing at them were laid out
+		 * for one slicing: another one starts from empty maps. */
+		if (pinned_fits(m, path, plan_map) &&
+		    !(new_slicing && (!strcmp(name, "su_ips") || !strcmp(name, "su_slots"))))
+			continue;
+		if (r->n_fresh >= SU_RUNNER_MAX_FRESH || bpf_map__set_pin_path(m, NULL))
+			return -EINVAL;
+		r->fresh[r->n_fresh++] = m;
+	}
+	return 0;
+}
+
+/* Replaces the pins of the maps created afresh, once the program using
+ * them is attached: pin under a temporary name, rename over the old pin
+ * (bpffs renames atomically).  The old maps are freed with their last
+ * user, the old program. */
+static int repin(struct runner *r)
+{
+	char path[PATH_MAX], tmp[PATH_MAX + 8];
+
+	for (int i = 0; i < r->n_fresh; i++) {
+		struct bpf_map *m = r->fresh[i];
+
+		snprintf(path, sizeof(path), "%s/%s", r->o->pin_dir, bpf_map__name(m));
+		snprintf(tmp, sizeof(tmp), "%s_new", path); /* bpffs refuses dots */
+		unlink(tmp);
+		if (bpf_obj_pin(bpf_map__fd(m), tmp) || rename(tmp, path))
+			return cli_fail(SU_EXIT_FAIL, "router", "pinning %s: %s", path,
+					strerror(errno));
+	}
+	if (r->n_fresh)
+		router_log("%d map%s resized or re-created and re-pinned in %s", r->n_fresh,
+			   r->n_fresh > 1 ? "s" : "", r->o->pin_dir);
+	return 0;
+}
+
+static void log_memory(struct runner *r)
+{
+	const struct {
+		const char *name;
+		struct bpf_map *m;
+	} maps[] = { { "ips", r->skel->maps.su_ips },
+		     { "slots", r->skel->maps.su_slots },
+		     { "routers", r->skel->maps.su_routers },
+		     { "targets", r->skel->maps.su_targets } };
+	char buf[512];
+	size_t n = 0;
+	uint64_t total = 0;
+	struct bpf_map *m;
+
+	for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {
+		uint64_t b = 0;
+		uint32_t cap = 0;
+
+		su_router__memlock(bpf_map__fd(maps[i].m), &b);
+		su_router__map_cap(bpf_map__fd(maps[i].m), &cap);
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%s %u (%.0f KiB)", i ? ", " : "",
+				      maps[i].name, cap, (double)b / 1024);
+	}
+	bpf_object__for_each_map(m, r->skel->obj) {
+		uint64_t b = 0;
+
+		if (bpf_map__fd(m) >= 0 && !su_router__memlock(bpf_map__fd(m), &b))
+			total += b;
+	}
+	router_log("maps: %s; all maps %.1f MiB at %d possible CPUs", buf,
+		   (double)total / (1 << 20), libbpf_num_possible_cpus());
+}
+
 static int load(struct runner *r)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, oo, .pin_root_path = r->o->pin_dir);
 	struct su_plan *p;
 	struct su_err err;
 	struct su_meta old;
+	bool new_slicing = false;
 	int dc, rc, fd;
 	char path[PATH_MAX];
 
@@ -471,6 +624,9 @@ static int load(struct runner *r)
 	rc = dc < 0 ? SU_EXIT_NOTFOUND : 0;
 	if (!rc && su_router__check_plan(p, (uint32_t)dc, &err))
 		rc = cli_fail(SU_EXIT_INVALID, "router", "%s", err.msg);
+	if (!rc)
+		rc = su_router__start_checks(r->o->iface, r->ifindex, SU_META_IFACES,
+					     r->o->xdp_flags, p, (uint32_t)dc);
 	if (rc) {
 		su_plan__free(p);
 		return rc;
@@ -483,21 +639,16 @@ static int load(struct runner *r)
 		su_plan__free(p);
 		return cli_fail(SU_EXIT_FAIL, "router", "%s", err.msg);
 	}
-	/* Pinned maps of a previous run must agree on the slicing: their slot
-	 * regions were laid out for it. */
 	snprintf(path, sizeof(path), "%s/su_meta", r->o->pin_dir);
 	fd = bpf_obj_get(path);
 	if (fd >= 0) {
 		rc = read_meta(fd, &old);
 		close(fd);
-		if (!rc && (old.slice_shift != r->shift || old.first_slice != r->first ||
-			    old.slices_per_ip != r->spi)) {
-			su_plan__free(p);
-			return cli_fail(SU_EXIT_FAIL, "router",
-					"the pinned maps in %s use another slicing; run '%s router "
-					"detach --dc %s' first (forwarding stops meanwhile)",
-					r->o->pin_dir, su_prog, r->o->dc);
-		}
+		new_slicing = !rc && (old.slice_shift != r->shift || old.first_slice != r->first ||
+				      old.slices_per_ip != r->spi);
+		if (new_slicing)
+			router_log("the pinned maps in %s use another slicing: new ones replace "
+				   "them once this router is attached", r->o->pin_dir);
 	}
 
 	r->skel = router__open_opts(&oo);
@@ -516,7 +667,10 @@ static int load(struct runner *r)
 		su_plan__free(p);
 		return rc;
 	}
-	su_plan__free(p);
+	rc = size_maps(r, p, (uint32_t)dc, new_slicing);
+	r->start_plan = p; /* the first apply_plan() takes it */
+	if (rc)
+		return cli_fail(SU_EXIT_FAIL, "router", "sizing the maps: %s", strerror(-rc));
 	rc = router__load(r->skel);
 	if (rc)
 		return cli_fail(SU_EXIT_FAIL, "router", "loading the XDP program: %s (pinned maps "
@@ -528,6 +682,27 @@ static int load(struct runner *r)
 	r->maps.meta = bpf_map__fd(r->skel->maps.su_meta);
 	r->maps.targets = bpf_map__fd(r->skel->maps.su_targets);
 	return 0;
+}
+
+/* Attaches fd to interface i, replacing exactly the program seen there
+ * (XDP_FLAGS_REPLACE with its fd: the kernel swaps atomically, a restart
+ * loses no packet) or, if there was none, only if there still is none: a
+ * router started in between is never clobbered (EEXIST). */
+static int attach_one(struct runner *r, int i, int fd)
+{
+	LIBBPF_OPTS(bpf_xdp_attach_opts, opts);
+	uint32_t id = 0;
+	int old = -1, rc;
+
+	if (!bpf_xdp_query_id(r->ifindex[i], r->o->xdp_flags, &id) && id)
+		old = bpf_prog_get_fd_by_id(id);
+	if (old >= 0)
+		opts.old_prog_fd = old;
+	rc = bpf_xdp_attach(r->ifindex[i], fd,
+			    r->o->xdp_flags | (old >= 0 ? 0 : XDP_FLAGS_UPDATE_IF_NOEXIST), &opts);
+	if (old >= 0)
+		close(old);
+	return rc;
 }
 
 static int attach(struct runner *r)
@@ -548,31 +723,34 @@ static int attach(struct runner *r)
 			continue;
 		if ((rc = check_slot(r->o, r->ifindex[i], name)))
 			return rc;
-		/* Without XDP_FLAGS_UPDATE_IF_NOEXIST the kernel swaps the
-		 * program atomically: a restart loses no packet. */
-		rc = bpf_xdp_attach(r->ifindex[i], fd, r->o->xdp_flags, NULL);
-		if (rc)
+		rc = attach_one(r, i, fd);
+		if (rc) {
+			char hint[512];
+
 			return cli_fail(SU_EXIT_FAIL, "router", "attaching XDP (%s mode) to %s: %s%s",
 					r->o->xdp_flags & XDP_FLAGS_SKB_MODE ? "skb" : "native",
 					name, strerror(-rc),
-					rc == -EOPNOTSUPP ? " (try --mode skb)" :
-					rc == -EEXIST || rc == -EBUSY ? " (attached in another mode? "
-					"'router detach' first)" : "");
+					su_router__attach_hint(name, rc, r->o->xdp_flags, hint,
+							       sizeof(hint)));
+		}
 	}
 	return 0;
 }
 
 static void detach(struct runner *r)
 {
+	int fd = bpf_program__fd(r->skel->progs.su_router);
+
 	for (int i = 0; i < SU_META_IFACES; i++) {
+		LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = fd);
 		uint32_t id = 0;
 
-		if (!r->ifindex[i])
+		if (!r->ifindex[i] || bpf_xdp_query_id(r->ifindex[i], r->o->xdp_flags, &id) ||
+		    id != r->prog_id)
 			continue;
-		/* Only our own program: a newer router may have replaced it. */
-		if (bpf_xdp_query_id(r->ifindex[i], r->o->xdp_flags, &id) || id != r->prog_id)
-			continue;
-		bpf_xdp_detach(r->ifindex[i], r->o->xdp_flags, NULL);
+		/* Only our own program, by fd: the kernel refuses (EEXIST) if a
+		 * newer router replaced it since the query. */
+		bpf_xdp_detach(r->ifindex[i], r->o->xdp_flags, &opts);
 	}
 }
 
@@ -723,7 +901,11 @@ static int router_run(struct router_opts *o)
 		detach(&r);
 		goto cleanup;
 	}
+	rc = repin(&r);
+	if (rc)
+		goto cleanup;
 	write_meta(&r);
+	log_memory(&r);
 	router_log("attached to %s%s%s (%s mode), pinned in %s%s", o->iface[0],
 		   o->iface[1] ? " and " : "", o->iface[1] ? o->iface[1] : "",
 		   o->xdp_flags & XDP_FLAGS_SKB_MODE ? "skb" : "native", o->pin_dir,
@@ -743,6 +925,7 @@ cleanup:
 	if (lock >= 0)
 		close(lock);
 	bpf_link__destroy(r.redirect_err);
+	su_plan__free(r.start_plan);
 	router__destroy(r.skel);
 	return rc;
 }

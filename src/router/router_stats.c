@@ -304,34 +304,85 @@ int router_stats_main(int argc, char **argv)
 
 /* ---- detach ---- */
 
-static int prog_is_router(uint32_t id)
+/* Is program id a router, and (map_id != 0) the one using map map_id, i.e.
+ * the router of the pin directory being detached?  Returns an fd of the
+ * program to detach it by (the kernel then replaces exactly that program,
+ * XDP_FLAGS_REPLACE), or -1. */
+static int router_prog_fd(uint32_t id, uint32_t map_id)
 {
-	struct bpf_prog_info info = { 0 };
-	uint32_t len = sizeof(info);
-	int fd = bpf_prog_get_fd_by_id(id), ok;
+	uint32_t maps[64], len;
+	struct bpf_prog_info info;
+	int fd = bpf_prog_get_fd_by_id(id);
 
 	if (fd < 0)
-		return 0;
-	ok = !bpf_obj_get_info_by_fd(fd, &info, &len) && !strcmp(info.name, SU_ROUTER_PROG_NAME);
+		return -1;
+	memset(&info, 0, sizeof(info));
+	len = sizeof(info);
+	info.nr_map_ids = 64;
+	info.map_ids = (uint64_t)(unsigned long)maps;
+	if (bpf_obj_get_info_by_fd(fd, &info, &len) || strcmp(info.name, SU_ROUTER_PROG_NAME))
+		goto no;
+	if (!map_id)
+		return fd;
+	for (uint32_t i = 0; i < info.nr_map_ids && i < 64; i++)
+		if (maps[i] == map_id)
+			return fd;
+no:
 	close(fd);
-	return ok;
+	return -1;
 }
 
-/* Detaches a router program from ifindex in whichever mode it runs. */
-static int detach_iface(int ifindex)
+/* Detaches a router program from ifindex in whichever mode it runs.  With
+ * map_id, only the router using that map (the pinned su_ips): a router that
+ * started in between with maps of its own is left alone, and the detach
+ * names the program it expects, so one that replaces it between the query
+ * and the detach makes the kernel refuse (EEXIST) instead of losing it. */
+static int detach_iface(int ifindex, uint32_t map_id)
 {
 	static const uint32_t modes[] = { XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE };
 	int done = 0;
 
 	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		LIBBPF_OPTS(bpf_xdp_attach_opts, opts);
 		uint32_t id = 0;
+		int fd;
 
-		if (bpf_xdp_query_id(ifindex, modes[i], &id) || !id || !prog_is_router(id))
+		if (bpf_xdp_query_id(ifindex, modes[i], &id) || !id)
 			continue;
-		if (!bpf_xdp_detach(ifindex, modes[i], NULL))
+		fd = router_prog_fd(id, map_id);
+		if (fd < 0) {
+			char name[IF_NAMESIZE] = "?";
+
+			if (map_id)
+				fprintf(stderr, "%s router detach: %s runs another router (program "
+					"%u, not using these pinned maps): left attached\n", su_prog,
+					if_indextoname((unsigned)ifindex, name) ? name : "?", id);
+			continue;
+		}
+		opts.old_prog_fd = fd;
+		if (!bpf_xdp_detach(ifindex, modes[i], &opts))
 			done++;
+		close(fd);
 	}
 	return done;
+}
+
+/* Id of the pinned IP map, 0 if none. */
+static uint32_t pinned_map_id(const char *dir)
+{
+	struct bpf_map_info info = { 0 };
+	uint32_t len = sizeof(info);
+	char path[PATH_MAX];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/su_ips", dir);
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return 0;
+	if (bpf_obj_get_info_by_fd(fd, &info, &len))
+		info.id = 0;
+	close(fd);
+	return info.id;
 }
 
 static int unpin_all(const char *dir)
@@ -359,21 +410,25 @@ static int unpin_all(const char *dir)
 static const char detach_usage[] =
 	"Usage: softunicast router detach --dc DC [--pin-dir DIR] [--iface IFACE]...\n"
 	"Removes the router program from its interfaces (those recorded in the pinned\n"
-	"maps, plus any --iface) and unpins its maps.\n";
+	"maps, plus any --iface) and unpins its maps.  On the recorded interfaces only\n"
+	"the router using these pinned maps is detached, by its program id (a router\n"
+	"started in between is left alone); --iface detaches any router there.\n";
 
 int router_detach_main(int argc, char **argv)
 {
 	struct side_opts o;
 	struct su_meta m;
+	uint32_t map_id;
 	int rc, detached = 0, unpinned;
 
 	rc = parse_side_opts("router detach", argc, argv, &o, detach_usage);
 	if (rc)
 		return rc < 0 ? SU_EXIT_OK : rc;
+	map_id = pinned_map_id(o.pin_dir);
 	if (!router_stats__meta(o.pin_dir, &m))
 		for (int i = 0; i < SU_META_IFACES; i++)
 			if (m.ifindex[i])
-				detached += detach_iface((int)m.ifindex[i]);
+				detached += detach_iface((int)m.ifindex[i], map_id);
 	for (int i = 0; i < SU_META_IFACES; i++) {
 		int ifindex;
 
@@ -383,7 +438,7 @@ int router_detach_main(int argc, char **argv)
 		if (!ifindex)
 			return cli_fail(SU_EXIT_USAGE, "router detach", "interface '%s': %s",
 					o.iface[i], strerror(errno));
-		detached += detach_iface(ifindex);
+		detached += detach_iface(ifindex, 0); /* named: any router there */
 	}
 	unpinned = unpin_all(o.pin_dir);
 	if (!detached && unpinned <= 0)
