@@ -600,13 +600,14 @@ static int ping_used(const struct su_port_req *r, struct portset *ps, uint16_t o
 
 /* Ping sockets match echo replies on the identifier and the local address
  * (ping_lookup never looks at the peer), so an identifier must be unique per
- * egress IP, even across destinations.  But ping_get_port() keys binds per
- * host: without SO_REUSEADDR, identifier 3000 taken on one IP would be
- * refused on every other, and a server holding the same slice on several IPs
- * would see a false "exhausted".  So the library binds with SO_REUSEADDR
- * (the kernel then checks nothing), keeps identifiers unique per IP itself
- * from /proc/net/icmp, and checks again after bind() for a racing process
- * (both back off).  Without /proc, binds are exclusive host-wide. */
+ * egress IP, even across destinations, and may repeat across IPs.  The kernel
+ * checks neither: ping sockets are created with SO_REUSEADDR set
+ * (INET_PROTOSW_REUSE in inetsw_array), so ping_get_port() accepts any
+ * explicit identifier, even one a socket on the same IP holds; and its own
+ * pick (identifier 0) is host-wide, not per IP.  So the library keeps
+ * identifiers unique per IP itself, from /proc/net/icmp, and checks again
+ * after bind() for a racing process (both back off).  Without /proc there is
+ * nothing to check against: a random identifier. */
 static int ping_bind(struct su_port_req *r, int *fd)
 {
 	struct portset ps;
@@ -626,10 +627,8 @@ static int ping_bind(struct su_port_req *r, int *fd)
 			break;
 		}
 		stale = false;
-		rc = guarded ? setopt(*fd, SOL_SOCKET, SO_REUSEADDR, 1) : 0;
-		if (!rc)
-			rc = bind_to(r, *fd, id);
-		if (rc == -EADDRINUSE) { /* an exclusive socket holds it host-wide */
+		rc = bind_to(r, *fd, id);
+		if (rc == -EADDRINUSE) { /* a kernel that does check: taken */
 			set_used(&ps, id);
 			continue;
 		}
