@@ -43,6 +43,8 @@ static void agent_usage(FILE *out)
 		"    (table arp %s), arp_announce is 2 on IFACE;\n"
 		"  - widens net.ipv4.ip_local_port_range to cover the slices (the per-socket\n"
 		"    IP_LOCAL_PORT_RANGE can only narrow it);\n"
+		"  - sets net.ipv4.tcp_tw_reuse to 1, so connections to one destination closed\n"
+		"    by this side can reuse ports held in TIME_WAIT (see docs/agent.md);\n"
 		"  - publishes the assignment (IP, slice, tags, state) to applications in\n"
 		"    DIR/assignment, replaced atomically, with shared counters beside it.\n"
 		"SIGHUP, or a new version of PLAN (atomic rename or rewrite), applies the new\n"
@@ -57,7 +59,7 @@ static void agent_usage(FILE *out)
 		"  -g, --gue-port PORT   GUE UDP destination port (default 6080)\n"
 		"      --no-decap        no XDP program (the kernel's fou decapsulates)\n"
 		"      --no-enforce      no nftables table\n"
-		"      --no-sysctl       leave ip_local_port_range alone\n"
+		"      --no-sysctl       leave ip_local_port_range and tcp_tw_reuse alone\n"
 		"  -h, --help\n\n"
 		"status: per slice, the ports in use (sock_diag), the busiest destination's\n"
 		"share of the slice (a WARNING at 80%%: connects to it fail at 100%%), sockets\n"
@@ -189,6 +191,51 @@ static int widen_range(struct agent *a)
 	snprintf(text, sizeof(text), "%u %u\n", nlo, nhi);
 	agent_log("ip_local_port_range %u-%u -> %u-%u to cover the slices", lo, hi, nlo, nhi);
 	return write_range(text);
+}
+
+#define TW_REUSE_SYSCTL "/proc/sys/net/ipv4/tcp_tw_reuse"
+
+/* Churn to one destination with client-side close (HTTP/1.0, health checks)
+ * holds each 4-tuple in TIME_WAIT for 60 s: a 2048-port slice would make 2048
+ * connections to an origin, then fail for a minute.  tcp_tw_reuse = 1 lets
+ * connect() take over a TIME_WAIT 4-tuple once the peer's last timestamp is
+ * older than tcp_tw_reuse_delay (1 s); PAWS (RFC 7323 section 5) rejects the
+ * old connection's duplicates.  Debian's default 2 does it on loopback only.
+ * It only affects outgoing connections (docs/agent.md: the trade-off). */
+static int set_tw_reuse(struct agent *a)
+{
+	FILE *f;
+	int cur = -1;
+
+	if (!a->o.sysctl || !(f = fopen(TW_REUSE_SYSCTL, "re")))
+		return 0; /* told not to, or no such knob */
+	if (fscanf(f, "%d", &cur) != 1)
+		cur = -1;
+	fclose(f);
+	if (cur < 0 || cur == 1)
+		return 0;
+	if (a->saved_tw_reuse < 0)
+		a->saved_tw_reuse = cur;
+	f = fopen(TW_REUSE_SYSCTL, "we");
+	if (!f)
+		return -errno;
+	fputs("1\n", f);
+	agent_log("tcp_tw_reuse %d -> 1: churn to one destination reuses TIME_WAIT ports", cur);
+	return fclose(f) ? -errno : 0;
+}
+
+static void restore_tw_reuse(struct agent *a)
+{
+	FILE *f;
+
+	if (a->saved_tw_reuse < 0)
+		return;
+	f = fopen(TW_REUSE_SYSCTL, "we");
+	if (f) {
+		fprintf(f, "%d\n", a->saved_tw_reuse);
+		fclose(f);
+	}
+	a->saved_tw_reuse = -1;
 }
 
 static int announce_path(const struct agent *a, char *buf, size_t size)
@@ -339,6 +386,8 @@ static void write_state(struct agent *a)
 		      a->saved_range);
 	if (j)
 		json_object_set_new(j, "saved_arp_announce", json_integer(a->saved_announce));
+	if (j)
+		json_object_set_new(j, "saved_tw_reuse", json_integer(a->saved_tw_reuse));
 	snprintf(path, sizeof(path), "%s/%s", a->o.run_dir, AGENT_STATE_NAME);
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	if (j && !json_dump_file(j, tmp, JSON_INDENT(2)))
@@ -358,6 +407,7 @@ static void host_down(struct agent *a)
 		agent_log("could not restore ip_local_port_range");
 	a->saved_range[0] = 0;
 	restore_announce(a);
+	restore_tw_reuse(a);
 }
 
 static int host_up(struct agent *a, struct su_err *err)
@@ -369,6 +419,9 @@ static int host_up(struct agent *a, struct su_err *err)
 	rc = set_announce(a);
 	if (rc)
 		return su_err__set(err, -rc, "arp_announce of %s: %s", a->o.iface, strerror(-rc));
+	rc = set_tw_reuse(a);
+	if (rc)
+		return su_err__set(err, -rc, "%s: %s", TW_REUSE_SYSCTL, strerror(-rc));
 	rc = add_addresses(a);
 	write_state(a);
 	if (rc)
@@ -574,6 +627,8 @@ static int adopt_stale(struct agent *a, struct su_err *err)
 	if (json_is_integer(json_object_get(j, "saved_arp_announce")))
 		a->saved_announce =
 			(int)json_integer_value(json_object_get(j, "saved_arp_announce"));
+	if (json_is_integer(json_object_get(j, "saved_tw_reuse")))
+		a->saved_tw_reuse = (int)json_integer_value(json_object_get(j, "saved_tw_reuse"));
 	json_decref(j);
 	return 0;
 }
@@ -605,7 +660,7 @@ static int exit_code(int rc)
 
 int agent_run(const struct agent_opts *o)
 {
-	struct agent a = { .o = *o, .saved_announce = -1 };
+	struct agent a = { .o = *o, .saved_announce = -1, .saved_tw_reuse = -1 };
 	struct su_err err = { "" };
 	int rc = prepare(&a, &err), sfd = -1, ifd = -1;
 

@@ -41,6 +41,7 @@ struct agent {
 	uint32_t xdp_mode;         /* 0 (native) or XDP_FLAGS_SKB_MODE */
 	char saved_range[64];      /* ip_local_port_range before we widened it */
 	int saved_announce;        /* IFACE's arp_announce before we set 2, or -1 */
+	int saved_tw_reuse;        /* net.ipv4.tcp_tw_reuse before we set 1, or -1 */
 };
 
 /* agent_plan.c: this server's slots of a plan, as an assignment (IPs in plan

@@ -22,9 +22,9 @@ shim-probe IP COUNT KIND:PORT...    run under the LD_PRELOAD shim: per KIND, ope
     line {kind, ports: local ports, errors: {strerror: count}, extra: facts}.
 fork-probe IP PORT W N              under the shim: W forked workers make N
     connections each (to PORT+1+worker); prints their local ports.
-churn LIB TAGS N IP:PORT            N connections to one destination through
-    su_connect(), each closed by the client at once; prints JSON
-    {ok, failed, errors, secs, ports}.
+churn LIB TAGS N RATE IP:PORT       N connections to one destination through
+    su_connect(), at most RATE per second, each closed by the client at once
+    (this side holds TIME_WAIT); prints JSON {ok, failed, errors, secs, ports}.
 """
 import ctypes, fcntl, json, os, resource, select, socket, struct, sys, time
 
@@ -305,9 +305,15 @@ def shim_one(kind, ip, port, extra):
 
 def shim_probe(ip, count, kinds):
     """One JSON line per KIND:PORT (one process: python starts slowly)."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     for kp in kinds:
         kind, port = kp.rsplit(":", 1)
         ports, errs, extra, keep = [], {}, {}, []
+        if kind == "options-busy":  # 93% of the slice already used toward IP:PORT
+            for _ in range(1900):
+                keep.append(shim_one("tcp", ip, int(port), extra))
+            kind = "options"
         for _ in range(count):
             try:
                 s = shim_one(kind, ip, int(port), extra)
@@ -315,7 +321,7 @@ def shim_probe(ip, count, kinds):
                 keep.append(s)
             except OSError as e:
                 errs[e.strerror or str(e)] = errs.get(e.strerror or str(e), 0) + 1
-        print(json.dumps({"kind": kind, "ports": ports, "errors": errs, "extra": extra}),
+        print(json.dumps({"kind": kp.rsplit(":", 1)[0], "ports": ports, "errors": errs, "extra": extra}),
               flush=True)
         for s in keep:
             s.close()
@@ -348,11 +354,14 @@ def fork_probe(ip, first_port, workers, count):
     print(json.dumps([res[i] for i in range(workers)]), flush=True)
 
 
-def churn(path, tags, n, target):
+def churn(path, tags, n, rate, target):
     l = lib(path)
     ip, port = addr(target)
     errs, ports, t0 = {}, set(), time.monotonic()
-    for _ in range(n):
+    for i in range(n):
+        ahead = t0 + i / rate - time.monotonic()
+        if ahead > 0:
+            time.sleep(ahead)
         fd = su_connect(l, tags, ip, port)
         if fd < 0:
             e = l.su_strerror(fd).decode()
@@ -389,4 +398,4 @@ if __name__ == "__main__":
     elif cmd == "fork-probe":
         fork_probe(args[0], int(args[1]), int(args[2]), int(args[3]))
     elif cmd == "churn":
-        churn(args[0], args[1], int(args[2]), args[3])
+        churn(args[0], args[1], int(args[2]), float(args[3]), args[4])
