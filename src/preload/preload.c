@@ -16,7 +16,9 @@
  *     connect): connected through the library, then the data is sent;
  *   - bind() to the wildcard address with port 0 (how many programs start)
  *     binds without a port (IP_BIND_ADDRESS_NO_PORT; ping: nothing), so the
- *     port is still chosen in the slice at connect() or the first send.
+ *     port is still chosen in the slice at connect() or the first send
+ *     (getsockname() shows port 0 until then; a listener still gets its
+ *     port at listen()).
  * Loopback and link-local destinations and port 53 (name resolution belongs
  * to the host's own address) are left alone, and so are sockets the program
  * bound to a port or to a specific address itself.  When no egress matches,
