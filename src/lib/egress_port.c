@@ -412,61 +412,67 @@ static bool tw_reusable(const struct su_port_req *r, unsigned *delay_ms)
 
 #define SU_TIMEWAIT_MS 60000 /* TCP_TIMEWAIT_LEN */
 
-/* Among the ports whose 4-tuple to dst is in TIME_WAIT, the oldest, if the
- * kernel will let a new connection reuse it. */
-static int pick_tw(const struct su_port_req *r, const struct portset *ps, uint16_t *port)
+/* Whether a port can take the 4-tuple (src:port, dst): 1 free or held in a
+ * TIME_WAIT the kernel will reuse, 0 taken, -errno without sock_diag. */
+static int tuple_usable(struct su_port_req *r, struct su_sockdiag *d, uint16_t port)
 {
-	unsigned n = slice_len(r), best = n, delay;
+	struct su_sockdiag_query q = { .proto = IPPROTO_TCP, .src = r->src, .sport = port,
+				       .dst = r->dst, .dport = r->dport };
+	struct su_sockdiag_sock s;
+	unsigned delay;
+	int rc = su_sockdiag__lookup(d, &q, &s);
 
-	if (!tw_reusable(r, &delay))
-		return -EADDRNOTAVAIL;
-	for (unsigned i = 0; i < n; i++)
-		if (ps->tw[i] && (best == n || ps->tw[i] < ps->tw[best]))
-			best = i;
-	if (best == n || ps->tw[best] > SU_TIMEWAIT_MS || SU_TIMEWAIT_MS - ps->tw[best] < delay)
-		return -EADDRNOTAVAIL;
-	*port = (uint16_t)(r->lo + best);
-	return 0;
+	if (rc <= 0)
+		return rc < 0 ? rc : 1;
+	if (s.state != SU_TCP_TIME_WAIT || !tw_reusable(r, &delay))
+		return 0;
+	return s.expires_ms <= SU_TIMEWAIT_MS && SU_TIMEWAIT_MS - s.expires_ms >= delay;
 }
 
 /* Select, test, repeat on the caller's socket: a TCP socket keeps the port
  * of a failed connect() for good, and replacing it would drop the options
  * the program set (TCP_NODELAY, SO_KEEPALIVE, buffers, IP_TOS, SO_MARK, BPF
- * filters, ...).  So the port is tested before the socket is bound: one
- * sock_diag dump lists the slice's 4-tuples toward dst (TIME_WAIT included),
- * a free port is bound (bind() itself tests for listeners and exclusive
- * sockets), and only then connect() runs; a TIME_WAIT port is taken only
- * when no port is free and the kernel will reuse it.  Only another process
- * taking the same 4-tuple between the dump and connect() can still fail
- * it, with -EADDRNOTAVAIL, counted as a conflict. */
+ * filters, ...).  So each candidate port is tested before the socket is bound:
+ * an exact sock_diag look-up of the 4-tuple toward dst (O(1); a dump walks the
+ * whole established hash, tens of ms on a big host) says whether it is free,
+ * or in a TIME_WAIT the kernel will reuse; bind() then tests for listeners
+ * and exclusive sockets (a failed bind leaves the socket unbound); only then
+ * connect() runs.  Random ports, then a sweep that proves exhaustion.  Only
+ * another process taking the same 4-tuple between the look-up and connect()
+ * can still fail it, with -EADDRNOTAVAIL, counted as a conflict.  Without
+ * sock_diag, the first port that binds is connected. */
 static int tcp_str_keep(struct su_port_req *r, int fd, const struct sockaddr *dst, socklen_t len)
 {
+	unsigned n = slice_len(r), start = su_port__random() % n;
+	struct su_sockdiag *d = NULL;
 	struct portset ps;
-	uint16_t port;
-	int rc = portset_init(&ps, r, true);
+	int rc = portset_init(&ps, r, false), ok;
 
 	if (rc)
 		return rc;
-	if (ports_used(r, IPPROTO_TCP, &ps, -1))
-		memset(ps.tw, 0, slice_len(r) * sizeof(uint32_t)); /* no sock_diag: bind+connect test */
-	for (;;) {
-		rc = pick_free(r, &ps, &port);
-		if (rc)
-			rc = pick_tw(r, &ps, &port);
-		if (rc)
-			break;
-		rc = tcp_bind_port(r, fd, port);
-		if (rc == -EADDRNOTAVAIL) { /* held exclusively: the socket is still unbound */
-			set_used(&ps, port);
-			ps.tw[port - r->lo] = 0;
+	if (su_sockdiag__open(&d))
+		d = NULL;
+	rc = -EADDRNOTAVAIL;
+	for (unsigned t = 0; t < RANDOM_TRIES + n; t++) {
+		unsigned off = t < RANDOM_TRIES ? su_port__random() % n : (start + t) % n;
+		uint16_t port = (uint16_t)(r->lo + off);
+
+		if (is_used(&ps, off))
 			continue;
-		}
+		set_used(&ps, port);
+		ok = d ? tuple_usable(r, d, port) : 1;
+		if (!ok)
+			continue;
+		rc = tcp_bind_port(r, fd, port);
+		if (rc == -EADDRNOTAVAIL) /* held exclusively: the socket is still unbound */
+			continue;
 		if (!rc)
 			rc = do_connect(fd, dst, len);
 		if (rc == -EADDRNOTAVAIL)
 			r->conflicts++;
 		break;
 	}
+	su_sockdiag__close(d);
 	portset_free(&ps);
 	return rc;
 }

@@ -173,3 +173,83 @@ int su_sockdiag__dump(const struct su_sockdiag_query *q, su_sockdiag_cb cb, void
 	mnl_socket_close(nl);
 	return rc;
 }
+
+struct su_sockdiag {
+	struct mnl_socket *nl;
+	uint32_t seq, portid;
+	char buf[8192];
+};
+
+int su_sockdiag__open(struct su_sockdiag **out)
+{
+	struct su_sockdiag *d = calloc(1, sizeof(*d));
+
+	if (!d)
+		return -ENOMEM;
+	d->nl = mnl_socket_open2(NETLINK_SOCK_DIAG, SOCK_CLOEXEC);
+	if (!d->nl || mnl_socket_bind(d->nl, 0, MNL_SOCKET_AUTOPID)) {
+		int rc = -errno;
+
+		if (d->nl)
+			mnl_socket_close(d->nl);
+		free(d);
+		return rc;
+	}
+	d->portid = mnl_socket_get_portid(d->nl);
+	d->seq = (uint32_t)time(NULL);
+	*out = d;
+	return 0;
+}
+
+void su_sockdiag__close(struct su_sockdiag *d)
+{
+	if (!d)
+		return;
+	mnl_socket_close(d->nl);
+	free(d);
+}
+
+static int on_one(const struct nlmsghdr *nlh, void *data)
+{
+	struct su_sockdiag_sock *s = data;
+	const struct inet_diag_msg *m = mnl_nlmsg_get_payload(nlh);
+
+	s->state = m->idiag_state;
+	s->expires_ms = m->idiag_expires;
+	s->inode = m->idiag_inode;
+	return MNL_CB_OK;
+}
+
+int su_sockdiag__lookup(struct su_sockdiag *d, const struct su_sockdiag_query *q,
+			struct su_sockdiag_sock *out)
+{
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(d->buf);
+	struct inet_diag_req_v2 *req;
+	ssize_t n;
+	int rc;
+
+	nlh->nlmsg_type = SOCK_DIAG_BY_FAMILY;
+	nlh->nlmsg_flags = NLM_F_REQUEST; /* no NLM_F_DUMP: inet_diag_cmd_exact */
+	nlh->nlmsg_seq = ++d->seq;
+	req = mnl_nlmsg_put_extra_header(nlh, sizeof(*req));
+	req->sdiag_family = AF_INET;
+	req->sdiag_protocol = q->proto;
+	req->idiag_states = ~0u;
+	req->id.idiag_src[0] = htonl(q->src);
+	req->id.idiag_dst[0] = htonl(q->dst);
+	req->id.idiag_sport = htons((uint16_t)q->sport);
+	req->id.idiag_dport = htons((uint16_t)q->dport);
+	req->id.idiag_cookie[0] = req->id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+	if (mnl_socket_sendto(d->nl, nlh, nlh->nlmsg_len) < 0)
+		return -errno;
+	*out = (struct su_sockdiag_sock){ .src = q->src, .dst = q->dst,
+					  .sport = (uint16_t)q->sport,
+					  .dport = (uint16_t)q->dport, .proto = q->proto };
+	n = mnl_socket_recvfrom(d->nl, d->buf, sizeof(d->buf));
+	if (n < 0)
+		return -errno;
+	rc = mnl_cb_run(d->buf, (size_t)n, d->seq, d->portid, on_one, out);
+	if (rc == MNL_CB_ERROR)
+		return errno == ENOENT ? 0 : -errno; /* ENOENT: no such socket */
+	return 1;
+}

@@ -34,4 +34,15 @@ typedef int (*su_sockdiag_cb)(const struct su_sockdiag_sock *s, void *arg);
  * A non-zero cb result stops the walk and is returned. */
 int su_sockdiag__dump(const struct su_sockdiag_query *q, su_sockdiag_cb cb, void *arg);
 
+/* Exact look-ups of one 4-tuple (inet_diag_find_one_icsk: a hash look-up,
+ * O(1), where a dump walks the whole established hash, tens of ms on a big
+ * host).  IPv4-mapped AF_INET6 sockets are found too (same hash). */
+struct su_sockdiag;
+int su_sockdiag__open(struct su_sockdiag **out);
+void su_sockdiag__close(struct su_sockdiag *d);
+/* q: every field exact.  1 (found, *out filled: state, expires_ms), 0 (none),
+ * or -errno (no sock_diag). */
+int su_sockdiag__lookup(struct su_sockdiag *d, const struct su_sockdiag_query *q,
+			struct su_sockdiag_sock *out);
+
 #endif
