@@ -164,27 +164,19 @@ static unsigned slice_len(const struct su_port_req *r)
 struct portset {
 	const struct su_port_req *r;
 	uint64_t *bits;
-	uint32_t *tw;   /* TCP: ms left in TIME_WAIT per port (0: not in TIME_WAIT), or NULL */
 	unsigned hits;
 };
 
-static int portset_init(struct portset *ps, const struct su_port_req *r, bool tw)
+static int portset_init(struct portset *ps, const struct su_port_req *r)
 {
 	*ps = (struct portset){ .r = r };
 	ps->bits = calloc((slice_len(r) + 63) / 64, sizeof(uint64_t));
-	if (tw && ps->bits)
-		ps->tw = calloc(slice_len(r), sizeof(uint32_t));
-	if (!ps->bits || (tw && !ps->tw)) {
-		free(ps->bits);
-		return -ENOMEM;
-	}
-	return 0;
+	return ps->bits ? 0 : -ENOMEM;
 }
 
 static void portset_free(struct portset *ps)
 {
 	free(ps->bits);
-	free(ps->tw);
 }
 
 static void set_used(struct portset *ps, uint16_t p)
@@ -207,15 +199,14 @@ static int mark_used(const struct su_sockdiag_sock *s, void *arg)
 
 	if (in_slice(ps->r, s->sport)) {
 		set_used(ps, s->sport);
-		if (ps->tw && s->state == SU_TCP_TIME_WAIT)
-			ps->tw[s->sport - ps->r->lo] = s->expires_ms ? s->expires_ms : 1;
 		ps->hits++;
 	}
 	return 0;
 }
 
 /* Ports of the slice already connected to this exact destination (sport -1)
- * or sockets on one port of it toward dst. */
+ * or sockets on one port of it toward dst (UDP: its table is small enough to
+ * dump; TCP uses exact look-ups, see tcp_str_keep). */
 static int ports_used(const struct su_port_req *r, uint8_t proto, struct portset *ps, int sport)
 {
 	struct su_sockdiag_query q = { .proto = proto, .src = r->src, .sport = sport,
@@ -446,7 +437,7 @@ static int tcp_str_keep(struct su_port_req *r, int fd, const struct sockaddr *ds
 	unsigned n = slice_len(r), start = su_port__random() % n;
 	struct su_sockdiag *d = NULL;
 	struct portset ps;
-	int rc = portset_init(&ps, r, false), ok;
+	int rc = portset_init(&ps, r), ok;
 
 	if (rc)
 		return rc;
@@ -515,7 +506,7 @@ static int udp_connect(struct su_port_req *r, int *fd, const struct sockaddr *ds
 	struct portset ps;
 	bool guarded, stale = false;
 	uint16_t port;
-	int rc = portset_init(&ps, r, false);
+	int rc = portset_init(&ps, r);
 
 	if (rc)
 		return rc;
@@ -619,7 +610,7 @@ static int ping_bind(struct su_port_req *r, int *fd)
 	struct portset ps;
 	bool guarded, stale = false;
 	uint16_t id;
-	int rc = portset_init(&ps, r, false);
+	int rc = portset_init(&ps, r);
 
 	if (rc)
 		return rc;
