@@ -15,7 +15,10 @@
  *   -EPROTONOSUPPORT the assignment file has a format this library cannot read
  *   -ESRCH           no active egress of this server matches the tags
  *   -EADDRNOTAVAIL   every matching slice is exhausted for that destination
- *   -EAFNOSUPPORT    destination is not IPv4 (soft-unicast shares IPv4 space)
+ *   -EAFNOSUPPORT    destination is not IPv4 (soft-unicast shares IPv4 space):
+ *                    neither AF_INET nor AF_INET6 with an IPv4-mapped address
+ *                    ::ffff:a.b.c.d (RFC 4291 section 2.5.5.2), which is taken
+ *                    as the IPv4 address it maps
  *   -EPROTOTYPE      type is not SOCK_STREAM, SOCK_DGRAM or SU_SOCK_PING
  *   -EACCES          (ping) net.ipv4.ping_group_range excludes this group
  *   anything connect(2) returns (-ECONNREFUSED, -ETIMEDOUT, ...).
@@ -68,13 +71,32 @@ void su_egress__close(struct su_egress *e);
 int su_egress__connect(struct su_egress *e, const char *tags, const struct sockaddr *dst,
 		       socklen_t len, int type, int flags);
 
-/* Same for a socket the caller already created (what the LD_PRELOAD shim
- * does to an unmodified program's connect()).  Returns 0, -EINPROGRESS for a
- * non-blocking TCP connect under way, or -errno.  When the first slice is
- * exhausted toward dst, fd is replaced (dup3) by a fresh socket of the same
- * type for the next matching IP, losing options set on the old one. */
+/* Same for a socket the caller already created and has not bound to a port
+ * (what the LD_PRELOAD shim does to an unmodified program's connect()): an
+ * AF_INET socket with an AF_INET dst, or a dual-stack AF_INET6 socket with an
+ * IPv4-mapped dst (it is bound to ::ffff:egress-IP; -ENETUNREACH if it is
+ * IPV6_V6ONLY, as the kernel says).  Returns 0, -EINPROGRESS for a
+ * non-blocking TCP connect under way, or -errno.
+ *
+ * The socket is never replaced, so every option set before (TCP_NODELAY,
+ * SO_KEEPALIVE, buffer sizes, IP_TOS, SO_MARK, filters...) survives every
+ * strategy; the library adds SO_REUSEADDR (TCP and UDP: ports are shared
+ * across destinations), IP_BIND_ADDRESS_NO_PORT and IP_LOCAL_PORT_RANGE (TCP
+ * range and window strategies).  A port is tested before the socket is bound
+ * to it, so an exhausted slice leaves the socket unbound and the next matching
+ * IP is tried on it.  Only another process taking the same 4-tuple in the
+ * microseconds between test and connect() makes it fail with -EADDRNOTAVAIL
+ * (counted as a conflict); the program may retry on a new socket. */
 int su_egress__connect_fd(struct su_egress *e, int fd, const char *tags,
 			  const struct sockaddr *dst, socklen_t len, int flags);
+
+/* Binds an unconnected UDP or ping socket (AF_INET, or dual-stack AF_INET6
+ * for UDP) inside a matching slice, for sendto()/sendmsg() toward any IPv4
+ * destination: the port (ping: identifier) is one no other socket of this
+ * host holds on that egress IP, since replies may come from any peer.  What
+ * the shim does before an unconnected socket's first send.  0 or -errno
+ * (-EPROTOTYPE for a TCP socket: connect it instead). */
+int su_egress__bind_fd(struct su_egress *e, int fd, const char *tags, int flags);
 
 /* su_egress__connect() on the process-wide default handle. */
 int su_connect(const char *tags, const struct sockaddr *dst, socklen_t len, int type, int flags);

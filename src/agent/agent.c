@@ -49,6 +49,8 @@ static void agent_usage(FILE *out)
 		"    tc egress BPF program on IFACE that raw and packet sockets meet too;\n"
 		"  - keeps the egress IPs off the LAN: ARP requests for them go unanswered\n"
 		"    (table arp %s), arp_announce is 2 on IFACE;\n"
+		"  - sets net.ipv4.tcp_tw_reuse to 1, so connections to one destination closed\n"
+		"    by this side can reuse ports held in TIME_WAIT (see docs/agent.md);\n"
 		"  - publishes the assignment (IP, slice, tags, state) to applications in\n"
 		"    DIR/assignment, replaced atomically, with shared counters beside it.\n"
 		"It never changes net.ipv4.ip_local_port_range: the host's own connections\n"
@@ -77,7 +79,7 @@ static void agent_usage(FILE *out)
 		"  -g, --gue-port PORT   GUE UDP destination port (default 6080)\n"
 		"      --no-decap        no XDP program (the kernel's fou decapsulates)\n"
 		"      --no-enforce      no ownership enforcement (nftables table, tc program)\n"
-		"      --no-sysctl       leave IFACE's arp_announce alone\n"
+		"      --no-sysctl       leave IFACE's arp_announce and tcp_tw_reuse alone\n"
 		"      --metrics ADDR:PORT  serve Prometheus metrics on http://ADDR:PORT/metrics:\n"
 		"                        per slice the ports in use and the library's counters,\n"
 		"                        the busiest destinations per slice, blocked packets,\n"
@@ -271,6 +273,51 @@ static void restore_announce(struct agent *a)
 	a->saved_announce = -1;
 }
 
+#define TW_REUSE_SYSCTL "/proc/sys/net/ipv4/tcp_tw_reuse"
+
+/* Churn to one destination with client-side close (HTTP/1.0, health checks)
+ * holds each 4-tuple in TIME_WAIT for 60 s: a 2048-port slice would make 2048
+ * connections to an origin, then fail for a minute.  tcp_tw_reuse = 1 lets
+ * connect() take over a TIME_WAIT 4-tuple once the peer's last timestamp is
+ * older than tcp_tw_reuse_delay (1 s); PAWS (RFC 7323 section 5) rejects the
+ * old connection's duplicates.  Debian's default 2 does it on loopback only.
+ * It only affects outgoing connections (docs/agent.md: the trade-off). */
+static int set_tw_reuse(struct agent *a)
+{
+	FILE *f;
+	int cur = -1;
+
+	if (!a->o.sysctl || !(f = fopen(TW_REUSE_SYSCTL, "re")))
+		return 0; /* told not to, or no such knob */
+	if (fscanf(f, "%d", &cur) != 1)
+		cur = -1;
+	fclose(f);
+	if (cur < 0 || cur == 1)
+		return 0;
+	if (a->saved_tw_reuse < 0)
+		a->saved_tw_reuse = cur;
+	f = fopen(TW_REUSE_SYSCTL, "we");
+	if (!f)
+		return -errno;
+	fputs("1\n", f);
+	agent_log("tcp_tw_reuse %d -> 1: churn to one destination reuses TIME_WAIT ports", cur);
+	return fclose(f) ? -errno : 0;
+}
+
+static void restore_tw_reuse(struct agent *a)
+{
+	FILE *f;
+
+	if (a->saved_tw_reuse < 0)
+		return;
+	f = fopen(TW_REUSE_SYSCTL, "we");
+	if (f) {
+		fprintf(f, "%d\n", a->saved_tw_reuse);
+		fclose(f);
+	}
+	a->saved_tw_reuse = -1;
+}
+
 static bool has_ip(const struct su_assignment *x, uint32_t ip)
 {
 	for (uint32_t i = 0; x && i < x->n; i++)
@@ -383,6 +430,7 @@ static json_t *state_json(struct agent *a)
 		      a->saved_announce);
 	if (!j)
 		return NULL;
+	json_object_set_new(j, "saved_tw_reuse", json_integer(a->saved_tw_reuse));
 	json_object_set_new(j, "retired", json_boolean(a->info.retired));
 	json_object_set_new(j, "drained", json_boolean(a->info.retired && !a->cur->n));
 	json_object_set_new(j, "drain_deadline", a->info.next_deadline ?
@@ -402,7 +450,8 @@ static void dump_atomic(json_t *j, const char *path)
 /* agent.json in the run directory is for `status`; the same facts go to
  * the state directory, where a wiped run directory (systemd's
  * RuntimeDirectory=, a reboot) does not take them: "added" and
- * "saved_arp_announce" are what a restarted agent needs to undo. */
+ * "saved_arp_announce" and "saved_tw_reuse" are what a restarted agent
+ * needs to undo. */
 static void write_state(struct agent *a)
 {
 	char path[4200];
@@ -426,6 +475,7 @@ static void host_down(struct agent *a)
 	agent_decap__detach(a);
 	drop_addresses(a, true);
 	restore_announce(a);
+	restore_tw_reuse(a);
 	if (a->record_path[0]) { /* a clean stop leaves nothing to recover */
 		char lock[4200];
 
@@ -442,6 +492,9 @@ static int host_up(struct agent *a, struct su_err *err)
 
 	if (rc)
 		return su_err__set(err, -rc, "arp_announce of %s: %s", a->o.iface, strerror(-rc));
+	rc = set_tw_reuse(a);
+	if (rc)
+		return su_err__set(err, -rc, "%s: %s", TW_REUSE_SYSCTL, strerror(-rc));
 	rc = add_addresses(a);
 	write_state(a);
 	if (rc)
@@ -769,6 +822,8 @@ static void adopt_record(struct agent *a)
 	if (json_is_integer(json_object_get(j, "saved_arp_announce")))
 		a->saved_announce =
 			(int)json_integer_value(json_object_get(j, "saved_arp_announce"));
+	if (json_is_integer(json_object_get(j, "saved_tw_reuse")))
+		a->saved_tw_reuse = (int)json_integer_value(json_object_get(j, "saved_tw_reuse"));
 	json_decref(j);
 }
 
@@ -938,7 +993,7 @@ static int exit_code(int rc)
 
 int agent_run(const struct agent_opts *o)
 {
-	struct agent a = { .o = *o, .saved_announce = -1, .lock_fd = -1 };
+	struct agent a = { .o = *o, .saved_announce = -1, .saved_tw_reuse = -1, .lock_fd = -1 };
 	struct su_err err = { "" };
 	int rc = check_paths(&a, &err), sfd = -1, ifd = -1;
 	struct agent_metrics mctx;

@@ -63,6 +63,7 @@ struct agent {
 	struct agent_plan_info info; /* of a->cur */
 	int lock_fd;               /* flock on STATE_DIR/SERVER.lock while we run */
 	char record_path[4200];    /* STATE_DIR/SERVER.json: what recovery needs */
+	int saved_tw_reuse;        /* net.ipv4.tcp_tw_reuse before we set 1, or -1 */
 };
 
 /* agent_plan.c: this server's slots of a plan, as an assignment (IPs in plan

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -229,12 +230,30 @@ const char *su_strerror(int err)
 
 /* ---- connect ---------------------------------------------------------- */
 
-static int check_dst(const struct sockaddr *dst, socklen_t len)
+/* The IPv4 destination in dst: AF_INET, or AF_INET6 holding an IPv4-mapped
+ * address ::ffff:a.b.c.d (RFC 4291 section 2.5.5.2), what dual-stack
+ * runtimes (Java, Go, Node) pass for an IPv4 peer.  24 bytes is the shortest
+ * sockaddr_in6 the kernel accepts (SIN6_LEN_RFC2133). */
+static int dst_v4(const struct sockaddr *dst, socklen_t len, struct sockaddr_in *out)
 {
-	if (!dst || len < sizeof(struct sockaddr_in))
+	const struct sockaddr_in6 *d6 = (const struct sockaddr_in6 *)dst;
+
+	if (!dst || len < sizeof(sa_family_t))
 		return -EINVAL;
-	if (dst->sa_family != AF_INET)
+	if (dst->sa_family == AF_INET) {
+		if (len < sizeof(*out))
+			return -EINVAL;
+		memcpy(out, dst, sizeof(*out));
+		return 0;
+	}
+	if (dst->sa_family != AF_INET6)
 		return -EAFNOSUPPORT;
+	if (len < offsetof(struct sockaddr_in6, sin6_scope_id))
+		return -EINVAL;
+	if (!IN6_IS_ADDR_V4MAPPED(&d6->sin6_addr))
+		return -EAFNOSUPPORT;
+	*out = (struct sockaddr_in){ .sin_family = AF_INET, .sin_port = d6->sin6_port };
+	memcpy(&out->sin_addr, &d6->sin6_addr.s6_addr[12], 4);
 	return 0;
 }
 
@@ -274,12 +293,12 @@ static void count(const struct snapshot *s, const struct su_assignment_entry *en
 		su_counter__inc(&c->exhausted);
 }
 
-static int prepare(struct su_egress *e, const char *tags, const struct sockaddr *dst,
-		   socklen_t len, struct snapshot **snap, uint32_t **idx, uint32_t *n)
+static int prepare(struct su_egress *e, const char *tags, struct snapshot **snap, uint32_t **idx,
+		   uint32_t *n)
 {
-	int rc = check_dst(dst, len);
+	int rc = 0;
 
-	if (!rc && (!tags || su_assignment__check_tags(tags, NULL)))
+	if (!tags || su_assignment__check_tags(tags, NULL))
 		rc = -EINVAL;
 	if (!rc)
 		rc = snapshot_get(e, snap);
@@ -300,14 +319,12 @@ static int prepare(struct su_egress *e, const char *tags, const struct sockaddr 
 }
 
 static struct su_port_req make_req(const struct su_assignment_entry *en,
-				   const struct sockaddr *dst, int type, int flags)
+				   const struct sockaddr_in *d, int type, int family, int flags)
 {
-	const struct sockaddr_in *d = (const struct sockaddr_in *)dst;
-
 	return (struct su_port_req){
 		.src = en->ip, .lo = en->lo, .hi = en->hi,
-		.dst = ntohl(d->sin_addr.s_addr), .dport = ntohs(d->sin_port),
-		.type = type,
+		.dst = d ? ntohl(d->sin_addr.s_addr) : 0, .dport = d ? ntohs(d->sin_port) : 0,
+		.type = type, .family = family,
 		.strategy = su_strategy__resolve(SU_F_STRATEGY(flags)),
 	};
 }
@@ -316,17 +333,20 @@ int su_egress__connect(struct su_egress *e, const char *tags, const struct socka
 		       socklen_t len, int type, int flags)
 {
 	struct snapshot *snap;
+	struct sockaddr_in d;
 	uint32_t *idx, n;
-	int rc = prepare(e, tags, dst, len, &snap, &idx, &n);
+	int rc = dst_v4(dst, len, &d);
 
+	if (!rc)
+		rc = prepare(e, tags, &snap, &idx, &n);
 	if (rc)
 		return rc;
 	rc = -EADDRNOTAVAIL;
 	for (uint32_t k = 0; k < n; k++) {
 		const struct su_assignment_entry *en = &snap->a->v[idx[k]];
-		struct su_port_req req = make_req(en, dst, type, flags);
+		struct su_port_req req = make_req(en, &d, type, AF_INET, flags);
 
-		rc = su_port__connect(&req, dst, len);
+		rc = su_port__connect(&req, (struct sockaddr *)&d, sizeof(d));
 		count(snap, en, &req, rc);
 		/* Only exhaustion moves on to the tag-set's next IP: a refused
 		 * or unreachable destination would be so from any of them. */
@@ -338,26 +358,48 @@ int su_egress__connect(struct su_egress *e, const char *tags, const struct socka
 	return rc;
 }
 
-int su_egress__connect_fd(struct su_egress *e, int fd, const char *tags,
-			  const struct sockaddr *dst, socklen_t len, int flags)
+/* The caller's socket must be able to reach the IPv4 destination: an AF_INET
+ * socket with an AF_INET address, or a dual-stack AF_INET6 one with a mapped
+ * address (an IPV6_V6ONLY socket cannot: the kernel's answer). */
+static int check_fd_family(int fd, int family, const struct sockaddr *dst)
+{
+	int v6only = 0;
+	socklen_t l = sizeof(v6only);
+
+	if (family != dst->sa_family)
+		return family == AF_INET ? -EAFNOSUPPORT : -EINVAL;
+	if (family == AF_INET6 && !getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &l) && v6only)
+		return -ENETUNREACH;
+	return 0;
+}
+
+/* Tries the matching slices in turn on the caller's socket, which is never
+ * replaced: every strategy leaves it without a port when a slice is
+ * exhausted, so it can move on; if a lost race left it bound, it stops. */
+typedef int (*fd_op)(struct su_port_req *r, int fd, const struct sockaddr *dst, socklen_t len);
+
+static int on_fd(struct su_egress *e, int fd, const char *tags, const struct sockaddr *dst,
+		 socklen_t len, int flags, fd_op op)
 {
 	struct snapshot *snap;
+	struct sockaddr_in d;
 	uint32_t *idx, n;
-	int type, rc = su_port__socket_type(fd, &type);
+	int type, family, rc = su_port__socket_type(fd, &type, &family);
 
+	if (!rc && dst && !(rc = dst_v4(dst, len, &d)))
+		rc = check_fd_family(fd, family, dst);
 	if (!rc)
-		rc = prepare(e, tags, dst, len, &snap, &idx, &n);
+		rc = prepare(e, tags, &snap, &idx, &n);
 	if (rc)
 		return rc;
 	for (uint32_t k = 0; k < n; k++) {
 		const struct su_assignment_entry *en = &snap->a->v[idx[k]];
-		struct su_port_req req = make_req(en, dst, type, flags);
+		struct su_port_req req = make_req(en, dst ? &d : NULL, type, family, flags);
 
-		/* The next IP needs an unbound socket: options the program set
-		 * on the old one are lost, a price paid only on exhaustion. */
-		if (k && (rc = su_port__renew(fd, type)))
+		if (k && su_port__has_port(fd))
 			break;
-		rc = su_port__connect_fd(&req, fd, dst, len);
+		req.keep_fd = true;
+		rc = op(&req, fd, dst, len);
 		count(snap, en, &req, rc);
 		if (rc != -EADDRNOTAVAIL)
 			break;
@@ -365,6 +407,26 @@ int su_egress__connect_fd(struct su_egress *e, int fd, const char *tags,
 	free(idx);
 	snapshot_put(snap);
 	return rc;
+}
+
+static int bind_op(struct su_port_req *r, int fd, const struct sockaddr *dst, socklen_t len)
+{
+	(void)dst;
+	(void)len;
+	return su_port__bind_fd(r, fd);
+}
+
+int su_egress__connect_fd(struct su_egress *e, int fd, const char *tags,
+			  const struct sockaddr *dst, socklen_t len, int flags)
+{
+	if (!dst)
+		return -EINVAL;
+	return on_fd(e, fd, tags, dst, len, flags, su_port__connect_fd);
+}
+
+int su_egress__bind_fd(struct su_egress *e, int fd, const char *tags, int flags)
+{
+	return on_fd(e, fd, tags, NULL, 0, flags, bind_op);
 }
 
 static struct su_egress *g_default;

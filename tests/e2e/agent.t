@@ -80,6 +80,7 @@ xo sysctl -qw net.core.somaxconn=65535
 xs sysctl -qw net.ipv4.ping_group_range="0 2147483647"
 RANGE0=$(xs cat /proc/sys/net/ipv4/ip_local_port_range)
 ANNOUNCE0=$(xs cat /proc/sys/net/ipv4/conf/s0/arp_announce)
+TWREUSE0=$(xs cat /proc/sys/net/ipv4/tcp_tw_reuse)
 
 cat >"$T/fleet.yaml" <<'YAML'
 ports: {range: 1024-65535, slice: 2048}
@@ -127,7 +128,7 @@ wait_for "grep -q ready $T/udp.log" # python starts slowly on a loaded machine
 bgx $O ncat -lk 192.0.2.80 7007 -e /bin/cat
 bgx $O ncat -lk 192.0.2.80 8081 -v -c 'printf "HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nok\n"' 2>"$T/http.log"
 wait_for "xo ss -ltn | grep -q 192.0.2.80:8081"
-wait_for "grep -q ready $T/udp.log"
+wait_for "grep -q ready $T/udp.log" # python starts slowly on a loaded machine
 
 OUT=$( (sleep 1) | xs $SU connect -v --tags service=warp,country=GB 192.0.2.80 8080 2>"$T/c.err")
 is "$OUT" "hello" "TCP through the slice: origin's reply came back via GUE + decap"
@@ -328,6 +329,22 @@ RC=$?
 [ $RC = 1 ] && grep -q "another agent (pid $AGENT)" "$T/agent3.log"
 ok $? "a second agent on the same run directory refuses to start" "$(cat "$T/agent3.log")"
 
+# ---- churn to one destination (egress helper, issue 13 section 5) -------------
+# Connections closed by this side hold their 4-tuple in TIME_WAIT for 60 s:
+# 3000 of them to one origin through a 2048-port slice need the kernel to
+# reuse TIME_WAIT ports, which the agent's tcp_tw_reuse=1 allows (Debian's
+# default 2 reuses on loopback only).  Paced at 800/s: correctness, not speed.
+is "$(xs cat /proc/sys/net/ipv4/tcp_tw_reuse)" 1 "agent sets tcp_tw_reuse 1 (was $TWREUSE0)"
+bgx $O $H tcp-log 192.0.2.80:9100 >"$T/churn.log"
+wait_for "grep -q ready $T/churn.log"
+R=$(xs $HL churn "$LIB" service=warp,country=GB 3000 800 192.0.2.80:9100 2>&1)
+[ "$(echo "$R" | jq_ 'd["ok"]')" = 3000 ]
+ok $? "churn to one destination: 3000 connections closed by the client, one 2048-port slice, no failure" "$R"
+sleep 0.5
+BAD=$(grep -v ready "$T/churn.log" | awk -F: -v lo=$LO -v hi=$HI '$1 != "198.51.100.0" || $2 < lo || $2 > hi' | head -3)
+[ -z "$BAD" ] && [ "$(grep -c '^198' "$T/churn.log")" -ge 3000 ]
+ok $? "churn: the origin saw $(grep -c '^198' "$T/churn.log") connections, all from the slice" "$BAD"
+
 # ---- stop restores the host ---------------------------------------------------
 kill -TERM $AGENT; wait $AGENT; RC=$?
 is "$RC" 0 "agent exits 0 on SIGTERM"
@@ -337,6 +354,7 @@ check "nftables table removed" sh -c "! ip netns exec $S nft list table inet sof
 check "assignment withdrawn" test ! -e "$RUN/assignment"
 is "$(xs cat /proc/sys/net/ipv4/ip_local_port_range)" "$RANGE0" "ip_local_port_range restored"
 is "$(xs cat /proc/sys/net/ipv4/conf/s0/arp_announce)" "$ANNOUNCE0" "arp_announce restored"
+is "$(xs cat /proc/sys/net/ipv4/tcp_tw_reuse)" "$TWREUSE0" "tcp_tw_reuse restored"
 check "ARP table removed" sh -c "! ip netns exec $S nft list table arp softunicast_agent"
 
 # ---- enforcement, host settings, lifecycle, recovery (issue 13 §1) ----------

@@ -2,7 +2,14 @@
  * loopback for every port selection strategy (no root needed). */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
 #include <netinet/in.h>
+#include <netinet/ip.h>
+#include <netinet/ip_icmp.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,7 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -18,6 +27,7 @@
 #include "softunicast/egress.h"
 #include "lib/assignment.h"
 #include "lib/counters.h"
+#include "lib/egress_port.h"
 
 /* Slices inside the ephemeral range (IP_LOCAL_PORT_RANGE only narrows it),
  * near its top where the kernel's own picks rarely land. */
@@ -387,6 +397,363 @@ static void test_connect_fd_failover(void **state)
 	close(l);
 }
 
+
+/* ---- the caller's socket: every family and strategy ------------------- */
+
+static uint16_t any_port(int fd)
+{
+	struct sockaddr_storage a;
+	socklen_t l = sizeof(a);
+
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &l), 0);
+	return ntohs(((struct sockaddr_in *)&a)->sin_port);
+}
+
+static struct sockaddr_in6 mapped(const struct sockaddr_in *d)
+{
+	struct sockaddr_in6 m = { .sin6_family = AF_INET6, .sin6_port = d->sin_port };
+
+	m.sin6_addr.s6_addr[10] = m.sin6_addr.s6_addr[11] = 0xff;
+	memcpy(&m.sin6_addr.s6_addr[12], &d->sin_addr, 4);
+	return m;
+}
+
+/* An AF_INET6 socket reaching IPv4 through ::ffff:a.b.c.d, as Java and most
+ * dual-stack runtimes do: bound to ::ffff:egress-IP inside the slice, for
+ * TCP with every strategy and for UDP; pure IPv6 and V6ONLY refused. */
+static void test_ipv4_mapped_v6(void **state)
+{
+	static const int strategies[] = { SU_STRATEGY_RANGE, SU_STRATEGY_WINDOW, SU_STRATEGY_STR };
+	struct sockaddr_in d, du;
+	struct sockaddr_in6 m, mu, v6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+	struct su_egress *e;
+	int l = listener(SOCK_STREAM, &d), lu = listener(SOCK_DGRAM, &du), fd, one = 1;
+
+	write_file(k_file);
+	assert_int_equal(su_egress__open(g_path, &e), 0);
+	m = mapped(&d);
+	mu = mapped(&du);
+	for (unsigned i = 0; i < 3; i++) {
+		fd = socket(AF_INET6, SOCK_STREAM, 0);
+		assert_int_equal(su_egress__connect_fd(e, fd, "service=warp", (struct sockaddr *)&m,
+						       sizeof(m), SU_F_STRATEGY(strategies[i])), 0);
+		assert_in_range(any_port(fd), LO, LO + N - 1);
+		close_all(&fd, 1);
+	}
+	fd = socket(AF_INET6, SOCK_DGRAM, 0);
+	assert_int_equal(su_egress__connect_fd(e, fd, "service=warp", (struct sockaddr *)&mu,
+					       sizeof(mu), 0), 0);
+	assert_in_range(any_port(fd), LO, LO + N - 1);
+	close(fd);
+	/* the library's own sockets take the mapped form too */
+	fd = su_egress__connect(e, "service=warp", (struct sockaddr *)&m, sizeof(m), SOCK_STREAM, 0);
+	assert_true(fd >= 0);
+	assert_in_range(local_port(fd), LO, LO + N - 1);
+	close_all(&fd, 1);
+	fd = socket(AF_INET6, SOCK_STREAM, 0);
+	assert_int_equal(su_egress__connect_fd(e, fd, "service=warp", (struct sockaddr *)&v6,
+					       sizeof(v6), 0), -EAFNOSUPPORT);
+	setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	assert_int_equal(su_egress__connect_fd(e, fd, "service=warp", (struct sockaddr *)&m,
+					       sizeof(m), 0), -ENETUNREACH);
+	close(fd);
+	su_egress__close(e);
+	close(l);
+	close(lu);
+}
+
+/* An unconnected UDP socket gets a port of its own in the slice: no other
+ * socket holds it (it may hear from any peer), and a datagram leaves from it. */
+static void test_unconnected_udp_bind(void **state)
+{
+	struct sockaddr_in d, from;
+	struct sockaddr_in6 m;
+	socklen_t fl = sizeof(from);
+	struct su_egress *e;
+	int l = listener(SOCK_DGRAM, &d), fds[N], tcp = socket(AF_INET, SOCK_STREAM, 0);
+	uint64_t seen = 0;
+	char b;
+
+	write_file(k_file);
+	assert_int_equal(su_egress__open(g_path, &e), 0);
+	for (int i = 0; i < N; i++) {
+		uint16_t p;
+
+		fds[i] = socket(i % 2 ? AF_INET6 : AF_INET, SOCK_DGRAM, 0);
+		assert_int_equal(su_egress__bind_fd(e, fds[i], "service=warp", 0), 0);
+		p = any_port(fds[i]);
+		assert_in_range(p, LO, LO + N - 1);
+		assert_false(seen >> (p - LO) & 1);
+		seen |= 1ull << (p - LO);
+	}
+	close(fds[0]);
+	fds[0] = socket(AF_INET, SOCK_DGRAM, 0);
+	m = mapped(&d); /* fds[1] is a dual-stack AF_INET6 socket */
+	assert_int_equal(sendto(fds[1], "x", 1, 0, (struct sockaddr *)&m, sizeof(m)), 1);
+	assert_int_equal(recvfrom(l, &b, 1, 0, (struct sockaddr *)&from, &fl), 1);
+	assert_int_equal(ntohs(from.sin_port), any_port(fds[1]));
+	/* one port was freed by closing fds[0]; a fresh socket takes it, then none */
+	assert_int_equal(su_egress__bind_fd(e, fds[0], "service=warp", 0), 0);
+	{
+		int more = socket(AF_INET, SOCK_DGRAM, 0);
+
+		assert_int_equal(su_egress__bind_fd(e, more, "service=warp", 0), -EADDRNOTAVAIL);
+		assert_int_equal(any_port(more), 0);
+		close(more);
+	}
+	assert_int_equal(su_egress__bind_fd(e, tcp, "service=warp", 0), -EPROTOTYPE);
+	close(tcp);
+	for (int i = 0; i < N; i++)
+		close(fds[i]);
+	close(l);
+	su_egress__close(e);
+}
+
+struct opts_seen {
+	int nodelay, keepalive, sndbuf, rcvbuf, tos, mark;
+	uint64_t cookie;
+};
+
+static int get_int(int fd, int level, int opt)
+{
+	int v = -1;
+	socklen_t l = sizeof(v);
+
+	assert_int_equal(getsockopt(fd, level, opt, &v, &l), 0);
+	return v;
+}
+
+static struct opts_seen read_opts(int fd)
+{
+	struct opts_seen o = {
+		.nodelay = get_int(fd, IPPROTO_TCP, TCP_NODELAY),
+		.keepalive = get_int(fd, SOL_SOCKET, SO_KEEPALIVE),
+		.sndbuf = get_int(fd, SOL_SOCKET, SO_SNDBUF),
+		.rcvbuf = get_int(fd, SOL_SOCKET, SO_RCVBUF),
+		.tos = get_int(fd, IPPROTO_IP, IP_TOS),
+		.mark = get_int(fd, SOL_SOCKET, SO_MARK),
+	};
+	socklen_t l = sizeof(o.cookie);
+
+	assert_int_equal(getsockopt(fd, SOL_SOCKET, SO_COOKIE, &o.cookie, &l), 0);
+	return o;
+}
+
+static int configured_socket(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1, buf = 65536, tos = IPTOS_LOWDELAY,
+	    mark = 42;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
+	setsockopt(fd, IPPROTO_IP, IP_TOS, &tos, sizeof(tos));
+	setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)); /* root only: then compared */
+	return fd;
+}
+
+/* Options set before connect() survive every strategy, also when the port
+ * search must retry (the slice nearly full toward dst) and when it moves on
+ * to the next matching IP: the same socket (SO_COOKIE) comes out connected. */
+static void test_options_survive_str(void **state)
+{
+	static const int strategies[] = { SU_STRATEGY_STR, SU_STRATEGY_RANGE, SU_STRATEGY_WINDOW };
+	struct su_egress *e;
+	struct sockaddr_in d;
+	int l = listener(SOCK_STREAM, &d), held[2 * N];
+
+	write_file(k_file);
+	assert_int_equal(su_egress__open(g_path, &e), 0);
+	for (unsigned s = 0; s < 3; s++) {
+		int n = 0;
+
+		/* "pair=1": two slices; fill the first but one port, then more */
+		for (; n < 2 * N - 1; n++) {
+			int fd = configured_socket();
+			struct opts_seen before = read_opts(fd), after;
+
+			assert_int_equal(su_egress__connect_fd(e, fd, "pair=1", (struct sockaddr *)&d,
+							       sizeof(d), SU_F_STRATEGY(strategies[s])),
+					 0);
+			after = read_opts(fd);
+			assert_memory_equal(&before, &after, sizeof(before));
+			assert_int_equal(after.nodelay, 1);
+			assert_int_equal(after.tos, IPTOS_LOWDELAY);
+			assert_in_range(local_port(fd), LO - 2 * N, LO - 1);
+			held[n] = fd;
+		}
+		{
+			int fd = configured_socket();
+			struct opts_seen before = read_opts(fd), after;
+
+			assert_int_equal(su_egress__connect_fd(e, fd, "pair=1", (struct sockaddr *)&d,
+							       sizeof(d), SU_F_STRATEGY(strategies[s])),
+					 0);
+			after = read_opts(fd);
+			assert_memory_equal(&before, &after, sizeof(before));
+			held[n++] = fd;
+			fd = configured_socket();
+			assert_int_equal(su_egress__connect_fd(e, fd, "pair=1", (struct sockaddr *)&d,
+							       sizeof(d), SU_F_STRATEGY(strategies[s])),
+					 -EADDRNOTAVAIL);
+			assert_int_equal(any_port(fd), 0); /* still the caller's, unbound */
+			close(fd);
+		}
+		close_all(held, n);
+	}
+	su_egress__close(e);
+	close(l);
+}
+
+/* Pre-forked workers: each child draws its own ports, not its parent's. */
+static void test_ports_differ_across_fork(void **state)
+{
+	enum { WORKERS = 4, DRAWS = 8 };
+	uint32_t seq[WORKERS][DRAWS];
+	int p[2];
+
+	(void)su_port__random(); /* the parent's generator is seeded before fork */
+	assert_int_equal(pipe(p), 0);
+	for (int w = 0; w < WORKERS; w++) {
+		pid_t pid = fork();
+
+		assert_true(pid >= 0);
+		if (!pid) {
+			uint32_t v[DRAWS + 1] = { (uint32_t)w };
+
+			for (int i = 0; i < DRAWS; i++)
+				v[i + 1] = su_port__random();
+			_exit(write(p[1], v, sizeof(v)) == sizeof(v) ? 0 : 1);
+		}
+	}
+	for (int w = 0; w < WORKERS; w++) {
+		uint32_t v[DRAWS + 1];
+		int st;
+
+		assert_int_equal(read(p[0], v, sizeof(v)), sizeof(v));
+		memcpy(seq[v[0]], v + 1, sizeof(seq[0]));
+		wait(&st);
+		assert_int_equal(st, 0);
+	}
+	close(p[0]);
+	close(p[1]);
+	for (int a = 0; a < WORKERS; a++)
+		for (int b = a + 1; b < WORKERS; b++)
+			assert_memory_not_equal(seq[a], seq[b], sizeof(seq[a]));
+}
+
+/* ---- ping identifiers across IPs (in a private netns, as root) ---------- */
+
+static int netns_ping_setup(void)
+{
+	struct ifreq ifr = { .ifr_name = "lo" };
+	int fd, rc;
+	FILE *f;
+
+	if (unshare(CLONE_NEWNET))
+		return -1;
+	fd = socket(AF_INET, SOCK_DGRAM, 0);
+	rc = fd < 0 || ioctl(fd, SIOCGIFFLAGS, &ifr) ? -1 : 0;
+	ifr.ifr_flags |= IFF_UP;
+	if (!rc)
+		rc = ioctl(fd, SIOCSIFFLAGS, &ifr);
+	close(fd);
+	f = fopen("/proc/sys/net/ipv4/ping_group_range", "w");
+	if (!f)
+		return -1;
+	fputs("0 2147483647\n", f);
+	return fclose(f) || rc ? -1 : 0;
+}
+
+static int echo_roundtrip(int fd, uint16_t seq)
+{
+	struct icmphdr req = { .type = ICMP_ECHO, .un.echo.sequence = htons(seq) }, rep;
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	if (send(fd, &req, sizeof(req), 0) != sizeof(req))
+		return -1;
+	while (poll(&p, 1, 1000) > 0) {
+		if (recv(fd, &rep, sizeof(rep), 0) < (ssize_t)sizeof(rep))
+			return -1;
+		if (rep.type == ICMP_ECHOREPLY)
+			return ntohs(rep.un.echo.sequence) == seq ? 0 : -2;
+	}
+	return -3;
+}
+
+/* Child: the same slice on 127.0.0.1 and 127.0.0.2.  Every identifier is
+ * usable on each IP (no false "exhausted" though the kernel keys ping binds
+ * per host), unique per IP, and each socket gets its own echo replies.
+ * Returns a step number on failure. */
+static int ping_ids_child(void)
+{
+	enum { M = 16 };
+	struct sockaddr_in d = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001) };
+	unsigned lo = 20480;
+	char text[512];
+	int fds[2 * M], n = 0, extra;
+	uint32_t per_ip[2] = { 0 };
+	struct su_egress *e;
+
+	if (netns_ping_setup())
+		return 100;
+	snprintf(text, sizeof(text),
+		 "softunicast-assignment 1\nserial 1\nserver s1\n"
+		 "egress 127.0.0.1 %u %u active ping=1\negress 127.0.0.2 %u %u active ping=1\n",
+		 lo, lo + M - 1, lo, lo + M - 1);
+	write_file(text);
+	if (su_egress__open(g_path, &e))
+		return 1;
+	for (; n < 2 * M; n++) {
+		struct sockaddr_in a;
+		socklen_t l = sizeof(a);
+		unsigned ip;
+
+		fds[n] = su_egress__connect(e, "ping=1", (struct sockaddr *)&d, sizeof(d),
+					    SU_SOCK_PING, 0);
+		if (fds[n] < 0)
+			return 2; /* a false "exhausted" */
+		if (getsockname(fds[n], (struct sockaddr *)&a, &l))
+			return 3;
+		ip = ntohl(a.sin_addr.s_addr) & 3;
+		if (ip < 1 || ntohs(a.sin_port) < lo || ntohs(a.sin_port) >= lo + M)
+			return 4;
+		if (per_ip[ip - 1] >> (ntohs(a.sin_port) - lo) & 1)
+			return 5; /* an identifier clash on one IP */
+		per_ip[ip - 1] |= 1u << (ntohs(a.sin_port) - lo);
+	}
+	extra = su_egress__connect(e, "ping=1", (struct sockaddr *)&d, sizeof(d), SU_SOCK_PING, 0);
+	if (extra != -EADDRNOTAVAIL)
+		return 6;
+	for (int i = 0; i < n; i++)
+		if (echo_roundtrip(fds[i], (uint16_t)(i + 1)))
+			return 7; /* a reply went to the other IP's socket */
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+	su_egress__close(e);
+	return 0;
+}
+
+static void test_ping_ids_across_ips(void **state)
+{
+	pid_t pid;
+	int st;
+
+	if (geteuid()) {
+		print_message("# not root: no private netns for ping sockets, case not run\n");
+		return;
+	}
+	pid = fork();
+	assert_true(pid >= 0);
+	if (!pid)
+		_exit(ping_ids_child());
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	if (WEXITSTATUS(st))
+		fail_msg("ping ids across IPs: step %d failed", WEXITSTATUS(st));
+}
+
 static void test_strategy_names(void **state)
 {
 	for (int s = 0; s <= SU_STRATEGY_MAX; s++)
@@ -434,6 +801,11 @@ int main(void)
 		cmocka_unit_test(test_reload_and_counters),
 		cmocka_unit_test(test_connect_fd),
 		cmocka_unit_test(test_connect_fd_failover),
+		cmocka_unit_test(test_ipv4_mapped_v6),
+		cmocka_unit_test(test_unconnected_udp_bind),
+		cmocka_unit_test(test_options_survive_str),
+		cmocka_unit_test(test_ports_differ_across_fork),
+		cmocka_unit_test(test_ping_ids_across_ips),
 		cmocka_unit_test(test_strategy_names),
 	};
 

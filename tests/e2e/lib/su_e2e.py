@@ -36,6 +36,16 @@ gue-udp FROM SERVER PORT SRC:SPORT DST:DPORT PAYLOAD [corrupt]  one GUE packet
     checksum offload marks it as already verified) carrying a UDP datagram
     SRC:SPORT -> DST:DPORT; "corrupt" flips a payload byte after checksumming.
 udp-to DST:PORT PAYLOAD            one plain UDP datagram (no GUE).
+tcp-log IP:PORT...                 TCP servers: print each peer IP:PORT, read to EOF
+    (the client closes first: client-side close), close.
+shim-probe IP COUNT KIND:PORT...    run under the LD_PRELOAD shim: per KIND, open
+    COUNT IPv4 flows to IP:PORT the way KIND says (shim_one) and print a JSON
+    line {kind, ports: local ports, errors: {strerror: count}, extra: facts}.
+fork-probe IP PORT W N              under the shim: W forked workers make N
+    connections each (to PORT+1+worker); prints their local ports.
+churn LIB TAGS N RATE IP:PORT       N connections to one destination through
+    su_connect(), at most RATE per second, each closed by the client at once
+    (this side holds TIME_WAIT); prints JSON {ok, failed, errors, secs, ports}.
 """
 import errno
 import ctypes, fcntl, json, os, resource, select, socket, struct, sys, time
@@ -350,6 +360,208 @@ def gue_udp(frm, server, port, src, dst, payload, corrupt=False):
 def udp_to(target, payload):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.sendto(payload.encode(), addr(target))
+def tcp_log(targets):
+    import threading
+
+    def serve(ls):
+        while True:
+            c, peer = ls.accept()
+            print("%s:%d" % peer, flush=True)
+            try:
+                while c.recv(4096):
+                    pass
+            except OSError:
+                pass
+            c.close()
+
+    for t in targets:
+        ls = socket.socket()
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind(addr(t))
+        ls.listen(4096)
+        threading.Thread(target=serve, args=(ls,), daemon=True).start()
+    print("ready", flush=True)
+    time.sleep(3600)
+
+
+def mapped(ip):
+    return "::ffff:" + ip
+
+
+def sendmmsg_one(s, data, ip, port):
+    """libc sendmmsg() of one datagram (Python has no binding): the shim's."""
+    class iovec(ctypes.Structure):
+        _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+    class msghdr(ctypes.Structure):
+        _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32),
+                    ("iov", ctypes.POINTER(iovec)), ("iovlen", ctypes.c_size_t),
+                    ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t),
+                    ("flags", ctypes.c_int)]
+
+    class mmsg(ctypes.Structure):
+        _fields_ = [("hdr", msghdr), ("len", ctypes.c_uint)]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    buf = ctypes.create_string_buffer(data)
+    sa = ctypes.create_string_buffer(sockaddr(ip, port), 16)
+    iov = iovec(ctypes.cast(buf, ctypes.c_void_p), len(data))
+    m = mmsg(msghdr(ctypes.cast(sa, ctypes.c_void_p), 16, ctypes.pointer(iov), 1, None, 0, 0), 0)
+    n = libc.sendmmsg(s.fileno(), ctypes.byref(m), 1, 0)
+    if n < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+
+
+OPTS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1), (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+        (socket.SOL_SOCKET, socket.SO_SNDBUF, 65536), (socket.SOL_SOCKET, socket.SO_RCVBUF, 65536),
+        (socket.IPPROTO_IP, socket.IP_TOS, 0x10), (socket.SOL_SOCKET, 36, 42)]  # 36: SO_MARK
+
+
+def shim_one(kind, ip, port, extra):
+    """One flow; returns the socket (kept open until all are done)."""
+    v4 = (ip, port)
+    if kind == "tcp":
+        s = socket.socket()
+        s.connect(v4)
+    elif kind == "tcp-mapped":
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        s.connect((mapped(ip), port))
+    elif kind == "udp-mapped":
+        s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        s.connect((mapped(ip), port))
+        s.send(b"x")
+    elif kind == "udp-connected":
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.connect(v4)
+        s.send(b"x")
+    elif kind == "udp-sendto":
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.sendto(b"x", v4)
+    elif kind == "udp-sendto-mapped":
+        s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        s.sendto(b"x", (mapped(ip), port))
+    elif kind == "udp-sendmsg":
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.sendmsg([b"x"], [], 0, v4)
+    elif kind == "udp-sendmmsg":
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sendmmsg_one(s, b"x", ip, port)
+    elif kind == "tcp-nonblocking":
+        s = socket.socket()
+        s.setblocking(False)
+        rc = s.connect_ex(v4)
+        extra["einprogress"] = extra.get("einprogress", 0) + (rc == 115)
+        select.select([], [s], [], 5)
+        if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+            raise OSError("non-blocking connect failed")
+    elif kind == "tcp-bind0":
+        s = socket.socket()
+        s.bind(("0.0.0.0", 0))
+        s.connect(v4)
+    elif kind == "tcp-bind0-mapped":
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        s.bind(("::", 0))
+        s.connect((mapped(ip), port))
+    elif kind == "udp-bind0-sendto":
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("0.0.0.0", 0))
+        s.sendto(b"x", v4)
+    elif kind == "tcp-fastopen":
+        s = socket.socket()
+        s.sendto(b"x", socket.MSG_FASTOPEN, v4)
+    elif kind == "ping-sendto":
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
+        s.sendto(struct.pack("!BBHHH", 8, 0, 0, 0, 1), (ip, 0))
+        s.settimeout(2)
+        rep = s.recv(64)
+        extra["replies"] = extra.get("replies", 0) + (rep[0] == 0)
+    elif kind == "options":
+        s = socket.socket()
+        for lvl, opt, v in OPTS:
+            try:
+                s.setsockopt(lvl, opt, v)
+            except OSError:
+                pass
+        before = [s.getsockopt(lvl, opt) for lvl, opt, _ in OPTS]
+        s.connect(v4)
+        after = [s.getsockopt(lvl, opt) for lvl, opt, _ in OPTS]
+        extra["kept"] = extra.get("kept", 0) + (before == after and after[0] == 1)
+    else:
+        raise SystemExit("unknown kind " + kind)
+    return s
+
+
+def shim_probe(ip, count, kinds):
+    """One JSON line per KIND:PORT (one process: python starts slowly)."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    for kp in kinds:
+        kind, port = kp.rsplit(":", 1)
+        ports, errs, extra, keep = [], {}, {}, []
+        if kind == "options-busy":  # 93% of the slice already used toward IP:PORT
+            for _ in range(1900):
+                keep.append(shim_one("tcp", ip, int(port), extra))
+            kind = "options"
+        for _ in range(count):
+            try:
+                s = shim_one(kind, ip, int(port), extra)
+                ports.append(s.getsockname()[1])
+                keep.append(s)
+            except OSError as e:
+                errs[e.strerror or str(e)] = errs.get(e.strerror or str(e), 0) + 1
+        print(json.dumps({"kind": kp.rsplit(":", 1)[0], "ports": ports, "errors": errs, "extra": extra}),
+              flush=True)
+        for s in keep:
+            s.close()
+
+
+def fork_probe(ip, first_port, workers, count):
+    """Pre-forked workers under the shim, each to its own destination port:
+    prints one JSON list of local ports per worker."""
+    s = socket.socket()
+    s.connect((ip, first_port))  # the parent's generator is seeded before fork
+    s.close()
+    r, w = os.pipe()
+    for i in range(workers):
+        if os.fork() == 0:
+            got = []
+            for _ in range(count):
+                c = socket.socket()
+                try:
+                    c.connect((ip, first_port + 1 + i))
+                    got.append(c.getsockname()[1])
+                except OSError:
+                    got.append(0)
+            os.write(w, (json.dumps([i, got]) + "\n").encode())
+            os._exit(0)
+    os.close(w)
+    out = os.fdopen(r).read().split("\n")
+    for _ in range(workers):
+        os.wait()
+    res = dict(json.loads(l) for l in out if l)
+    print(json.dumps([res[i] for i in range(workers)]), flush=True)
+
+
+def churn(path, tags, n, rate, target):
+    l = lib(path)
+    ip, port = addr(target)
+    errs, ports, t0 = {}, set(), time.monotonic()
+    for i in range(n):
+        ahead = t0 + i / rate - time.monotonic()
+        if ahead > 0:
+            time.sleep(ahead)
+        fd = su_connect(l, tags, ip, port)
+        if fd < 0:
+            e = l.su_strerror(fd).decode()
+            errs[e] = errs.get(e, 0) + 1
+            continue
+        s = socket.socket(fileno=fd)
+        ports.add(s.getsockname()[1])
+        s.close()  # client-side close: this side holds TIME_WAIT
+    print(json.dumps({"ok": n - sum(errs.values()), "failed": sum(errs.values()),
+                      "errors": errs, "secs": round(time.monotonic() - t0, 2),
+                      "ports": len(ports)}), flush=True)
 
 
 if __name__ == "__main__":
@@ -386,3 +598,11 @@ if __name__ == "__main__":
         gue_udp(*args[:6], corrupt=args[6:] == ["corrupt"])
     elif cmd == "udp-to":
         udp_to(args[0], args[1])
+    elif cmd == "tcp-log":
+        tcp_log(args)
+    elif cmd == "shim-probe":
+        shim_probe(args[0], int(args[1]), args[2:])
+    elif cmd == "fork-probe":
+        fork_probe(args[0], int(args[1]), int(args[2]), int(args[3]))
+    elif cmd == "churn":
+        churn(args[0], args[1], int(args[2]), float(args[3]), args[4])
