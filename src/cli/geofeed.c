@@ -19,12 +19,13 @@ static const char usage_text[] =
 	"\n"
 	"Options:\n"
 	"  -p, --plan FILE   the plan to read\n"
+	"      --store URL     the current plan of a store (file:///PATH, etcd://HOST:PORT/PREFIX)\n"
 	"  -h, --help        this text\n";
 
 int geofeed_main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "plan", required_argument, NULL, 'p' }, { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
+		{ "plan", required_argument, NULL, 'p' }, { "store", required_argument, NULL, 'p' }, { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
 	};
 	const char *plan_path = NULL;
 	struct su_plan *p;

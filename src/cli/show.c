@@ -16,6 +16,7 @@ static const char usage_text[] =
 	"\n"
 	"Options:\n"
 	"  -p, --plan FILE     the plan to read\n"
+	"      --store URL     the current plan of a store (file:///PATH, etcd://HOST:PORT/PREFIX)\n"
 	"  -d, --dc DC         only this data center's IPs\n"
 	"  -s, --server NAME   only this server's slices (including draining ones)\n"
 	"  -j, --json          an array of objects shaped like `softunicast who --json`,\n"
@@ -81,7 +82,7 @@ static bool server_known(const struct su_plan *p, const char *name)
 int show_main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "plan", required_argument, NULL, 'p' }, { "dc", required_argument, NULL, 'd' },
+		{ "plan", required_argument, NULL, 'p' }, { "store", required_argument, NULL, 'p' }, { "dc", required_argument, NULL, 'd' },
 		{ "server", required_argument, NULL, 's' }, { "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
 	};

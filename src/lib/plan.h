@@ -147,6 +147,9 @@ void su_plan__free(struct su_plan *p);
 struct su_plan_view {
 	const uint8_t *dcs, *servers, *prefixes, *demands, *ips;
 	int32_t only_server;
+	/* Write retired servers as active: a drained server's own view, so its
+	 * agent finds itself and sees every slice draining. */
+	bool unretire;
 };
 /* Formats the view (NULL: the whole plan) into a malloc'd buffer; 0 or -errno. */
 int su_plan__format_view(const struct su_plan *p, const struct su_plan_view *v, char **buf, size_t *len);

@@ -62,7 +62,7 @@ static uint64_t write_tables(FILE *fp, const struct su_plan *p, const struct su_
 	for (uint32_t i = 0; i < p->n_servers; i++)
 		if (KEEP(v, servers, i) && ++records)
 			fprintf(fp, "server %s %s %s%s\n", p->servers[i].name, p->dcs[p->servers[i].dc].name,
-			su_addr__str(p->servers[i].addr, a), p->servers[i].retired ? " retired" : "");
+			su_addr__str(p->servers[i].addr, a), p->servers[i].retired && !(v && v->unretire) ? " retired" : "");
 	for (uint32_t i = 0; i < p->n_prefixes; i++) {
 		const struct su_plan_prefix *x = &p->prefixes[i];
 

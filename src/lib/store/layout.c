@@ -74,7 +74,8 @@ static int add_shard(struct su_shard **v, size_t *n, char *name, char *data, siz
 static int add_view(struct su_shard **v, size_t *n, const struct su_plan *p, const struct masks *m,
 		    int32_t only_server, char *name)
 {
-	struct su_plan_view view = { m->dcs, m->servers, m->prefixes, m->demands, m->ips, only_server };
+	struct su_plan_view view = { m->dcs, m->servers, m->prefixes, m->demands, m->ips, only_server,
+				     only_server >= 0 && p->servers[only_server].retired };
 	char *data;
 	size_t len;
 	int ret = su_plan__format_view(p, &view, &data, &len);
@@ -213,6 +214,17 @@ static int server_shard(const struct su_plan *p, uint32_t s, const struct owned 
 	return ret;
 }
 
+/* Retired server s names no active server and no earlier retired one. */
+static bool first_retired(const struct su_plan *p, uint32_t s)
+{
+	if (su_plan__find_server(p, p->servers[s].name) >= 0)
+		return false;
+	for (uint32_t j = 0; j < s; j++)
+		if (p->servers[j].retired && !strcmp(p->servers[j].name, p->servers[s].name))
+			return false;
+	return true;
+}
+
 static int server_shards(const struct su_plan *p, struct su_shard **v, size_t *n)
 {
 	struct masks m = { 0 };
@@ -221,8 +233,10 @@ static int server_shards(const struct su_plan *p, struct su_shard **v, size_t *n
 
 	if (!ret)
 		ret = owned__build(p, &o);
+	/* A retired server's view too (a drained one whose slices still drain),
+	 * unless the name is active again elsewhere: the active one wins. */
 	for (uint32_t s = 0; !ret && s < p->n_servers; s++)
-		if (!p->servers[s].retired)
+		if (!p->servers[s].retired || first_retired(p, s))
 			ret = server_shard(p, s, &o, &m, v, n);
 	free(o.ips);
 	free(o.start);

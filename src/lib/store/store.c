@@ -603,7 +603,8 @@ static int changed_under_you(struct su_store *s, struct su_err *err)
 	return fail(s, err, EAGAIN, "the plan changed under you (serial %" PRIu64 "), re-run", now);
 }
 
-static int write_version(struct su_store *s, const struct su_plan *p, const char *dir, struct su_err *err)
+static int write_version(struct su_store *s, const struct su_plan *p, const char *dir, const struct su_shard *extra,
+			 size_t n_extra, struct su_err *err)
 {
 	struct batch b = { .s = s, .ops = json_array() };
 	struct su_shard *shards = NULL;
@@ -619,6 +620,8 @@ static int write_version(struct su_store *s, const struct su_plan *p, const char
 		ret = mark ? su_etcd__put(s->etcd, mark, "", 0, 0, err) : -ENOMEM;
 		free(mark);
 	}
+	for (size_t i = 0; !ret && i < n_extra; i++)
+		ret = write_shard(&b, dir, p->serial, &extra[i], err);
 	for (size_t i = 0; !ret && i < n; i++)
 		ret = write_shard(&b, dir, p->serial, &shards[i], err);
 	if (!ret)
@@ -628,7 +631,8 @@ static int write_version(struct su_store *s, const struct su_plan *p, const char
 	return ret;
 }
 
-static int publish_etcd(struct su_store *s, const struct su_plan *p, uint64_t expect, struct su_err *err)
+static int publish_etcd(struct su_store *s, const struct su_plan *p, uint64_t expect, const struct su_shard *extra,
+			size_t n_extra, struct su_err *err)
 {
 	struct version cur;
 	char dir[64];
@@ -648,7 +652,7 @@ static int publish_etcd(struct su_store *s, const struct su_plan *p, uint64_t ex
 	if (getentropy(&nonce, sizeof(nonce)))
 		nonce = (uint64_t)getpid() << 32 ^ (uint64_t)time(NULL);
 	snprintf(dir, sizeof(dir), "%020" PRIu64 ".%016" PRIx64, p->serial, nonce);
-	ret = write_version(s, p, dir, err);
+	ret = write_version(s, p, dir, extra, n_extra, err);
 	if (!ret)
 		ret = commit(s, &cur, p->serial, dir, &won, err);
 	if (!ret && !won) {
@@ -700,9 +704,33 @@ out:
 	return ret;
 }
 
+int su_store__publish_with(struct su_store *s, const struct su_plan *p, uint64_t expect,
+			   const struct su_shard *extra, size_t n_extra, struct su_err *err)
+{
+	return s->etcd ? publish_etcd(s, p, expect, extra, n_extra, err) : publish_file(s, p, expect, err);
+}
+
 int su_store__publish(struct su_store *s, const struct su_plan *p, uint64_t expect, struct su_err *err)
 {
-	return s->etcd ? publish_etcd(s, p, expect, err) : publish_file(s, p, expect, err);
+	return su_store__publish_with(s, p, expect, NULL, 0, err);
+}
+
+int su_store__read_shard(struct su_store *s, uint64_t serial, const char *name, char **data, size_t *len,
+			 struct su_err *err)
+{
+	struct version v = { 0 };
+	int ret;
+
+	*data = NULL;
+	if (!s->etcd)
+		return fail(s, err, ENOENT, "a file store keeps no %s", name);
+	ret = serial ? history_dir(s, serial, &v, err) : read_version(s, &v, err);
+	if (ret)
+		return ret;
+	ret = read_shard(s, &v, name, data, len, err);
+	if (ret == -EBADMSG && strstr(err ? err->msg : "", "/meta missing") && shard_exists(s, &v, "ranges"))
+		ret = fail(s, err, ENOENT, "plan serial %" PRIu64 " has no %s", v.serial, name);
+	return ret;
 }
 
 /* ---- waiting for a change ------------------------------------------------------ */

@@ -72,7 +72,16 @@ int su_store__read(struct su_store *s, uint64_t serial, enum su_view v, const ch
 
 /* Publishes p if the store's committed serial is still `expect` (0: the
  * store is empty).  An equal serial is "unchanged": nothing written. */
+struct su_shard;
 int su_store__publish(struct su_store *s, const struct su_plan *p, uint64_t expect, struct su_err *err);
+/* Same, with extra named shards stored beside the views (the fleet text and
+ * the operations, so the next re-plan starts from what this one used). */
+int su_store__publish_with(struct su_store *s, const struct su_plan *p, uint64_t expect,
+			   const struct su_shard *extra, size_t n_extra, struct su_err *err);
+/* A raw shard of committed version `serial` (0: current); -ENOENT if that
+ * version has none.  *data is NUL-terminated, malloc'd. */
+int su_store__read_shard(struct su_store *s, uint64_t serial, const char *name, char **data, size_t *len,
+			 struct su_err *err);
 
 /* Committed serials kept in the store, newest first (malloc'd). */
 int su_store__history(struct su_store *s, uint64_t **serials, size_t *n, struct su_err *err);
