@@ -19,6 +19,7 @@
 
 #include "agent/agent.h"
 #include "cli/cli.h"
+#include "cli/node_store.h"
 #include "lib/counters.h"
 
 #define PORT_RANGE_SYSCTL "/proc/sys/net/ipv4/ip_local_port_range"
@@ -28,7 +29,7 @@
 static void agent_usage(FILE *out)
 {
 	fprintf(out,
-		"Usage: %s agent --plan PLAN --server NAME --iface IFACE [OPTIONS]\n"
+		"Usage: %s agent (--plan PLAN | --store URL) --server NAME --iface IFACE [OPTIONS]\n"
 		"       %s agent status [--json] [--run-dir DIR]\n\n"
 		"Runs the soft-unicast agent of one server until SIGINT or SIGTERM.  From the\n"
 		"plan's slots owned by NAME it:\n"
@@ -58,7 +59,11 @@ static void agent_usage(FILE *out)
 		"      --no-decap        no XDP program (the kernel's fou decapsulates)\n"
 		"      --no-enforce      no nftables table\n"
 		"      --no-sysctl       leave ip_local_port_range alone\n"
-		"  -h, --help\n\n"
+		"  -h, --help\n"
+		"      --store URL       follow a store instead of --plan: read only this\n"
+		"                        server's view, apply each committed version, keep the\n"
+		"                        last good one across store outages and restarts\n"
+		NODE_STORE_USAGE "\n"
 		"status: per slice, the ports in use (sock_diag), the busiest destination's\n"
 		"share of the slice (a WARNING at 80%%: connects to it fail at 100%%), sockets\n"
 		"connected and allocation failures counted by libsoftunicast, packets blocked by\n"
@@ -87,8 +92,9 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
 		{ "plan", 1, 0, 'p' },	   { "server", 1, 0, 's' }, { "iface", 1, 0, 'i' },
 		{ "run-dir", 1, 0, 'd' },  { "gue-port", 1, 0, 'g' },
 		{ "no-decap", 0, 0, OPT_NO_DECAP }, { "no-enforce", 0, 0, OPT_NO_ENFORCE },
-		{ "no-sysctl", 0, 0, OPT_NO_SYSCTL }, { "help", 0, 0, 'h' }, { 0 },
+		{ "no-sysctl", 0, 0, OPT_NO_SYSCTL }, { "help", 0, 0, 'h' }, NODE_STORE_OPTIONS, { 0 },
 	};
+	static struct node_store_flags store; /* --store: node_store.c follows it */
 	int c;
 
 	*o = (struct agent_opts){ .run_dir = SU_ASSIGNMENT_DIR, .gue_port = 6080, .decap = true,
@@ -110,10 +116,18 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
 			agent_usage(stdout);
 			return SU_EXIT_OK;
 		default:
-			agent_usage(stderr);
+			if ((c = node_store__flag("agent", c, optarg, &store)) > 0)
+				break;
+			if (!c)
+				agent_usage(stderr);
 			return SU_EXIT_USAGE;
 		}
 	}
+	if (store.store.url && o->plan)
+		return cli_fail(SU_EXIT_USAGE, "agent", "--plan or --store, not both");
+	if (store.store.url && o->server && o->iface &&
+	    (c = node_store__start("agent", "agent", SU_VIEW_SERVER, o->server, NULL, &store, 30000, &o->plan)))
+		return c;
 	if (optind != argc || !o->plan || !o->server || !o->iface) {
 		agent_usage(stderr);
 		return cli_fail(SU_EXIT_USAGE, "agent", "--plan, --server and --iface are required");
@@ -316,6 +330,7 @@ static void unpublish(struct agent *a)
 
 static void write_state(struct agent *a)
 {
+	node_store__applied(a->cur->serial); /* --store: report what the host runs */
 	char path[4200], tmp[4300], router[INET_ADDRSTRLEN];
 	struct in_addr in = { htonl(a->router) };
 	json_t *j;

@@ -102,29 +102,39 @@ static int load_config(const char *path, struct su_store_opts *o, struct su_err 
 	return ret;
 }
 
-struct su_store *cli_store_open(const char *cmd, const struct cli_store_flags *f)
+int cli_store_options(const char *cmd, const struct cli_store_flags *f, struct su_store_opts *o)
 {
 	const char *cfg = f->config ? f->config : getenv("SOFTUNICAST_STORE_CONFIG");
-	struct su_store_opts o = { 0 };
+	struct su_err err;
+
+	memset(o, 0, sizeof(*o));
+	if (!cfg && !access(CLI_STORE_DEFAULT_CONFIG, R_OK))
+		cfg = CLI_STORE_DEFAULT_CONFIG;
+	if (cfg && load_config(cfg, o, &err))
+		return cli_fail(SU_EXIT_INVALID, cmd, "%s", err.msg);
+	o->etcd.ca = f->ca ? f->ca : o->etcd.ca;
+	o->etcd.cert = f->cert ? f->cert : o->etcd.cert;
+	o->etcd.key = f->key ? f->key : o->etcd.key;
+	o->etcd.user = f->user ? f->user : o->etcd.user;
+	if (f->password_file && !(o->etcd.password = first_line(f->password_file, &err)))
+		return cli_fail(SU_EXIT_INVALID, cmd, "%s", err.msg);
+	if (f->keep)
+		o->keep = f->keep;
+	return 0;
+}
+
+struct su_store *cli_store_open(const char *cmd, const struct cli_store_flags *f)
+{
+	struct su_store_opts o;
 	struct su_store *s;
 	struct su_err err;
 
-	if (!cfg && !access(CLI_STORE_DEFAULT_CONFIG, R_OK))
-		cfg = CLI_STORE_DEFAULT_CONFIG;
-	if (cfg && load_config(cfg, &o, &err)) {
-		cli_fail(SU_EXIT_INVALID, cmd, "%s", err.msg);
+	if (!f->url) {
+		cli_fail(SU_EXIT_USAGE, cmd, "--store URL is required");
 		return NULL;
 	}
-	o.etcd.ca = f->ca ? f->ca : o.etcd.ca;
-	o.etcd.cert = f->cert ? f->cert : o.etcd.cert;
-	o.etcd.key = f->key ? f->key : o.etcd.key;
-	o.etcd.user = f->user ? f->user : o.etcd.user;
-	if (f->password_file && !(o.etcd.password = first_line(f->password_file, &err))) {
-		cli_fail(SU_EXIT_INVALID, cmd, "%s", err.msg);
+	if (cli_store_options(cmd, f, &o))
 		return NULL;
-	}
-	if (f->keep)
-		o.keep = f->keep;
 	if (su_store__open(f->url, &o, &s, &err)) {
 		cli_fail(SU_EXIT_USAGE, cmd, "%s", err.msg);
 		return NULL;

@@ -40,6 +40,10 @@ struct cli_store_flags {
 /* 1: c was a store flag (consumed); 0: not one; <0: bad value (printed). */
 int cli_store_flag(const char *cmd, int c, const char *arg, struct cli_store_flags *f);
 
+/* Config file + flags into o (strings live as long as the process); an
+ * exit code (printed) on a bad config file. */
+int cli_store_options(const char *cmd, const struct cli_store_flags *f, struct su_store_opts *o);
+
 /* Opens f->url with config file + flags; prints "softunicast CMD: ..." and
  * returns NULL on failure. */
 struct su_store *cli_store_open(const char *cmd, const struct cli_store_flags *f);

@@ -280,9 +280,10 @@ static int remote_demand(struct su_plan *p, uint32_t dc, int32_t *cache)
 	struct su_tags none = { 0 };
 
 	/* The router needs only the owner DC of a remote IP; the plan model
-	 * wants a tag-set of that DC, so each remote DC gets an empty retired one. */
+	 * wants a tag-set of that DC, so each remote DC gets an empty one (a
+	 * valid snapshot once written: the view is persisted as a plan file). */
 	if (cache[dc] < 0)
-		cache[dc] = su_plan__add_demand(p, dc, &none, 0, true);
+		cache[dc] = su_plan__add_demand(p, dc, &none, 1, false);
 	return cache[dc];
 }
 
@@ -290,11 +291,14 @@ static int add_remote(struct su_plan *p, uint32_t first, uint32_t last, uint32_t
 		      int32_t *cache)
 {
 	int demand = remote_demand(p, dc, cache);
+	/* A retired DC only holds IPs that drain: say so, as the plan does. */
+	uint8_t state = p->dcs[dc].retired ? SU_DRAINING : SU_ACTIVE;
 
 	if (demand < 0)
 		return demand;
 	for (uint64_t ip = first; ip <= last; ip++) {
-		int ret = su_plan__add_ip(p, (uint32_t)ip, dc, (uint32_t)demand, prefix, SU_ACTIVE, 0);
+		int ret = su_plan__add_ip(p, (uint32_t)ip, dc, (uint32_t)demand, prefix, state,
+					  state == SU_DRAINING ? 1 : 0);
 
 		if (ret < 0)
 			return ret;
@@ -307,7 +311,7 @@ static int parse_ranges(struct su_plan *p, char *text, const char *name, uint32_
 	struct su_prefix4 any = { 0, 0 };
 	struct su_tags none = { 0 };
 	int32_t *cache = malloc((p->n_dcs + 1) * sizeof(*cache));
-	int prefix = su_plan__add_prefix(p, &any, &none, NULL, 0, true);
+	int prefix = su_plan__add_prefix(p, &any, &none, NULL, 0, false);
 	unsigned line = 0, runs = 0;
 	bool ended = false;
 	int ret = 0;
