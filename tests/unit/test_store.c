@@ -17,6 +17,7 @@
 
 #include "../lib/etcd_run.h"
 #include "lib/planner.h"
+#include "lib/store/follow.h"
 #include "lib/store/store.h"
 
 #define NOW 1700000000
@@ -488,6 +489,80 @@ static void file_store_is_the_same_interface(void **state)
 	su_plan__free(b);
 }
 
+static uint64_t file_serial(const char *path)
+{
+	struct su_plan *p;
+	struct su_err err;
+	uint64_t n;
+
+	if (su_plan__load(path, &p, &err))
+		return 0;
+	n = p->serial;
+	su_plan__free(p);
+	return n;
+}
+
+static bool wait_serial(const char *path, uint64_t want)
+{
+	for (int i = 0; i < 200; i++) {
+		if (file_serial(path) == want)
+			return true;
+		usleep(50 * 1000);
+	}
+	return false;
+}
+
+static bool wait_state(struct su_follow *f, enum su_follow_state want)
+{
+	struct su_follow_status st;
+
+	for (int i = 0; i < 200; i++) {
+		su_follow__status(f, &st);
+		if (st.state == want)
+			return true;
+		usleep(50 * 1000);
+	}
+	return false;
+}
+
+/* The watch-and-apply path of the daemons: each committed version lands
+ * whole in the local file; with the store gone the file stays, and the
+ * next version applies when the store is back. */
+static void follower_survives_the_store_going_away(void **state)
+{
+	struct su_store *s = store_open(0);
+	struct su_plan *a = plan_of(fleet_yaml, NULL, NOW), *b = next_plan(a, 1), *c = next_plan(b, 2);
+	char dir[] = "/tmp/su-follow-XXXXXX", path[128], cmd[160];
+	struct su_follow_opts o = { .url = su_store__url(s), .view = SU_VIEW_SERVER, .name = "lhr-s1",
+				    .role = "agent", .state_dir = dir };
+	struct su_follow *f;
+	struct su_err err;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/view.plan", dir);
+	assert_int_equal(su_store__publish(s, a, 0, &err), 0);
+	assert_int_equal(su_follow__start(&o, &f, &err), 0);
+	assert_true(wait_serial(path, a->serial));
+	assert_int_equal(su_store__publish(s, b, a->serial, &err), 0);
+	assert_true(wait_serial(path, b->serial));
+	assert_true(wait_state(f, SU_FOLLOW_OK));
+
+	etcd_run__stop_member(&cluster, 0);
+	assert_true(wait_state(f, SU_FOLLOW_UNREACHABLE));
+	assert_int_equal(file_serial(path), b->serial); /* the last good view stays */
+	assert_int_equal(etcd_run__start_member(&cluster, 0), 0);
+	for (int i = 0; i < 100 && su_store__publish(s, c, b->serial, &err); i++)
+		usleep(100 * 1000);
+	assert_true(wait_serial(path, c->serial));
+	su_follow__stop(f);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+	su_plan__free(a);
+	su_plan__free(b);
+	su_plan__free(c);
+	su_store__close(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -501,6 +576,7 @@ int main(void)
 		cmocka_unit_test(big_plan_is_chunked),
 		cmocka_unit_test(unreachable_store_is_named),
 		cmocka_unit_test(file_store_is_the_same_interface),
+		cmocka_unit_test(follower_survives_the_store_going_away),
 	};
 
 	curl_global_init(CURL_GLOBAL_ALL);
