@@ -48,7 +48,7 @@ int node_store__start(const char *cmd, const char *role, enum su_view view, cons
 	struct su_err err;
 
 	if (!probe)
-		return SU_EXIT_USAGE;
+		return cli_store_exit();
 	su_store__close(probe);
 	/* The follower opens its own handles with the same options. */
 	if (cli_store_options(cmd, &f->store, &so))

@@ -7,6 +7,7 @@
 
 #include "cli/cli.h"
 #include "cli/output.h"
+#include "cli/store_cli.h"
 
 static const char usage_text[] =
 	"Usage: softunicast show --plan PLAN [--dc DC] [--server NAME] [--json]\n"
@@ -113,6 +114,8 @@ int show_main(int argc, char **argv)
 		ret = cli_fail(SU_EXIT_NOTFOUND, "show", "no server '%s' in the plan", f.server);
 	else
 		ret = show(p, &f, json);
+	if (!ret && !json && strstr(plan_path, "://")) /* pins and drains kept with a stored plan */
+		cli_store_print_ops(plan_path, p->serial);
 	su_plan__free(p);
 	return ret;
 }

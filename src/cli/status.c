@@ -130,7 +130,7 @@ int status_main(int argc, char **argv)
 	if (optind != argc || !f.url)
 		return cli_fail(SU_EXIT_USAGE, "status", "needs --store URL and no argument; see --help");
 	if (!(s = cli_store_open("status", &f)))
-		return SU_EXIT_USAGE;
+		return cli_store_exit();
 	if (!su_store__etcd(s)) {
 		su_store__close(s);
 		return cli_fail(SU_EXIT_USAGE, "status", "nodes report only to an etcd store");

@@ -123,18 +123,27 @@ int cli_store_options(const char *cmd, const struct cli_store_flags *f, struct s
 	return 0;
 }
 
+static int open_exit = SU_EXIT_USAGE;
+
+int cli_store_exit(void)
+{
+	return open_exit;
+}
+
 struct su_store *cli_store_open(const char *cmd, const struct cli_store_flags *f)
 {
 	struct su_store_opts o;
 	struct su_store *s;
 	struct su_err err;
 
+	open_exit = SU_EXIT_USAGE;
 	if (!f->url) {
 		cli_fail(SU_EXIT_USAGE, cmd, "--store URL is required");
 		return NULL;
 	}
-	if (cli_store_options(cmd, f, &o))
+	if ((open_exit = cli_store_options(cmd, f, &o)))
 		return NULL;
+	open_exit = SU_EXIT_USAGE;
 	if (su_store__open(f->url, &o, &s, &err)) {
 		cli_fail(SU_EXIT_USAGE, cmd, "%s", err.msg);
 		return NULL;
@@ -157,6 +166,25 @@ struct su_plan *cli_store_load(const char *cmd, const char *url, uint64_t serial
 			 "%s", err.msg);
 	su_store__close(s);
 	return p;
+}
+
+void cli_store_print_ops(const char *url, uint64_t serial)
+{
+	struct cli_store_flags f = { .url = url };
+	struct su_store *s = cli_store_open("show", &f);
+	struct su_err err;
+	char *ops = NULL;
+	size_t len;
+
+	if (!s)
+		return;
+	if (su_store__etcd(s) && !su_store__read_shard(s, serial, "ops", &ops, &len, &err) && len) {
+		printf("\n# operations kept with plan serial %" PRIu64 " (softunicast move/drain):\n", serial);
+		for (char *save = NULL, *l = strtok_r(ops, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
+			printf("%s\n", l);
+	}
+	free(ops);
+	su_store__close(s);
 }
 
 /* ---- re-planning against a store ---------------------------------------------- */
@@ -245,7 +273,7 @@ int cli_store_replan(const char *cmd, const struct cli_store_flags *f, const str
 	int ret;
 
 	if (!s)
-		return SU_EXIT_USAGE;
+		return cli_store_exit();
 	if ((ret = read_base(cmd, s, r->from_serial, &b)))
 		goto out;
 	if (r->fleet_path && su_read_file(r->fleet_path, &fleet_text, &len, &err)) {

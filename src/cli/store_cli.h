@@ -48,9 +48,16 @@ int cli_store_options(const char *cmd, const struct cli_store_flags *f, struct s
  * returns NULL on failure. */
 struct su_store *cli_store_open(const char *cmd, const struct cli_store_flags *f);
 
+/* The exit code of the last cli_store_open failure (2 usage, 3 bad config). */
+int cli_store_exit(void);
+
 /* A view of a committed serial (0: current) of the store at url; NULL and
  * a printed error when it cannot be read. */
 struct su_plan *cli_store_load(const char *cmd, const char *url, uint64_t serial);
+
+/* Prints the operations (pins, drains) kept with serial of the store at url,
+ * "# operations: none" when there are none. */
+void cli_store_print_ops(const char *url, uint64_t serial);
 
 /* Re-plans against the store's current plan and publishes it as the next
  * serial, with the fleet (fleet_path, else the stored one) and the stored

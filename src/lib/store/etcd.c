@@ -25,6 +25,8 @@ struct su_etcd {
 struct buf {
 	char *p;
 	size_t len, cap;
+	bool first_only; /* a streaming reply: stop at its first whole message */
+	bool got_first;
 };
 
 static int buf__append(struct buf *b, const void *data, size_t len)
@@ -125,7 +127,19 @@ json_t *su_etcd__b64s(const char *s)
 
 static size_t on_body(char *data, size_t size, size_t n, void *arg)
 {
-	return buf__append(arg, data, size * n) ? 0 : size * n;
+	struct buf *b = arg;
+	json_error_t je;
+	json_t *j;
+
+	if (buf__append(b, data, size * n))
+		return 0;
+	if (b->first_only && (j = json_loadb(b->p, b->len, JSON_DISABLE_EOF_CHECK, &je))) {
+		json_decref(j);
+		b->len = je.position; /* the first message only */
+		b->got_first = true;
+		return 0; /* ends the transfer: the stream would stay open */
+	}
+	return size * n;
 }
 
 static void setup_handle(struct su_etcd *e, CURL *c, const char *url, struct curl_slist *hdrs)
@@ -185,7 +199,7 @@ static bool unreachable(CURLcode rc)
 static int post_once(struct su_etcd *e, const char *path, const char *body, json_t **resp, struct su_err *err)
 {
 	struct curl_slist *h = headers(e);
-	struct buf b = { 0 };
+	struct buf b = { .first_only = !strcmp(path, "lease/keepalive") };
 	char url[512];
 	long status = 0;
 	json_error_t je;
@@ -203,6 +217,8 @@ static int post_once(struct su_etcd *e, const char *path, const char *body, json
 	curl_slist_free_all(h);
 	e->requests++;
 	e->bytes += strlen(body) + b.len;
+	if (rc == CURLE_WRITE_ERROR && b.got_first)
+		rc = CURLE_OK;
 	if (rc != CURLE_OK) {
 		ret = su_err__set(err, unreachable(rc) ? ECONNREFUSED : EPROTO, "etcd://%s: %s", e->eps[e->cur],
 				  curl_easy_strerror(rc));
@@ -236,9 +252,12 @@ static int post(struct su_etcd *e, const char *path, const char *body, json_t **
 			return ret;
 		e->cur = (e->cur + 1) % e->n_eps;
 	}
-	if (e->n_eps > 1)
-		su_err__set(err, ECONNREFUSED, "etcd: none of %d members reachable (last: %s)", e->n_eps,
-			    err ? err->msg : "?");
+	if (e->n_eps > 1 && err) {
+		char last[sizeof(err->msg)];
+
+		snprintf(last, sizeof(last), "%s", err->msg);
+		su_err__set(err, ECONNREFUSED, "etcd: none of %d members reachable (last: %s)", e->n_eps, last);
+	}
 	return ret;
 }
 
@@ -254,8 +273,14 @@ static int authenticate(struct su_etcd *e, struct su_err *err)
 	e->token = NULL;
 	ret = post(e, "auth/authenticate", body, &resp, err);
 	free(body);
+	if (ret == -EIO && err) {
+		char last[sizeof(err->msg)];
+
+		snprintf(last, sizeof(last), "%s", err->msg);
+		return su_err__set(err, EACCES, "%s", last);
+	}
 	if (ret)
-		return ret == -EIO ? su_err__set(err, EACCES, "%s", err ? err->msg : "auth failed") : ret;
+		return ret;
 	tok = json_object_get(resp, "token");
 	if (json_is_string(tok))
 		e->token = strdup(json_string_value(tok));

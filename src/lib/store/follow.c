@@ -54,6 +54,38 @@ static void sleep_ms(struct su_follow *f, int ms)
 		usleep(50 * 1000);
 }
 
+static json_t *status_json(struct su_follow *f)
+{
+	struct su_follow_status st;
+	json_t *j;
+
+	su_follow__status(f, &st);
+	pthread_mutex_lock(&f->lock); /* f->dc is set by the follower thread */
+	j = json_pack("{s:s,s:s,s:s,s:s?,s:s,s:I,s:I,s:I,s:I,s:I,s:s,s:I}", "store", f->url, "role", f->role,
+			 "name", f->name, "dc", f->dc, "state", su_follow_state__name(st.state), "serial",
+			 (json_int_t)st.applied, "fetched", (json_int_t)st.fetched, "fetches", (json_int_t)st.fetches,
+			 "failures", (json_int_t)st.failures, "bytes", (json_int_t)st.bytes, "error", st.error,
+			 "updated", (json_int_t)time(NULL));
+	pthread_mutex_unlock(&f->lock);
+	return j;
+}
+
+static int write_json(FILE *fp, const void *arg)
+{
+	return json_dumpf(arg, fp, JSON_COMPACT) ? -EIO : 0;
+}
+
+/* STATE_DIR/store.json at once, from whichever thread changed something:
+ * the reporter may be stuck on a store that does not answer. */
+static void save_status(struct su_follow *f)
+{
+	json_t *j = status_json(f);
+
+	if (j)
+		su_write_atomic(f->status_path, write_json, j);
+	json_decref(j);
+}
+
 static void set_state(struct su_follow *f, enum su_follow_state s, const char *error)
 {
 	char msg[700];
@@ -66,6 +98,8 @@ static void set_state(struct su_follow *f, enum su_follow_state s, const char *e
 	if (s != SU_FOLLOW_OK && s != SU_FOLLOW_CONNECTING)
 		f->st.failures++;
 	pthread_mutex_unlock(&f->lock);
+	if (changed)
+		save_status(f);
 	if (changed && f->o.log) {
 		snprintf(msg, sizeof(msg), "store %s: %s%s%s", f->url, su_follow_state__name(s), error ? ": " : "",
 			 error ? error : "");
@@ -113,9 +147,13 @@ static int fetch(struct su_follow *f)
 	pthread_mutex_lock(&f->lock);
 	f->st.fetched = p->serial;
 	f->st.fetches++;
+	/* An agent learns its DC from its view (for `status`). */
+	if (!f->dc && f->o.view == SU_VIEW_SERVER && p->n_servers)
+		f->dc = strdup(p->dcs[p->servers[0].dc].name);
 	pthread_mutex_unlock(&f->lock);
 	su_plan__free(p);
 	set_state(f, SU_FOLLOW_OK, NULL);
+	save_status(f);
 	return 0;
 }
 
@@ -146,23 +184,6 @@ static void *follow_main(void *arg)
 }
 
 /* ---- reports ------------------------------------------------------------------ */
-
-static json_t *status_json(struct su_follow *f)
-{
-	struct su_follow_status st;
-
-	su_follow__status(f, &st);
-	return json_pack("{s:s,s:s,s:s,s:s?,s:s,s:I,s:I,s:I,s:I,s:I,s:s,s:I}", "store", f->url, "role", f->role,
-			 "name", f->name, "dc", f->dc, "state", su_follow_state__name(st.state), "serial",
-			 (json_int_t)st.applied, "fetched", (json_int_t)st.fetched, "fetches", (json_int_t)st.fetches,
-			 "failures", (json_int_t)st.failures, "bytes", (json_int_t)st.bytes, "error", st.error,
-			 "updated", (json_int_t)time(NULL));
-}
-
-static int write_json(FILE *fp, const void *arg)
-{
-	return json_dumpf(arg, fp, JSON_COMPACT) ? -EIO : 0;
-}
 
 static int report(struct su_follow *f, int64_t *lease)
 {
@@ -290,6 +311,7 @@ void su_follow__applied(struct su_follow *f, uint64_t serial)
 	pthread_mutex_lock(&f->lock);
 	f->st.applied = serial;
 	pthread_mutex_unlock(&f->lock);
+	save_status(f);
 }
 
 void su_follow__status(struct su_follow *f, struct su_follow_status *st)
