@@ -563,6 +563,76 @@ static void follower_survives_the_store_going_away(void **state)
 	su_store__close(s);
 }
 
+static unsigned slots_of(const char *path, const char *server)
+{
+	struct su_plan *p;
+	struct su_err err;
+	unsigned n = 0;
+	int me;
+
+	if (su_plan__load(path, &p, &err))
+		return 0;
+	me = su_plan__find_server(p, server);
+	for (uint32_t i = 0; me >= 0 && i < p->n_ips; i++)
+		for (uint32_t k = 0; k < p->slices_per_ip; k++)
+			n += p->slots[p->ips[i].first_slot + k].server == me;
+	su_plan__free(p);
+	return n;
+}
+
+static bool wait_slots(const char *path, const char *server, unsigned want)
+{
+	for (int i = 0; i < 100; i++) {
+		if (slots_of(path, server) == want)
+			return true;
+		usleep(50 * 1000);
+	}
+	return false;
+}
+
+/* Rollout order: version 2 reaches the agent before its DC's router.  The
+ * slice lhr-s1 gains in it stays out of its view (the router would still
+ * drop replies to it) until the router reports serial 2 applied. */
+static void gained_slices_wait_for_the_router(void **state)
+{
+	struct su_store *s = store_open(0);
+	char *more = strdup(fleet_yaml), dir[] = "/tmp/su-rollout-XXXXXX", path[128], cmd[160];
+	struct su_plan *a = plan_of(fleet_yaml, NULL, NOW), *b;
+	struct su_follow_opts o = { .url = su_store__url(s), .view = SU_VIEW_SERVER, .name = "lhr-s1",
+				    .role = "agent", .state_dir = dir };
+	char *rkey = su_store__key(s, "nodes/router/lhr");
+	struct su_follow *f;
+	struct su_err err;
+	unsigned before;
+
+	memcpy(strstr(more, "slices: 2}"), "slices: 3}", 10);
+	b = plan_of(more, a, NOW + 1);
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/view.plan", dir);
+	assert_int_equal(su_etcd__put(su_store__etcd(s), rkey, "{\"serial\":1}", 12, 0, &err), 0);
+	assert_int_equal(su_store__publish(s, a, 0, &err), 0);
+	assert_int_equal(su_follow__start(&o, &f, &err), 0);
+	assert_true(wait_serial(path, 1));
+	before = slots_of(path, "lhr-s1");
+	assert_true(before > 0);
+
+	assert_int_equal(su_store__publish(s, b, a->serial, &err), 0);
+	assert_true(wait_serial(path, 2));
+	usleep(500 * 1000);
+	assert_int_equal(slots_of(path, "lhr-s1"), before); /* held: the router is at 1 */
+	assert_int_equal(su_etcd__put(su_store__etcd(s), rkey, "{\"serial\":2}", 12, 0, &err), 0);
+	assert_true(wait_slots(path, "lhr-s1", before + 1));
+
+	su_follow__stop(f);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+	free(rkey);
+	free(more);
+	su_plan__free(a);
+	su_plan__free(b);
+	su_store__close(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -576,6 +646,7 @@ int main(void)
 		cmocka_unit_test(big_plan_is_chunked),
 		cmocka_unit_test(unreachable_store_is_named),
 		cmocka_unit_test(file_store_is_the_same_interface),
+		cmocka_unit_test(gained_slices_wait_for_the_router),
 		cmocka_unit_test(follower_survives_the_store_going_away),
 	};
 

@@ -32,6 +32,7 @@ struct su_follow {
 	struct su_follow_status st;
 	uint64_t reported_serial;
 	int reported_state;
+	uint32_t held;     /* gained slices left out of the written view */
 };
 
 const char *su_follow_state__name(enum su_follow_state s)
@@ -61,10 +62,11 @@ static json_t *status_json(struct su_follow *f)
 
 	su_follow__status(f, &st);
 	pthread_mutex_lock(&f->lock); /* f->dc is set by the follower thread */
-	j = json_pack("{s:s,s:s,s:s,s:s?,s:s,s:I,s:I,s:I,s:I,s:I,s:s,s:I}", "store", f->url, "role", f->role,
+	j = json_pack("{s:s,s:s,s:s,s:s?,s:s,s:I,s:I,s:I,s:I,s:I,s:s,s:I,s:I}", "store", f->url, "role", f->role,
 			 "name", f->name, "dc", f->dc, "state", su_follow_state__name(st.state), "serial",
 			 (json_int_t)st.applied, "fetched", (json_int_t)st.fetched, "fetches", (json_int_t)st.fetches,
 			 "failures", (json_int_t)st.failures, "bytes", (json_int_t)st.bytes, "error", st.error,
+			 "held", (json_int_t)st.held,
 			 "updated", (json_int_t)time(NULL));
 	pthread_mutex_unlock(&f->lock);
 	return j;
@@ -120,11 +122,74 @@ static int write_view(FILE *fp, const void *arg)
 }
 
 /* One read: a new committed version is written whole to the local file. */
+/* The serial the router of DC reports applied; 0 when no router of that DC
+ * reports (routers on plan files: nothing to wait for). */
+static uint64_t router_serial(struct su_follow *f, const char *dc)
+{
+	char *key = su_store__key(f->reader, "nodes/router/%s", dc);
+	struct su_etcd_kv kv;
+	uint64_t serial = 0;
+
+	if (key && !su_etcd__get(su_store__etcd(f->reader), key, &kv, NULL, NULL)) {
+		json_error_t je;
+		json_t *j = json_loadb(kv.value, kv.value_len, 0, &je);
+
+		serial = (uint64_t)json_integer_value(json_object_get(j, "serial"));
+		serial = serial ? serial : 1; /* reporting, nothing applied yet: hold */
+		json_decref(j);
+		free(kv.key);
+		free(kv.value);
+	}
+	free(key);
+	return serial;
+}
+
+/* Rollout order, made safe here: a slice this server gains in version N is
+ * left out of its view until its DC's router reports N applied.  Before
+ * that the router still drops replies to the slice (it was free), so a
+ * connection from it would fail.  Slices kept or draining are unaffected. */
+static uint32_t hold_gained(struct su_follow *f, struct su_plan *p)
+{
+	int me = su_plan__find_server(p, f->name);
+	struct su_plan *prev = NULL;
+	struct su_err err;
+	uint64_t applied;
+	uint32_t held = 0;
+
+	if (f->o.view != SU_VIEW_SERVER || me < 0)
+		return 0;
+	applied = router_serial(f, p->dcs[p->servers[me].dc].name);
+	if (!applied || applied >= p->serial)
+		return 0;
+	su_plan__load(f->path, &prev, &err); /* none yet: every slice is gained */
+	for (uint32_t i = 0; i < p->n_ips; i++) {
+		const struct su_plan_ip *old = prev ? su_plan__find_ip(prev, p->ips[i].ip) : NULL;
+		int prev_me = prev ? su_plan__find_server(prev, f->name) : -1;
+
+		for (uint32_t k = 0; k < p->slices_per_ip; k++) {
+			struct su_plan_slot *s = &p->slots[p->ips[i].first_slot + k];
+			const struct su_plan_slot *o = old && prev->slices_per_ip == p->slices_per_ip ?
+				&prev->slots[old->first_slot + k] : NULL;
+
+			if (s->server != me || s->state != SU_ACTIVE)
+				continue;
+			if (o && o->server == prev_me && prev_me >= 0 && o->state == SU_ACTIVE)
+				continue;
+			s->server = -1;
+			s->state = SU_FREE;
+			held++;
+		}
+	}
+	su_plan__free(prev);
+	return held;
+}
+
 static int fetch(struct su_follow *f)
 {
 	struct su_plan *p;
 	struct su_err err;
 	uint64_t bytes = 0;
+	uint32_t held;
 	int ret = su_store__read(f->reader, 0, f->o.view, f->name, &p, &bytes, &err);
 
 	pthread_mutex_lock(&f->lock);
@@ -136,7 +201,8 @@ static int fetch(struct su_follow *f)
 		set_state(f, away ? SU_FOLLOW_UNREACHABLE : SU_FOLLOW_REFUSED, err.msg);
 		return ret;
 	}
-	if (p->serial != f->st.fetched && (ret = su_write_atomic(f->path, write_view, p))) {
+	held = hold_gained(f, p);
+	if ((p->serial != f->st.fetched || held != f->held) && (ret = su_write_atomic(f->path, write_view, p))) {
 		char msg[4200];
 
 		snprintf(msg, sizeof(msg), "%s: %s", f->path, strerror(-ret));
@@ -147,6 +213,7 @@ static int fetch(struct su_follow *f)
 	pthread_mutex_lock(&f->lock);
 	f->st.fetched = p->serial;
 	f->st.fetches++;
+	f->st.held = f->held = held;
 	/* An agent learns its DC from its view (for `status`). */
 	if (!f->dc && f->o.view == SU_VIEW_SERVER && p->n_servers)
 		f->dc = strdup(p->dcs[p->servers[0].dc].name);
@@ -168,6 +235,11 @@ static void *follow_main(void *arg)
 
 		if (!ret)
 			backoff = BACKOFF_MIN_MS;
+		/* Slices held for the router: look again soon, not only on a commit. */
+		if (!ret && f->held) {
+			sleep_ms(f, 250);
+			continue;
+		}
 		/* Watch from the revision the read saw: a commit in between is an
 		 * event, so none is missed.  A refused version is watched too: the
 		 * next commit may repair it. */

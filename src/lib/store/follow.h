@@ -42,6 +42,8 @@ struct su_follow_status {
 	uint64_t applied;  /* as reported by the daemon */
 	uint64_t fetches, failures;
 	uint64_t bytes;    /* shard bytes read, all fetches */
+	uint32_t held;     /* gained slices held back until the DC's router has
+			    * applied the version (rollout order) */
 	char error[512];   /* last error, "" when none */
 };
 
