@@ -16,8 +16,8 @@ SU=$B/bin/softunicast
 . "$ROOT/tests/e2e/lib/etcd.sh"
 S=su-sts-$$ O=su-sto-$$
 T=$(mktemp -d /tmp/su-store-e2e.XXXXXX)
-RUN=$T/run STATE=$T/state
-AGENT=""
+RUN=$T/run STATE=$T/state BPF=$T/bpf
+AGENT="" ROUTER=""
 
 [ "$(id -u)" = 0 ] || { rm -rf "$T"; skip_all "needs root (network namespaces, XDP, nftables)"; }
 for c in ip nft etcd etcdctl python3; do
@@ -28,7 +28,9 @@ ip netns add $O
 
 cleanup() {
 	[ -n "$AGENT" ] && kill "$AGENT" 2>/dev/null
+	[ -n "$ROUTER" ] && kill "$ROUTER" 2>/dev/null && wait "$ROUTER" 2>/dev/null
 	etcd_down
+	umount "$BPF" 2>/dev/null
 	for ns in $S $O; do
 		for p in $(ip netns pids $ns 2>/dev/null); do kill "$p" 2>/dev/null; done
 	done
@@ -70,6 +72,20 @@ YAML
 xo $SU plan --fleet "$T/fleet.yaml" --store "$URL" --now 1700000000 >"$T/out" 2>&1
 ok $? "plan --store publishes serial 1" "$(cat "$T/out")"
 
+# ---- the DC's router follows the store too (its view: dc1 + ranges) ---------
+mkdir -p "$BPF"
+mount -t bpf bpf "$BPF" || skip_all "cannot mount a bpf filesystem"
+xo ip link add r0 type veth peer name r1; xo ip link set r0 up; xo ip link set r1 up
+ip netns exec $O $SU router --store "$URL" --dc dc1 --iface r0 --mode skb --pin-dir "$BPF/dc1" \
+	--state-dir "$T/rstate" 2>>"$T/router.log" &
+ROUTER=$!
+wait_for "grep -q attached $T/router.log" 150
+ok $? "router --store attaches with the store's plan" "$(cat "$T/router.log")"
+grep -q "1 remote egress IPs" "$T/router.log"; ok $? "router view: dc2's IP known from the ranges shard" "$(cat "$T/router.log")"
+check "router view holds no slot of another DC" sh -c "! grep -q ' t1 ' '$T/rstate/view.plan'"
+wait_for "xo $SU router stats --pin-dir '$BPF/dc1' --state-dir '$T/rstate' 2>/dev/null | grep -q 'applied serial 1'" 50
+ok $? "router stats shows the store state and applied serial" "$(xo $SU router stats --pin-dir "$BPF/dc1" --state-dir "$T/rstate" 2>&1 | head -3)"
+
 serial_of() { sed -n 's/^serial \([0-9]*\)$/\1/p' "$RUN/assignment" 2>/dev/null; }
 states() { awk '/^egress /{print $5}' "$RUN/assignment" | sort -u | tr '\n' ' '; }
 start_agent() {
@@ -85,6 +101,7 @@ check "the view holds only s1's slots" sh -c "! grep -q ' s2 ' '$STATE/view.plan
 wait_for "xo $SU status --store '$URL' 2>/dev/null | grep -Eq '^agent +s1 +dc1 +ok +1 '" 50
 xo $SU status --store "$URL" >"$T/status" 2>&1
 grep -Eq '^agent +s1 +dc1 +ok +1 ' "$T/status"; ok $? "status lists agent s1 at serial 1, ok" "$(cat "$T/status")"
+grep -Eq '^router +dc1 +dc1 +ok +1 ' "$T/status"; ok $? "status lists router dc1 at serial 1, ok" "$(cat "$T/status")"
 S_JSON=$(xs $SU agent status --run-dir "$RUN" --json 2>/dev/null | jq_ 'd["store"]["state"], d["store"]["serial"]')
 is "$(echo $S_JSON)" "ok 1" "agent status --json reports store state and applied serial"
 
@@ -98,7 +115,9 @@ grep -q "drain s1" "$T/show"; ok $? "show lists the drain" "$(tail -3 "$T/show")
 xo $SU undrain s1 --store "$URL" --now 1700000200 >/dev/null 2>&1
 wait_for '[ "$(serial_of)" = 3 ]'
 ok $? "undrain publishes serial 3 and the agent applies it"
-grep -q ' active$\| active ' "$RUN/assignment"; ok $? "undrained: s1 has active slices again" "$(cat "$RUN/assignment")"
+# Slices s1 gains are held until dc1's router reports serial 3 (rollout order).
+wait_for "grep -q ' active ' '$RUN/assignment'" 100
+ok $? "undrained: s1 has active slices again once its router applied serial 3" "$(cat "$RUN/assignment")"
 
 # ---- one member down: changes still commit ---------------------------------
 etcd_member_stop 0
@@ -142,6 +161,25 @@ xs $SU agent status --run-dir "$RUN" --json 2>/dev/null | grep -q "/su/v/$DIR/se
 ok $? "the error names the corrupt key"
 is "$(serial_of)" 5 "the old plan stays applied"
 
+# ---- rollout order: a version reaches the agent before the router ----------------
+# The router is paused (it neither applies nor reports, its lease still
+# stands); s1 gains a slice in serial 6.  The agent applies serial 6 but
+# holds the gained slice until the router reports 6: replies to it would be
+# dropped by a router still on the old plan.
+sed 's/- {service: cdn}$/- {service: cdn, slices: 2}/' "$T/fleet.yaml" >"$T/fleet2.yaml"
+ACTIVE_BEFORE=$(grep -c ' active ' "$RUN/assignment")
+kill -STOP $ROUTER
+xo $SU plan --fleet "$T/fleet2.yaml" --store "$URL" --now 1700000500 >"$T/out" 2>&1
+ok $? "plan --store with more demand publishes serial 6" "$(cat "$T/out")"
+wait_for '[ "$(serial_of)" = 6 ]' 50
+ok $? "the agent applies serial 6 while its router is paused"
+is "$(grep -c ' active ' "$RUN/assignment")" "$ACTIVE_BEFORE" "the slice s1 gains is held back"
+xs $SU agent status --run-dir "$RUN" --json 2>/dev/null | grep -q '"held": [1-9]'
+ok $? "agent status reports the held slice"
+kill -CONT $ROUTER
+wait_for "[ \$(grep -c ' active ' '$RUN/assignment') -gt $ACTIVE_BEFORE ]" 100
+ok $? "router applied serial 6: the agent uses the gained slice" "$(cat "$RUN/assignment")"
+
 # ---- bad ways to reach a store -----------------------------------------------
 OUT=$(xo $SU who --store "etcd://10.98.0.1:1/su" 203.0.113.0 2>&1)
 [ $? != 0 ] && echo "$OUT" | grep -q "10.98.0.1:1"; ok $? "unreachable store: refused, endpoint named" "$OUT"
@@ -155,7 +193,7 @@ OUT=$(xo $SU status --store "$URL" --store-config "$T/bad.conf" 2>&1)
 [ $? != 0 ] && echo "$OUT" | grep -qi "auth"; ok $? "wrong credentials: refused, says authentication" "$OUT"
 printf 'user root\npassword rootpw\n' >"$T/good.conf"
 OUT=$(xo $SU status --store "$URL" --store-config "$T/good.conf" 2>&1)
-echo "$OUT" | grep -q "plan serial 5"; ok $? "right credentials from the config file: answered" "$OUT"
+echo "$OUT" | grep -q "plan serial 6"; ok $? "right credentials from the config file: answered" "$OUT"
 printf 'user root\npasswd x\n' >"$T/typo.conf"
 OUT=$(xo $SU status --store "$URL" --store-config "$T/typo.conf" 2>&1)
 [ $? = 3 ] && echo "$OUT" | grep -q "typo.conf:2"; ok $? "bad config file: file:line named, exit 3" "$OUT"
