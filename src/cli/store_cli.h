@@ -28,7 +28,7 @@ struct cli_store_flags {
 	{ "store-key", required_argument, NULL, 0x5304 }, { "store-user", required_argument, NULL, 0x5305 }, \
 	{ "store-password-file", required_argument, NULL, 0x5306 }, { "keep", required_argument, NULL, 0x5307 }
 #define CLI_STORE_USAGE                                                                                     \
-	"Store options (see softunicast-store(7)):\n"                                                         \
+	"Store options (see softunicast-store(1)):\n"                                                         \
 	"      --store URL            file:///PATH or etcd://HOST:PORT[,HOST:PORT...][/PREFIX]\n"            \
 	"      --store-config FILE    TLS files and credentials (default $SOFTUNICAST_STORE_CONFIG,\n"       \
 	"                             then " CLI_STORE_DEFAULT_CONFIG ")\n"                                   \
