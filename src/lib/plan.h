@@ -150,6 +150,10 @@ struct su_plan_view {
 	/* Write retired servers as active: a drained server's own view, so its
 	 * agent finds itself and sees every slice draining. */
 	bool unretire;
+	/* Write "serial 0": the store's views are content-addressed, so an
+	 * unchanged view is the same bytes in every version (the reader sets
+	 * the serial of the version that points at it). */
+	bool serial0;
 };
 /* Formats the view (NULL: the whole plan) into a malloc'd buffer; 0 or -errno. */
 int su_plan__format_view(const struct su_plan *p, const struct su_plan_view *v, char **buf, size_t *len);

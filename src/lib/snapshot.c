@@ -159,7 +159,7 @@ static int write_view(FILE *fp, const struct su_plan *p, const struct su_plan_vi
 		return -ENOMEM;
 	fprintf(fp, "# softunicast address plan, written by softunicast %s; do not edit by hand\n"
 		    "softunicast-plan %d\nserial %" PRIu64 "\nports %u-%u slice %u\ndrain %" PRId64 "\n",
-		SU_VERSION, SU_PLAN_FORMAT, p->serial, p->port_lo, p->port_hi, p->slice_size, p->drain);
+		SU_VERSION, SU_PLAN_FORMAT, v && v->serial0 ? 0 : p->serial, p->port_lo, p->port_hi, p->slice_size, p->drain);
 	records += write_tables(fp, p, v);
 	for (uint32_t i = 0; i < p->n_ips; i++)
 		if (KEEP(v, ips, i))

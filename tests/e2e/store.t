@@ -145,20 +145,24 @@ ok $? "the agent applies serial 5 once the store is back" "$(tail -3 "$T/agent.l
 
 # ---- a version never committed is never applied --------------------------------
 DIR=$(etcdctl_ get --print-value-only /su/version | cut -d' ' -f2)
-for k in $(etcdctl_ get --keys-only --prefix "/su/v/$DIR/server/s1/"); do
+META=$(etcdctl_ get --print-value-only "/su/v/$DIR/server/s1/meta")
+DDIR=$(echo "$META" | cut -d' ' -f7) # where s1's chunks are (an older version's if unchanged)
+for k in $(etcdctl_ get --keys-only --prefix "/su/v/$DDIR/server/s1/"); do
 	V=$(etcdctl_ get --print-value-only "$k")
-	etcdctl_ put "${k/$DIR/00000000000000000009.00000000000000aa}" "$V" >/dev/null
+	etcdctl_ put "${k/$DDIR/00000000000000000009.00000000000000aa}" "$V" >/dev/null
 done
 sleep 1
 is "$(serial_of)" 5 "shards of serial 9 written, never committed: not applied"
 
 # ---- a corrupt shard: refused, named, old plan kept -----------------------------
-etcdctl_ put "/su/v/$DIR/server/s1/0000" "slot garbage" >/dev/null
+# The record claims other content than the chunk holds (bit rot, a bad restore).
+etcdctl_ put "/su/v/$DDIR/server/s1/0000" "slot garbage" >/dev/null
+etcdctl_ put "/su/v/$DIR/server/s1/meta" "$(echo "$META" | awk '{$6 = "00000000000000ff"; print}')" >/dev/null
 etcdctl_ put /su/version "5 $DIR" >/dev/null
 wait_for "xs $SU agent status --run-dir '$RUN' --json 2>/dev/null | grep -q '\"refused\"'" 100
 ok $? "corrupt shard: agent status says refused"
-xs $SU agent status --run-dir "$RUN" --json 2>/dev/null | grep -q "/su/v/$DIR/server/s1/0000"
-ok $? "the error names the corrupt key"
+xs $SU agent status --run-dir "$RUN" --json 2>/dev/null | grep -q "/su/v/$DDIR/server/s1/0000"
+ok $? "the error names the corrupt key" "$(xs $SU agent status --run-dir "$RUN" --json 2>/dev/null | grep error)"
 is "$(serial_of)" 5 "the old plan stays applied"
 
 # ---- rollout order: a version reaches the agent before the router ----------------

@@ -76,6 +76,22 @@ static struct su_store *store_open(unsigned keep)
 	return s;
 }
 
+static size_t count_keys_with(struct su_store *s, const char *under, const char *part)
+{
+	char *from = su_store__key(s, "%s", under), *to = su_etcd__prefix_end(from);
+	struct su_etcd_kv *kvs;
+	struct su_err err;
+	size_t n, hits = 0;
+
+	assert_int_equal(su_etcd__range(su_store__etcd(s), from, to, true, 0, &kvs, &n, NULL, &err), 0);
+	for (size_t i = 0; i < n; i++)
+		hits += strstr(kvs[i].key, part) != NULL;
+	su_etcd_kv__free(kvs, n);
+	free(from);
+	free(to);
+	return hits;
+}
+
 static size_t count_keys(struct su_store *s, const char *under)
 {
 	char *from = su_store__key(s, "%s", under), *to = su_etcd__prefix_end(from);
@@ -207,6 +223,59 @@ static void layout_views_and_whole_plan(void **state)
 	su_store__close(s);
 }
 
+static char *committed_dir(struct su_store *s)
+{
+	char *key = su_store__key(s, "version"), *dir;
+	struct su_etcd_kv kv;
+	struct su_err err;
+
+	assert_int_equal(su_etcd__get(su_store__etcd(s), key, &kv, NULL, &err), 0);
+	dir = strdup(strchr(kv.value, ' ') + 1);
+	free(kv.key);
+	free(kv.value);
+	free(key);
+	return dir;
+}
+
+/* A version re-writes only the views that changed: an unchanged one points
+ * at the chunks of the version that wrote it, and a reader that has it
+ * downloads nothing but the small records. */
+static void unchanged_views_are_shared(void **state)
+{
+	struct su_store *s = store_open(0), *reader = store_open(0);
+	struct su_plan *a = plan_of(fleet_yaml, NULL, NOW), *b = next_plan(a, 1), *q;
+	struct su_etcd_kv kv;
+	struct su_err err;
+	char *dir_a, *dir_b, *key;
+	uint64_t bytes;
+
+	su_store__close(reader);
+	assert_int_equal(su_store__open(su_store__url(s), NULL, &reader, &err), 0);
+	assert_int_equal(su_store__publish(s, a, 0, &err), 0);
+	dir_a = committed_dir(s);
+	assert_int_equal(su_store__read(reader, 0, SU_VIEW_SERVER, "cdg-s1", &q, &bytes, &err), 0);
+	assert_true(bytes > 0);
+	su_plan__free(q);
+	assert_int_equal(su_store__publish(s, b, a->serial, &err), 0);
+	dir_b = committed_dir(s);
+	key = su_store__key(s, "v/%s/server/cdg-s1/meta", dir_b);
+	assert_int_equal(su_etcd__get(su_store__etcd(s), key, &kv, NULL, &err), 0);
+	assert_non_null(strstr(kv.value, dir_a));
+	free(kv.key);
+	free(kv.value);
+	assert_int_equal(su_store__read(reader, 0, SU_VIEW_SERVER, "cdg-s1", &q, &bytes, &err), 0);
+	assert_int_equal(q->serial, b->serial);
+	assert_int_equal(bytes, 0);
+	su_plan__free(q);
+	free(key);
+	free(dir_a);
+	free(dir_b);
+	su_plan__free(a);
+	su_plan__free(b);
+	su_store__close(reader);
+	su_store__close(s);
+}
+
 /* A writer that planned from an older serial loses and writes nothing. */
 static void cas_stale_writer_is_refused(void **state)
 {
@@ -298,33 +367,20 @@ static void cas_race_has_one_winner(void **state)
 	su_store__close(s);
 }
 
-static char *committed_dir(struct su_store *s)
-{
-	char *key = su_store__key(s, "version"), *dir;
-	struct su_etcd_kv kv;
-	struct su_err err;
-
-	assert_int_equal(su_etcd__get(su_store__etcd(s), key, &kv, NULL, &err), 0);
-	dir = strdup(strchr(kv.value, ' ') + 1);
-	free(kv.key);
-	free(kv.value);
-	free(key);
-	return dir;
-}
-
 static void gc_keeps_the_newest_versions(void **state)
 {
 	struct su_store *s = store_open(3);
 	struct su_plan *p = plan_of(fleet_yaml, NULL, NOW), *q;
 	struct su_err err;
 	uint64_t *serials;
-	size_t n;
+	size_t n, keys_one;
 	char *dir_one, under[128];
 
 	assert_int_equal(su_store__publish(s, p, 0, &err), 0);
 	dir_one = committed_dir(s);
 	snprintf(under, sizeof(under), "v/%s/", dir_one);
-	assert_true(count_keys(s, under) > 0);
+	keys_one = count_keys(s, under);
+	assert_true(keys_one > 0);
 	for (int k = 1; k <= 5; k++) {
 		struct su_plan *nx = next_plan(p, k);
 
@@ -337,11 +393,18 @@ static void gc_keeps_the_newest_versions(void **state)
 	assert_int_equal(serials[0], 6);
 	assert_int_equal(serials[2], 4);
 	free(serials);
-	assert_int_equal(count_keys(s, under), 0);
+	/* Serial 1's records are gone; only chunks that kept versions still
+	 * share (shards unchanged since serial 1) stay. */
+	assert_int_equal(count_keys_with(s, under, "/meta"), 0);
+	assert_true(count_keys(s, under) < keys_one);
 	free(dir_one);
 	assert_int_equal(su_store__read(s, 1, SU_VIEW_PLAN, NULL, &q, NULL, &err), -ENOENT);
 	assert_non_null(strstr(err.msg, "serial 1 is not kept"));
 	assert_int_equal(su_store__read(s, 4, SU_VIEW_PLAN, NULL, &q, NULL, &err), 0);
+	assert_int_equal(q->serial, 4);
+	su_plan__free(q);
+	/* cdg-s1's view never changed: its chunks are serial 1's, still there. */
+	assert_int_equal(su_store__read(s, 4, SU_VIEW_SERVER, "cdg-s1", &q, NULL, &err), 0);
 	assert_int_equal(q->serial, 4);
 	su_plan__free(q);
 	su_plan__free(p);
@@ -638,6 +701,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(layout_views_and_whole_plan),
 		cmocka_unit_test(cas_stale_writer_is_refused),
+		cmocka_unit_test(unchanged_views_are_shared),
 		cmocka_unit_test(cas_race_has_one_winner),
 		cmocka_unit_test(gc_keeps_the_newest_versions),
 		cmocka_unit_test(corrupt_shard_is_refused),

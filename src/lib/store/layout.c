@@ -75,7 +75,7 @@ static int add_view(struct su_shard **v, size_t *n, const struct su_plan *p, con
 		    int32_t only_server, char *name)
 {
 	struct su_plan_view view = { m->dcs, m->servers, m->prefixes, m->demands, m->ips, only_server,
-				     only_server >= 0 && p->servers[only_server].retired };
+				     only_server >= 0 && p->servers[only_server].retired, true };
 	char *data;
 	size_t len;
 	int ret = su_plan__format_view(p, &view, &data, &len);
@@ -104,7 +104,7 @@ static int ranges_shard(const struct su_plan *p, struct su_shard **v, size_t *n)
 
 	if (!fp)
 		return -errno;
-	fprintf(fp, "softunicast-ranges 1\nserial %" PRIu64 "\n", p->serial);
+	fprintf(fp, "softunicast-ranges 1\nserial 0\n"); /* content-addressed, as the views */
 	for (uint32_t i = 0, j; i < p->n_ips; i = j, runs++) {
 		for (j = i + 1; j < p->n_ips && p->ips[j].dc == p->ips[i].dc && p->ips[j].ip == p->ips[j - 1].ip + 1; j++)
 			;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "lib/store/store.h"
+#include "lib/strmap.h"
 
 struct su_store {
 	char *url;    /* as given, for messages */
@@ -21,7 +22,37 @@ struct su_store {
 	struct su_etcd *etcd;
 	unsigned keep;
 	int64_t rev; /* store revision of the last version-key read */
+	uint64_t downloaded; /* shard bytes fetched from etcd (cache hits: none) */
+	/* The last shards read (a node reads the same one or two each time):
+	 * an unchanged shard (same checksum) is not downloaded again. */
+	struct cached { char *name; uint64_t hash; char *data; size_t len; } cache[4];
+	unsigned cache_next;
 };
+
+static struct cached *cache_find(struct su_store *s, const char *name, uint64_t hash, size_t len)
+{
+	for (unsigned i = 0; i < 4; i++)
+		if (s->cache[i].name && !strcmp(s->cache[i].name, name) && s->cache[i].hash == hash &&
+		    s->cache[i].len == len)
+			return &s->cache[i];
+	return NULL;
+}
+
+static void cache_put(struct su_store *s, const char *name, uint64_t hash, const char *data, size_t len)
+{
+	struct cached *c = &s->cache[s->cache_next++ % 4];
+	char *n = strdup(name), *d = malloc(len + 1);
+
+	if (!n || !d) {
+		free(n);
+		free(d);
+		return;
+	}
+	memcpy(d, data, len + 1);
+	free(c->name);
+	free(c->data);
+	*c = (struct cached){ n, hash, d, len };
+}
 
 /* ---- opening ----------------------------------------------------------------- */
 
@@ -77,6 +108,10 @@ void su_store__close(struct su_store *s)
 	if (!s)
 		return;
 	su_etcd__close(s->etcd);
+	for (unsigned i = 0; i < 4; i++) {
+		free(s->cache[i].name);
+		free(s->cache[i].data);
+	}
 	free(s->url);
 	free(s->path);
 	free(s->prefix);
@@ -230,9 +265,10 @@ int su_store__serial(struct su_store *s, uint64_t *serial, struct su_err *err)
 static int read_shard(struct su_store *s, const struct version *v, const char *name, char **data, size_t *len,
 		      struct su_err *err)
 {
-	char *meta = su_store__key(s, "v/%s/%s/meta", v->dir, name), *key = NULL;
+	char *meta = su_store__key(s, "v/%s/%s/meta", v->dir, name), *key = NULL, datadir[64] = "";
 	uint64_t serial, bytes, hash;
 	unsigned chunks;
+	struct cached *hit;
 	struct su_etcd_kv kv;
 	struct su_err e;
 	char *buf = NULL;
@@ -252,18 +288,26 @@ static int read_shard(struct su_store *s, const struct version *v, const char *n
 		ret = su_err__set(err, -ret, "%s", e.msg);
 		goto out;
 	}
-	ret = sscanf(kv.value, "softunicast-shard 1 %" SCNu64 " %u %" SCNu64 " %" SCNx64, &serial, &chunks, &bytes,
-		     &hash) == 4 && serial == v->serial && bytes < (1ull << 32) ? 0 :
+	/* DATADIR: where the chunks are, an older version's when unchanged. */
+	ret = sscanf(kv.value, "softunicast-shard 1 %" SCNu64 " %u %" SCNu64 " %" SCNx64 " %63s", &serial, &chunks,
+		     &bytes, &hash, datadir) == 5 && serial == v->serial && bytes < (1ull << 32) ? 0 :
 		fail(s, err, EBADMSG, "key %s: bad shard record '%.60s'", meta, kv.value);
 	free(kv.key);
 	free(kv.value);
+	if (!ret && (hit = cache_find(s, name, hash, bytes)) && (buf = malloc(bytes + 1))) {
+		memcpy(buf, hit->data, bytes + 1);
+		*data = buf;
+		*len = bytes;
+		buf = NULL;
+		goto out;
+	}
 	if (ret || !(buf = malloc(bytes + 1))) {
 		ret = ret ? ret : su_err__set(err, ENOMEM, "out of memory");
 		goto out;
 	}
 	for (unsigned c = 0; !ret && c < chunks; c++) {
 		free(key);
-		if (!(key = su_store__key(s, "v/%s/%s/%04u", v->dir, name, c))) {
+		if (!(key = su_store__key(s, "v/%s/%s/%04u", datadir, name, c))) {
 			ret = su_err__set(err, ENOMEM, "out of memory");
 			break;
 		}
@@ -288,6 +332,8 @@ static int read_shard(struct su_store *s, const struct version *v, const char *n
 			   key ? key : meta, have);
 	if (!ret) {
 		buf[have] = '\0';
+		s->downloaded += have;
+		cache_put(s, name, hash, buf, have);
 		*data = buf;
 		*len = have;
 		buf = NULL;
@@ -309,6 +355,9 @@ static int parse_shard(struct su_store *s, const struct version *v, const char *
 	snprintf(where, sizeof(where), "%s: %s/v/%s/%s", s->url, s->prefix, v->dir, name);
 	if ((ret = su_plan__parse(data, len, where, out, err)))
 		return ret == -EINVAL ? -EBADMSG : ret;
+	/* Views carry serial 0 (content-addressed): the version gives theirs. */
+	if (!(*out)->serial && strcmp(name, "plan"))
+		(*out)->serial = v->serial;
 	if ((*out)->serial != v->serial) {
 		ret = su_err__set(err, EBADMSG, "%s: serial %" PRIu64 " under version %" PRIu64, where,
 				  (*out)->serial, v->serial);
@@ -337,8 +386,8 @@ static int read_dc_view(struct su_store *s, const struct version *v, const char 
 	snprintf(where, sizeof(where), "%s: %s/v/%s/%s", s->url, s->prefix, v->dir, name);
 	if (!ret && (ret = su_layout__dc_view(text, len, ranges, rlen, dc, where, out, err)) == -EINVAL)
 		ret = -EBADMSG;
-	if (bytes)
-		*bytes = len + rlen;
+	if (!ret && !(*out)->serial)
+		(*out)->serial = v->serial;
 	free(name);
 	free(text);
 	free(ranges);
@@ -367,10 +416,16 @@ static int read_etcd(struct su_store *s, uint64_t serial, enum su_view view, con
 	size_t len = 0;
 	int ret = serial ? history_dir(s, serial, &v, err) : read_version(s, &v, err);
 
+	uint64_t before = s->downloaded;
+
 	if (ret)
 		return ret;
-	if (view == SU_VIEW_DC)
-		return read_dc_view(s, &v, vname, out, bytes, err);
+	if (view == SU_VIEW_DC) {
+		ret = read_dc_view(s, &v, vname, out, bytes, err);
+		if (bytes)
+			*bytes = s->downloaded - before;
+		return ret;
+	}
 	if (asprintf(&name, "%s%s", view == SU_VIEW_SERVER ? "server/" : "plan", view == SU_VIEW_SERVER ? vname : "") < 0)
 		return su_err__set(err, ENOMEM, "out of memory");
 	ret = read_shard(s, &v, name, &text, &len, err);
@@ -380,7 +435,7 @@ static int read_etcd(struct su_store *s, uint64_t serial, enum su_view view, con
 	if (!ret)
 		ret = parse_shard(s, &v, name, text, len, out, err);
 	if (bytes)
-		*bytes = len;
+		*bytes = s->downloaded - before;
 	free(text);
 	free(name);
 	return ret;
@@ -479,24 +534,91 @@ static int batch__put(struct batch *b, char *key, const void *val, size_t len, s
 	return ret;
 }
 
-static int write_shard(struct batch *b, const char *dir, uint64_t serial, const struct su_shard *sh,
-		       struct su_err *err)
+/* Chunks under datadir/NAME only when datadir is this version's dir; an
+ * unchanged shard points at the older version's chunks. */
+static int write_shard(struct batch *b, const char *dir, const char *datadir, uint64_t serial,
+		       const struct su_shard *sh, uint64_t hash, struct su_err *err)
 {
 	unsigned chunks = (unsigned)((sh->len + SU_STORE_CHUNK - 1) / SU_STORE_CHUNK);
-	char meta[160];
+	char meta[200];
 	int ret = 0;
 
-	for (unsigned c = 0; !ret && c < chunks; c++) {
+	for (unsigned c = 0; !ret && !strcmp(dir, datadir) && c < chunks; c++) {
 		size_t off = (size_t)c * SU_STORE_CHUNK, n = sh->len - off < SU_STORE_CHUNK ? sh->len - off : SU_STORE_CHUNK;
 
 		ret = batch__put(b, su_store__key(b->s, "v/%s/%s/%04u", dir, sh->name, c), sh->data + off, n, err);
 	}
-	snprintf(meta, sizeof(meta), "softunicast-shard 1 %" PRIu64 " %u %zu %016" PRIx64, serial, chunks, sh->len,
-		 su_layout__hash(sh->data, sh->len));
+	snprintf(meta, sizeof(meta), "softunicast-shard 1 %" PRIu64 " %u %zu %016" PRIx64 " %s", serial, chunks, sh->len,
+		 hash, datadir);
 	/* The meta record last: a reader finding it finds every chunk. */
 	if (!ret)
 		ret = batch__put(b, su_store__key(b->s, "v/%s/%s/meta", dir, sh->name), meta, strlen(meta), err);
 	return ret;
+}
+
+/* A version's index: "NAME HASH BYTES DATADIR" per shard, for the next
+ * writer (dedup) and the GC (which chunks a kept version still uses). */
+struct index {
+	struct su_strmap names;
+	struct ientry { char name[200]; uint64_t hash, bytes; char datadir[64]; } *v;
+	size_t n;
+};
+
+static void index__free(struct index *x)
+{
+	su_strmap__free(&x->names);
+	free(x->v);
+	memset(x, 0, sizeof(*x));
+}
+
+static int index__parse(struct index *x, char *text)
+{
+	size_t cap = 0;
+
+	for (char *save = NULL, *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+		struct ientry e;
+
+		if (sscanf(l, "%199s %" SCNx64 " %" SCNu64 " %63s", e.name, &e.hash, &e.bytes, e.datadir) != 4)
+			continue;
+		if (x->n == cap) {
+			struct ientry *nv = realloc(x->v, (cap = cap ? 2 * cap : 256) * sizeof(*nv));
+
+			if (!nv)
+				return -ENOMEM;
+			x->v = nv;
+		}
+		x->v[x->n] = e;
+		if (su_strmap__put(&x->names, e.name, (uint32_t)x->n) == -ENOMEM)
+			return -ENOMEM;
+		x->n++;
+	}
+	return 0;
+}
+
+/* The index of committed version v; an empty one when it has none. */
+static int index__read(struct su_store *s, const struct version *v, struct index *x, struct su_err *err)
+{
+	char *text = NULL;
+	size_t len;
+	int ret;
+
+	memset(x, 0, sizeof(*x));
+	if (!v->serial)
+		return 0;
+	ret = read_shard(s, v, "index", &text, &len, err);
+	if (ret == -EBADMSG && strstr(err ? err->msg : "", "/meta missing"))
+		ret = 0; /* older layout: nothing to share */
+	if (!ret && text)
+		ret = index__parse(x, text);
+	free(text);
+	return ret;
+}
+
+static const struct ientry *index__get(const struct index *x, const char *name)
+{
+	uint32_t i;
+
+	return su_strmap__get(&x->names, name, &i) ? NULL : &x->v[i];
 }
 
 static json_t *compare_version(const char *key, int64_t mod_rev)
@@ -563,6 +685,48 @@ static int delete_dir(struct su_store *s, const char *dir, struct su_err *err)
 	return ret;
 }
 
+/* Deletes what a dropped version D owns and no kept version uses: its meta
+ * records always, its chunks unless the oldest kept version points at them
+ * (references only ever point back at a shard's first unchanged version, so
+ * a later version using D's chunk implies the oldest kept one does). */
+static int drop_version(struct su_store *s, const struct version *d, const struct index *kept, struct su_err *err)
+{
+	struct batch b = { .s = s, .ops = json_array() };
+	struct index x;
+	int ret = index__read(s, d, &x, err);
+
+	if (!ret && !x.n) /* no index: nothing can point at it */
+		ret = delete_dir(s, d->dir, err);
+	for (size_t i = 0; !ret && i < x.n; i++) {
+		const struct ientry *k = index__get(kept, x.v[i].name);
+		bool used = k && !strcmp(k->datadir, d->dir);
+		char *key = su_store__key(s, "v/%s/%s/%s", d->dir, x.v[i].name, used ? "meta" : "");
+		char *end = key && !used ? su_etcd__prefix_end(key) : NULL;
+
+		if (!key || (!used && !end))
+			ret = -ENOMEM;
+		else if (json_array_size(b.ops) + 1 > SU_STORE_TXN_OPS)
+			ret = batch__flush(&b, err);
+		if (!ret)
+			json_array_append_new(b.ops, json_pack("{s:{s:o,s:o*}}", "request_delete_range", "key",
+							       su_etcd__b64s(key), "range_end",
+							       end ? su_etcd__b64s(end) : NULL));
+		free(key);
+		free(end);
+	}
+	if (!ret)
+		ret = batch__flush(&b, err);
+	if (!ret && x.n) {
+		char *ixp = su_store__key(s, "v/%s/index/", d->dir);
+
+		ret = ixp ? su_etcd__delete_prefix(s->etcd, ixp, err) : -ENOMEM;
+		free(ixp);
+	}
+	json_decref(b.ops);
+	index__free(&x);
+	return ret;
+}
+
 /* Keeps the newest `keep` committed versions; drops older ones and what
  * writers that died before committing left behind (older than the current). */
 static int gc(struct su_store *s, uint64_t current, struct su_err *err)
@@ -570,12 +734,24 @@ static int gc(struct su_store *s, uint64_t current, struct su_err *err)
 	char *from = su_store__key(s, "history/"), *to = from ? su_etcd__prefix_end(from) : NULL;
 	char *sfrom = su_store__key(s, "staging/"), *sto = sfrom ? su_etcd__prefix_end(sfrom) : NULL;
 	struct su_etcd_kv *kvs = NULL;
+	struct index kept = { 0 };
 	size_t n = 0;
 	int ret = !to || !sto ? -ENOMEM : su_etcd__range(s->etcd, from, to, false, 0, &kvs, &n, NULL, err);
 
-	for (size_t i = 0; !ret && n > s->keep && i < n - s->keep; i++)
-		if (!(ret = delete_dir(s, kvs[i].value, err)))
+	if (!ret && n > s->keep) {
+		struct version k = { .serial = strtoull(kvs[n - s->keep].key + strlen(from), NULL, 10) };
+
+		snprintf(k.dir, sizeof(k.dir), "%s", kvs[n - s->keep].value);
+		ret = index__read(s, &k, &kept, err);
+	}
+	for (size_t i = 0; !ret && n > s->keep && i < n - s->keep; i++) {
+		struct version d = { .serial = strtoull(kvs[i].key + strlen(from), NULL, 10) };
+
+		snprintf(d.dir, sizeof(d.dir), "%s", kvs[i].value);
+		if (!(ret = drop_version(s, &d, &kept, err)))
 			ret = su_etcd__delete_prefix(s->etcd, kvs[i].key, err);
+	}
+	index__free(&kept);
 	su_etcd_kv__free(kvs, n);
 	kvs = NULL;
 	n = 0;
@@ -603,16 +779,36 @@ static int changed_under_you(struct su_store *s, struct su_err *err)
 	return fail(s, err, EAGAIN, "the plan changed under you (serial %" PRIu64 "), re-run", now);
 }
 
-static int write_version(struct su_store *s, const struct su_plan *p, const char *dir, const struct su_shard *extra,
-			 size_t n_extra, struct su_err *err)
+static int write_all(struct su_store *s, struct batch *b, const char *dir, uint64_t serial,
+		     const struct su_shard *v, size_t n, const struct index *prev, FILE *index, struct su_err *err)
+{
+	int ret = 0;
+
+	for (size_t i = 0; !ret && i < n; i++) {
+		uint64_t hash = su_layout__hash(v[i].data, v[i].len);
+		const struct ientry *e = index__get(prev, v[i].name);
+		const char *datadir = e && e->hash == hash && e->bytes == v[i].len ? e->datadir : dir;
+
+		ret = write_shard(b, dir, datadir, serial, &v[i], hash, err);
+		fprintf(index, "%s %016" PRIx64 " %zu %s\n", v[i].name, hash, v[i].len, datadir);
+	}
+	return ret;
+}
+
+static int write_version(struct su_store *s, const struct version *cur, const struct su_plan *p, const char *dir,
+			 const struct su_shard *extra, size_t n_extra, struct su_err *err)
 {
 	struct batch b = { .s = s, .ops = json_array() };
-	struct su_shard *shards = NULL;
+	struct su_shard *shards = NULL, ix = { "index", NULL, 0 };
+	struct index prev = { 0 };
 	size_t n = 0;
-	int ret = su_layout__shards(p, &shards, &n);
+	FILE *index = open_memstream(&ix.data, &ix.len);
+	int ret = index ? su_layout__shards(p, &shards, &n) : -ENOMEM;
 
 	if (ret)
 		ret = fail(s, err, -ret, "cutting plan serial %" PRIu64 " into shards: %s", p->serial, strerror(-ret));
+	if (!ret)
+		ret = index__read(s, cur, &prev, err);
 	/* The staging mark first: if we die, the next writer's GC finds the debris. */
 	if (!ret) {
 		char *mark = su_store__key(s, "staging/%s", dir);
@@ -620,12 +816,18 @@ static int write_version(struct su_store *s, const struct su_plan *p, const char
 		ret = mark ? su_etcd__put(s->etcd, mark, "", 0, 0, err) : -ENOMEM;
 		free(mark);
 	}
-	for (size_t i = 0; !ret && i < n_extra; i++)
-		ret = write_shard(&b, dir, p->serial, &extra[i], err);
-	for (size_t i = 0; !ret && i < n; i++)
-		ret = write_shard(&b, dir, p->serial, &shards[i], err);
+	if (!ret)
+		ret = write_all(s, &b, dir, p->serial, extra, n_extra, &prev, index, err);
+	if (!ret)
+		ret = write_all(s, &b, dir, p->serial, shards, n, &prev, index, err);
+	if (index && fclose(index) && !ret)
+		ret = -EIO;
+	if (!ret)
+		ret = write_shard(&b, dir, dir, p->serial, &ix, su_layout__hash(ix.data, ix.len), err);
 	if (!ret)
 		ret = batch__flush(&b, err);
+	free(ix.data);
+	index__free(&prev);
 	json_decref(b.ops);
 	su_layout__free(shards, n);
 	return ret;
@@ -652,7 +854,7 @@ static int publish_etcd(struct su_store *s, const struct su_plan *p, uint64_t ex
 	if (getentropy(&nonce, sizeof(nonce)))
 		nonce = (uint64_t)getpid() << 32 ^ (uint64_t)time(NULL);
 	snprintf(dir, sizeof(dir), "%020" PRIu64 ".%016" PRIx64, p->serial, nonce);
-	ret = write_version(s, p, dir, extra, n_extra, err);
+	ret = write_version(s, &cur, p, dir, extra, n_extra, err);
 	if (!ret)
 		ret = commit(s, &cur, p->serial, dir, &won, err);
 	if (!ret && !won) {
