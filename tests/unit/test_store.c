@@ -18,6 +18,7 @@
 #include "../lib/etcd_run.h"
 #include "lib/planner.h"
 #include "lib/store/follow.h"
+#include "lib/store/ops.h"
 #include "lib/store/store.h"
 
 #define NOW 1700000000
@@ -273,6 +274,42 @@ static void unchanged_views_are_shared(void **state)
 	su_plan__free(a);
 	su_plan__free(b);
 	su_store__close(reader);
+	su_store__close(s);
+}
+
+/* Pins split prefixes and give them an allow-list: every view stays a
+ * loadable snapshot (the DCs its prefixes name come with them). */
+static void views_of_pinned_prefixes_load(void **state)
+{
+	struct su_store *s = store_open(0);
+	struct su_fleet *f;
+	struct su_plan *a = plan_of(fleet_yaml, NULL, NOW), *b, *q;
+	struct su_plan_report r;
+	struct su_ops ops = { 0 };
+	struct su_prefix4 px;
+	struct su_err err;
+	const char *names[] = { "lhr-s1", "lhr-s2", "cdg-s1" };
+
+	assert_int_equal(su_fleet__parse(fleet_yaml, strlen(fleet_yaml), "t.yaml", &f, &err), 0);
+	assert_int_equal(su_prefix__parse("198.51.100.0/30", &px), 0);
+	assert_int_equal(su_ops__pin(&ops, &px, "cdg"), 0);
+	assert_int_equal(su_ops__apply(&ops, f, true, &err), 0);
+	assert_int_equal(su_planner__run(f, a, NOW + 10, &b, &r, &err), 0);
+	assert_int_equal(su_store__publish(s, b, 0, &err), 0);
+	for (int i = 0; i < 3; i++) {
+		if (su_store__read(s, 0, SU_VIEW_SERVER, names[i], &q, NULL, &err))
+			fail_msg("%s", err.msg);
+		su_plan__free(q);
+	}
+	for (uint32_t d = 0; d < b->n_dcs; d++) {
+		assert_int_equal(su_store__read(s, 0, SU_VIEW_DC, b->dcs[d].name, &q, NULL, &err), 0);
+		dc_view_routes_as_plan(b, q, b->dcs[d].name);
+		su_plan__free(q);
+	}
+	su_ops__free(&ops);
+	su_fleet__free(f);
+	su_plan__free(a);
+	su_plan__free(b);
 	su_store__close(s);
 }
 
@@ -701,6 +738,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(layout_views_and_whole_plan),
 		cmocka_unit_test(cas_stale_writer_is_refused),
+		cmocka_unit_test(views_of_pinned_prefixes_load),
 		cmocka_unit_test(unchanged_views_are_shared),
 		cmocka_unit_test(cas_race_has_one_winner),
 		cmocka_unit_test(gc_keeps_the_newest_versions),

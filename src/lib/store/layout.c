@@ -201,12 +201,17 @@ static int server_shard(const struct su_plan *p, uint32_t s, const struct owned 
 		m->ips[o->ips[k]] = 1;
 		m->prefixes[ip->prefix] = 1;
 		m->demands[ip->demand] = 1;
+		/* A prefix record names the DCs it allows: they must be in the view. */
+		for (uint32_t j = 0; j < p->prefixes[ip->prefix].n_dcs; j++)
+			m->dcs[p->prefixes[ip->prefix].dcs[j]] = 1;
 	}
 	ret = add_view(v, n, p, m, (int32_t)s, shard_name("server", p->servers[s].name));
 	/* Undo only what was set: the masks stay all-zero between servers. */
 	m->dcs[d] = 0;
 	m->servers[s] = 0;
 	for (uint32_t k = o->start[s]; k < o->start[s + 1]; k++) {
+		for (uint32_t j = 0; j < p->prefixes[p->ips[o->ips[k]].prefix].n_dcs; j++)
+			m->dcs[p->prefixes[p->ips[o->ips[k]].prefix].dcs[j]] = 0;
 		m->ips[o->ips[k]] = 0;
 		m->prefixes[p->ips[o->ips[k]].prefix] = 0;
 		m->demands[p->ips[o->ips[k]].demand] = 0;
