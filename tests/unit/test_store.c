@@ -295,6 +295,17 @@ static void views_of_pinned_prefixes_load(void **state)
 	assert_int_equal(su_ops__pin(&ops, &px, "cdg"), 0);
 	assert_int_equal(su_ops__apply(&ops, f, true, &err), 0);
 	assert_int_equal(su_planner__run(f, a, NOW + 10, &b, &r, &err), 0);
+	su_fleet__free(f);
+	/* Another IP pinned elsewhere, the first pin gone: the draining IPs keep
+	 * the pinned prefix, allow-list and all. */
+	assert_int_equal(su_fleet__parse(fleet_yaml, strlen(fleet_yaml), "t.yaml", &f, &err), 0);
+	su_ops__free(&ops);
+	assert_int_equal(su_prefix__parse("198.51.100.8/30", &px), 0);
+	assert_int_equal(su_ops__pin(&ops, &px, "lhr"), 0);
+	assert_int_equal(su_ops__apply(&ops, f, true, &err), 0);
+	su_plan__free(a);
+	a = b;
+	assert_int_equal(su_planner__run(f, a, NOW + 20, &b, &r, &err), 0);
 	assert_int_equal(su_store__publish(s, b, 0, &err), 0);
 	for (int i = 0; i < 3; i++) {
 		if (su_store__read(s, 0, SU_VIEW_SERVER, names[i], &q, NULL, &err))
