@@ -36,7 +36,28 @@ int cli_store_flag(const char *cmd, int c, const char *arg, struct cli_store_fla
 	}
 }
 
-/* Loaded strings live as long as the process (a command opens one store). */
+/* Loaded strings live as long as the process (the store options point at
+ * them), and are freed at exit. */
+static char *owned[64];
+static unsigned n_owned;
+
+static void free_owned(void)
+{
+	while (n_owned)
+		free(owned[--n_owned]);
+}
+
+static char *own(char *s)
+{
+	if (!s)
+		return NULL;
+	if (!n_owned)
+		atexit(free_owned);
+	if (n_owned < sizeof(owned) / sizeof(owned[0]))
+		owned[n_owned++] = s;
+	return s;
+}
+
 static char *first_line(const char *path, struct su_err *err)
 {
 	char *buf, *nl;
@@ -46,7 +67,7 @@ static char *first_line(const char *path, struct su_err *err)
 		return NULL;
 	if ((nl = strchr(buf, '\n')))
 		*nl = '\0';
-	return buf;
+	return own(buf);
 }
 
 static int config_line(const char *path, unsigned line, char *l, struct su_store_opts *o, struct su_err *err)
@@ -60,7 +81,7 @@ static int config_line(const char *path, unsigned line, char *l, struct su_store
 		return 0;
 	if (sscanf(l, "%31s %1023s %c", key, val, &extra) != 2)
 		return su_err__set(err, EINVAL, "%s:%u: expected 'KEY VALUE', got '%.60s'", path, line, l);
-	if (!(v = strdup(val)))
+	if (!(v = own(strdup(val))))
 		return su_err__set(err, ENOMEM, "out of memory");
 	if (!strcmp(key, "ca"))
 		o->etcd.ca = v;
@@ -74,14 +95,11 @@ static int config_line(const char *path, unsigned line, char *l, struct su_store
 		o->etcd.password = v;
 	else if (!strcmp(key, "password-file")) {
 		o->etcd.password = first_line(v, err);
-		free(v);
 		if (!o->etcd.password)
 			return -EINVAL;
 	} else if (!strcmp(key, "keep") && atoi(v) > 0) {
 		o->keep = (unsigned)atoi(v);
-		free(v);
 	} else {
-		free(v);
 		return su_err__set(err, EINVAL, "%s:%u: unknown key or bad value '%s %s'", path, line, key, val);
 	}
 	return 0;
