@@ -19,7 +19,7 @@ SONAME  := libsoftunicast.so.0
 CC      ?= cc
 CLANG   ?= clang
 BPFTOOL ?= bpftool
-PKGS    := libbpf yaml-0.1 jansson libmnl libutf8proc libsystemd libmicrohttpd
+PKGS    := libbpf yaml-0.1 jansson libmnl libutf8proc libsystemd libmicrohttpd libcurl
 WERROR  := $(if $(filter true,$(CI)),-Werror,)
 CFLAGS  ?= -O2 -g
 # Project flags live apart from CFLAGS so `make CFLAGS=-O0` keeps them.
@@ -31,7 +31,7 @@ LDLIBS  += $(shell pkg-config --libs $(PKGS)) -lm
 BPF_CFLAGS := -O2 -g -target bpf -Wall -Werror -Isrc -I/usr/include/$(shell $(CC) -dumpmachine)
 SAN     :=
 
-LIB_SRC  := $(sort $(wildcard src/lib/*.c))
+LIB_SRC  := $(sort $(wildcard src/lib/*.c src/lib/store/*.c))
 BIN_SRC  := $(sort $(wildcard src/cli/*.c src/daemon/*.c src/router/*.c src/agent/*.c src/lab/*.c))
 BPF_SRC  := $(sort $(wildcard src/bpf/*.bpf.c))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c tests/bpf/test_*.c))

@@ -24,6 +24,7 @@
 #include "cli/cli.h"
 #include "daemon/metrics.h"
 #include "daemon/sd.h"
+#include "cli/node_store.h"
 #include "lib/counters.h"
 
 #define PORT_RANGE_SYSCTL "/proc/sys/net/ipv4/ip_local_port_range"
@@ -33,7 +34,7 @@
 static void agent_usage(FILE *out)
 {
 	fprintf(out,
-		"Usage: %s agent --plan PLAN --server NAME --iface IFACE [OPTIONS]\n"
+		"Usage: %s agent (--plan PLAN | --store URL) --server NAME --iface IFACE [OPTIONS]\n"
 		"       %s agent status [--json] [--run-dir DIR]\n\n"
 		"Runs the soft-unicast agent of one server until SIGINT or SIGTERM.  From the\n"
 		"plan's slots owned by NAME it:\n"
@@ -86,6 +87,12 @@ static void agent_usage(FILE *out)
 		"                        decap counters; :PORT for all addresses\n"
 		"      --metrics-top N   busiest (slice, destination IP:port) pairs in the\n"
 		"                        metrics (default 10, at most 1000)\n"
+		"      --store URL       follow a store instead of --plan: read only this\n"
+		"                        server's view, apply each committed version, keep the\n"
+		"                        last good one across store outages and restarts\n"
+		CLI_STORE_USAGE
+		"                        (with --store, --state-dir also keeps the last good\n"
+		"                        view: a restart without the store runs on it)\n"
 		"  -h, --help\n\n"
 		"status: per slice, the ports in use (sock_diag), the busiest destination's\n"
 		"share of the slice (a WARNING at 80%%: connects to it fail at 100%%), sockets\n"
@@ -118,8 +125,9 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
 		{ "run-dir", 1, 0, 'd' },  { "gue-port", 1, 0, 'g' }, { "state-dir", 1, 0, 'S' },
 		{ "no-decap", 0, 0, OPT_NO_DECAP }, { "no-enforce", 0, 0, OPT_NO_ENFORCE },
 		{ "no-sysctl", 0, 0, OPT_NO_SYSCTL }, { "help", 0, 0, 'h' },
-		{ "metrics", 1, 0, OPT_METRICS }, { "metrics-top", 1, 0, OPT_METRICS_TOP }, { 0 },
+		{ "metrics", 1, 0, OPT_METRICS }, { "metrics-top", 1, 0, OPT_METRICS_TOP }, NODE_STORE_OPTIONS, { 0 },
 	};
+	static struct node_store_flags store; /* --store: node_store.c follows it */
 	uint64_t top;
 	int c;
 
@@ -133,8 +141,11 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
 		case 'i': o->iface = optarg; break;
 		case 'd': o->run_dir = optarg; break;
 		case 'S':
+			/* One state directory: the recovery record and, with
+			 * --store, the last good view live side by side. */
 			o->state_dir = optarg;
 			o->state_dir_default = false;
+			store.state_dir = optarg;
 			break;
 		case 'g':
 			if (parse_port(optarg, &o->gue_port))
@@ -158,10 +169,18 @@ static int parse_opts(int argc, char **argv, struct agent_opts *o)
 			agent_usage(stdout);
 			return SU_EXIT_OK;
 		default:
-			agent_usage(stderr);
+			if ((c = node_store__flag("agent", c, optarg, &store)) > 0)
+				break;
+			if (!c)
+				agent_usage(stderr);
 			return SU_EXIT_USAGE;
 		}
 	}
+	if (store.store.url && o->plan)
+		return cli_fail(SU_EXIT_USAGE, "agent", "--plan or --store, not both");
+	if (store.store.url && o->server && o->iface &&
+	    (c = node_store__start("agent", "agent", SU_VIEW_SERVER, o->server, NULL, &store, 30000, &o->plan)))
+		return c;
 	if (optind != argc || !o->plan || !o->server || !o->iface) {
 		agent_usage(stderr);
 		return cli_fail(SU_EXIT_USAGE, "agent", "--plan, --server and --iface are required");
@@ -457,6 +476,7 @@ static void write_state(struct agent *a)
 	char path[4200];
 	json_t *j = state_json(a);
 
+	node_store__applied(a->cur->serial); /* --store: report what the host runs */
 	if (!j)
 		return;
 	snprintf(path, sizeof(path), "%s/%s", a->o.run_dir, AGENT_STATE_NAME);

@@ -14,6 +14,7 @@
 #include "bpf/decap_abi.h"
 #include "bpf/enforce_abi.h"
 #include "cli/cli.h"
+#include "cli/node_store.h"
 #include "lib/counters.h"
 
 static json_t *load_state(const char *run_dir)
@@ -119,6 +120,9 @@ static int print_json(const struct report *r)
 	if (!r->have_decap)
 		json_decref(d);
 	json_object_set_new(root, "slices", slices);
+	if (r->state && node_store__dir_of(json_string_value(json_object_get(r->state, "plan"))))
+		json_object_set_new(root, "store", node_store__read(node_store__dir_of(
+				    json_string_value(json_object_get(r->state, "plan")))));
 	json_dumpf(root, stdout, JSON_INDENT(2));
 	putchar('\n');
 	json_decref(root);
@@ -175,6 +179,8 @@ static int print_text(const struct report *r)
 	uint64_t fails = 0;
 
 	print_header(r);
+	if (r->state && node_store__dir_of(json_string_value(json_object_get(r->state, "plan"))))
+		node_store__print(node_store__dir_of(json_string_value(json_object_get(r->state, "plan"))));
 	printf("\n%-15s %-11s %-8s %6s %6s %7s %7s %9s %6s  %s\n", "IP", "SLICE", "STATE", "PORTS",
 	       "SOCKS", "PORTS%", "BUSIEST", "CONNECTS", "FAILS", "TAGS");
 	for (uint32_t i = 0; i < r->a->n; i++) {

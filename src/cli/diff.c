@@ -1,4 +1,5 @@
 /* softunicast diff — what changed between two plans. */
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -7,9 +8,11 @@
 
 #include "cli/cli.h"
 #include "cli/output.h"
+#include "cli/store_cli.h"
 
 static const char usage_text[] =
 	"Usage: softunicast diff [--json] OLD-PLAN NEW-PLAN\n"
+	"       softunicast diff [--json] --store URL OLD-SERIAL [NEW-SERIAL]\n"
 	"\n"
 	"Shows what a plan change does to live traffic, one line per change:\n"
 	"  + ip     an IP appeared (with its DC)       - ip     an IP left the plan (gone,\n"
@@ -20,6 +23,8 @@ static const char usage_text[] =
 	"and a count of each at the end.\n"
 	"\n"
 	"Options:\n"
+	"  -s, --store URL  compare two serials kept in a store (NEW-SERIAL: the\n"
+	"               current one); etcd keeps the last --keep versions\n"
 	"  -j, --json   an object {\"old_serial\",\"new_serial\",\"changes\":[{\"what\",\"change\",\n"
 	"               \"ip\",\"slice\",\"from\",\"to\",\"deadline\"}],\"counts\":{..}}\n"
 	"  -h, --help   this text\n"
@@ -173,23 +178,58 @@ static int report(struct differ *d)
 	return SU_EXIT_OK;
 }
 
+static int diff_store(const char *url, int n, char **serials, bool json)
+{
+	uint64_t s[2] = { 0, 0 };
+	struct su_plan *a = NULL, *b = NULL;
+	char *end;
+	int ret = SU_EXIT_INVALID;
+
+	if (n < 1 || n > 2)
+		return cli_fail(SU_EXIT_USAGE, "diff", "--store needs OLD-SERIAL [NEW-SERIAL]; see --help");
+	for (int i = 0; i < n; i++) {
+		errno = 0;
+		s[i] = strtoull(serials[i], &end, 10);
+		if (errno || *end || !s[i])
+			return cli_fail(SU_EXIT_USAGE, "diff", "'%s' is not a plan serial", serials[i]);
+	}
+	if ((a = cli_store_load("diff", url, s[0])) && (b = cli_store_load("diff", url, s[1])))
+		ret = cli_diff_print(a, b, json);
+	su_plan__free(a);
+	su_plan__free(b);
+	return ret;
+}
+
+int cli_diff_print(const struct su_plan *a, const struct su_plan *b, bool json)
+{
+	struct differ d = { .a = a, .b = b, .changes = json ? json_array() : NULL };
+
+	diff_plans(&d);
+	return report(&d);
+}
+
 int diff_main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
+		{ "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' },
+		{ "store", required_argument, NULL, 's' }, { NULL, 0, NULL, 0 },
 	};
+	const char *store = NULL;
 	struct differ d = { 0 };
 	struct su_plan *a = NULL, *b = NULL;
 	bool json = false;
 	int c, ret = SU_EXIT_INVALID;
 
-	while ((c = getopt_long(argc, argv, "jh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "jhs:", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'j': json = true; break;
+		case 's': store = optarg; break;
 		case 'h': fputs(usage_text, stdout); return SU_EXIT_OK;
 		default: fputs(usage_text, stderr); return SU_EXIT_USAGE;
 		}
 	}
+	if (store)
+		return diff_store(store, argc - optind, argv + optind, json);
 	if (optind != argc - 2)
 		return cli_fail(SU_EXIT_USAGE, "diff", "needs OLD-PLAN NEW-PLAN; see --help");
 	if ((a = cli_load_plan("diff", argv[optind])) && (b = cli_load_plan("diff", argv[optind + 1]))) {

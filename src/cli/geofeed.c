@@ -27,6 +27,7 @@ static const char usage_text[] =
 	"\n"
 	"Options:\n"
 	"  -p, --plan FILE   the plan to read\n"
+	"      --store URL       the current plan of a store (file:///PATH, etcd://HOST:PORT/PREFIX)\n"
 	"  -j, --json        the same lines as an array of {\"prefix\",\"country\",\"region\",\n"
 	"                    \"city\",\"postal\"} (absent fields are \"\")\n"
 	"  -h, --help        this text\n"
@@ -55,8 +56,8 @@ static int print_json(const struct su_plan *p)
 int geofeed_main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "plan", required_argument, NULL, 'p' }, { "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
+		{ "plan", required_argument, NULL, 'p' }, { "store", required_argument, NULL, 'p' },
+		{ "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
 	};
 	const char *plan_path = NULL;
 	struct su_plan *p;

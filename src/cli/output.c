@@ -1,12 +1,17 @@
 #include <stdio.h>
+#include <string.h>
 
 #include "cli/cli.h"
 #include "cli/output.h"
+#include "cli/store_cli.h"
 
 struct su_plan *cli_load_plan(const char *cmd, const char *path)
 {
 	struct su_plan *p;
 	struct su_err err;
+
+	if (strstr(path, "://")) /* --store URL (or --plan URL): the store's current plan */
+		return cli_store_load(cmd, path, 0);
 
 	if (su_plan__load(path, &p, &err)) {
 		cli_fail(SU_EXIT_INVALID, cmd, "%s", err.msg);

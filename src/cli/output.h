@@ -7,7 +7,8 @@
 
 #include "lib/plan.h"
 
-/* Loads or prints "softunicast CMD: PATH:LINE: reason" and returns NULL. */
+/* Loads or prints "softunicast CMD: PATH:LINE: reason" and returns NULL.
+ * A URL (file://, etcd://) is read through the store. */
 struct su_plan *cli_load_plan(const char *cmd, const char *path);
 
 json_t *cli_tags_json(const struct su_tags *t);

@@ -9,12 +9,14 @@
 
 #include "cli/cli.h"
 #include "cli/output.h"
+#include "cli/store_cli.h"
 #include "lib/planner.h"
 #include "lib/util.h"
 
 static const char usage_text[] =
 	"Usage: softunicast plan --fleet FLEET.yaml --out PLAN [--previous PLAN]\n"
 	"                        [--now UNIX_SECONDS] [--cost] [--json] [--check]\n"
+	"       softunicast plan --fleet FLEET.yaml --store URL [--dry-run] [--json]\n"
 	"\n"
 	"Builds the address plan: which data center owns each egress IP and which\n"
 	"server owns each port slice.  Each DC gets, per egress tag-set, the fewest\n"
@@ -30,6 +32,12 @@ static const char usage_text[] =
 	"The plan is written atomically (temporary file, fsync, rename); '-' writes it\n"
 	"to standard output and the summary to standard error.\n"
 	"\n"
+	"With --store the previous plan is the store's current one, and the new plan\n"
+	"is published as the next serial with the fleet and the operators' pins and\n"
+	"drains (softunicast-move(1), softunicast-drain(1)), which it keeps.  If\n"
+	"another writer published first: \"the plan changed under you (serial N),\n"
+	"re-run\", exit 1, nothing written.  --dry-run prints the diff instead.\n"
+	"\n"
 	"Options:\n"
 	"  -f, --fleet FILE      fleet description (YAML); see softunicast-plan(1)\n"
 	"  -o, --out FILE        where to write the plan\n"
@@ -44,6 +52,8 @@ static const char usage_text[] =
 	"                        with --cost), or the shortfall; same values as the text\n"
 	"  -C, --check           validate and plan, but write nothing\n"
 	"  -h, --help            this text\n"
+	"      --dry-run         with --store: print what would change, write nothing\n"
+	CLI_STORE_USAGE
 	"\n"
 	"Fleet files are refused (exit 3, file:line: reason) when larger than 16 MiB,\n"
 	"nested deeper than 16, holding a value over 1024 bytes, more than 2,000,000\n"
@@ -60,7 +70,8 @@ static const char usage_text[] =
 struct opts {
 	const char *fleet, *out, *previous;
 	int64_t now;
-	bool cost, json, check;
+	bool cost, json, check, dry_run;
+	struct cli_store_flags store;
 };
 
 static int parse_opts(int argc, char **argv, struct opts *o)
@@ -70,6 +81,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{ "previous", required_argument, NULL, 'p' }, { "now", required_argument, NULL, 'n' },
 		{ "cost", no_argument, NULL, 'c' }, { "json", no_argument, NULL, 'j' },
 		{ "check", no_argument, NULL, 'C' }, { "help", no_argument, NULL, 'h' },
+		{ "dry-run", no_argument, NULL, 'D' }, CLI_STORE_OPTIONS,
 		{ NULL, 0, NULL, 0 },
 	};
 	uint64_t now;
@@ -84,18 +96,28 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		case 'c': o->cost = true; break;
 		case 'j': o->json = true; break;
 		case 'C': o->check = true; break;
+		case 'D': o->dry_run = true; break;
 		case 'n':
 			if (cli_parse_uint("plan", "--now", optarg, 0, INT64_MAX, &now))
 				return SU_EXIT_USAGE;
 			o->now = (int64_t)now;
 			break;
 		case 'h': fputs(usage_text, stdout); return -1;
-		default: fputs(usage_text, stderr); return SU_EXIT_USAGE;
+		default:
+			if ((c = cli_store_flag("plan", c, optarg, &o->store)) > 0)
+				break;
+			if (!c)
+				fputs(usage_text, stderr);
+			return SU_EXIT_USAGE;
 		}
 	}
 	if (optind < argc)
 		return cli_fail(SU_EXIT_USAGE, "plan", "unexpected argument '%s'", argv[optind]);
-	if (!o->fleet || (!o->out && !o->check))
+	if (o->store.url && (o->out || o->previous || o->check))
+		return cli_fail(SU_EXIT_USAGE, "plan", "--store replaces --out and --previous (and --dry-run --check)");
+	if (o->dry_run && !o->store.url)
+		return cli_fail(SU_EXIT_USAGE, "plan", "--dry-run goes with --store; see --help");
+	if (!o->fleet || (!o->out && !o->check && !o->store.url))
 		return cli_fail(SU_EXIT_USAGE, "plan", "--fleet and --out (or --check) are required; see --help");
 	return 0;
 }
@@ -293,6 +315,9 @@ int plan_main(int argc, char **argv)
 
 	if (ret)
 		return ret < 0 ? SU_EXIT_OK : ret;
+	if (o.store.url)
+		return cli_store_replan("plan", &o.store, &(struct cli_replan){ .fleet_path = o.fleet, .now = o.now,
+								.dry_run = o.dry_run, .json = o.json });
 	if (su_fleet__load(o.fleet, &fleet, &err))
 		return cli_fail(SU_EXIT_INVALID, "plan", "%s", err.msg);
 	if (o.previous && !(prev = cli_load_plan("plan", o.previous)))

@@ -7,6 +7,7 @@
 
 #include "cli/cli.h"
 #include "cli/output.h"
+#include "cli/store_cli.h"
 
 static const char usage_text[] =
 	"Usage: softunicast show --plan PLAN [--dc DC] [--server NAME] [--json]\n"
@@ -16,6 +17,7 @@ static const char usage_text[] =
 	"\n"
 	"Options:\n"
 	"  -p, --plan FILE     the plan to read\n"
+	"      --store URL     the current plan of a store (file:///PATH, etcd://HOST:PORT/PREFIX)\n"
 	"  -d, --dc DC         only this data center's IPs\n"
 	"  -s, --server NAME   only this server's slices (including draining ones)\n"
 	"  -j, --json          an array of objects shaped like `softunicast who --json`,\n"
@@ -81,7 +83,7 @@ static bool server_known(const struct su_plan *p, const char *name)
 int show_main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "plan", required_argument, NULL, 'p' }, { "dc", required_argument, NULL, 'd' },
+		{ "plan", required_argument, NULL, 'p' }, { "store", required_argument, NULL, 'p' }, { "dc", required_argument, NULL, 'd' },
 		{ "server", required_argument, NULL, 's' }, { "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
 	};
@@ -112,6 +114,8 @@ int show_main(int argc, char **argv)
 		ret = cli_fail(SU_EXIT_NOTFOUND, "show", "no server '%s' in the plan", f.server);
 	else
 		ret = show(p, &f, json);
+	if (!ret && !json && strstr(plan_path, "://")) /* pins and drains kept with a stored plan */
+		cli_store_print_ops(plan_path, p->serial);
 	su_plan__free(p);
 	return ret;
 }

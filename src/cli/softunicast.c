@@ -21,6 +21,12 @@ WEAK int router_main(int argc, char **argv);
 WEAK int agent_main(int argc, char **argv);
 WEAK int connect_main(int argc, char **argv);
 WEAK int lab_main(int argc, char **argv);
+/* Operations on a stored plan (ops_cli.c) and the fleet's status (status.c). */
+WEAK int move_main(int argc, char **argv);
+WEAK int drain_main(int argc, char **argv);
+WEAK int undrain_main(int argc, char **argv);
+WEAK int rollback_main(int argc, char **argv);
+WEAK int status_main(int argc, char **argv);
 
 static const struct {
 	const char *name;
@@ -37,6 +43,11 @@ static const struct {
 	{ "agent", agent_main, "run or inspect the agent of a server" },
 	{ "connect", connect_main, "connect with tags from this server's slice (netcat-like)" },
 	{ "lab", lab_main, "build and run the whole system in network namespaces" },
+	{ "move", move_main, "pin egress IPs to a data center (stored plan)" },
+	{ "drain", drain_main, "stop new connections from a server's slices (stored plan)" },
+	{ "undrain", undrain_main, "give a drained server slices again (stored plan)" },
+	{ "rollback", rollback_main, "republish an older version as the next serial" },
+	{ "status", status_main, "which serial each router and agent applies (etcd store)" },
 };
 
 static void usage(FILE *out)

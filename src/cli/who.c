@@ -19,6 +19,7 @@ static const char usage_text[] =
 	"\n"
 	"Options:\n"
 	"  -p, --plan FILE   the plan to ask\n"
+	"      --store URL     the current plan of a store (file:///PATH, etcd://HOST:PORT/PREFIX)\n"
 	"  -j, --json        one JSON object: {\"ip\",\"port\",\"dc\",\"router\",\"server\",\n"
 	"                    \"server_addr\",\"slice\":[lo,hi],\"tags\":{..},\"state\",\"deadline\"?};\n"
 	"                    without a port, \"port\", \"server\" and \"slice\" are null, \"state\"\n"
@@ -129,7 +130,7 @@ static int answer_port(const struct su_plan *p, const struct su_plan_ip *ip, uin
 int who_main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "plan", required_argument, NULL, 'p' }, { "json", no_argument, NULL, 'j' },
+		{ "plan", required_argument, NULL, 'p' }, { "store", required_argument, NULL, 'p' }, { "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
 	};
 	const char *plan_path = NULL;

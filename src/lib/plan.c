@@ -212,7 +212,14 @@ static int sort_perm(struct su_plan *p, uint32_t n, int (*cmp)(const void *, con
 
 static int permute(void **table, uint32_t n, size_t size, const uint32_t *order)
 {
-	char *src = *table, *dst = malloc((size_t)(n + 1) * size);
+	/* The capacity grow() assumes (the next power of two), so a table can
+	 * still be appended to after canonicalizing (the store's router views). */
+	size_t cap = 1;
+	char *src = *table, *dst;
+
+	while (cap < n)
+		cap <<= 1;
+	dst = malloc(cap * size);
 
 	if (!dst)
 		return -ENOMEM;

@@ -139,6 +139,24 @@ int su_plan__parse(const char *buf, size_t len, const char *name, struct su_plan
 		   struct su_err *err);
 int su_plan__write(const struct su_plan *p, const char *path, struct su_err *err);
 void su_plan__free(struct su_plan *p);
+
+/* A view: the snapshot of a subset of the plan (each mask, when non-NULL,
+ * has one byte per row of its table: keep it or not; only_server >= 0 keeps
+ * only that server's slots).  The result is itself a valid snapshot as long
+ * as every kept row's references are kept too (the store's views do so). */
+struct su_plan_view {
+	const uint8_t *dcs, *servers, *prefixes, *demands, *ips;
+	int32_t only_server;
+	/* Write retired servers as active: a drained server's own view, so its
+	 * agent finds itself and sees every slice draining. */
+	bool unretire;
+	/* Write "serial 0": the store's views are content-addressed, so an
+	 * unchanged view is the same bytes in every version (the reader sets
+	 * the serial of the version that points at it). */
+	bool serial0;
+};
+/* Formats the view (NULL: the whole plan) into a malloc'd buffer; 0 or -errno. */
+int su_plan__format_view(const struct su_plan *p, const struct su_plan_view *v, char **buf, size_t *len);
 const char *su_state__name(uint8_t state); /* "active", "draining", "free" */
 
 #endif

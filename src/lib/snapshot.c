@@ -48,20 +48,28 @@ static void write_tags(FILE *fp, const struct su_tags *t)
 	free(s);
 }
 
-static uint64_t write_tables(FILE *fp, const struct su_plan *p)
+/* A view keeps a subset of every table (NULL mask: all rows). */
+#define KEEP(v, tab, i) (!(v) || !(v)->tab || (v)->tab[i])
+
+static uint64_t write_tables(FILE *fp, const struct su_plan *p, const struct su_plan_view *v)
 {
 	char a[SU_PREFIX_STRLEN];
 	uint64_t records = 0;
 
-	for (uint32_t i = 0; i < p->n_dcs; i++, records++)
-		fprintf(fp, "dc %s %s%s\n", p->dcs[i].name, su_addr__str(p->dcs[i].router, a),
+	for (uint32_t i = 0; i < p->n_dcs; i++)
+		if (KEEP(v, dcs, i) && ++records)
+			fprintf(fp, "dc %s %s%s\n", p->dcs[i].name, su_addr__str(p->dcs[i].router, a),
 			p->dcs[i].retired ? " retired" : "");
-	for (uint32_t i = 0; i < p->n_servers; i++, records++)
-		fprintf(fp, "server %s %s %s%s\n", p->servers[i].name, p->dcs[p->servers[i].dc].name,
-			su_addr__str(p->servers[i].addr, a), p->servers[i].retired ? " retired" : "");
-	for (uint32_t i = 0; i < p->n_prefixes; i++, records++) {
+	for (uint32_t i = 0; i < p->n_servers; i++)
+		if (KEEP(v, servers, i) && ++records)
+			fprintf(fp, "server %s %s %s%s\n", p->servers[i].name, p->dcs[p->servers[i].dc].name,
+			su_addr__str(p->servers[i].addr, a), p->servers[i].retired && !(v && v->unretire) ? " retired" : "");
+	for (uint32_t i = 0; i < p->n_prefixes; i++) {
 		const struct su_plan_prefix *x = &p->prefixes[i];
 
+		if (!KEEP(v, prefixes, i))
+			continue;
+		records++;
 		fprintf(fp, "prefix %s ", su_prefix__str(&x->prefix, a));
 		write_tags(fp, &x->tags);
 		fputc(' ', fp);
@@ -69,7 +77,10 @@ static uint64_t write_tables(FILE *fp, const struct su_plan *p)
 			fprintf(fp, "%s%s", j ? "," : "", p->dcs[x->dcs[j]].name);
 		fprintf(fp, "%s%s\n", x->n_dcs ? "" : "*", x->retired ? " retired" : "");
 	}
-	for (uint32_t i = 0; i < p->n_demands; i++, records++) {
+	for (uint32_t i = 0; i < p->n_demands; i++) {
+		if (!KEEP(v, demands, i))
+			continue;
+		records++;
 		fprintf(fp, "demand %s ", p->dcs[p->demands[i].dc].name);
 		write_tags(fp, &p->demands[i].tags);
 		fprintf(fp, " %u%s\n", p->demands[i].slices, p->demands[i].retired ? " retired" : "");
@@ -92,7 +103,7 @@ static char *u32_text(uint32_t v, char buf[11])
 }
 
 static uint64_t write_ip(FILE *fp, const struct su_plan *p, const struct su_plan_ip *ip,
-			 char *const *server_text)
+			 char *const *server_text, int32_t only_server)
 {
 	const struct su_plan_prefix *px = &p->prefixes[ip->prefix];
 	char a[SU_ADDR_STRLEN], b[SU_PREFIX_STRLEN], port[11];
@@ -107,7 +118,7 @@ static uint64_t write_ip(FILE *fp, const struct su_plan *p, const struct su_plan
 	for (uint32_t s = 0; s < p->slices_per_ip; s++) {
 		const struct su_plan_slot *slot = &p->slots[ip->first_slot + s];
 
-		if (slot->state == SU_FREE)
+		if (slot->state == SU_FREE || (only_server >= 0 && slot->server != only_server))
 			continue;
 		fputs_unlocked("slot ", fp);
 		fputs_unlocked(a, fp);
@@ -120,16 +131,18 @@ static uint64_t write_ip(FILE *fp, const struct su_plan *p, const struct su_plan
 	return records;
 }
 
-static char **server_texts(const struct su_plan *p)
+/* Only the kept servers' texts: a view of one server among 30,000 formats one. */
+static char **server_texts(const struct su_plan *p, const struct su_plan_view *view)
 {
 	char **v = calloc(p->n_servers + 1, sizeof(*v));
 	char a[SU_ADDR_STRLEN];
 
 	for (uint32_t i = 0; v && i < p->n_servers; i++)
-		if (asprintf(&v[i], " %s %s", p->servers[i].name, su_addr__str(p->servers[i].addr, a)) < 0)
+		if (KEEP(view, servers, i) &&
+		    asprintf(&v[i], " %s %s", p->servers[i].name, su_addr__str(p->servers[i].addr, a)) < 0)
 			v[i] = NULL;
 	for (uint32_t i = 0; v && i < p->n_servers; i++)
-		if (!v[i]) {
+		if (!v[i] && KEEP(view, servers, i)) {
 			for (uint32_t j = 0; j < p->n_servers; j++)
 				free(v[j]);
 			free(v);
@@ -138,25 +151,47 @@ static char **server_texts(const struct su_plan *p)
 	return v;
 }
 
-static int write_plan(FILE *fp, const void *arg)
+static int write_view(FILE *fp, const struct su_plan *p, const struct su_plan_view *v)
 {
-	const struct su_plan *p = arg;
-	char **server_text = server_texts(p);
+	char **server_text = server_texts(p, v);
 	uint64_t records = 4;
 
 	if (!server_text)
 		return -ENOMEM;
 	fprintf(fp, "# softunicast address plan, written by softunicast %s; do not edit by hand\n"
 		    "softunicast-plan %d\nserial %" PRIu64 "\nports %u-%u slice %u\ndrain %" PRId64 "\n",
-		SU_VERSION, SU_PLAN_FORMAT, p->serial, p->port_lo, p->port_hi, p->slice_size, p->drain);
-	records += write_tables(fp, p);
+		SU_VERSION, SU_PLAN_FORMAT, v && v->serial0 ? 0 : p->serial, p->port_lo, p->port_hi, p->slice_size, p->drain);
+	records += write_tables(fp, p, v);
 	for (uint32_t i = 0; i < p->n_ips; i++)
-		records += write_ip(fp, p, &p->ips[i], server_text);
+		if (KEEP(v, ips, i))
+			records += write_ip(fp, p, &p->ips[i], server_text, v ? v->only_server : -1);
 	fprintf(fp, "end %" PRIu64 "\n", records);
 	for (uint32_t i = 0; i < p->n_servers; i++)
 		free(server_text[i]);
 	free(server_text);
 	return ferror(fp) ? -EIO : 0;
+}
+
+static int write_plan(FILE *fp, const void *arg)
+{
+	return write_view(fp, arg, NULL);
+}
+
+int su_plan__format_view(const struct su_plan *p, const struct su_plan_view *v, char **buf, size_t *len)
+{
+	FILE *fp = open_memstream(buf, len);
+	int ret;
+
+	if (!fp)
+		return -errno;
+	ret = write_view(fp, p, v);
+	if (fclose(fp) && !ret)
+		ret = -EIO;
+	if (ret) {
+		free(*buf);
+		*buf = NULL;
+	}
+	return ret;
 }
 
 int su_plan__write(const struct su_plan *p, const char *path, struct su_err *err)

@@ -31,6 +31,7 @@
 #include "cli/cli.h"
 #include "daemon/metrics.h"
 #include "daemon/sd.h"
+#include "cli/node_store.h"
 #include "router.skel.h"
 #include "router/router.h"
 
@@ -50,6 +51,7 @@ struct router_opts {
 	uint32_t icmp_rate;      /* frag-needed answers per second per CPU */
 	uint32_t frags_per_cpu;  /* fragment table: datagrams in flight per CPU */
 	bool persist, once, force;
+	struct node_store_flags store; /* --store: the plan comes from a store (node_store.c) */
 };
 
 #define router_log(...) cli_log("router", __VA_ARGS__)
@@ -57,7 +59,7 @@ struct router_opts {
 static void router_usage(FILE *out)
 {
 	fprintf(out,
-		"Usage: %s router --plan PLAN --dc DC --iface IFACE [--backbone-iface IFACE]\n"
+		"Usage: %s router (--plan PLAN | --store URL) --dc DC --iface IFACE [--backbone-iface IFACE]\n"
 		"                   [--mode native|skb] [--gue-port PORT] [--pin-dir DIR]\n"
 		"                   [--icmp-rate N] [--frag-table N] [--persist] [--once] [--force]\n"
 		"                   [--metrics ADDR:PORT]\n"
@@ -104,6 +106,9 @@ static void router_usage(FILE *out)
 		"replaces it without a gap.\n\n"
 		"Options:\n"
 		"  -p, --plan PLAN            plan snapshot (softunicast plan)\n"
+		"      --store URL            follow a store instead: read only this DC's view,\n"
+		"                             apply each committed version, keep the last good\n"
+		"                             one across store outages and restarts\n"
 		"  -d, --dc DC                this data center's name in the plan\n"
 		"  -i, --iface IFACE          edge interface (Internet and DC network)\n"
 		"  -b, --backbone-iface IFACE interface toward the other DCs' routers\n"
@@ -122,7 +127,8 @@ static void router_usage(FILE *out)
 		"                             (counters by outcome and drop reason, per-target\n"
 		"                             packets and bytes, plan serial); :PORT for all\n"
 		"                             addresses, [IPv6]:PORT\n"
-		"  -h, --help\n\n"
+		"  -h, --help\n"
+		NODE_STORE_USAGE "\n"
 		"stats: per-reason counters (outcomes: every packet counts in exactly one;\n"
 		"info: paths taken) and packets/bytes forwarded per target, named from PLAN\n"
 		"if given.  --json for scripts.\n"
@@ -230,7 +236,7 @@ static int parse_opts(int argc, char **argv, struct router_opts *o)
 		{ "backbone-iface", 1, 0, 'b' }, { "mode", 1, 0, 'm' }, { "gue-port", 1, 0, 'g' },
 		{ "pin-dir", 1, 0, 'P' }, { "persist", 0, 0, 'K' }, { "once", 0, 0, 'O' },
 		{ "force", 0, 0, 'F' },	  { "help", 0, 0, 'h' },     { "metrics", 1, 0, 'M' },
-		{ "icmp-rate", 1, 0, 'R' }, { "frag-table", 1, 0, 'T' }, { 0 }
+		{ "icmp-rate", 1, 0, 'R' }, { "frag-table", 1, 0, 'T' }, NODE_STORE_OPTIONS, { 0 }
 	};
 	int c, rc;
 
@@ -266,11 +272,21 @@ static int parse_opts(int argc, char **argv, struct router_opts *o)
 				return rc;
 			break;
 		case 'h': router_usage(stdout); return -1;
-		default: router_usage(stderr); return SU_EXIT_USAGE;
+		default:
+			if ((rc = node_store__flag("router", c, optarg, &o->store)) > 0)
+				break;
+			if (!rc)
+				router_usage(stderr);
+			return SU_EXIT_USAGE;
 		}
 	}
 	if (optind != argc)
 		return cli_fail(SU_EXIT_USAGE, "router", "unexpected argument '%s'", argv[optind]);
+	if (o->store.store.url && o->plan_path)
+		return cli_fail(SU_EXIT_USAGE, "router", "--plan or --store, not both");
+	if (o->store.store.url && o->dc &&
+	    (rc = node_store__start("router", "router", SU_VIEW_DC, o->dc, o->dc, &o->store, 30000, &o->plan_path)))
+		return rc;
 	if (!o->plan_path || !o->dc || !o->iface[0])
 		return cli_fail(SU_EXIT_USAGE, "router", "--plan, --dc and --iface are required "
 				"(see --help)");
@@ -412,6 +428,7 @@ static int apply_plan(struct runner *r)
 		return SU_EXIT_FAIL;
 	}
 	r->serial = p->serial;
+	node_store__applied(p->serial);
 	router_log("plan serial %llu: %u local + %u remote egress IPs (%u changed, %u removed), "
 		   "%u peer routers",
 		   (unsigned long long)p->serial, st.ips_local, st.ips_remote, st.ips_changed,
@@ -946,5 +963,7 @@ int router_main(int argc, char **argv)
 	rc = parse_opts(argc, argv, &o);
 	if (rc)
 		return rc < 0 ? SU_EXIT_OK : rc;
-	return router_run(&o);
+	rc = router_run(&o);
+	node_store__stop();
+	return rc;
 }

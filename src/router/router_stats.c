@@ -18,10 +18,12 @@
 #include <bpf/libbpf.h>
 
 #include "cli/cli.h"
+#include "cli/node_store.h"
 #include "router/router.h"
 
 struct side_opts {
 	const char *dc, *pin_dir, *plan_path;
+	const char *state_dir; /* --store runs: where store.json is (node_store.h) */
 	const char *iface[SU_META_IFACES];
 	char pin_buf[PATH_MAX];
 	bool json;
@@ -33,7 +35,7 @@ static int parse_side_opts(const char *cmd, int argc, char **argv, struct side_o
 	static const struct option longopts[] = {
 		{ "dc", 1, 0, 'd' },   { "pin-dir", 1, 0, 'P' }, { "plan", 1, 0, 'p' },
 		{ "json", 0, 0, 'j' }, { "iface", 1, 0, 'i' },	 { "help", 0, 0, 'h' },
-		{ 0 }
+		{ "state-dir", 1, 0, 'S' }, { 0 }
 	};
 	int c, n_if = 0;
 
@@ -43,6 +45,7 @@ static int parse_side_opts(const char *cmd, int argc, char **argv, struct side_o
 		case 'd': o->dc = optarg; break;
 		case 'P': o->pin_dir = optarg; break;
 		case 'p': o->plan_path = optarg; break;
+		case 'S': o->state_dir = optarg; break;
 		case 'j': o->json = true; break;
 		case 'i':
 			if (n_if == SU_META_IFACES)
@@ -220,6 +223,9 @@ static int print_json(const struct side_opts *o, const struct su_meta *m, bool h
 						(json_int_t)t[i].bytes));
 	}
 	json_object_set_new(root, "targets", targets);
+	if (o->dc || o->state_dir) /* null unless the router follows a store */
+		json_object_set_new(root, "store", node_store__read(o->state_dir ? o->state_dir :
+				    node_store__state_dir(&(struct node_store_flags){ 0 }, "router", o->dc)));
 	json_dumpf(root, stdout, JSON_INDENT(2));
 	fputc('\n', stdout);
 	json_decref(root);
@@ -243,6 +249,9 @@ static void print_text(const struct side_opts *o, const struct su_meta *m, bool 
 		       m->xdp_flags & XDP_FLAGS_SKB_MODE ? "skb" : "native", m->gue_port,
 		       (unsigned long long)m->plan_serial, when);
 	}
+	if (o->dc || o->state_dir)
+		node_store__print(o->state_dir ? o->state_dir :
+				  node_store__state_dir(&(struct node_store_flags){ 0 }, "router", o->dc));
 	for (int pass = 0; pass < 2; pass++) {
 		const char *kind = pass ? "info" : "outcome";
 
@@ -260,11 +269,10 @@ static void print_text(const struct side_opts *o, const struct su_meta *m, bool 
 		       name[0] ? name : "-", (unsigned long long)t[i].packets,
 		       (unsigned long long)t[i].bytes);
 	}
-	(void)o;
 }
 
 static const char stats_usage[] =
-	"Usage: softunicast router stats --dc DC [--plan PLAN] [--pin-dir DIR] [--json]\n"
+	"Usage: softunicast router stats --dc DC [--plan PLAN] [--pin-dir DIR] [--state-dir DIR] [--json]\n"
 	"Prints the router's per-reason counters and forwarded packets by target.\n";
 
 int router_stats_main(int argc, char **argv)

@@ -1,0 +1,980 @@
+/* The store interface and its two backends (see store.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/inotify.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/store/store.h"
+#include "lib/strmap.h"
+
+struct su_store {
+	char *url;    /* as given, for messages */
+	char *path;   /* file backend */
+	char *prefix; /* etcd backend: key prefix, no trailing '/' */
+	struct su_etcd *etcd;
+	unsigned keep;
+	int64_t rev; /* store revision of the last version-key read */
+	uint64_t downloaded; /* shard bytes fetched from etcd (cache hits: none) */
+	/* The last shards read (a node reads the same one or two each time):
+	 * an unchanged shard (same checksum) is not downloaded again. */
+	struct cached { char *name; uint64_t hash; char *data; size_t len; } cache[4];
+	unsigned cache_next;
+};
+
+static struct cached *cache_find(struct su_store *s, const char *name, uint64_t hash, size_t len)
+{
+	for (unsigned i = 0; i < 4; i++)
+		if (s->cache[i].name && !strcmp(s->cache[i].name, name) && s->cache[i].hash == hash &&
+		    s->cache[i].len == len)
+			return &s->cache[i];
+	return NULL;
+}
+
+static void cache_put(struct su_store *s, const char *name, uint64_t hash, const char *data, size_t len)
+{
+	struct cached *c = &s->cache[s->cache_next++ % 4];
+	char *n = strdup(name), *d = malloc(len + 1);
+
+	if (!n || !d) {
+		free(n);
+		free(d);
+		return;
+	}
+	memcpy(d, data, len + 1);
+	free(c->name);
+	free(c->data);
+	*c = (struct cached){ n, hash, d, len };
+}
+
+/* ---- opening ----------------------------------------------------------------- */
+
+static int open_etcd(struct su_store *s, const char *rest, const struct su_store_opts *o, struct su_err *err)
+{
+	const char *slash = strchr(rest, '/');
+	char *eps = slash ? strndup(rest, (size_t)(slash - rest)) : strdup(rest);
+	int ret;
+
+	s->prefix = strdup(slash && slash[1] ? slash : SU_STORE_DEFAULT_PREFIX);
+	if (!eps || !s->prefix) {
+		free(eps);
+		return su_err__set(err, ENOMEM, "out of memory");
+	}
+	while (strlen(s->prefix) > 1 && s->prefix[strlen(s->prefix) - 1] == '/')
+		s->prefix[strlen(s->prefix) - 1] = '\0';
+	ret = su_etcd__open(eps, o ? &o->etcd : NULL, &s->etcd, err);
+	free(eps);
+	return ret;
+}
+
+int su_store__open(const char *url, const struct su_store_opts *o, struct su_store **out, struct su_err *err)
+{
+	struct su_store *s = calloc(1, sizeof(*s));
+	int ret = 0;
+
+	*out = NULL;
+	if (!s || !(s->url = strdup(url))) {
+		free(s);
+		return su_err__set(err, ENOMEM, "out of memory");
+	}
+	s->keep = o && o->keep ? o->keep : SU_STORE_DEFAULT_KEEP;
+	if (!strncmp(url, "etcd://", 7))
+		ret = open_etcd(s, url + 7, o, err);
+	else if (!strncmp(url, "file://", 7))
+		s->path = strdup(url + 7);
+	else if (strstr(url, "://"))
+		ret = su_err__set(err, EINVAL, "%s: unknown store (file:///PATH or etcd://HOST:PORT[,...][/PREFIX])", url);
+	else
+		s->path = strdup(url);
+	if (!ret && !s->etcd && (!s->path || !s->path[0]))
+		ret = su_err__set(err, EINVAL, "%s: no path", url);
+	if (ret) {
+		su_store__close(s);
+		return ret;
+	}
+	*out = s;
+	return 0;
+}
+
+void su_store__close(struct su_store *s)
+{
+	if (!s)
+		return;
+	su_etcd__close(s->etcd);
+	for (unsigned i = 0; i < 4; i++) {
+		free(s->cache[i].name);
+		free(s->cache[i].data);
+	}
+	free(s->url);
+	free(s->path);
+	free(s->prefix);
+	free(s);
+}
+
+const char *su_store__url(const struct su_store *s)
+{
+	return s->url;
+}
+
+bool su_store__is_file(const struct su_store *s)
+{
+	return !s->etcd;
+}
+
+const char *su_store__path(const struct su_store *s)
+{
+	return s->path;
+}
+
+struct su_etcd *su_store__etcd(struct su_store *s)
+{
+	return s->etcd;
+}
+
+int64_t su_store__revision(const struct su_store *s)
+{
+	return s->rev;
+}
+
+char *su_store__key(const struct su_store *s, const char *fmt, ...)
+{
+	char *tail, *key;
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vasprintf(&tail, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return NULL;
+	if (asprintf(&key, "%s/%s", s->prefix ? s->prefix : "", tail) < 0)
+		key = NULL;
+	free(tail);
+	return key;
+}
+
+/* Store errors carry the store URL, then what went wrong. */
+static int fail(const struct su_store *s, struct su_err *err, int code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int fail(const struct su_store *s, struct su_err *err, int code, const char *fmt, ...)
+{
+	char msg[400];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return su_err__set(err, code, "%s: %s", s->url, msg);
+}
+
+/* ---- the version key --------------------------------------------------------- */
+
+struct version {
+	uint64_t serial;
+	char dir[64];
+	int64_t mod_rev; /* 0: no version key */
+};
+
+static int parse_version(const struct su_store *s, const char *key, const char *val, struct version *v,
+			 struct su_err *err)
+{
+	if (sscanf(val, "%" SCNu64 " %63s", &v->serial, v->dir) != 2 || !v->serial)
+		return fail(s, err, EBADMSG, "key %s: bad version record '%.60s'", key, val);
+	return 0;
+}
+
+static int read_version(struct su_store *s, struct version *v, struct su_err *err)
+{
+	char *key = su_store__key(s, "version");
+	struct su_etcd_kv kv;
+	struct su_err e;
+	int ret;
+
+	memset(v, 0, sizeof(*v));
+	if (!key)
+		return su_err__set(err, ENOMEM, "out of memory");
+	ret = su_etcd__get(s->etcd, key, &kv, &s->rev, &e);
+	if (ret == -ENOENT)
+		ret = fail(s, err, ENOENT, "no plan published yet (key %s absent)", key);
+	else if (ret)
+		ret = su_err__set(err, -ret, "%s", e.msg);
+	else {
+		if (!(ret = parse_version(s, key, kv.value, v, err)))
+			v->mod_rev = kv.mod_revision;
+		free(kv.key);
+		free(kv.value);
+	}
+	free(key);
+	return ret;
+}
+
+/* The DIR of committed serial n, from the history. */
+static int history_dir(struct su_store *s, uint64_t n, struct version *v, struct su_err *err)
+{
+	char *key = su_store__key(s, "history/%020" PRIu64, n);
+	struct su_etcd_kv kv;
+	struct su_err e;
+	int ret;
+
+	if (!key)
+		return su_err__set(err, ENOMEM, "out of memory");
+	ret = su_etcd__get(s->etcd, key, &kv, NULL, &e);
+	if (ret == -ENOENT)
+		ret = fail(s, err, ENOENT, "serial %" PRIu64 " is not kept in the store (key %s absent)", n, key);
+	else if (ret)
+		ret = su_err__set(err, -ret, "%s", e.msg);
+	else {
+		v->serial = n;
+		snprintf(v->dir, sizeof(v->dir), "%s", kv.value);
+		free(kv.key);
+		free(kv.value);
+	}
+	free(key);
+	return ret;
+}
+
+int su_store__serial(struct su_store *s, uint64_t *serial, struct su_err *err)
+{
+	struct version v;
+	int ret;
+
+	if (!s->etcd) {
+		struct su_plan *p;
+
+		if ((ret = su_plan__load(s->path, &p, err)))
+			return ret;
+		*serial = p->serial;
+		su_plan__free(p);
+		return 0;
+	}
+	if ((ret = read_version(s, &v, err)))
+		return ret;
+	*serial = v.serial;
+	return 0;
+}
+
+/* ---- reading shards ---------------------------------------------------------- */
+
+static int read_shard(struct su_store *s, const struct version *v, const char *name, char **data, size_t *len,
+		      struct su_err *err)
+{
+	char *meta = su_store__key(s, "v/%s/%s/meta", v->dir, name), *key = NULL, datadir[64] = "";
+	uint64_t serial, bytes, hash;
+	unsigned chunks;
+	struct cached *hit;
+	struct su_etcd_kv kv;
+	struct su_err e;
+	char *buf = NULL;
+	size_t have = 0;
+	int ret;
+
+	*data = NULL;
+	if (!meta)
+		return su_err__set(err, ENOMEM, "out of memory");
+	ret = su_etcd__get(s->etcd, meta, &kv, NULL, &e);
+	if (ret == -ENOENT) {
+		ret = fail(s, err, EBADMSG, "key %s missing: version %" PRIu64 " points at shards that are not there",
+			   meta, v->serial);
+		goto out;
+	}
+	if (ret) {
+		ret = su_err__set(err, -ret, "%s", e.msg);
+		goto out;
+	}
+	/* DATADIR: where the chunks are, an older version's when unchanged. */
+	ret = sscanf(kv.value, "softunicast-shard 1 %" SCNu64 " %u %" SCNu64 " %" SCNx64 " %63s", &serial, &chunks,
+		     &bytes, &hash, datadir) == 5 && serial == v->serial && bytes < (1ull << 32) ? 0 :
+		fail(s, err, EBADMSG, "key %s: bad shard record '%.60s'", meta, kv.value);
+	free(kv.key);
+	free(kv.value);
+	if (!ret && (hit = cache_find(s, name, hash, bytes)) && (buf = malloc(bytes + 1))) {
+		memcpy(buf, hit->data, bytes + 1);
+		*data = buf;
+		*len = bytes;
+		buf = NULL;
+		goto out;
+	}
+	if (ret || !(buf = malloc(bytes + 1))) {
+		ret = ret ? ret : su_err__set(err, ENOMEM, "out of memory");
+		goto out;
+	}
+	for (unsigned c = 0; !ret && c < chunks; c++) {
+		free(key);
+		if (!(key = su_store__key(s, "v/%s/%s/%04u", datadir, name, c))) {
+			ret = su_err__set(err, ENOMEM, "out of memory");
+			break;
+		}
+		ret = su_etcd__get(s->etcd, key, &kv, NULL, &e);
+		if (ret == -ENOENT)
+			ret = fail(s, err, EBADMSG, "key %s missing: shard of version %" PRIu64 " incomplete", key,
+				   v->serial);
+		else if (ret)
+			ret = su_err__set(err, -ret, "%s", e.msg);
+		else {
+			if (have + kv.value_len > bytes)
+				ret = fail(s, err, EBADMSG, "key %s: shard longer than its %" PRIu64 " bytes", key, bytes);
+			else
+				memcpy(buf + have, kv.value, kv.value_len);
+			have += kv.value_len;
+			free(kv.key);
+			free(kv.value);
+		}
+	}
+	if (!ret && (have != bytes || su_layout__hash(buf, have) != hash))
+		ret = fail(s, err, EBADMSG, "key %s: shard corrupt (%zu bytes, checksum mismatch); not applied",
+			   key ? key : meta, have);
+	if (!ret) {
+		buf[have] = '\0';
+		s->downloaded += have;
+		cache_put(s, name, hash, buf, have);
+		*data = buf;
+		*len = have;
+		buf = NULL;
+	}
+out:
+	free(buf);
+	free(key);
+	free(meta);
+	return ret;
+}
+
+/* Parses a shard and checks it is of the version that pointed at it. */
+static int parse_shard(struct su_store *s, const struct version *v, const char *name, const char *data,
+		       size_t len, struct su_plan **out, struct su_err *err)
+{
+	char where[512];
+	int ret;
+
+	snprintf(where, sizeof(where), "%s: %s/v/%s/%s", s->url, s->prefix, v->dir, name);
+	if ((ret = su_plan__parse(data, len, where, out, err)))
+		return ret == -EINVAL ? -EBADMSG : ret;
+	/* Views carry serial 0 (content-addressed): the version gives theirs. */
+	if (!(*out)->serial && strcmp(name, "plan"))
+		(*out)->serial = v->serial;
+	if ((*out)->serial != v->serial) {
+		ret = su_err__set(err, EBADMSG, "%s: serial %" PRIu64 " under version %" PRIu64, where,
+				  (*out)->serial, v->serial);
+		su_plan__free(*out);
+		*out = NULL;
+	}
+	return ret;
+}
+
+static int read_dc_view(struct su_store *s, const struct version *v, const char *dc, struct su_plan **out,
+			uint64_t *bytes, struct su_err *err)
+{
+	char *name = NULL, *text = NULL, *ranges = NULL, where[512];
+	size_t len = 0, rlen = 0;
+	int ret;
+
+	if (asprintf(&name, "dc/%s", dc) < 0)
+		return su_err__set(err, ENOMEM, "out of memory");
+	/* The shared shard first: when it is missing, the version is broken,
+	 * whereas a missing DC shard means no such DC. */
+	ret = read_shard(s, v, "ranges", &ranges, &rlen, err);
+	if (!ret)
+		ret = read_shard(s, v, name, &text, &len, err);
+	if (ret == -EBADMSG && strstr(err ? err->msg : "", "/meta missing") && ranges)
+		ret = fail(s, err, ENOENT, "no data center '%s' in plan serial %" PRIu64, dc, v->serial);
+	snprintf(where, sizeof(where), "%s: %s/v/%s/%s", s->url, s->prefix, v->dir, name);
+	if (!ret && (ret = su_layout__dc_view(text, len, ranges, rlen, dc, where, out, err)) == -EINVAL)
+		ret = -EBADMSG;
+	if (!ret && !(*out)->serial)
+		(*out)->serial = v->serial;
+	free(name);
+	free(text);
+	free(ranges);
+	return ret;
+}
+
+static bool shard_exists(struct su_store *s, const struct version *v, const char *name)
+{
+	char *meta = su_store__key(s, "v/%s/%s/meta", v->dir, name);
+	struct su_etcd_kv kv;
+	bool yes = meta && !su_etcd__get(s->etcd, meta, &kv, NULL, NULL);
+
+	if (yes) {
+		free(kv.key);
+		free(kv.value);
+	}
+	free(meta);
+	return yes;
+}
+
+static int read_etcd(struct su_store *s, uint64_t serial, enum su_view view, const char *vname,
+		     struct su_plan **out, uint64_t *bytes, struct su_err *err)
+{
+	struct version v = { 0 };
+	char *name = NULL, *text = NULL;
+	size_t len = 0;
+	int ret = serial ? history_dir(s, serial, &v, err) : read_version(s, &v, err);
+
+	uint64_t before = s->downloaded;
+
+	if (ret)
+		return ret;
+	if (view == SU_VIEW_DC) {
+		ret = read_dc_view(s, &v, vname, out, bytes, err);
+		if (bytes)
+			*bytes = s->downloaded - before;
+		return ret;
+	}
+	if (asprintf(&name, "%s%s", view == SU_VIEW_SERVER ? "server/" : "plan", view == SU_VIEW_SERVER ? vname : "") < 0)
+		return su_err__set(err, ENOMEM, "out of memory");
+	ret = read_shard(s, &v, name, &text, &len, err);
+	if (ret == -EBADMSG && view == SU_VIEW_SERVER && strstr(err ? err->msg : "", "/meta missing") &&
+	    shard_exists(s, &v, "ranges"))
+		ret = fail(s, err, ENOENT, "no active server '%s' in plan serial %" PRIu64, vname, v.serial);
+	if (!ret)
+		ret = parse_shard(s, &v, name, text, len, out, err);
+	if (bytes)
+		*bytes = s->downloaded - before;
+	free(text);
+	free(name);
+	return ret;
+}
+
+int su_store__read(struct su_store *s, uint64_t serial, enum su_view view, const char *name,
+		   struct su_plan **out, uint64_t *bytes, struct su_err *err)
+{
+	int ret;
+
+	*out = NULL;
+	if (s->etcd)
+		return read_etcd(s, serial, view, name, out, bytes, err);
+	if ((ret = su_plan__load(s->path, out, err)))
+		return ret;
+	if (serial && (*out)->serial != serial) {
+		ret = fail(s, err, ENOENT, "a file store keeps only its current serial %" PRIu64, (*out)->serial);
+		su_plan__free(*out);
+		*out = NULL;
+	}
+	return ret;
+}
+
+int su_store__history(struct su_store *s, uint64_t **serials, size_t *n, struct su_err *err)
+{
+	char *from = su_store__key(s, "history/"), *to = from ? su_etcd__prefix_end(from) : NULL;
+	struct su_etcd_kv *kvs = NULL;
+	size_t nk = 0;
+	int ret;
+
+	*serials = NULL;
+	*n = 0;
+	if (!s->etcd) {
+		free(from);
+		free(to);
+		*serials = malloc(sizeof(**serials));
+		if (!*serials)
+			return su_err__set(err, ENOMEM, "out of memory");
+		*n = 1;
+		return su_store__serial(s, *serials, err);
+	}
+	ret = !to ? su_err__set(err, ENOMEM, "out of memory") :
+		    su_etcd__range(s->etcd, from, to, true, 0, &kvs, &nk, NULL, err);
+	if (!ret && !(*serials = calloc(nk + 1, sizeof(**serials))))
+		ret = su_err__set(err, ENOMEM, "out of memory");
+	/* Keys sort by their zero-padded serial: newest last. */
+	for (size_t i = 0; !ret && i < nk; i++)
+		(*serials)[nk - 1 - i] = strtoull(kvs[i].key + strlen(from), NULL, 10);
+	if (!ret)
+		*n = nk;
+	su_etcd_kv__free(kvs, nk);
+	free(from);
+	free(to);
+	return ret;
+}
+
+/* ---- publishing -------------------------------------------------------------- */
+
+/* Puts batched into transactions of at most SU_STORE_TXN_OPS operations and
+ * SU_STORE_CHUNK bytes, so no request exceeds etcd's limits. */
+struct batch {
+	struct su_store *s;
+	json_t *ops;
+	size_t bytes;
+	uint64_t requests;
+};
+
+static int batch__flush(struct batch *b, struct su_err *err)
+{
+	json_t *resp;
+	int ret;
+
+	if (!json_array_size(b->ops))
+		return 0;
+	ret = su_etcd__call(b->s->etcd, "kv/txn", json_pack("{s:O}", "success", b->ops), &resp, err);
+	json_decref(resp);
+	json_array_clear(b->ops);
+	b->bytes = 0;
+	b->requests++;
+	return ret;
+}
+
+static int batch__put(struct batch *b, char *key, const void *val, size_t len, struct su_err *err)
+{
+	int ret = 0;
+
+	if (!key)
+		return su_err__set(err, ENOMEM, "out of memory");
+	if (json_array_size(b->ops) + 1 > SU_STORE_TXN_OPS || b->bytes + len + strlen(key) > SU_STORE_CHUNK)
+		ret = batch__flush(b, err);
+	if (!ret)
+		json_array_append_new(b->ops, json_pack("{s:{s:o,s:o}}", "request_put", "key", su_etcd__b64s(key),
+							"value", su_etcd__b64(val, len)));
+	b->bytes += len + strlen(key);
+	free(key);
+	return ret;
+}
+
+/* Chunks under datadir/NAME only when datadir is this version's dir; an
+ * unchanged shard points at the older version's chunks. */
+static int write_shard(struct batch *b, const char *dir, const char *datadir, uint64_t serial,
+		       const struct su_shard *sh, uint64_t hash, struct su_err *err)
+{
+	unsigned chunks = (unsigned)((sh->len + SU_STORE_CHUNK - 1) / SU_STORE_CHUNK);
+	char meta[200];
+	int ret = 0;
+
+	for (unsigned c = 0; !ret && !strcmp(dir, datadir) && c < chunks; c++) {
+		size_t off = (size_t)c * SU_STORE_CHUNK, n = sh->len - off < SU_STORE_CHUNK ? sh->len - off : SU_STORE_CHUNK;
+
+		ret = batch__put(b, su_store__key(b->s, "v/%s/%s/%04u", dir, sh->name, c), sh->data + off, n, err);
+	}
+	snprintf(meta, sizeof(meta), "softunicast-shard 1 %" PRIu64 " %u %zu %016" PRIx64 " %s", serial, chunks, sh->len,
+		 hash, datadir);
+	/* The meta record last: a reader finding it finds every chunk. */
+	if (!ret)
+		ret = batch__put(b, su_store__key(b->s, "v/%s/%s/meta", dir, sh->name), meta, strlen(meta), err);
+	return ret;
+}
+
+/* A version's index: "NAME HASH BYTES DATADIR" per shard, for the next
+ * writer (dedup) and the GC (which chunks a kept version still uses). */
+struct index {
+	struct su_strmap names;
+	struct ientry { char name[200]; uint64_t hash, bytes; char datadir[64]; } *v;
+	size_t n;
+};
+
+static void index__free(struct index *x)
+{
+	su_strmap__free(&x->names);
+	free(x->v);
+	memset(x, 0, sizeof(*x));
+}
+
+static int index__parse(struct index *x, char *text)
+{
+	size_t cap = 0;
+
+	for (char *save = NULL, *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+		struct ientry e;
+
+		if (sscanf(l, "%199s %" SCNx64 " %" SCNu64 " %63s", e.name, &e.hash, &e.bytes, e.datadir) != 4)
+			continue;
+		if (x->n == cap) {
+			struct ientry *nv = realloc(x->v, (cap = cap ? 2 * cap : 256) * sizeof(*nv));
+
+			if (!nv)
+				return -ENOMEM;
+			x->v = nv;
+		}
+		x->v[x->n] = e;
+		if (su_strmap__put(&x->names, e.name, (uint32_t)x->n) == -ENOMEM)
+			return -ENOMEM;
+		x->n++;
+	}
+	return 0;
+}
+
+/* The index of committed version v; an empty one when it has none. */
+static int index__read(struct su_store *s, const struct version *v, struct index *x, struct su_err *err)
+{
+	char *text = NULL;
+	size_t len;
+	int ret;
+
+	memset(x, 0, sizeof(*x));
+	if (!v->serial)
+		return 0;
+	ret = read_shard(s, v, "index", &text, &len, err);
+	if (ret == -EBADMSG && strstr(err ? err->msg : "", "/meta missing"))
+		ret = 0; /* older layout: nothing to share */
+	if (!ret && text)
+		ret = index__parse(x, text);
+	free(text);
+	return ret;
+}
+
+static const struct ientry *index__get(const struct index *x, const char *name)
+{
+	uint32_t i;
+
+	return su_strmap__get(&x->names, name, &i) ? NULL : &x->v[i];
+}
+
+static json_t *compare_version(const char *key, int64_t mod_rev)
+{
+	char r[24];
+
+	snprintf(r, sizeof(r), "%" PRId64, mod_rev);
+	/* Absent key: its create_revision is 0 (etcd's clientv3.CreateRevision(k) == 0). */
+	if (!mod_rev)
+		return json_pack("{s:o,s:s,s:s,s:s}", "key", su_etcd__b64s(key), "result", "EQUAL", "target", "CREATE",
+				 "create_revision", "0");
+	return json_pack("{s:o,s:s,s:s,s:s}", "key", su_etcd__b64s(key), "result", "EQUAL", "target", "MOD",
+			 "mod_revision", r);
+}
+
+static json_t *put_op(const char *key, const char *val)
+{
+	return json_pack("{s:{s:o,s:o}}", "request_put", "key", su_etcd__b64s(key), "value", su_etcd__b64s(val));
+}
+
+static json_t *delete_op(const char *key)
+{
+	return json_pack("{s:{s:o}}", "request_delete_range", "key", su_etcd__b64s(key));
+}
+
+/* One transaction: if the version key is still what we read, point it at
+ * dir, record it in the history and drop the staging mark. */
+static int commit(struct su_store *s, const struct version *cur, uint64_t serial, const char *dir, bool *won,
+		  struct su_err *err)
+{
+	char *vkey = su_store__key(s, "version"), *hkey = su_store__key(s, "history/%020" PRIu64, serial),
+	     *skey = su_store__key(s, "staging/%s", dir), val[128];
+	json_t *resp = NULL;
+	int ret;
+
+	if (!vkey || !hkey || !skey) {
+		ret = su_err__set(err, ENOMEM, "out of memory");
+		goto out;
+	}
+	snprintf(val, sizeof(val), "%" PRIu64 " %s", serial, dir);
+	ret = su_etcd__call(s->etcd, "kv/txn",
+			    json_pack("{s:[o],s:[o,o,o]}", "compare", compare_version(vkey, cur->mod_rev), "success",
+				      put_op(vkey, val), put_op(hkey, dir), delete_op(skey)),
+			    &resp, err);
+	if (!ret)
+		*won = json_is_true(json_object_get(resp, "succeeded"));
+out:
+	json_decref(resp);
+	free(vkey);
+	free(hkey);
+	free(skey);
+	return ret;
+}
+
+static int delete_dir(struct su_store *s, const char *dir, struct su_err *err)
+{
+	char *p = su_store__key(s, "v/%s/", dir), *mark = su_store__key(s, "staging/%s", dir);
+	int ret = p && mark ? su_etcd__delete_prefix(s->etcd, p, err) : -ENOMEM;
+
+	if (!ret)
+		ret = su_etcd__delete_prefix(s->etcd, mark, err);
+	free(p);
+	free(mark);
+	return ret;
+}
+
+/* Deletes what a dropped version D owns and no kept version uses: its meta
+ * records always, its chunks unless the oldest kept version points at them
+ * (references only ever point back at a shard's first unchanged version, so
+ * a later version using D's chunk implies the oldest kept one does). */
+static int drop_version(struct su_store *s, const struct version *d, const struct index *kept, struct su_err *err)
+{
+	struct batch b = { .s = s, .ops = json_array() };
+	struct index x;
+	int ret = index__read(s, d, &x, err);
+
+	if (!ret && !x.n) /* no index: nothing can point at it */
+		ret = delete_dir(s, d->dir, err);
+	for (size_t i = 0; !ret && i < x.n; i++) {
+		const struct ientry *k = index__get(kept, x.v[i].name);
+		bool used = k && !strcmp(k->datadir, d->dir);
+		char *key = su_store__key(s, "v/%s/%s/%s", d->dir, x.v[i].name, used ? "meta" : "");
+		char *end = key && !used ? su_etcd__prefix_end(key) : NULL;
+
+		if (!key || (!used && !end))
+			ret = -ENOMEM;
+		else if (json_array_size(b.ops) + 1 > SU_STORE_TXN_OPS)
+			ret = batch__flush(&b, err);
+		if (!ret)
+			json_array_append_new(b.ops, json_pack("{s:{s:o,s:o*}}", "request_delete_range", "key",
+							       su_etcd__b64s(key), "range_end",
+							       end ? su_etcd__b64s(end) : NULL));
+		free(key);
+		free(end);
+	}
+	if (!ret)
+		ret = batch__flush(&b, err);
+	if (!ret && x.n) {
+		char *ixp = su_store__key(s, "v/%s/index/", d->dir);
+
+		ret = ixp ? su_etcd__delete_prefix(s->etcd, ixp, err) : -ENOMEM;
+		free(ixp);
+	}
+	json_decref(b.ops);
+	index__free(&x);
+	return ret;
+}
+
+/* Keeps the newest `keep` committed versions; drops older ones and what
+ * writers that died before committing left behind (older than the current). */
+static int gc(struct su_store *s, uint64_t current, struct su_err *err)
+{
+	char *from = su_store__key(s, "history/"), *to = from ? su_etcd__prefix_end(from) : NULL;
+	char *sfrom = su_store__key(s, "staging/"), *sto = sfrom ? su_etcd__prefix_end(sfrom) : NULL;
+	struct su_etcd_kv *kvs = NULL;
+	struct index kept = { 0 };
+	size_t n = 0;
+	int ret = !to || !sto ? -ENOMEM : su_etcd__range(s->etcd, from, to, false, 0, &kvs, &n, NULL, err);
+
+	if (!ret && n > s->keep) {
+		struct version k = { .serial = strtoull(kvs[n - s->keep].key + strlen(from), NULL, 10) };
+
+		snprintf(k.dir, sizeof(k.dir), "%s", kvs[n - s->keep].value);
+		ret = index__read(s, &k, &kept, err);
+	}
+	for (size_t i = 0; !ret && n > s->keep && i < n - s->keep; i++) {
+		struct version d = { .serial = strtoull(kvs[i].key + strlen(from), NULL, 10) };
+
+		snprintf(d.dir, sizeof(d.dir), "%s", kvs[i].value);
+		if (!(ret = drop_version(s, &d, &kept, err)))
+			ret = su_etcd__delete_prefix(s->etcd, kvs[i].key, err);
+	}
+	index__free(&kept);
+	su_etcd_kv__free(kvs, n);
+	kvs = NULL;
+	n = 0;
+	if (!ret)
+		ret = su_etcd__range(s->etcd, sfrom, sto, true, 0, &kvs, &n, NULL, err);
+	for (size_t i = 0; !ret && i < n; i++) {
+		const char *dir = kvs[i].key + strlen(sfrom);
+
+		if (strtoull(dir, NULL, 10) <= current)
+			ret = delete_dir(s, dir, err);
+	}
+	su_etcd_kv__free(kvs, n);
+	free(from);
+	free(to);
+	free(sfrom);
+	free(sto);
+	return ret;
+}
+
+static int changed_under_you(struct su_store *s, struct su_err *err)
+{
+	struct version v;
+	uint64_t now = read_version(s, &v, NULL) ? 0 : v.serial;
+
+	return fail(s, err, EAGAIN, "the plan changed under you (serial %" PRIu64 "), re-run", now);
+}
+
+static int write_all(struct su_store *s, struct batch *b, const char *dir, uint64_t serial,
+		     const struct su_shard *v, size_t n, const struct index *prev, FILE *index, struct su_err *err)
+{
+	int ret = 0;
+
+	for (size_t i = 0; !ret && i < n; i++) {
+		uint64_t hash = su_layout__hash(v[i].data, v[i].len);
+		const struct ientry *e = index__get(prev, v[i].name);
+		const char *datadir = e && e->hash == hash && e->bytes == v[i].len ? e->datadir : dir;
+
+		ret = write_shard(b, dir, datadir, serial, &v[i], hash, err);
+		fprintf(index, "%s %016" PRIx64 " %zu %s\n", v[i].name, hash, v[i].len, datadir);
+	}
+	return ret;
+}
+
+static int write_version(struct su_store *s, const struct version *cur, const struct su_plan *p, const char *dir,
+			 const struct su_shard *extra, size_t n_extra, struct su_err *err)
+{
+	struct batch b = { .s = s, .ops = json_array() };
+	struct su_shard *shards = NULL, ix = { "index", NULL, 0 };
+	struct index prev = { 0 };
+	size_t n = 0;
+	FILE *index = open_memstream(&ix.data, &ix.len);
+	int ret = index ? su_layout__shards(p, &shards, &n) : -ENOMEM;
+
+	if (ret)
+		ret = fail(s, err, -ret, "cutting plan serial %" PRIu64 " into shards: %s", p->serial, strerror(-ret));
+	if (!ret)
+		ret = index__read(s, cur, &prev, err);
+	/* The staging mark first: if we die, the next writer's GC finds the debris. */
+	if (!ret) {
+		char *mark = su_store__key(s, "staging/%s", dir);
+
+		ret = mark ? su_etcd__put(s->etcd, mark, "", 0, 0, err) : -ENOMEM;
+		free(mark);
+	}
+	if (!ret)
+		ret = write_all(s, &b, dir, p->serial, extra, n_extra, &prev, index, err);
+	if (!ret)
+		ret = write_all(s, &b, dir, p->serial, shards, n, &prev, index, err);
+	if (index && fclose(index) && !ret)
+		ret = -EIO;
+	if (!ret)
+		ret = write_shard(&b, dir, dir, p->serial, &ix, su_layout__hash(ix.data, ix.len), err);
+	if (!ret)
+		ret = batch__flush(&b, err);
+	free(ix.data);
+	index__free(&prev);
+	json_decref(b.ops);
+	su_layout__free(shards, n);
+	return ret;
+}
+
+static int publish_etcd(struct su_store *s, const struct su_plan *p, uint64_t expect, const struct su_shard *extra,
+			size_t n_extra, struct su_err *err)
+{
+	struct version cur;
+	char dir[64];
+	bool won = false;
+	int ret = read_version(s, &cur, err);
+	uint64_t nonce;
+
+	if (ret && ret != -ENOENT)
+		return ret;
+	if (cur.serial != expect)
+		return fail(s, err, EAGAIN, "the plan changed under you (serial %" PRIu64 "), re-run", cur.serial);
+	if (p->serial == cur.serial)
+		return 0; /* unchanged */
+	if (p->serial < cur.serial)
+		return fail(s, err, EINVAL, "serial %" PRIu64 " is older than the store's %" PRIu64, p->serial,
+			    cur.serial);
+	if (getentropy(&nonce, sizeof(nonce)))
+		nonce = (uint64_t)getpid() << 32 ^ (uint64_t)time(NULL);
+	snprintf(dir, sizeof(dir), "%020" PRIu64 ".%016" PRIx64, p->serial, nonce);
+	ret = write_version(s, &cur, p, dir, extra, n_extra, err);
+	if (!ret)
+		ret = commit(s, &cur, p->serial, dir, &won, err);
+	if (!ret && !won) {
+		struct su_err ignore;
+
+		delete_dir(s, dir, &ignore); /* the loser leaves nothing behind */
+		return changed_under_you(s, err);
+	}
+	if (ret) {
+		struct su_err ignore;
+
+		delete_dir(s, dir, &ignore);
+		return ret;
+	}
+	return gc(s, p->serial, err);
+}
+
+static int publish_file(struct su_store *s, const struct su_plan *p, uint64_t expect, struct su_err *err)
+{
+	char *lock_path;
+	struct su_plan *cur = NULL;
+	uint64_t have = 0;
+	int fd, ret;
+
+	/* A lock file beside the plan serializes writers; the serial check under
+	 * it is the file store's compare-and-swap. */
+	if (asprintf(&lock_path, "%s.lock", s->path) < 0)
+		return su_err__set(err, ENOMEM, "out of memory");
+	fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	free(lock_path);
+	if (fd < 0 || flock(fd, LOCK_EX)) {
+		ret = fail(s, err, errno, "lock: %s", strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return ret;
+	}
+	if (!access(s->path, F_OK)) {
+		if ((ret = su_plan__load(s->path, &cur, err)))
+			goto out;
+		have = cur->serial;
+	}
+	if (have != expect)
+		ret = fail(s, err, EAGAIN, "the plan changed under you (serial %" PRIu64 "), re-run", have);
+	else if (p->serial != have)
+		ret = su_plan__write(p, s->path, err);
+out:
+	su_plan__free(cur);
+	close(fd);
+	return ret;
+}
+
+int su_store__publish_with(struct su_store *s, const struct su_plan *p, uint64_t expect,
+			   const struct su_shard *extra, size_t n_extra, struct su_err *err)
+{
+	return s->etcd ? publish_etcd(s, p, expect, extra, n_extra, err) : publish_file(s, p, expect, err);
+}
+
+int su_store__publish(struct su_store *s, const struct su_plan *p, uint64_t expect, struct su_err *err)
+{
+	return su_store__publish_with(s, p, expect, NULL, 0, err);
+}
+
+int su_store__read_shard(struct su_store *s, uint64_t serial, const char *name, char **data, size_t *len,
+			 struct su_err *err)
+{
+	struct version v = { 0 };
+	int ret;
+
+	*data = NULL;
+	if (!s->etcd)
+		return fail(s, err, ENOENT, "a file store keeps no %s", name);
+	ret = serial ? history_dir(s, serial, &v, err) : read_version(s, &v, err);
+	if (ret)
+		return ret;
+	ret = read_shard(s, &v, name, data, len, err);
+	if (ret == -EBADMSG && strstr(err ? err->msg : "", "/meta missing") && shard_exists(s, &v, "ranges"))
+		ret = fail(s, err, ENOENT, "plan serial %" PRIu64 " has no %s", v.serial, name);
+	return ret;
+}
+
+/* ---- waiting for a change ------------------------------------------------------ */
+
+static int wait_file(struct su_store *s, bool (*stop)(void *), void *arg, struct su_err *err)
+{
+	char *dir = strdup(s->path), *slash = dir ? strrchr(dir, '/') : NULL;
+	int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK), ret = -ECANCELED;
+
+	if (slash)
+		*(slash == dir ? slash + 1 : slash) = '\0';
+	if (fd < 0 || !dir || inotify_add_watch(fd, slash ? dir : ".", IN_CLOSE_WRITE | IN_MOVED_TO) < 0) {
+		ret = fail(s, err, errno ? errno : ENOMEM, "inotify: %s", strerror(errno));
+		goto out;
+	}
+	while (!(stop && stop(arg))) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+		if (poll(&pfd, 1, 1000) > 0) {
+			ret = 0;
+			break;
+		}
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	free(dir);
+	return ret;
+}
+
+int su_store__wait(struct su_store *s, int64_t seen_rev, bool (*stop)(void *), void *arg, struct su_err *err)
+{
+	char *key;
+	int64_t rev;
+	int ret;
+
+	if (!s->etcd)
+		return wait_file(s, stop, arg, err);
+	if (!(key = su_store__key(s, "version")))
+		return su_err__set(err, ENOMEM, "out of memory");
+	/* From the revision after the one we read: nothing between is missed. */
+	ret = su_etcd__watch_once(s->etcd, key, seen_rev ? seen_rev + 1 : 0, stop, arg, &rev, err);
+	free(key);
+	return ret;
+}

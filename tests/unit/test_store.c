@@ -1,0 +1,769 @@
+/* The plan store on a real etcd (started here, loopback, own ports and data):
+ * layout and views, compare-and-swap between writers, garbage collection,
+ * and every way a store can be wrong: each refused with the store and key. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <pthread.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <errno.h>
+
+#include <curl/curl.h>
+
+#include "../lib/etcd_run.h"
+#include "lib/planner.h"
+#include "lib/store/follow.h"
+#include "lib/store/ops.h"
+#include "lib/store/store.h"
+
+#define NOW 1700000000
+
+static const char fleet_yaml[] =
+	"drain: 5m\n"
+	"datacenters:\n"
+	"  lhr:\n    router: 10.1.0.1\n    servers:\n      lhr-s1: 10.1.1.1\n      lhr-s2: 10.1.1.2\n"
+	"    egress:\n      - {service: warp, country: GB}\n      - {service: cdn, slices: 2}\n"
+	"  cdg:\n    router: 10.2.0.1\n    servers:\n      cdg-s1: 10.2.1.1\n"
+	"    egress:\n      - {service: warp, country: GB}\n"
+	"prefixes:\n"
+	"  - {prefix: 198.51.100.0/24, tags: {service: warp, country: GB}}\n"
+	"  - {prefix: 203.0.113.0/24, tags: {service: cdn}, datacenters: [lhr]}\n";
+
+static struct etcd_run cluster;
+static int n_prefix; /* each test its own key prefix */
+
+static struct su_plan *plan_of(const char *yaml, const struct su_plan *prev, int64_t now)
+{
+	struct su_fleet *f;
+	struct su_plan *p = NULL;
+	struct su_plan_report r;
+	struct su_err err;
+
+	if (su_fleet__parse(yaml, strlen(yaml), "t.yaml", &f, &err) ||
+	    su_planner__run(f, prev, now, &p, &r, &err))
+		fail_msg("%s", err.msg);
+	su_fleet__free(f);
+	return p;
+}
+
+/* The same fleet with one more server in lhr: the next serial. */
+static struct su_plan *next_plan(const struct su_plan *prev, int k)
+{
+	char *yaml, extra[96];
+	struct su_plan *p;
+
+	snprintf(extra, sizeof(extra), "      lhr-s2: 10.1.1.2\n      lhr-x%d: 10.1.2.%d\n", k, k);
+	assert_true(asprintf(&yaml, "%.*s%s%s", (int)(strstr(fleet_yaml, "      lhr-s2") - fleet_yaml), fleet_yaml,
+			     extra, strstr(fleet_yaml, "    egress:")) > 0);
+	p = plan_of(yaml, prev, NOW + k);
+	free(yaml);
+	return p;
+}
+
+static struct su_store *store_open(unsigned keep)
+{
+	struct su_store_opts o = { .keep = keep };
+	struct su_store *s;
+	struct su_err err;
+	char url[400];
+
+	snprintf(url, sizeof(url), "%s/t%d", cluster.url, ++n_prefix);
+	assert_int_equal(su_store__open(url, &o, &s, &err), 0);
+	return s;
+}
+
+static size_t count_keys_with(struct su_store *s, const char *under, const char *part)
+{
+	char *from = su_store__key(s, "%s", under), *to = su_etcd__prefix_end(from);
+	struct su_etcd_kv *kvs;
+	struct su_err err;
+	size_t n, hits = 0;
+
+	assert_int_equal(su_etcd__range(su_store__etcd(s), from, to, true, 0, &kvs, &n, NULL, &err), 0);
+	for (size_t i = 0; i < n; i++)
+		hits += strstr(kvs[i].key, part) != NULL;
+	su_etcd_kv__free(kvs, n);
+	free(from);
+	free(to);
+	return hits;
+}
+
+static size_t count_keys(struct su_store *s, const char *under)
+{
+	char *from = su_store__key(s, "%s", under), *to = su_etcd__prefix_end(from);
+	struct su_etcd_kv *kvs;
+	struct su_err err;
+	size_t n;
+
+	assert_int_equal(su_etcd__range(su_store__etcd(s), from, to, true, 0, &kvs, &n, NULL, &err), 0);
+	su_etcd_kv__free(kvs, n);
+	free(from);
+	free(to);
+	return n;
+}
+
+static int setup(void **state)
+{
+	int ret = etcd_run__start(&cluster, 1, NULL);
+
+	if (ret == -ENOENT)
+		skip();
+	assert_int_equal(ret, 0);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	etcd_run__stop(&cluster);
+	return 0;
+}
+
+static void same_slot_owner(const struct su_plan *a, const struct su_plan_ip *ia, const struct su_plan *b,
+			    const struct su_plan_ip *ib, uint32_t k)
+{
+	const struct su_plan_slot *x = &a->slots[ia->first_slot + k], *y = &b->slots[ib->first_slot + k];
+
+	assert_int_equal(x->state, y->state);
+	if (x->server >= 0)
+		assert_string_equal(a->servers[x->server].name, b->servers[y->server].name);
+}
+
+/* A router's view routes every IP as the whole plan does; its own IPs slot by slot. */
+static void dc_view_routes_as_plan(const struct su_plan *p, const struct su_plan *v, const char *dc)
+{
+	assert_int_equal(v->n_ips, p->n_ips);
+	for (uint32_t i = 0; i < p->n_ips; i++) {
+		const struct su_plan_ip *ip = &p->ips[i], *vi = su_plan__find_ip(v, ip->ip);
+
+		assert_non_null(vi);
+		assert_string_equal(v->dcs[vi->dc].name, p->dcs[ip->dc].name);
+		assert_int_equal(v->dcs[vi->dc].router, p->dcs[ip->dc].router);
+		if (!strcmp(p->dcs[ip->dc].name, dc))
+			for (uint32_t k = 0; k < p->slices_per_ip; k++)
+				same_slot_owner(p, ip, v, vi, k);
+	}
+}
+
+/* An agent's view holds exactly its server's slots. */
+static void server_view_is_its_slots(const struct su_plan *p, const struct su_plan *v, const char *server)
+{
+	int me = su_plan__find_server(p, server), vme = su_plan__find_server(v, server);
+	uint32_t want = 0, have = 0;
+
+	assert_true(me >= 0 && vme >= 0);
+	assert_int_equal(v->n_servers, 1);
+	for (uint32_t i = 0; i < p->n_ips; i++)
+		for (uint32_t k = 0; k < p->slices_per_ip; k++)
+			want += p->slots[p->ips[i].first_slot + k].server == me;
+	for (uint32_t i = 0; i < v->n_ips; i++)
+		for (uint32_t k = 0; k < v->slices_per_ip; k++) {
+			const struct su_plan_ip *pi = su_plan__find_ip(p, v->ips[i].ip);
+
+			if (v->slots[v->ips[i].first_slot + k].server != vme)
+				continue;
+			have++;
+			assert_int_equal(p->slots[pi->first_slot + k].server, me);
+		}
+	assert_int_equal(have, want);
+	assert_true(want > 0);
+}
+
+/* A node keeps its last view as a plan file: it must load back the same. */
+static void view_persists(const struct su_plan *v, const char *dc)
+{
+	struct su_plan *back;
+	struct su_err err;
+	char *text;
+	size_t len;
+
+	assert_int_equal(su_plan__format_view(v, NULL, &text, &len), 0);
+	if (su_plan__parse(text, len, "persisted", &back, &err))
+		fail_msg("%s", err.msg);
+	dc_view_routes_as_plan(v, back, dc);
+	su_plan__free(back);
+	free(text);
+}
+
+static void layout_views_and_whole_plan(void **state)
+{
+	struct su_store *s = store_open(0);
+	struct su_plan *p = plan_of(fleet_yaml, NULL, NOW), *q;
+	struct su_err err;
+	uint64_t serial, bytes_plan, bytes;
+
+	assert_int_equal(su_store__serial(s, &serial, &err), -ENOENT);
+	assert_non_null(strstr(err.msg, "no plan published yet"));
+	assert_int_equal(su_store__publish(s, p, 0, &err), 0);
+	assert_int_equal(su_store__serial(s, &serial, &err), 0);
+	assert_int_equal(serial, p->serial);
+
+	assert_int_equal(su_store__read(s, 0, SU_VIEW_PLAN, NULL, &q, &bytes_plan, &err), 0);
+	assert_true(su_plan__equal(p, q));
+	su_plan__free(q);
+	for (uint32_t d = 0; d < p->n_dcs; d++) {
+		assert_int_equal(su_store__read(s, 0, SU_VIEW_DC, p->dcs[d].name, &q, &bytes, &err), 0);
+		dc_view_routes_as_plan(p, q, p->dcs[d].name);
+		view_persists(q, p->dcs[d].name);
+		su_plan__free(q);
+	}
+	assert_int_equal(su_store__read(s, 0, SU_VIEW_SERVER, "lhr-s2", &q, &bytes, &err), 0);
+	server_view_is_its_slots(p, q, "lhr-s2");
+	assert_true(bytes < bytes_plan);
+	su_plan__free(q);
+	assert_int_equal(su_store__read(s, 0, SU_VIEW_SERVER, "nobody", &q, NULL, &err), -ENOENT);
+	assert_non_null(strstr(err.msg, "nobody"));
+	assert_int_equal(su_store__read(s, 0, SU_VIEW_DC, "nowhere", &q, NULL, &err), -ENOENT);
+	/* Nothing left staged once committed. */
+	assert_int_equal(count_keys(s, "staging/"), 0);
+	su_plan__free(p);
+	su_store__close(s);
+}
+
+static char *committed_dir(struct su_store *s)
+{
+	char *key = su_store__key(s, "version"), *dir;
+	struct su_etcd_kv kv;
+	struct su_err err;
+
+	assert_int_equal(su_etcd__get(su_store__etcd(s), key, &kv, NULL, &err), 0);
+	dir = strdup(strchr(kv.value, ' ') + 1);
+	free(kv.key);
+	free(kv.value);
+	free(key);
+	return dir;
+}
+
+/* A version re-writes only the views that changed: an unchanged one points
+ * at the chunks of the version that wrote it, and a reader that has it
+ * downloads nothing but the small records. */
+static void unchanged_views_are_shared(void **state)
+{
+	struct su_store *s = store_open(0), *reader = store_open(0);
+	struct su_plan *a = plan_of(fleet_yaml, NULL, NOW), *b = next_plan(a, 1), *q;
+	struct su_etcd_kv kv;
+	struct su_err err;
+	char *dir_a, *dir_b, *key;
+	uint64_t bytes;
+
+	su_store__close(reader);
+	assert_int_equal(su_store__open(su_store__url(s), NULL, &reader, &err), 0);
+	assert_int_equal(su_store__publish(s, a, 0, &err), 0);
+	dir_a = committed_dir(s);
+	assert_int_equal(su_store__read(reader, 0, SU_VIEW_SERVER, "cdg-s1", &q, &bytes, &err), 0);
+	assert_true(bytes > 0);
+	su_plan__free(q);
+	assert_int_equal(su_store__publish(s, b, a->serial, &err), 0);
+	dir_b = committed_dir(s);
+	key = su_store__key(s, "v/%s/server/cdg-s1/meta", dir_b);
+	assert_int_equal(su_etcd__get(su_store__etcd(s), key, &kv, NULL, &err), 0);
+	assert_non_null(strstr(kv.value, dir_a));
+	free(kv.key);
+	free(kv.value);
+	assert_int_equal(su_store__read(reader, 0, SU_VIEW_SERVER, "cdg-s1", &q, &bytes, &err), 0);
+	assert_int_equal(q->serial, b->serial);
+	assert_int_equal(bytes, 0);
+	su_plan__free(q);
+	free(key);
+	free(dir_a);
+	free(dir_b);
+	su_plan__free(a);
+	su_plan__free(b);
+	su_store__close(reader);
+	su_store__close(s);
+}
+
+/* Pins split prefixes and give them an allow-list: every view stays a
+ * loadable snapshot (the DCs its prefixes name come with them). */
+static void views_of_pinned_prefixes_load(void **state)
+{
+	struct su_store *s = store_open(0);
+	struct su_fleet *f;
+	struct su_plan *a = plan_of(fleet_yaml, NULL, NOW), *b, *q;
+	struct su_plan_report r;
+	struct su_ops ops = { 0 };
+	struct su_prefix4 px;
+	struct su_err err;
+	const char *names[] = { "lhr-s1", "lhr-s2", "cdg-s1" };
+
+	assert_int_equal(su_fleet__parse(fleet_yaml, strlen(fleet_yaml), "t.yaml", &f, &err), 0);
+	assert_int_equal(su_prefix__parse("198.51.100.0/30", &px), 0);
+	assert_int_equal(su_ops__pin(&ops, &px, "cdg"), 0);
+	assert_int_equal(su_ops__apply(&ops, f, true, &err), 0);
+	assert_int_equal(su_planner__run(f, a, NOW + 10, &b, &r, &err), 0);
+	su_fleet__free(f);
+	/* Another IP pinned elsewhere, the first pin gone: the draining IPs keep
+	 * the pinned prefix, allow-list and all. */
+	assert_int_equal(su_fleet__parse(fleet_yaml, strlen(fleet_yaml), "t.yaml", &f, &err), 0);
+	su_ops__free(&ops);
+	assert_int_equal(su_prefix__parse("198.51.100.8/30", &px), 0);
+	assert_int_equal(su_ops__pin(&ops, &px, "lhr"), 0);
+	assert_int_equal(su_ops__apply(&ops, f, true, &err), 0);
+	su_plan__free(a);
+	a = b;
+	assert_int_equal(su_planner__run(f, a, NOW + 20, &b, &r, &err), 0);
+	assert_int_equal(su_store__publish(s, b, 0, &err), 0);
+	for (int i = 0; i < 3; i++) {
+		if (su_store__read(s, 0, SU_VIEW_SERVER, names[i], &q, NULL, &err))
+			fail_msg("%s", err.msg);
+		su_plan__free(q);
+	}
+	for (uint32_t d = 0; d < b->n_dcs; d++) {
+		assert_int_equal(su_store__read(s, 0, SU_VIEW_DC, b->dcs[d].name, &q, NULL, &err), 0);
+		dc_view_routes_as_plan(b, q, b->dcs[d].name);
+		su_plan__free(q);
+	}
+	su_ops__free(&ops);
+	su_fleet__free(f);
+	su_plan__free(a);
+	su_plan__free(b);
+	su_store__close(s);
+}
+
+/* A writer that planned from an older serial loses and writes nothing. */
+static void cas_stale_writer_is_refused(void **state)
+{
+	struct su_store *s = store_open(0);
+	struct su_plan *a = plan_of(fleet_yaml, NULL, NOW), *b = next_plan(a, 1), *c = next_plan(a, 2);
+	struct su_err err;
+	size_t keys;
+
+	assert_int_equal(su_store__publish(s, a, 0, &err), 0);
+	assert_int_equal(su_store__publish(s, b, a->serial, &err), 0);
+	keys = count_keys(s, "v/");
+	assert_int_equal(su_store__publish(s, c, a->serial, &err), -EAGAIN);
+	assert_non_null(strstr(err.msg, "the plan changed under you (serial 2), re-run"));
+	assert_non_null(strstr(err.msg, su_store__url(s)));
+	assert_int_equal(count_keys(s, "v/"), keys);
+	su_plan__free(a);
+	su_plan__free(b);
+	su_plan__free(c);
+	su_store__close(s);
+}
+
+struct racer {
+	char url[400];
+	struct su_plan *plan;
+	uint64_t expect;
+	int ret;
+	char msg[512];
+	pthread_barrier_t *go;
+};
+
+static void *race(void *arg)
+{
+	struct racer *r = arg;
+	struct su_store *s;
+	struct su_err err;
+
+	assert_int_equal(su_store__open(r->url, NULL, &s, &err), 0);
+	pthread_barrier_wait(r->go);
+	r->ret = su_store__publish(s, r->plan, r->expect, &err);
+	snprintf(r->msg, sizeof(r->msg), "%s", r->ret ? err.msg : "");
+	su_store__close(s);
+	return NULL;
+}
+
+/* Writers racing from the same serial: exactly one commits; the others get
+ * "changed under you" and leave no shard behind. */
+static void cas_race_has_one_winner(void **state)
+{
+	enum { N = 4 };
+	struct su_store *s = store_open(0);
+	struct su_plan *a = plan_of(fleet_yaml, NULL, NOW);
+	struct racer r[N];
+	pthread_t t[N];
+	pthread_barrier_t go;
+	struct su_err err;
+	int won = 0;
+	struct su_plan *q;
+
+	assert_int_equal(su_store__publish(s, a, 0, &err), 0);
+	pthread_barrier_init(&go, NULL, N);
+	for (int i = 0; i < N; i++) {
+		r[i] = (struct racer){ .plan = next_plan(a, i + 1), .expect = a->serial, .go = &go };
+		snprintf(r[i].url, sizeof(r[i].url), "%s", su_store__url(s));
+		pthread_create(&t[i], NULL, race, &r[i]);
+	}
+	for (int i = 0; i < N; i++)
+		pthread_join(t[i], NULL);
+	for (int i = 0; i < N; i++) {
+		if (!r[i].ret)
+			won++;
+		else {
+			assert_int_equal(r[i].ret, -EAGAIN);
+			assert_non_null(strstr(r[i].msg, "changed under you (serial 2)"));
+		}
+	}
+	assert_int_equal(won, 1);
+	/* Two committed versions, no debris of the losers. */
+	assert_int_equal(count_keys(s, "history/"), 2);
+	assert_int_equal(count_keys(s, "staging/"), 0);
+	assert_int_equal(su_store__read(s, 0, SU_VIEW_PLAN, NULL, &q, NULL, &err), 0);
+	for (int i = 0; i < N; i++)
+		if (!r[i].ret)
+			assert_true(su_plan__equal(q, r[i].plan));
+	su_plan__free(q);
+	for (int i = 0; i < N; i++)
+		su_plan__free(r[i].plan);
+	pthread_barrier_destroy(&go);
+	su_plan__free(a);
+	su_store__close(s);
+}
+
+static void gc_keeps_the_newest_versions(void **state)
+{
+	struct su_store *s = store_open(3);
+	struct su_plan *p = plan_of(fleet_yaml, NULL, NOW), *q;
+	struct su_err err;
+	uint64_t *serials;
+	size_t n, keys_one;
+	char *dir_one, under[128];
+
+	assert_int_equal(su_store__publish(s, p, 0, &err), 0);
+	dir_one = committed_dir(s);
+	snprintf(under, sizeof(under), "v/%s/", dir_one);
+	keys_one = count_keys(s, under);
+	assert_true(keys_one > 0);
+	for (int k = 1; k <= 5; k++) {
+		struct su_plan *nx = next_plan(p, k);
+
+		assert_int_equal(su_store__publish(s, nx, p->serial, &err), 0);
+		su_plan__free(p);
+		p = nx;
+	}
+	assert_int_equal(su_store__history(s, &serials, &n, &err), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(serials[0], 6);
+	assert_int_equal(serials[2], 4);
+	free(serials);
+	/* Serial 1's records are gone; only chunks that kept versions still
+	 * share (shards unchanged since serial 1) stay. */
+	assert_int_equal(count_keys_with(s, under, "/meta"), 0);
+	assert_true(count_keys(s, under) < keys_one);
+	free(dir_one);
+	assert_int_equal(su_store__read(s, 1, SU_VIEW_PLAN, NULL, &q, NULL, &err), -ENOENT);
+	assert_non_null(strstr(err.msg, "serial 1 is not kept"));
+	assert_int_equal(su_store__read(s, 4, SU_VIEW_PLAN, NULL, &q, NULL, &err), 0);
+	assert_int_equal(q->serial, 4);
+	su_plan__free(q);
+	/* cdg-s1's view never changed: its chunks are serial 1's, still there. */
+	assert_int_equal(su_store__read(s, 4, SU_VIEW_SERVER, "cdg-s1", &q, NULL, &err), 0);
+	assert_int_equal(q->serial, 4);
+	su_plan__free(q);
+	su_plan__free(p);
+	su_store__close(s);
+}
+
+/* A damaged shard is refused naming its key; other views still read. */
+static void corrupt_shard_is_refused(void **state)
+{
+	struct su_store *s = store_open(0);
+	struct su_plan *p = plan_of(fleet_yaml, NULL, NOW), *q = NULL;
+	char *dir, *key;
+	struct su_err err;
+
+	assert_int_equal(su_store__publish(s, p, 0, &err), 0);
+	dir = committed_dir(s);
+	key = su_store__key(s, "v/%s/server/lhr-s1/0000", dir);
+	assert_int_equal(su_etcd__put(su_store__etcd(s), key, "slot garbage\n", 13, 0, &err), 0);
+	assert_int_equal(su_store__read(s, 0, SU_VIEW_SERVER, "lhr-s1", &q, NULL, &err), -EBADMSG);
+	assert_null(q);
+	assert_non_null(strstr(err.msg, key));
+	assert_non_null(strstr(err.msg, "corrupt"));
+	assert_int_equal(su_store__read(s, 0, SU_VIEW_SERVER, "lhr-s2", &q, NULL, &err), 0);
+	su_plan__free(q);
+	free(key);
+	free(dir);
+	su_plan__free(p);
+	su_store__close(s);
+}
+
+/* The version key names shards that are not there: refused, key named. */
+static void version_pointing_at_missing_shards(void **state)
+{
+	struct su_store *s = store_open(0);
+	struct su_plan *p = plan_of(fleet_yaml, NULL, NOW), *q = NULL;
+	char *key = su_store__key(s, "version");
+	struct su_err err;
+
+	assert_int_equal(su_store__publish(s, p, 0, &err), 0);
+	assert_int_equal(su_etcd__put(su_store__etcd(s), key, "7 00000000000000000007.00000000deadbeef", 39, 0, &err), 0);
+	assert_int_equal(su_store__read(s, 0, SU_VIEW_DC, "lhr", &q, NULL, &err), -EBADMSG);
+	assert_non_null(strstr(err.msg, "00000000000000000007.00000000deadbeef/ranges/meta missing"));
+	assert_int_equal(su_store__read(s, 0, SU_VIEW_PLAN, NULL, &q, NULL, &err), -EBADMSG);
+	assert_int_equal(su_etcd__put(su_store__etcd(s), key, "junk", 4, 0, &err), 0);
+	assert_int_equal(su_store__read(s, 0, SU_VIEW_PLAN, NULL, &q, NULL, &err), -EBADMSG);
+	assert_non_null(strstr(err.msg, "bad version record"));
+	assert_null(q);
+	free(key);
+	su_plan__free(p);
+	su_store__close(s);
+}
+
+/* Shards of a version whose commit never happened are never read. */
+static void uncommitted_version_is_never_read(void **state)
+{
+	struct su_store *s = store_open(0);
+	struct su_plan *a = plan_of(fleet_yaml, NULL, NOW), *b = next_plan(a, 1), *q;
+	struct su_shard *shards;
+	struct su_err err;
+	size_t n;
+
+	assert_int_equal(su_store__publish(s, a, 0, &err), 0);
+	/* A writer that died between its shards and its commit. */
+	assert_int_equal(su_layout__shards(b, &shards, &n), 0);
+	for (size_t i = 0; i < n; i++) {
+		char *k = su_store__key(s, "v/00000000000000000002.0000000000000001/%s/0000", shards[i].name);
+
+		assert_int_equal(su_etcd__put(su_store__etcd(s), k, shards[i].data, shards[i].len, 0, &err), 0);
+		free(k);
+	}
+	su_layout__free(shards, n);
+	assert_int_equal(su_store__read(s, 0, SU_VIEW_PLAN, NULL, &q, NULL, &err), 0);
+	assert_int_equal(q->serial, a->serial);
+	su_plan__free(q);
+	assert_int_equal(su_store__read(s, 0, SU_VIEW_SERVER, "lhr-s1", &q, NULL, &err), 0);
+	assert_int_equal(q->serial, a->serial);
+	su_plan__free(q);
+	su_plan__free(a);
+	su_plan__free(b);
+	su_store__close(s);
+}
+
+/* A plan bigger than etcd's 1.5 MiB request limit goes in chunks. */
+static void big_plan_is_chunked(void **state)
+{
+	struct su_store *s = store_open(0);
+	struct su_plan *p, *q;
+	struct su_err err;
+	char *yaml = NULL;
+	size_t len = 0;
+	FILE *fp = open_memstream(&yaml, &len);
+	uint64_t bytes;
+
+	fprintf(fp, "ports:\n  range: 1024-65535\n  slice: 64\ndrain: 5m\ndatacenters:\n  big:\n    router: 10.9.0.1\n    servers:\n");
+	for (int i = 0; i < 700; i++)
+		fprintf(fp, "      big-s%d: 10.9.%d.%d\n", i, 1 + i / 200, 1 + i % 200);
+	fprintf(fp, "    egress:\n      - {service: cdn, slices: 60}\nprefixes:\n"
+		    "  - {prefix: 100.64.0.0/19, tags: {service: cdn}}\n");
+	fclose(fp);
+	p = plan_of(yaml, NULL, NOW);
+	free(yaml);
+	assert_int_equal(su_store__publish(s, p, 0, &err), 0);
+	assert_int_equal(su_store__read(s, 0, SU_VIEW_PLAN, NULL, &q, &bytes, &err), 0);
+	assert_true(bytes > 3 * SU_STORE_CHUNK / 2);
+	assert_true(su_plan__equal(p, q));
+	su_plan__free(q);
+	su_plan__free(p);
+	su_store__close(s);
+}
+
+static void unreachable_store_is_named(void **state)
+{
+	struct su_store *s;
+	struct su_plan *q = NULL;
+	struct su_err err;
+
+	assert_int_equal(su_store__open("etcd://127.0.0.1:9/x", NULL, &s, &err), 0);
+	assert_int_equal(su_store__read(s, 0, SU_VIEW_PLAN, NULL, &q, NULL, &err), -ECONNREFUSED);
+	assert_non_null(strstr(err.msg, "127.0.0.1:9"));
+	su_store__close(s);
+	assert_int_equal(su_store__open("zk://a:1", NULL, &s, &err), -EINVAL);
+	assert_int_equal(su_store__open("etcd://nohostport", NULL, &s, &err), -EINVAL);
+}
+
+static void file_store_is_the_same_interface(void **state)
+{
+	char dir[] = "/tmp/su-store-XXXXXX", url[128];
+	struct su_plan *a = plan_of(fleet_yaml, NULL, NOW), *b = next_plan(a, 1), *q;
+	struct su_store *s;
+	struct su_err err;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(url, sizeof(url), "file://%s/plan", dir);
+	assert_int_equal(su_store__open(url, NULL, &s, &err), 0);
+	assert_int_equal(su_store__publish(s, a, 0, &err), 0);
+	assert_int_equal(su_store__publish(s, b, 0, &err), -EAGAIN);
+	assert_int_equal(su_store__publish(s, b, a->serial, &err), 0);
+	assert_int_equal(su_store__read(s, 0, SU_VIEW_SERVER, "lhr-s1", &q, NULL, &err), 0);
+	assert_true(su_plan__equal(q, b));
+	su_plan__free(q);
+	su_store__close(s);
+	snprintf(url, sizeof(url), "rm -rf %s", dir);
+	assert_int_equal(system(url), 0);
+	su_plan__free(a);
+	su_plan__free(b);
+}
+
+static uint64_t file_serial(const char *path)
+{
+	struct su_plan *p;
+	struct su_err err;
+	uint64_t n;
+
+	if (su_plan__load(path, &p, &err))
+		return 0;
+	n = p->serial;
+	su_plan__free(p);
+	return n;
+}
+
+static bool wait_serial(const char *path, uint64_t want)
+{
+	for (int i = 0; i < 200; i++) {
+		if (file_serial(path) == want)
+			return true;
+		usleep(50 * 1000);
+	}
+	return false;
+}
+
+static bool wait_state(struct su_follow *f, enum su_follow_state want)
+{
+	struct su_follow_status st;
+
+	for (int i = 0; i < 200; i++) {
+		su_follow__status(f, &st);
+		if (st.state == want)
+			return true;
+		usleep(50 * 1000);
+	}
+	return false;
+}
+
+/* The watch-and-apply path of the daemons: each committed version lands
+ * whole in the local file; with the store gone the file stays, and the
+ * next version applies when the store is back. */
+static void follower_survives_the_store_going_away(void **state)
+{
+	struct su_store *s = store_open(0);
+	struct su_plan *a = plan_of(fleet_yaml, NULL, NOW), *b = next_plan(a, 1), *c = next_plan(b, 2);
+	char dir[] = "/tmp/su-follow-XXXXXX", path[128], cmd[160];
+	struct su_follow_opts o = { .url = su_store__url(s), .view = SU_VIEW_SERVER, .name = "lhr-s1",
+				    .role = "agent", .state_dir = dir };
+	struct su_follow *f;
+	struct su_err err;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/view.plan", dir);
+	assert_int_equal(su_store__publish(s, a, 0, &err), 0);
+	assert_int_equal(su_follow__start(&o, &f, &err), 0);
+	assert_true(wait_serial(path, a->serial));
+	assert_int_equal(su_store__publish(s, b, a->serial, &err), 0);
+	assert_true(wait_serial(path, b->serial));
+	assert_true(wait_state(f, SU_FOLLOW_OK));
+
+	etcd_run__stop_member(&cluster, 0);
+	assert_true(wait_state(f, SU_FOLLOW_UNREACHABLE));
+	assert_int_equal(file_serial(path), b->serial); /* the last good view stays */
+	assert_int_equal(etcd_run__start_member(&cluster, 0), 0);
+	for (int i = 0; i < 100 && su_store__publish(s, c, b->serial, &err); i++)
+		usleep(100 * 1000);
+	assert_true(wait_serial(path, c->serial));
+	su_follow__stop(f);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+	su_plan__free(a);
+	su_plan__free(b);
+	su_plan__free(c);
+	su_store__close(s);
+}
+
+static unsigned slots_of(const char *path, const char *server)
+{
+	struct su_plan *p;
+	struct su_err err;
+	unsigned n = 0;
+	int me;
+
+	if (su_plan__load(path, &p, &err))
+		return 0;
+	me = su_plan__find_server(p, server);
+	for (uint32_t i = 0; me >= 0 && i < p->n_ips; i++)
+		for (uint32_t k = 0; k < p->slices_per_ip; k++)
+			n += p->slots[p->ips[i].first_slot + k].server == me;
+	su_plan__free(p);
+	return n;
+}
+
+static bool wait_slots(const char *path, const char *server, unsigned want)
+{
+	for (int i = 0; i < 100; i++) {
+		if (slots_of(path, server) == want)
+			return true;
+		usleep(50 * 1000);
+	}
+	return false;
+}
+
+/* Rollout order: version 2 reaches the agent before its DC's router.  The
+ * slice lhr-s1 gains in it stays out of its view (the router would still
+ * drop replies to it) until the router reports serial 2 applied. */
+static void gained_slices_wait_for_the_router(void **state)
+{
+	struct su_store *s = store_open(0);
+	char *more = strdup(fleet_yaml), dir[] = "/tmp/su-rollout-XXXXXX", path[128], cmd[160];
+	struct su_plan *a = plan_of(fleet_yaml, NULL, NOW), *b;
+	struct su_follow_opts o = { .url = su_store__url(s), .view = SU_VIEW_SERVER, .name = "lhr-s1",
+				    .role = "agent", .state_dir = dir };
+	char *rkey = su_store__key(s, "nodes/router/lhr");
+	struct su_follow *f;
+	struct su_err err;
+	unsigned before;
+
+	memcpy(strstr(more, "slices: 2}"), "slices: 3}", 10);
+	b = plan_of(more, a, NOW + 1);
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/view.plan", dir);
+	assert_int_equal(su_etcd__put(su_store__etcd(s), rkey, "{\"serial\":1}", 12, 0, &err), 0);
+	assert_int_equal(su_store__publish(s, a, 0, &err), 0);
+	assert_int_equal(su_follow__start(&o, &f, &err), 0);
+	assert_true(wait_serial(path, 1));
+	before = slots_of(path, "lhr-s1");
+	assert_true(before > 0);
+
+	assert_int_equal(su_store__publish(s, b, a->serial, &err), 0);
+	assert_true(wait_serial(path, 2));
+	usleep(500 * 1000);
+	assert_int_equal(slots_of(path, "lhr-s1"), before); /* held: the router is at 1 */
+	assert_int_equal(su_etcd__put(su_store__etcd(s), rkey, "{\"serial\":2}", 12, 0, &err), 0);
+	assert_true(wait_slots(path, "lhr-s1", before + 1));
+
+	su_follow__stop(f);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+	free(rkey);
+	free(more);
+	su_plan__free(a);
+	su_plan__free(b);
+	su_store__close(s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(layout_views_and_whole_plan),
+		cmocka_unit_test(cas_stale_writer_is_refused),
+		cmocka_unit_test(views_of_pinned_prefixes_load),
+		cmocka_unit_test(unchanged_views_are_shared),
+		cmocka_unit_test(cas_race_has_one_winner),
+		cmocka_unit_test(gc_keeps_the_newest_versions),
+		cmocka_unit_test(corrupt_shard_is_refused),
+		cmocka_unit_test(version_pointing_at_missing_shards),
+		cmocka_unit_test(uncommitted_version_is_never_read),
+		cmocka_unit_test(big_plan_is_chunked),
+		cmocka_unit_test(unreachable_store_is_named),
+		cmocka_unit_test(file_store_is_the_same_interface),
+		cmocka_unit_test(gained_slices_wait_for_the_router),
+		cmocka_unit_test(follower_survives_the_store_going_away),
+	};
+
+	curl_global_init(CURL_GLOBAL_ALL);
+	cmocka_set_message_output(CM_OUTPUT_TAP);
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
