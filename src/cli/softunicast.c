@@ -14,6 +14,7 @@ WEAK int router_main(int argc, char **argv);
 WEAK int agent_main(int argc, char **argv);
 WEAK int connect_main(int argc, char **argv);
 WEAK int lab_main(int argc, char **argv);
+WEAK int proxy_main(int argc, char **argv);
 
 static const struct {
 	const char *name;
@@ -28,6 +29,7 @@ static const struct {
 	{ "router", router_main, "run or inspect the XDP router of a data center" },
 	{ "agent", agent_main, "run or inspect the agent of a server" },
 	{ "connect", connect_main, "connect with tags from this server's slice (netcat-like)" },
+	{ "proxy", proxy_main, "forward proxy (SOCKS5, SOCKS4a, HTTP) egressing with per-client tags" },
 	{ "lab", lab_main, "build and run the whole system in network namespaces" },
 };
 
