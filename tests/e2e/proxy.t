@@ -208,6 +208,15 @@ is "$(printf '%s' "$OUT" | grep -ci 're-using existing connection')" "2" "keep-a
 OUT=$(cu 10.99.0.21 -x http://10.99.0.2:1080 http://origin.test/close 2>&1)
 is "$(eip "$OUT")" "$GB_IP" "a response delimited by close"
 
+# ---- step 3: SOCKS5 UDP ASSOCIATE --------------------------------------------
+OUT=$(xo $P udp-assoc 10.99.0.2:1080 "" "" 192.0.2.80 7 2>&1)
+like "$OUT" "^reply 0502" "UDP ASSOCIATE from a client of no known country: reply 0x02 (no tags)"
+OUT=$(xo $P udp-assoc 10.99.0.2:1080 country-GB x 192.0.2.80 7 2>&1)
+like "$OUT" "^from 192.0.2.80:7 $GB_IP:[0-9]+$" "UDP ASSOCIATE (user country-GB): the origin saw the GB egress IP" "$OUT"
+in_slice "${OUT##* }"; ok $? "  from a port in this server's slice" "$OUT"
+grep -q "proto=socks5 user=country-GB tags=service=warp,country=GB egress=$GB_IP:[0-9]* target=192.0.2.80:7 up=5 down=[1-9][0-9]* .*result=ok" "$T/access.log"
+ok $? "  logged with its egress and bytes" "$(grep country-GB "$T/access.log" | tail -2)"
+
 # ---- bad input: proper reply, a log line, no leaked descriptor ---------------
 sleep 0.3
 FD0=$(nfds)
