@@ -58,7 +58,7 @@ like() { printf '%s' "$1" | grep -qE -- "$2"; ok $? "$3" "got '$1', want /$2/"; 
 xs() { ip netns exec $S "$@"; }
 xo() { ip netns exec $O "$@"; }
 bgx() { local ns=$1; shift; ip netns exec "$ns" "$@" & PIDS+=($!); }
-wait_for() { for _ in $(seq 100); do eval "$1" && return 0; sleep 0.1; done; return 1; }
+wait_for() { for _ in $(seq ${2:-100}); do eval "$1" && return 0; sleep 0.1; done; return 1; }
 nfds() { ls /proc/$PROXY/fd 2>/dev/null | wc -l; }
 # curl from a client address of the Internet namespace
 cu() { local src=$1; shift; xo curl -sS --max-time 8 --interface "$src" "$@"; }
@@ -194,6 +194,20 @@ like "$OUT" "unreachable|SOCKS5" "NXDOMAIN: SOCKS5 host unreachable"
 OUT=$(cu 10.99.0.21 -o /dev/null -w '%{http_code}' -x http://10.99.0.2:1080 http://nx.test/ 2>&1)
 is "$OUT" "502" "NXDOMAIN: HTTP 502"
 
+# Happy Eyeballs (RFC 8305): he.test's first address is blackholed, so the
+# second attempt starts after attempt-delay-ms (250 ms) and wins
+xo ip route add blackhole 192.0.2.99/32
+T0=$(date +%s%N)
+OUT=$(cu 10.99.0.21 --socks5-hostname 10.99.0.2:1080 http://he.test/ 2>&1)
+MS=$(( ($(date +%s%N) - T0) / 1000000 ))
+is "$(eip "$OUT")" "$GB_IP" "Happy Eyeballs: a blackholed first address, the second answers"
+[ "$MS" -lt 3000 ]; ok $? "  without waiting for the first attempt's timeout (${MS} ms)"
+OUT=$(cu 10.99.0.21 --socks5-hostname 10.99.0.2:1080 http://dual.test/ 2>&1)
+is "$(eip "$OUT")" "$GB_IP" "AAAA first, then A: the IPv6 attempt (no soft-unicast IPv6) gives way to IPv4"
+grep -q "^$DNS_IP:[0-9]* dual.test 28$" "$T/dns.log"; ok $? "  the proxy asked for AAAA too"
+OUT=$(cu 10.99.0.21 --socks5-hostname 10.99.0.2:1080 http://v6only.test/ 2>&1)
+like "$OUT" "SOCKS5|not supported|Address type" "an IPv6-only name: SOCKS5 reply 0x08" 
+
 # ---- step 3: plain HTTP proxying --------------------------------------------
 OUT=$(cu 10.99.0.22 -x http://10.99.0.2:1080 http://origin.test/ 2>&1)
 is "$(eip "$OUT")" "$FR_IP" "plain absolute-URI GET (curl -x) from FR"
@@ -264,12 +278,12 @@ grep -q "client=10.98.0.1:[0-9]* .*result=acl-denied" "$T/acl.log"; ok $? "  and
 OUT=$(cu 10.99.0.23 --socks5-hostname 10.98.0.3:1080 http://origin.test/ 2>&1)
 is "$(eip "$OUT")" "$GB_IP" "default-tags apply to a client of no known country"
 # max-per-client 2: a third concurrent connection from one address is refused
-xo $P raw 10.98.0.3:1080 "" 6 10.99.0.23 >/dev/null & H1=$!
-xo $P raw 10.98.0.3:1080 "" 6 10.99.0.23 >/dev/null & H2=$!
+xo $P raw 10.98.0.3:1080 "" 30 10.99.0.23 >/dev/null & H1=$!
+xo $P raw 10.98.0.3:1080 "" 30 10.99.0.23 >/dev/null & H2=$!
 held2() { [ "$(xs ss -Htn state established src 10.98.0.3:1080 dst 10.99.0.23 | wc -l)" -ge 2 ]; }
-wait_for held2
+wait_for held2 300
 is "$(xo $P raw 10.98.0.3:1080 050100 1 10.99.0.23)" " closed" "max-per-client 2: the third connection is closed at once"
-wait $H1 $H2
+kill $H1 $H2 2>/dev/null; wait $H1 $H2 2>/dev/null
 grep -q "result=connection-limit" "$T/acl.log"; ok $? "  and logged as connection-limit" "$(cat "$T/acl.log" "$T/proxy2.err")"
 
 

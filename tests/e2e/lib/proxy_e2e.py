@@ -5,8 +5,8 @@ inside a network namespace.
 whoami IP:PORT            HTTP/1.1 origin (keep-alive): GET / answers the peer's
     "IP:PORT"; GET /chunked answers it chunked; POST answers "got N bytes";
     GET /close answers without a length and closes.
-dns IP:PORT LOGFILE       DNS server over UDP: A records for *.test names
-    (NAME.test -> the address in the zone below), NXDOMAIN for nx.test, no answer
+dns IP:PORT LOGFILE       DNS server over UDP: A and AAAA records of the zone
+    below (TTL 60), NXDOMAIN for other names, no answer
     at all for slow.test; appends "SRC_IP:SRC_PORT NAME TYPE" per query to LOGFILE.
 udp-echo IP:PORT          UDP echo server whose reply is the peer's "IP:PORT".
 udp-assoc PROXY USER PASS DST_IP DST_PORT
@@ -19,7 +19,11 @@ slow PROXY SECS           slow-loris: sends one byte of an HTTP request every
 """
 import http.server, os, select, socket, socketserver, struct, sys, threading, time
 
-ZONE = {"origin.test": "192.0.2.80", "other.test": "192.0.2.81", "dual.test": "192.0.2.80"}
+# name -> addresses, in the order the server gives them: he.test's first
+# address is blackholed by the test (Happy Eyeballs must move on after the
+# attempt delay), dual.test has an IPv6 address soft-unicast cannot serve.
+ZONE = {"origin.test": ["192.0.2.80"], "he.test": ["192.0.2.99", "192.0.2.80"],
+        "dual.test": ["2001:db8::80", "192.0.2.80"], "v6only.test": ["2001:db8::80"]}
 
 
 def addr(s):
@@ -100,12 +104,16 @@ def dns(target, logfile):
         log.write("%s:%d %s %d\n" % (peer[0], peer[1], name, qtype))
         if name == "slow.test":
             continue
-        rcode, answers = 0, b""
-        if name in ZONE and qtype == 1:
-            answers = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + socket.inet_aton(ZONE[name])
-        elif name not in ZONE:
+        rcode, answers, n = 0, b"", 0
+        for a in ZONE.get(name, []):
+            fam, t = (socket.AF_INET6, 28) if ":" in a else (socket.AF_INET, 1)
+            if t == qtype:
+                rd = socket.inet_pton(fam, a)
+                answers += b"\xc0\x0c" + struct.pack("!HHIH", t, 1, 60, len(rd)) + rd
+                n += 1
+        if name not in ZONE:
             rcode = 3
-        hdr = struct.pack("!HHHHHH", qid, 0x8180 | rcode, 1, 1 if answers else 0, 0, 0)
+        hdr = struct.pack("!HHHHHH", qid, 0x8180 | rcode, 1, n, 0, 0)
         s.sendto(hdr + question + answers, peer)
 
 
