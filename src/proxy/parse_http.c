@@ -259,6 +259,8 @@ static int parse_head(const uint8_t *b, size_t n, size_t max, struct http_reques
 
 	memset(r, 0, sizeof(*r));
 	r->content_length = -1;
+	if (!n) /* b may be NULL then (an empty evbuffer's pullup) */
+		return 0;
 	end = memmem(s, lim, "\r\n\r\n", 4);
 	if (!end)
 		return n >= max ? -E2BIG : 0;
