@@ -299,6 +299,10 @@ kill -0 $PROXY2 2>/dev/null; ok $? "  while the open connection drains" "$(cat "
 wait $HELD
 like "$(cat "$T/held.out")" "^050005000001" "  the drained connection had been relayed"
 wait $PROXY2; is $? 0 "  then the proxy exits 0"
+kill -TERM $PROXY; wait $PROXY; RC=$?
+is "$RC" 0 "the main proxy exits 0 on SIGTERM (under make asan: no leak)"
+! grep -E "ERROR: AddressSanitizer|runtime error|LeakSanitizer" "$T/proxy.err" "$T/proxy2.err"
+ok $? "no sanitizer report from either proxy" "$(grep -h -A5 -E "Sanitizer|runtime error" "$T/proxy.err" "$T/proxy2.err" | head -20)"
 
 echo "1..$N"
 [ "$FAILS" = 0 ]
