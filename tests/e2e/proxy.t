@@ -289,9 +289,9 @@ grep -q "result=connection-limit" "$T/acl.log"; ok $? "  and logged as connectio
 
 # ---- graceful SIGTERM: stop accepting, drain, exit ---------------------------
 # a relayed connection (SOCKS5 CONNECT 192.0.2.80:80) held open for 3 s
-xo $P raw 10.98.0.3:1080 05010005010001c00002500050 3 10.99.0.23 >"$T/held.out" &
+xo $P raw 10.98.0.3:1080 05010005010001c00002500050 3 10.99.0.21 >"$T/held.out" &
 HELD=$!
-wait_for "xs ss -tn state established | grep -q '10.98.0.3:1080 *10.99.0.23'" 300
+wait_for "xs ss -tn state established | grep -q '10.98.0.3:1080 *10.99.0.21'" 300
 kill -TERM $PROXY2
 sleep 0.5
 xs ss -ltn | grep -q 10.98.0.3:1080; is $? 1 "SIGTERM: the listener is closed at once"
