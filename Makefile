@@ -1,7 +1,7 @@
 # softunicast — GNU make build.  `make` builds everything into build/.
 # Sources are discovered by directory, so adding a file needs no Makefile edit:
 #   src/lib/*.c        -> build/lib/libsoftunicast.{so,a}
-#   src/cli/*.c, src/router/*.c, src/agent/*.c, src/lab/*.c -> build/bin/softunicast
+#   src/cli/*.c, src/router/*.c, src/agent/*.c, src/lab/*.c, src/proxy/*.c -> build/bin/softunicast
 #   src/bpf/*.bpf.c    -> build/bpf/*.bpf.o + build/include/*.skel.h
 #   tests/unit/test_*.c, tests/bpf/test_*.c -> build/tests/*/test_*  (TAP, run by prove)
 #   tests/e2e/*.t      -> run by prove as root
@@ -19,7 +19,7 @@ SONAME  := libsoftunicast.so.0
 CC      ?= cc
 CLANG   ?= clang
 BPFTOOL ?= bpftool
-PKGS    := libbpf yaml-0.1 jansson libmnl libutf8proc libsystemd libmicrohttpd libcurl
+PKGS    := libbpf yaml-0.1 jansson libmnl libutf8proc libsystemd libmicrohttpd libcurl libevent libcares libmaxminddb
 WERROR  := $(if $(filter true,$(CI)),-Werror,)
 CFLAGS  ?= -O2 -g
 # Project flags live apart from CFLAGS so `make CFLAGS=-O0` keeps them.
@@ -32,7 +32,7 @@ BPF_CFLAGS := -O2 -g -target bpf -Wall -Werror -Isrc -I/usr/include/$(shell $(CC
 SAN     :=
 
 LIB_SRC  := $(sort $(wildcard src/lib/*.c src/lib/store/*.c))
-BIN_SRC  := $(sort $(wildcard src/cli/*.c src/daemon/*.c src/router/*.c src/agent/*.c src/lab/*.c))
+BIN_SRC  := $(sort $(wildcard src/cli/*.c src/daemon/*.c src/router/*.c src/agent/*.c src/lab/*.c src/proxy/*.c))
 BPF_SRC  := $(sort $(wildcard src/bpf/*.bpf.c))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c tests/bpf/test_*.c))
 TLIB_SRC := $(sort $(wildcard tests/lib/*.c))

@@ -26,6 +26,7 @@ int router_main(int argc, char **argv);
 int agent_main(int argc, char **argv);
 int connect_main(int argc, char **argv);
 int lab_main(int argc, char **argv);
+int proxy_main(int argc, char **argv);
 
 /* Prints "softunicast CMD: message" to stderr (cli_fail also returns code,
  * for `return cli_fail(...)`). */

@@ -27,6 +27,7 @@ WEAK int drain_main(int argc, char **argv);
 WEAK int undrain_main(int argc, char **argv);
 WEAK int rollback_main(int argc, char **argv);
 WEAK int status_main(int argc, char **argv);
+WEAK int proxy_main(int argc, char **argv);
 
 static const struct {
 	const char *name;
@@ -42,6 +43,7 @@ static const struct {
 	{ "router", router_main, "run or inspect the XDP router of a data center" },
 	{ "agent", agent_main, "run or inspect the agent of a server" },
 	{ "connect", connect_main, "connect with tags from this server's slice (netcat-like)" },
+	{ "proxy", proxy_main, "forward proxy (SOCKS5, SOCKS4a, HTTP) egressing with per-client tags" },
 	{ "lab", lab_main, "build and run the whole system in network namespaces" },
 	{ "move", move_main, "pin egress IPs to a data center (stored plan)" },
 	{ "drain", drain_main, "stop new connections from a server's slices (stored plan)" },

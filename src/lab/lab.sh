@@ -235,6 +235,106 @@ start_agents() {
 	done <"$STATE/servers"
 }
 
+# ---- forward proxy (softunicast proxy on every server; issue 11) -----------
+# Clients in the Internet namespace whose addresses the proxies geolocate
+# (a CSV in RFC 8805 form), a DNS server for the lab's names that logs where
+# each query came from, and a proxy on every server at ADDR:1080 whose
+# resolver egresses with its DC's own "service=dns" tag-set.
+PROXY_GB=100.64.44.10 PROXY_FR=100.64.33.10 PROXY_DNS=192.0.2.53
+start_proxies() {
+	local ns name dc i=0 addr dnstags zone=()
+	x inet ip addr add "$PROXY_GB/32" dev lo && x inet ip addr add "$PROXY_FR/32" dev lo &&
+		x inet ip addr add "$PROXY_DNS/32" dev lo || return 1
+	printf '# client addresses of the lab, RFC 8805\n%s/32,GB,GB-ENG,London,\n%s/32,FR,FR-IDF,Paris,\n' \
+		"$PROXY_GB" "$PROXY_FR" >"$STATE/clients.csv"
+	cat >"$STATE/dns.py" <<'EOF'
+import socket, struct, sys
+zone = dict(a.split("=") for a in sys.argv[2:])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 53))
+while True:
+    q, peer = s.recvfrom(4096)
+    i, labels = 12, []
+    while i < len(q) and q[i]:
+        labels.append(q[i + 1:i + 1 + q[i]].decode(errors="replace")); i += 1 + q[i]
+    qtype = struct.unpack("!H", q[i + 1:i + 3])[0]
+    name = ".".join(labels).lower()
+    print("%s:%d %s %d" % (peer[0], peer[1], name, qtype), flush=True)
+    ans = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + socket.inet_aton(zone[name]) if name in zone and qtype == 1 else b""
+    s.sendto(struct.pack("!HHHHHH", q[0] << 8 | q[1], 0x8180 | (0 if name in zone else 3), 1, 1 if ans else 0, 0, 0) + q[12:i + 5] + ans, peer)
+EOF
+	for dc in $(plan_dcs); do i=$((i + 1)); zone+=("origin-$i.lab=$(origin_of $i)"); done
+	daemon inet dns python3 "$STATE/dns.py" "$PROXY_DNS" "${zone[@]}"
+	while read -r ns name dc; do
+		addr=$(awk -v n="$name" '$1 == "server" && $2 == n {print $4}' "$STATE/plan")
+		i=$(dc_index "$dc")
+		x inet ip route add "$addr/32" via "172.31.$i.2"
+		dnstags=$(plan_demands "$dc" | grep 'service=dns' | head -1)
+		cat >"$STATE/proxy-$name.conf" <<EOF
+listen $addr:1080
+assignment $(assignment_of "$name")
+access-log $STATE/logs/proxy-$name.access
+geo-csv $STATE/clients.csv
+base-tags service=warp
+user-tags yes
+dns-server $PROXY_DNS
+${dnstags:+dns-tags $dnstags}
+EOF
+		daemon "$ns" "proxy-$name" "$SU" proxy --config "$STATE/proxy-$name.conf"
+	done <"$STATE/servers"
+	while read -r ns name dc; do
+		wait_for "grep -q listening $STATE/logs/proxy-$name.log" ||
+			{ cat "$STATE/logs/proxy-$name.log" >&2; return 1; }
+	done <"$STATE/servers"
+}
+
+# tags of the egress IP an "IP:PORT" came from, per SERVER's assignment
+egress_tags() { awk -v ip="${1%:*}" '$1 == "egress" && $2 == ip {print $6}' "$(assignment_of "$2")"; }
+
+# SOCKS5 UDP ASSOCIATE through PROXY from client SRC to the UDP origin: what it saw
+udp_associate() { # udp_associate SRC PROXY ORIGIN
+	x inet timeout 10 python3 -c '
+import socket, struct, sys
+src, proxy, origin = sys.argv[1:4]
+c = socket.create_connection((proxy, 1080), timeout=5, source_address=(src, 0))
+c.sendall(b"\x05\x01\x00"); c.recv(2)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind((src, 0))
+c.sendall(b"\x05\x03\x00\x01" + socket.inet_aton(src) + struct.pack("!H", u.getsockname()[1]))
+r = c.recv(10)
+u.sendto(b"\x00\x00\x00\x01" + socket.inet_aton(origin) + struct.pack("!H", 5353) + b"hello\n", (socket.inet_ntoa(r[4:8]), struct.unpack("!H", r[8:10])[0]))
+u.settimeout(5)
+print(u.recvfrom(65535)[0][10:].decode().strip())' "$1" "$2" "$3" 2>/dev/null
+}
+
+run_proxy_step() {
+	step "8. The forward proxy: clients from GB and FR at the same DC egress from IPs tagged GB and FR"
+	local dc ns name addr origin seen i t
+	dc=$(for d in $(plan_dcs); do plan_demands "$d" | grep -q 'country=GB,service=warp' &&
+		plan_demands "$d" | grep -q 'country=FR,service=warp' && echo "$d"; done | head -1)
+	[ -n "$dc" ] || { check "a DC with both GB and FR warp egress in the fleet" 1; return; }
+	read -r ns name _ < <(awk -v d="$dc" '$3 == d' "$STATE/servers" | head -1)
+	addr=$(awk -v n="$name" '$1 == "server" && $2 == n {print $4}' "$STATE/plan")
+	i=$(dc_index "$dc")
+	origin=origin-$i.lab
+	for t in "GB $PROXY_GB" "FR $PROXY_FR"; do
+		seen=$(x inet curl -s -m 8 --interface "${t#* }" --socks5-hostname "$addr:1080" "http://$origin/" | tr -d '\r')
+		egress_tags "$seen" "$name" | grep -q "country=${t% *}"
+		check "client from ${t% *} via $name (curl --socks5-hostname): origin saw $seen {$(egress_tags "$seen" "$name")}" $?
+	done
+	seen=$(x inet curl -s -m 8 --interface "$PROXY_GB" -p -x "http://$addr:1080" "http://$origin/" | tr -d '\r')
+	egress_tags "$seen" "$name" | grep -q "country=GB"
+	check "curl -p -x (HTTP CONNECT) from GB: origin saw $seen" $?
+	seen=$(x inet curl -s -m 8 --interface "$PROXY_FR" -x "http://$addr:1080" "http://$origin/" | tr -d '\r')
+	egress_tags "$seen" "$name" | grep -q "country=FR"
+	check "curl -x (plain absolute-URI GET) from FR: origin saw $seen" $?
+	seen=$(udp_associate "$PROXY_GB" "$addr" "$(origin_of "$i")")
+	egress_tags "$seen" "$name" | grep -q "country=GB"
+	check "SOCKS5 UDP ASSOCIATE from GB: the UDP origin saw $seen" $?
+	seen=$(awk -v o="$origin" '$2 == o {print $1}' "$STATE/logs/dns.log" | tail -1)
+	egress_tags "$seen" "$name" | grep -q "service=dns"
+	check "the proxy's resolver queried from its DC's dns-tagged IP: $seen {$(egress_tags "$seen" "$name")}" $?
+}
+
 ensure_bpffs() {
 	mkdir -p "$PIN" && mount -t bpf bpf "$PIN"
 }
@@ -274,6 +374,7 @@ cmd_up() {
 	start_origins || up_failed "origins did not start"
 	start_routers || up_failed "a router did not start"
 	start_agents || up_failed "an agent did not start"
+	start_proxies || up_failed "a proxy did not start"
 	trap - INT TERM
 	echo "lab up: $(plan_dcs | wc -l) data centers, $(wc -l <"$STATE/servers") servers (state in $STATE)"
 	cmd_status_topology
@@ -613,6 +714,7 @@ cmd_run() {
 	run_block_step
 	run_unsolicited_step
 	run_geofeed_step
+	run_proxy_step
 	summary
 }
 

@@ -101,6 +101,10 @@ check "agent: a second agent on a taken port fails, naming it" sh -c \
 grep -q "9101" "$T/out"; ok $? "  ... the message names the address" "$(cat "$T/out")"
 
 # --- router
+# The router refuses next hops it cannot redirect to, and lo is one: the
+# servers' addresses must not be local to the router's namespace.
+x ip addr del 10.1.1.1/24 dev v0
+x ip addr add 10.1.1.9/24 dev v0
 mkdir -p "$T/bpf"
 mount -t bpf bpf "$T/bpf" || skip_all "cannot mount a bpf filesystem"
 x "$SU" router --plan "$T/plan" --dc lhr --iface v1 --mode skb --pin-dir "$T/bpf/lhr" \

@@ -23,7 +23,7 @@ cleanup() {
 	sleep 0.3
 	umount "$T/bpf" 2>/dev/null
 	ip netns del $NS 2>/dev/null
-	rm -rf "$T"
+	[ -n "${KEEP:-}" ] || rm -rf "$T"
 }
 trap cleanup EXIT
 ok() { # ok STATUS DESCRIPTION [DIAGNOSTIC]
@@ -64,6 +64,10 @@ check_log "agent: STOPPING=1 on SIGTERM" "$T/agent.log" "grep -q '^STOPPING=1' $
 wait $APID 2>/dev/null
 
 # The router of lhr (skb mode: the test needs no XDP-capable peer).
+# The router refuses next hops it cannot redirect to, and lo is one: the
+# servers' addresses must not be local to the router's namespace.
+x ip addr del 10.1.1.1/24 dev v0
+x ip addr add 10.1.1.9/24 dev v0
 $H "$T/router.sock" "$T/router.log" >/dev/null & PIDS+=($!)
 wait_for "test -S $T/router.sock"
 mkdir -p "$T/bpf"
@@ -81,6 +85,21 @@ check_log "router: a reload is RELOADING=1 then READY=1" "$T/router.log" \
 kill -TERM $RPID
 check_log "router: STOPPING=1 on SIGTERM" "$T/router.log" "grep -q '^STOPPING=1' $T/router.log"
 wait $RPID 2>/dev/null
+
+# The proxy: READY=1 once it listens, the watchdog fed from its event loop,
+# STOPPING=1 when SIGTERM starts the drain.
+$H "$T/proxy.sock" "$T/proxy.log" >/dev/null & PIDS+=($!)
+wait_for "test -S $T/proxy.sock"
+printf 'listen 127.0.0.1:18081\n' >"$T/proxy.conf"
+NOTIFY_SOCKET=$T/proxy.sock WATCHDOG_USEC=200000 ip netns exec $NS \
+	"$SU" proxy --config "$T/proxy.conf" 2>"$T/proxy.err" &
+PPID_=$!; PIDS+=($PPID_)
+check_log "proxy: READY=1 once it listens" "$T/proxy.log" "grep -q 'READY=1 STATUS=listening on 1 address' $T/proxy.log"
+ok $(x bash -c 'exec 3<>/dev/tcp/127.0.0.1/18081' 2>/dev/null; echo $?) "proxy: the port was open at READY" "$(cat "$T/proxy.err")"
+check_log "proxy: the watchdog is fed" "$T/proxy.log" "[ \$(grep -c '^WATCHDOG=1' $T/proxy.log) -ge 4 ]"
+kill -TERM $PPID_
+check_log "proxy: STOPPING=1 on SIGTERM" "$T/proxy.log" "grep -q '^STOPPING=1' $T/proxy.log"
+wait $PPID_ 2>/dev/null
 
 # Outside systemd nothing is sent and nothing fails.
 x "$SU" agent --plan "$T/plan" --server lhr-s1 --iface v0 --run-dir "$T/run2" 2>"$T/plain.err" & P=$!; PIDS+=($P)
