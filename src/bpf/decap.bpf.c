@@ -433,6 +433,21 @@ int decap(struct xdp_md *ctx)
  * may belong to another server's slice of the same /32.  Egress IPs are not
  * service addresses: such packets are dropped and counted (the sender sees a
  * timeout; in-DC clients use the servers' own addresses). */
+static __always_inline int local_rst(struct __sk_buff *skb)
+{
+	__u32 l3 = sizeof(struct ethhdr);
+	__u8 vihl, proto, flags;
+
+	if (bpf_skb_load_bytes(skb, l3, &vihl, 1) ||
+	    bpf_skb_load_bytes(skb, l3 + __builtin_offsetof(struct iphdr, protocol), &proto, 1) ||
+	    proto != IPPROTO_TCP)
+		return 0;
+	/* TCP flags: byte 13 of the TCP header; RST is 0x04. */
+	if (bpf_skb_load_bytes(skb, l3 + (vihl & 0x0f) * 4 + 13, &flags, 1))
+		return 0;
+	return flags & 0x04;
+}
+
 SEC("tc")
 int decap_local(struct __sk_buff *skb)
 {
@@ -445,7 +460,16 @@ int decap_local(struct __sk_buff *skb)
 	if (bpf_skb_load_bytes(skb, sizeof(struct ethhdr) + __builtin_offsetof(struct iphdr, daddr), &dst,
 			       sizeof(dst)))
 		return TC_ACT_OK;
-	return is_egress(dst) ? count(DECAP_STAT_LOCAL, TC_ACT_SHOT) : TC_ACT_OK;
+	if (!is_egress(dst))
+		return TC_ACT_OK;
+	/* The agent's ownership rule answers a connect() from outside the
+	 * slices with `reject with tcp reset`: netfilter sends that RST to the
+	 * local socket through lo, from the origin's address to the egress IP.
+	 * A RST carries nothing to a socket and can only abort a connection
+	 * of this host, so it passes: the caller gets ECONNREFUSED at once. */
+	if (local_rst(skb))
+		return TC_ACT_OK;
+	return count(DECAP_STAT_LOCAL, TC_ACT_SHOT);
 }
 
 char LICENSE[] SEC("license") = "GPL";

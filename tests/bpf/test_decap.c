@@ -238,6 +238,8 @@ static void b_plain(struct pb *p) { tcp(p, P_EST, TCP_ACK, 0, 0); eth(p); }
 static void b_plain_udp(struct pb *p) { udp(p, EGRESS, P_UDP, 7); eth(p); }
 static void b_gue_to_egress(struct pb *p) { tcp(p, P_EST, TCP_ACK, 0, 0); outer(p, ROUTER, EGRESS, GUE, 0, 0); }
 static void b_plain_other(struct pb *p) { udp(p, SERVER, 53, 7); eth(p); }
+/* What netfilter's `reject with tcp reset` sends a local socket through lo. */
+static void b_plain_rst(struct pb *p) { tcp(p, P_EST, TCP_RST | TCP_ACK, 0, 0); eth(p); }
 static void b_truncated(struct pb *p)
 {
 	pb_fill(p, 8, 0x45); /* 8 bytes of "inner": not even an IPv4 header */
@@ -405,6 +407,12 @@ static void test_local(void **state)
 	pb_init(&in);
 	b_plain_other(&in);
 	assert_int_equal(run(skel->progs.decap_local, &in, out, &len), TC_ACT_OK);
+	/* local refusal kind: the ownership rule's RST to a local connect()
+	 * must reach it (ECONNREFUSED at once), and is not counted */
+	pb_init(&in);
+	b_plain_rst(&in);
+	assert_int_equal(run(skel->progs.decap_local, &in, out, &len), TC_ACT_OK);
+	assert_int_equal(stat_sum(DECAP_STAT_LOCAL), before + 1);
 }
 
 /* Disabled (config not yet written by the agent): everything passes. */
