@@ -69,7 +69,10 @@ datacenters:
 prefixes:
   - {prefix: 203.0.113.0/29, tags: {service: cdn}}
 YAML
-xo $SU plan --fleet "$T/fleet.yaml" --store "$URL" --now 1700000000 >"$T/out" 2>&1
+# Real time: an agent drops a draining slice once its deadline has passed,
+# so deadlines computed from a time in the past would end every drain at once.
+NOW=$(date +%s)
+xo $SU plan --fleet "$T/fleet.yaml" --store "$URL" --now $((NOW + 0)) >"$T/out" 2>&1
 ok $? "plan --store publishes serial 1" "$(cat "$T/out")"
 
 # ---- the DC's router follows the store too (its view: dc1 + ranges) ---------
@@ -106,13 +109,13 @@ S_JSON=$(xs $SU agent status --run-dir "$RUN" --json 2>/dev/null | jq_ 'd["store
 is "$(echo $S_JSON)" "ok 1" "agent status --json reports store state and applied serial"
 
 # ---- drain / undrain ------------------------------------------------------
-xo $SU drain s1 --store "$URL" --now 1700000100 >"$T/out" 2>&1
+xo $SU drain s1 --store "$URL" --now $((NOW + 100)) >"$T/out" 2>&1
 ok $? "drain s1 publishes serial 2" "$(cat "$T/out")"
 wait_for '[ "$(serial_of)" = 2 ]'
 is "$(states)" "draining " "drained: every s1 slice draining (no new connections, live ones go on)"
 xo $SU show --store "$URL" >"$T/show" 2>&1
 grep -q "drain s1" "$T/show"; ok $? "show lists the drain" "$(tail -3 "$T/show")"
-xo $SU undrain s1 --store "$URL" --now 1700000200 >/dev/null 2>&1
+xo $SU undrain s1 --store "$URL" --now $((NOW + 200)) >/dev/null 2>&1
 wait_for '[ "$(serial_of)" = 3 ]'
 ok $? "undrain publishes serial 3 and the agent applies it"
 # Slices s1 gains are held until dc1's router reports serial 3 (rollout order).
@@ -121,7 +124,7 @@ ok $? "undrained: s1 has active slices again once its router applied serial 3" "
 
 # ---- one member down: changes still commit ---------------------------------
 etcd_member_stop 0
-xo $SU move 203.0.113.7 --to dc2 --store "$URL" --now 1700000300 >"$T/out" 2>&1
+xo $SU move 203.0.113.7 --to dc2 --store "$URL" --now $((NOW + 300)) >"$T/out" 2>&1
 ok $? "one member stopped: move still publishes" "$(cat "$T/out")"
 wait_for '[ "$(serial_of)" = 4 ]' 150
 ok $? "the agent applies serial 4 through the other members" "$(tail -3 "$T/agent.log")"
@@ -138,7 +141,7 @@ ok $? "agent restarted while the store is down runs on its kept view (serial 4)"
 for i in 0 1 2; do etcd_member_start $i existing; done
 etcd_healthy
 ok $? "cluster back"
-xo $SU drain s2 --store "$URL" --now 1700000400 >"$T/out" 2>&1
+xo $SU drain s2 --store "$URL" --now $((NOW + 400)) >"$T/out" 2>&1
 ok $? "next change publishes" "$(cat "$T/out")"
 wait_for '[ "$(serial_of)" = 5 ]' 200
 ok $? "the agent applies serial 5 once the store is back" "$(tail -3 "$T/agent.log")"
@@ -173,7 +176,7 @@ is "$(serial_of)" 5 "the old plan stays applied"
 sed 's/- {service: cdn}$/- {service: cdn, slices: 2}/' "$T/fleet.yaml" >"$T/fleet2.yaml"
 ACTIVE_BEFORE=$(grep -c ' active ' "$RUN/assignment")
 kill -STOP $ROUTER
-xo $SU plan --fleet "$T/fleet2.yaml" --store "$URL" --now 1700000500 >"$T/out" 2>&1
+xo $SU plan --fleet "$T/fleet2.yaml" --store "$URL" --now $((NOW + 500)) >"$T/out" 2>&1
 ok $? "plan --store with more demand publishes serial 6" "$(cat "$T/out")"
 wait_for '[ "$(serial_of)" = 6 ]' 50
 ok $? "the agent applies serial 6 while its router is paused"
