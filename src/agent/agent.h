@@ -84,6 +84,10 @@ int agent_addr__del(int ifindex, uint32_t ip);
  * malloc'd into *out); returns the count or -errno. */
 int agent_addr__ours(int ifindex, uint32_t **out);
 
+/* agent_bpf.c: sums the per-CPU __u64 array `map` (n reasons) of the
+ * attached program prog_id into counts[n]; -ENOENT when it has no such map. */
+int agent_bpf__sum_counters(uint32_t prog_id, const char *map, uint32_t n, uint64_t *counts);
+
 /* agent_decap.c */
 int agent_decap__attach(struct agent *a);
 int agent_decap__update(struct agent *a);

@@ -264,59 +264,13 @@ void agent_enforce__remove_leftover(int ifindex)
 	remove_prog(ifindex);
 }
 
-static int find_stats_map(uint32_t prog_id)
-{
-	struct bpf_prog_info info = { 0 };
-	uint32_t ids[16], len = sizeof(info);
-	int pfd = bpf_prog_get_fd_by_id(prog_id), fd = -ENOENT;
-
-	if (pfd < 0)
-		return -errno;
-	info.nr_map_ids = 16;
-	info.map_ids = (uint64_t)(uintptr_t)ids;
-	if (bpf_obj_get_info_by_fd(pfd, &info, &len)) {
-		close(pfd);
-		return -errno;
-	}
-	close(pfd);
-	for (uint32_t i = 0; i < info.nr_map_ids && i < 16 && fd < 0; i++) {
-		struct bpf_map_info mi = { 0 };
-		uint32_t ml = sizeof(mi);
-		int mfd = bpf_map_get_fd_by_id(ids[i]);
-
-		if (mfd < 0)
-			continue;
-		if (!bpf_obj_get_info_by_fd(mfd, &mi, &ml) && !strcmp(mi.name, "enforce_stats"))
-			fd = mfd;
-		else
-			close(mfd);
-	}
-	return fd;
-}
-
 int agent_enforce__stats(int ifindex, uint64_t *counts)
 {
-	int ncpu = libbpf_num_possible_cpus(), fd, rc;
-	uint64_t *vals;
 	uint32_t id;
 	bool ours;
+	int rc = query(ifindex, &id, &ours);
 
-	rc = query(ifindex, &id, &ours);
 	if (rc || !id || !ours)
 		return rc ? rc : -ENOENT;
-	fd = find_stats_map(id);
-	if (fd < 0)
-		return fd;
-	vals = calloc((size_t)ncpu, sizeof(*vals));
-	for (uint32_t k = 0; vals && k < ENFORCE_STAT_MAX; k++) {
-		counts[k] = 0;
-		if (bpf_map_lookup_elem(fd, &k, vals))
-			continue;
-		for (int c = 0; c < ncpu; c++)
-			counts[k] += vals[c];
-	}
-	rc = vals ? 0 : -ENOMEM;
-	free(vals);
-	close(fd);
-	return rc;
+	return agent_bpf__sum_counters(id, "enforce_stats", ENFORCE_STAT_MAX, counts);
 }
