@@ -13,10 +13,9 @@ ASAN_RT=$(ldd "$LIB" 2>/dev/null | awk '/libasan/ {print $3}')
 HL="env ${ASAN_RT:+LD_PRELOAD=$ASAN_RT ASAN_OPTIONS=detect_leaks=0} python3 $ROOT/tests/e2e/lib/su_e2e.py"
 NS=su-metrics-$$
 T=$(mktemp -d /tmp/su-metrics.XXXXXX)
+. "$ROOT/tests/e2e/lib/tap.sh" # ok, skip_all (removes $T), N, FAILS
 PIDS=()
-N=0 FAILS=0
 
-skip_all() { echo "1..0 # SKIP $*"; rm -rf "$T"; exit 0; }
 [ "$(id -u)" = 0 ] || skip_all "needs root (network namespaces, XDP, nftables)"
 [ -x "$SU" ] || skip_all "$SU not built"
 for c in promtool curl jq python3; do command -v $c >/dev/null || skip_all "$c not installed"; done
@@ -30,15 +29,9 @@ cleanup() {
 	rm -rf "$T"
 }
 trap cleanup EXIT
-ok() { # ok STATUS DESCRIPTION [DIAGNOSTIC]
-	N=$((N + 1))
-	if [ "$1" = 0 ]; then echo "ok $N - $2"; else
-		echo "not ok $N - $2"; FAILS=$((FAILS + 1))
-		[ -n "${3:-}" ] && printf '%s\n' "$3" | sed 's/^/# /'
-	fi
-}
 check() { local what=$1; shift; "$@" >"$T/out" 2>&1; ok $? "$what" "$(tail -20 "$T/out")"; }
-wait_for() { for _ in $(seq 100); do eval "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
+# Generous: a loaded machine (CI, a package build beside it) starts daemons slowly.
+wait_for() { for _ in $(seq 300); do eval "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
 x() { ip netns exec $NS "$@"; }
 scrape() { x curl -sf "http://127.0.0.1:$1/metrics"; }
 value() { # value FILE SERIES-REGEX: the value of the one matching sample

@@ -10,10 +10,9 @@ SU=$ROOT/${SU_BUILD:-build}/bin/softunicast
 H="python3 $ROOT/tests/e2e/lib/sd_notify_listen.py"
 NS=su-notify-$$
 T=$(mktemp -d /tmp/su-notify.XXXXXX)
+. "$ROOT/tests/e2e/lib/tap.sh" # ok, skip_all (removes $T), N, FAILS
 PIDS=()
-N=0 FAILS=0
 
-skip_all() { echo "1..0 # SKIP $*"; rm -rf "$T"; exit 0; }
 [ "$(id -u)" = 0 ] || skip_all "needs root (network namespaces, XDP, nftables)"
 [ -x "$SU" ] || skip_all "$SU not built"
 ip netns add $NS 2>/dev/null || skip_all "cannot create network namespaces"
@@ -26,14 +25,8 @@ cleanup() {
 	[ -n "${KEEP:-}" ] || rm -rf "$T"
 }
 trap cleanup EXIT
-ok() { # ok STATUS DESCRIPTION [DIAGNOSTIC]
-	N=$((N + 1))
-	if [ "$1" = 0 ]; then echo "ok $N - $2"; else
-		echo "not ok $N - $2"; FAILS=$((FAILS + 1))
-		[ -n "${3:-}" ] && printf '%s\n' "$3" | sed 's/^/# /'
-	fi
-}
-wait_for() { for _ in $(seq 100); do eval "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
+# Generous: a loaded machine (CI, a package build beside it) starts daemons slowly.
+wait_for() { for _ in $(seq 300); do eval "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
 x() { ip netns exec $NS "$@"; }
 check_log() { # check_log DESCRIPTION LOG CONDITION
 	wait_for "$3"; ok $? "$1" "$(cat "$2" 2>/dev/null)"

@@ -8,9 +8,9 @@
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 T=$(mktemp -d /tmp/su-package.XXXXXX)
+. "$ROOT/tests/e2e/lib/tap.sh" # ok, skip_all (removes $T), N, FAILS
 B=$T/build
-N=0 FAILS=0 INSTALLED=
-skip_all() { echo "1..0 # SKIP $*"; rm -rf "$T"; exit 0; }
+INSTALLED=
 cleanup() {
 	[ -n "$INSTALLED" ] && dpkg --purge softunicast libsoftunicast-dev libsoftunicast0 >/dev/null 2>&1
 	rm -rf "$T"
@@ -18,13 +18,6 @@ cleanup() {
 trap cleanup EXIT
 for c in dpkg-buildpackage dh lintian dpkg-deb; do command -v $c >/dev/null || skip_all "$c not installed"; done
 
-ok() { # ok STATUS DESCRIPTION [DIAGNOSTIC]
-	N=$((N + 1))
-	if [ "$1" = 0 ]; then echo "ok $N - $2"; else
-		echo "not ok $N - $2"; FAILS=$((FAILS + 1))
-		[ -n "${3:-}" ] && printf '%s\n' "$3" | sed 's/^/# /'
-	fi
-}
 check() { local what=$1; shift; "$@" >"$T/out" 2>&1; ok $? "$what" "$(tail -20 "$T/out")"; }
 has() { # has PACKAGE PATH...: the package's file list holds every PATH
 	local deb=$B/deb/$1_*.deb; shift

@@ -8,20 +8,12 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 SU=$ROOT/${SU_BUILD:-build}/bin/softunicast
 FLEET=$ROOT/examples/fleet.yaml
 T=$(mktemp -d /tmp/su-report.XXXXXX)
-N=0 FAILS=0
+. "$ROOT/tests/e2e/lib/tap.sh" # ok, skip_all (removes $T), N, FAILS
 trap 'rm -rf "$T"' EXIT
 
-skip_all() { echo "1..0 # SKIP $*"; exit 0; }
 CHROMIUM=$(command -v chromium || command -v chromium-browser) || skip_all "chromium not installed"
 for c in jq python3; do command -v $c >/dev/null || skip_all "$c not installed"; done
 
-ok() { # ok STATUS DESCRIPTION [DIAGNOSTIC]
-	N=$((N + 1))
-	if [ "$1" = 0 ]; then echo "ok $N - $2"; else
-		echo "not ok $N - $2"; FAILS=$((FAILS + 1))
-		[ -n "${3:-}" ] && printf '%s\n' "$3" | sed 's/^/# /'
-	fi
-}
 check() { local what=$1; shift; "$@" >"$T/out" 2>&1; ok $? "$what" "$(cat "$T/out")"; }
 # The flags the workplace's probe uses: no network at all, a fresh profile.
 chrome() {
