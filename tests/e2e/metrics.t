@@ -48,11 +48,13 @@ x ip route add 192.0.2.0/24 via 10.1.0.1
 
 # --- agent
 check "agent: a malformed --metrics is a usage error naming it" \
-	sh -c "x() { ip netns exec $NS \"\$@\"; }; x $SU agent --plan $T/plan --server lhr-s1 --iface v0 --run-dir $T/bad --metrics 127.0.0.1:99999 2>&1; [ \$? = 2 ]" 
+	sh -c "x() { ip netns exec $NS \"\$@\"; }; x $SU agent --plan $T/plan --server lhr-s1 --iface v0 --run-dir $T/bad --state-dir $T/state --metrics 127.0.0.1:99999 2>&1; [ \$? = 2 ]" 
 grep -q "127.0.0.1:99999" "$T/out"; ok $? "  ... the message names the value" "$(cat "$T/out")"
-x "$SU" agent --plan "$T/plan" --server lhr-s1 --iface v0 --run-dir "$T/run" --metrics 127.0.0.1:9101 \
+x "$SU" agent --plan "$T/plan" --server lhr-s1 --iface v0 --run-dir "$T/run" --state-dir "$T/state" --metrics 127.0.0.1:9101 \
 	--metrics-top 1 2>"$T/agent.err" & PIDS+=($!)
-wait_for "test -e $T/run/assignment && x curl -sf http://127.0.0.1:9101/metrics" ||
+# "published" is logged once host_up is done (addresses, rules, decap):
+# the assignment file alone can come first.
+wait_for "grep -q published $T/agent.err && x curl -sf http://127.0.0.1:9101/metrics" ||
 	ok 1 "agent started with --metrics" "$(cat "$T/agent.err")"
 # 40 connected UDP sockets toward one origin, 5 toward another: the first is
 # the busiest.  Each holder keeps its sockets until its stdin ends: a FIFO
@@ -64,8 +66,9 @@ hold() { # hold N DESTINATION OUTFILE
 		<"$T/hold.fifo" >"$3" & PIDS+=($!)
 }
 hold 40 192.0.2.80:53 "$T/held1"
+wait_for "test -s $T/held1"
 hold 5 192.0.2.81:53 "$T/held2"
-wait_for "test -s $T/held1 && test -s $T/held2"
+wait_for "test -s $T/held2"
 held=$(cat "$T/held1") held2=$(cat "$T/held2")
 ok $([ "$(echo "$held" | jq .ok)" = 40 ] && [ "$(echo "$held2" | jq .ok)" = 5 ]; echo $?) \
 	"45 UDP sockets held from the slice" "$held $held2"
@@ -90,7 +93,7 @@ check "agent: every decap counter of agent status, by result" sh -c \
 check "agent: library counters per slice" grep -Eq "^softunicast_agent_slice_connects_total\{ip=\"$ip\",slice=\"$lo-[0-9]+\",state=\"active\"\} 45$" "$T/agent.prom"
 check "agent: other paths answer 404" sh -c "[ \$(ip netns exec $NS curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:9101/) = 404 ]"
 check "agent: a second agent on a taken port fails, naming it" sh -c \
-	"ip netns exec $NS $SU agent --plan $T/plan --server lhr-s2 --iface v0 --run-dir $T/run2 --metrics 127.0.0.1:9101 2>&1; [ \$? = 1 ]"
+	"ip netns exec $NS $SU agent --plan $T/plan --server lhr-s2 --iface v0 --run-dir $T/run2 --state-dir $T/state2 --metrics 127.0.0.1:9101 2>&1; [ \$? = 1 ]"
 grep -q "9101" "$T/out"; ok $? "  ... the message names the address" "$(cat "$T/out")"
 
 # --- router

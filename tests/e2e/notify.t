@@ -43,7 +43,7 @@ x ip link set v0 up; x ip link set v1 up
 $H "$T/agent.sock" "$T/agent.log" "$T/run/assignment" >/dev/null & PIDS+=($!)
 wait_for "test -S $T/agent.sock"
 NOTIFY_SOCKET=$T/agent.sock WATCHDOG_USEC=200000 ip netns exec $NS \
-	"$SU" agent --plan "$T/plan" --server lhr-s1 --iface v0 --run-dir "$T/run" 2>"$T/agent.err" &
+	"$SU" agent --plan "$T/plan" --server lhr-s1 --iface v0 --run-dir "$T/run" --state-dir "$T/state" 2>"$T/agent.err" &
 APID=$!; PIDS+=($APID)
 check_log "agent: READY=1 once the assignment is published" "$T/agent.log" \
 	"grep -q 'READY=1 STATUS=plan serial 1 applied.* file=yes' $T/agent.log"
@@ -95,7 +95,7 @@ check_log "proxy: STOPPING=1 on SIGTERM" "$T/proxy.log" "grep -q '^STOPPING=1' $
 wait $PPID_ 2>/dev/null
 
 # Outside systemd nothing is sent and nothing fails.
-x "$SU" agent --plan "$T/plan" --server lhr-s1 --iface v0 --run-dir "$T/run2" 2>"$T/plain.err" & P=$!; PIDS+=($P)
+x "$SU" agent --plan "$T/plan" --server lhr-s1 --iface v0 --run-dir "$T/run2" --state-dir "$T/state2" 2>"$T/plain.err" & P=$!; PIDS+=($P)
 wait_for "test -e $T/run2/assignment"; ok $? "agent without NOTIFY_SOCKET runs as before" "$(cat "$T/plain.err")"
 kill -TERM $P; wait $P 2>/dev/null
 

@@ -97,7 +97,7 @@ bgx $O $H gue-router gue0 10.99.0.2 6080 10.99.0.1 >/dev/null
 wait_for "xo ip link show gue0 >/dev/null 2>&1"
 xo ip link set gue0 up
 for p in 198.51.100.0/29 203.0.113.0/30; do xo ip route add $p dev gue0; done
-bgx $S $SU agent --plan "$T/plan" --server s1 --iface s0 --run-dir "$RUN" 2>"$T/agent.log"
+bgx $S $SU agent --plan "$T/plan" --server s1 --iface s0 --run-dir "$RUN" --state-dir "$T/state" 2>"$T/agent.log"
 wait_for "[ -s $RUN/assignment ]"
 ok $? "agent publishes its assignment" "$(cat "$T/agent.log")"
 GB_IP=$(awk '$1=="egress" && $6 ~ /country=GB/ {print $2}' "$RUN/assignment")
