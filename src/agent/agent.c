@@ -358,7 +358,7 @@ static int publish(struct agent *a, struct su_err *err)
 	int rc = su_counters__publish(a->assignment_path, a->cur);
 
 	if (rc)
-		agent_log("counters not published: %s", strerror(-rc));
+		agent_warn("counters not published: %s", strerror(-rc));
 	return su_assignment__write(a->cur, a->assignment_path, err);
 }
 
@@ -468,7 +468,7 @@ static void host_down(struct agent *a)
 {
 	unpublish(a); /* first: applications stop picking these slices */
 	if (a->nft_installed && agent_nft__remove())
-		agent_log("could not remove nftables table %s", AGENT_NFT_TABLE);
+		agent_warn("could not remove nftables table %s", AGENT_NFT_TABLE);
 	a->nft_installed = false;
 	agent_enforce__detach(a);
 	agent_decap__detach(a);
@@ -602,7 +602,7 @@ static int apply(struct agent *a, struct su_plan *plan, struct su_assignment *as
 	if (!rc)
 		rc = publish(a, &err);
 	if (rc) {
-		agent_log("applying plan serial %llu failed half-way (%s); restart the agent",
+		agent_warn("applying plan serial %llu failed half-way (%s); restart the agent",
 			  (unsigned long long)as->serial, err.msg[0] ? err.msg : strerror(-rc));
 		a->cur = old;
 		su_assignment__free(as);
@@ -632,7 +632,7 @@ static int reload(struct agent *a)
 	int rc = load(a, &plan, &as, &info, &router, &err);
 
 	if (rc) {
-		agent_log("reload failed, keeping plan serial %llu: %s",
+		agent_warn("reload failed, keeping plan serial %llu: %s",
 			  (unsigned long long)a->cur->serial, err.msg);
 		return rc;
 	}
@@ -854,7 +854,7 @@ static void adopt_host(struct agent *a, bool had_record)
 		agent_log("adopting %d egress address(es) on %s marked by a previous agent",
 			  (int)a->n_added - before, a->o.iface);
 	if (n > 0 && !had_record && a->o.sysctl)
-		agent_log("no record of that agent: arp_announce, tcp_tw_reuse, "
+		agent_warn("no record of that agent: arp_announce, tcp_tw_reuse, "
 			  "ip_local_port_range and ip_local_reserved_ports as found are kept on exit "
 			  "(they may be its values; check them)");
 	if (agent_enforce__leftover(a->ifindex))

@@ -22,6 +22,7 @@
 #define AGENT_WARN_UTIL 0.80
 
 #define agent_log(...) cli_log("agent", __VA_ARGS__) /* cli/cli.h */
+#define agent_warn(...) cli_warn("agent", __VA_ARGS__)
 
 struct agent_opts {
 	const char *plan;

@@ -217,7 +217,7 @@ void agent_ports__undo(struct agent *a)
 	if (!a->saved_range[0])
 		return;
 	if (agent_ports__restore(a->saved_range, a->saved_reserved))
-		agent_log("could not restore ip_local_port_range %s and its reserved ports",
+		agent_warn("could not restore ip_local_port_range %s and its reserved ports",
 			  a->saved_range);
 	a->saved_range[0] = 0;
 	a->applied_range[0] = 0;
