@@ -499,19 +499,20 @@ whoami_tcp() { # whoami_tcp NS SERVER TAGS ORIGIN -> IP:PORT the origin saw
 }
 
 # An unmodified program egressing through the LD_PRELOAD shim: curl.  A shim
-# built with ASan (make asan) needs the ASan runtime loaded first, and curl
-# hangs in setlocale under it, so that build uses ncat as the program.
+# built with ASan (make asan) needs the ASan runtime loaded first; curl hangs
+# in setlocale under it and ncat reads nothing, so that build uses python.
 SHIM=$LIB_DIR/libsoftunicast-preload.so
 ASAN_RT=$(ldd "$SHIM" 2>/dev/null | awk '/libasan/ {print $3}')
-SHIM_CLIENT=$([ -n "$ASAN_RT" ] && echo ncat || echo curl)
+SHIM_CLIENT=$([ -n "$ASAN_RT" ] && echo python || echo curl)
 whoami_shim() { # whoami_shim NS SERVER TAGS ORIGIN
 	local env=(SOFTUNICAST_ASSIGNMENT="$(assignment_of "$2")" SOFTUNICAST_TAGS="$3")
 	if [ -z "$ASAN_RT" ]; then
 		x "$1" env "${env[@]}" LD_PRELOAD="$SHIM" curl -s -m 5 "http://$4/" 2>/dev/null | tr -d '\r'
 	else
-		{ printf 'GET / HTTP/1.0\r\n\r\n'; sleep 0.5; } | x "$1" env "${env[@]}" \
-			LD_PRELOAD="$ASAN_RT $SHIM" ASAN_OPTIONS=detect_leaks=0 timeout 5 ncat "$4" 80 2>/dev/null |
-			tail -1 | tr -d '\r'
+		x "$1" env "${env[@]}" LD_PRELOAD="$ASAN_RT $SHIM" ASAN_OPTIONS=detect_leaks=0 \
+			timeout 10 python3 -c "import urllib.request as u, sys
+print(u.urlopen('http://' + sys.argv[1] + '/', timeout=5).read().decode().strip())" "$4" \
+			2>/dev/null | tail -1 | tr -d '\r'
 	fi
 }
 
