@@ -349,8 +349,8 @@ run_proxy_step() {
 # A management network: ns <prefix>-mgmt holds a bridge (10.254.0.1/16) and a
 # 3-member etcd cluster on that address (clients on ports 2379/2389/2399,
 # peers 2380/2390/2400, data in $STATE/etcd/mI); every router and server
-# namespace has a veth "mgmt0" on it (routers 10.254.1.I, servers
-# 10.254.2.K).  The plan is published to the cluster; routers and agents run
+# namespace has a veth "mgmt0" on it (routers 10.254.1.I, servers from
+# 10.254.2.1 on).  The plan is published to the cluster; routers and agents run
 # with --store and each keeps its last good view in $STATE/store-state/NODE.
 # Operators' commands (drain, move, status...) run in the mgmt namespace.
 # $STATE/plan stays a copy of the store's current plan (show --export), so
@@ -397,8 +397,8 @@ build_mgmt() {
 		mgmt_link "$dc" "10.254.1.$i" || return 1
 	done
 	while read -r ns name _; do
+		mgmt_link "$ns" "10.254.$((2 + k / 250)).$((1 + k % 250))" || return 1
 		k=$((k + 1))
-		mgmt_link "$ns" "10.254.2.$k" || return 1
 	done <"$STATE/servers"
 }
 
