@@ -47,10 +47,10 @@ running `softunicast router` (XDP, native mode), a namespace per server
 running `softunicast agent`, and a backbone joining the routers.
 
   up       plan the fleet, build the namespaces, start routers and agents
-           --store etcd: a 3-member etcd cluster on a management network
-           (namespace <prefix>-mgmt, 10.254.0.0/16, reached from every router
-           and server namespace); the plan is published to it and every
-           router and agent follows it (--store etcd://...)
+           --store etcd: a 3-member etcd cluster on a control network of its
+           own (namespace <prefix>-etcd, 10.253.0.0/16, reached from every
+           router and server namespace); the plan is published to it and
+           every router and agent follows it (--store etcd://...)
   run      tell the story step by step, checking each step: the plan and its
            cost; egress with tags from every server (softunicast connect, curl
            through the LD_PRELOAD shim, ping); replies that land in the wrong
@@ -58,7 +58,7 @@ running `softunicast agent`, and a backbone joining the routers.
            connection is live; a port outside the slice blocked; unsolicited
            traffic to an egress IP (a wildcard listener) refused and counted;
            the geofeed.
-           On etcd also: a server drained and undrained (its live connection
+           On etcd also (steps E1-E4): a server drained and undrained (its live connection
            goes on); an IP moved between DCs reaching every node; one member
            down, then all three (forwarding goes on), then back; a version
            never committed, never applied.
@@ -346,16 +346,17 @@ run_proxy_step() {
 }
 
 # ---- the fleet on etcd (issue 9): `lab up --store etcd` ---------------------
-# A management network: ns <prefix>-mgmt holds a bridge (10.254.0.1/16) and a
+# A control network of its own (apart from any other management network
+# of the lab): ns <prefix>-etcd holds a bridge (10.253.0.1/16) and a
 # 3-member etcd cluster on that address (clients on ports 2379/2389/2399,
 # peers 2380/2390/2400, data in $STATE/etcd/mI); every router and server
-# namespace has a veth "mgmt0" on it (routers 10.254.1.I, servers from
-# 10.254.2.1 on).  The plan is published to the cluster; routers and agents run
+# namespace has a veth "etcd0" on it (routers 10.253.1.I, servers from
+# 10.253.2.1 on).  The plan is published to the cluster; routers and agents run
 # with --store and each keeps its last good view in $STATE/store-state/NODE.
-# Operators' commands (drain, move, status...) run in the mgmt namespace.
+# Operators' commands (drain, move, status...) run in the etcd namespace.
 # $STATE/plan stays a copy of the store's current plan (show --export), so
 # the steps that read the plan work the same on both stores.
-MGMT_ADDR=10.254.0.1
+ETCD_ADDR=10.253.0.1
 ETCD_MEMBERS=3
 store_url() { cat "$STATE/store" 2>/dev/null; }
 on_etcd() { [ -s "$STATE/store" ]; }
@@ -377,48 +378,48 @@ etcd_require() {
 		die "--store etcd needs etcd and etcdctl (Debian: etcd-server etcd-client)"
 }
 
-mgmt_link() { # mgmt_link NS ADDR: a veth from NS to the management bridge
+etcd_net_link() { # etcd_net_link NS ADDR: a veth from NS to the control bridge
 	local n
-	n=$(wc -l <"$STATE/mgmt-links")
-	ip link add mgmt0 netns "$NS-$1" type veth peer name "m$n" netns "$NS-mgmt" || return 1
-	echo "$1" >>"$STATE/mgmt-links"
-	x mgmt ip link set "m$n" master mg0 && x mgmt ip link set "m$n" up &&
-		x "$1" ip addr add "$2/16" dev mgmt0 && x "$1" ip link set mgmt0 up
+	n=$(wc -l <"$STATE/etcd-links")
+	ip link add etcd0 netns "$NS-$1" type veth peer name "e$n" netns "$NS-etcd" || return 1
+	echo "$1" >>"$STATE/etcd-links"
+	x etcd ip link set "e$n" master eb0 && x etcd ip link set "e$n" up &&
+		x "$1" ip addr add "$2/16" dev etcd0 && x "$1" ip link set etcd0 up
 }
 
-build_mgmt() {
+etcd_net_build() {
 	local dc i=0 ns name k=0
-	new_ns mgmt || return 1
-	: >"$STATE/mgmt-links"
-	x mgmt ip link add mg0 type bridge && x mgmt ip link set mg0 up &&
-		x mgmt ip addr add "$MGMT_ADDR/16" dev mg0 || return 1
+	new_ns etcd || return 1
+	: >"$STATE/etcd-links"
+	x etcd ip link add eb0 type bridge && x etcd ip link set eb0 up &&
+		x etcd ip addr add "$ETCD_ADDR/16" dev eb0 || return 1
 	for dc in $(plan_dcs); do
 		i=$((i + 1))
-		mgmt_link "$dc" "10.254.1.$i" || return 1
+		etcd_net_link "$dc" "10.253.1.$i" || return 1
 	done
 	while read -r ns name _; do
-		mgmt_link "$ns" "10.254.$((2 + k / 250)).$((1 + k % 250))" || return 1
+		etcd_net_link "$ns" "10.253.$((2 + k / 250)).$((1 + k % 250))" || return 1
 		k=$((k + 1))
 	done <"$STATE/servers"
 }
 
 etcd_endpoints() {
 	local i eps=
-	for i in $(seq 0 $((ETCD_MEMBERS - 1))); do eps="$eps${eps:+,}$MGMT_ADDR:$(etcd_client_port "$i")"; done
+	for i in $(seq 0 $((ETCD_MEMBERS - 1))); do eps="$eps${eps:+,}$ETCD_ADDR:$(etcd_client_port "$i")"; done
 	echo "$eps"
 }
 
 etcd_member_start() { # etcd_member_start I new|existing
 	local i=$1 k cluster=
 	for k in $(seq 0 $((ETCD_MEMBERS - 1))); do
-		cluster="$cluster${cluster:+,}m$k=http://$MGMT_ADDR:$(($(etcd_client_port "$k") + 1))"
+		cluster="$cluster${cluster:+,}m$k=http://$ETCD_ADDR:$(($(etcd_client_port "$k") + 1))"
 	done
 	mkdir -p "$STATE/etcd"
-	setsid ip netns exec "$NS-mgmt" etcd --name "m$i" --data-dir "$STATE/etcd/m$i" \
-		--listen-client-urls "http://$MGMT_ADDR:$(etcd_client_port "$i")" \
-		--advertise-client-urls "http://$MGMT_ADDR:$(etcd_client_port "$i")" \
-		--listen-peer-urls "http://$MGMT_ADDR:$(($(etcd_client_port "$i") + 1))" \
-		--initial-advertise-peer-urls "http://$MGMT_ADDR:$(($(etcd_client_port "$i") + 1))" \
+	setsid ip netns exec "$NS-etcd" etcd --name "m$i" --data-dir "$STATE/etcd/m$i" \
+		--listen-client-urls "http://$ETCD_ADDR:$(etcd_client_port "$i")" \
+		--advertise-client-urls "http://$ETCD_ADDR:$(etcd_client_port "$i")" \
+		--listen-peer-urls "http://$ETCD_ADDR:$(($(etcd_client_port "$i") + 1))" \
+		--initial-advertise-peer-urls "http://$ETCD_ADDR:$(($(etcd_client_port "$i") + 1))" \
 		--initial-cluster "$cluster" --initial-cluster-state "$2" --initial-cluster-token "$NS-lab" \
 		--heartbeat-interval 50 --election-timeout 500 >>"$STATE/logs/etcd-m$i.log" 2>&1 </dev/null &
 	echo "$!" >"$STATE/pids/etcd-m$i"
@@ -433,7 +434,7 @@ etcd_member_stop() { # etcd_member_stop I: and wait until it is gone
 	rm -f "$STATE/pids/etcd-m$1"
 }
 
-etcdctl_() { x mgmt env ETCDCTL_API=3 etcdctl --endpoints="$(etcd_endpoints)" --command-timeout=3s "$@"; }
+etcdctl_() { x etcd env ETCDCTL_API=3 etcdctl --endpoints="$(etcd_endpoints)" --command-timeout=3s "$@"; }
 
 etcd_healthy() { # a write commits: a quorum of members is up
 	for _ in $(seq 150); do
@@ -443,8 +444,8 @@ etcd_healthy() { # a write commits: a quorum of members is up
 	return 1
 }
 
-# Runs an operator's command against the lab's store, in the mgmt namespace.
-su_store() { x mgmt "$SU" "$@" --store "$(store_url)"; }
+# Runs an operator's command against the lab's store, in the etcd namespace.
+su_store() { x etcd "$SU" "$@" --store "$(store_url)"; }
 
 # $STATE/plan: a copy of the store's current plan.
 store_pull() {
@@ -456,7 +457,7 @@ store_serial() { awk '$1 == "serial" {print $2; exit}' "$STATE/plan"; }
 etcd_lab_up() {
 	local i
 	etcd_require
-	build_mgmt || return 1
+	etcd_net_build || return 1
 	for i in $(seq 0 $((ETCD_MEMBERS - 1))); do etcd_member_start "$i" new; done
 	echo "etcd://$(etcd_endpoints)/softunicast" >"$STATE/store"
 	etcd_healthy || { tail -5 "$STATE/logs/etcd-m0.log" >&2; return 1; }
@@ -465,7 +466,7 @@ etcd_lab_up() {
 		store_pull || { cat "$STATE/logs/publish.log" >&2; return 1; }
 }
 
-# ---- lab run steps on etcd (9a-9d) ----
+# ---- lab run steps on etcd (E1-E4) ----
 
 # Every router and agent reports SERIAL applied, state ok (softunicast status).
 all_on_serial() { # all_on_serial SERIAL
@@ -487,7 +488,7 @@ agent_slices_all() { # agent_slices_all SERVER STATE
 }
 
 run_etcd_drain_step() {
-	step "9a. etcd: drain a server (its new connections stop, its live one goes on), undrain"
+	step "E1. etcd: drain a server (its new connections stop, its live one goes on), undrain"
 	local ns name dc tags seen serial
 	read -r ns name dc < <(awk -v d="$DC2" '$3 == d' "$STATE/servers" | head -1)
 	tags=$(plan_demands "$dc" | head -1)
@@ -521,7 +522,7 @@ run_etcd_drain_step() {
 }
 
 run_etcd_move_step() {
-	step "9b. etcd: an IP moved from $DC1 to $DC2 reaches every router and agent"
+	step "E2. etcd: an IP moved from $DC1 to $DC2 reaches every router and agent"
 	local ip serial
 	ip=$(awk -v d="$DC1" '$1 == "ip" && $3 == d && $NF ~ /active/ {print $2; exit}' "$STATE/plan")
 	[ -n "$ip" ] || ip=$("$SU" show --plan "$STATE/plan" --dc "$DC1" --json | jq -r '.[0].ip')
@@ -536,7 +537,7 @@ run_etcd_move_step() {
 }
 
 run_etcd_outage_step() {
-	step "9c. etcd: one member down, changes go through; all down, forwarding goes on; back, the next plan applies"
+	step "E3. etcd: one member down, changes go through; all down, forwarding goes on; back, the next plan applies"
 	local ns name dc tags seen serial i
 	read -r ns name dc < <(awk -v d="$DC1" '$3 == d' "$STATE/servers" | sed -n 2p)
 	tags=$(plan_demands "$dc" | head -1)
@@ -574,7 +575,7 @@ run_etcd_outage_step() {
 # in the store, the version key still says N.  Nobody applies N+1; the next
 # real publish cleans the debris up.
 run_etcd_uncommitted_step() {
-	step "9d. etcd: a version whose commit never happened is never applied"
+	step "E4. etcd: a version whose commit never happened is never applied"
 	local cur dir next k serial ns name dc
 	read -r cur dir < <(etcdctl_ get --print-value-only /softunicast/version)
 	next=$(printf '%020d.00000000000000aa' $((cur + 1)))
@@ -601,7 +602,7 @@ run_etcd_uncommitted_step() {
 
 run_etcd_steps() {
 	on_etcd || return 0
-	[ -n "$DC2" ] || { step "9. etcd"; check "needs two data centers" 1; return; }
+	[ -n "$DC2" ] || { step "E. etcd"; check "needs two data centers" 1; return; }
 	run_etcd_drain_step
 	run_etcd_move_step
 	run_etcd_outage_step
@@ -656,7 +657,7 @@ cmd_up() {
 	start_proxies || up_failed "a proxy did not start"
 	trap - INT TERM
 	echo "lab up: $(plan_dcs | wc -l) data centers, $(wc -l <"$STATE/servers") servers (state in $STATE)"
-	on_etcd && echo "plan in etcd: $(store_url) (3 members in $NS-mgmt; softunicast status --store from there)"
+	on_etcd && echo "plan in etcd: $(store_url) (3 members in $NS-etcd; softunicast status --store from there)"
 	cmd_status_topology
 }
 

@@ -2,7 +2,7 @@
 # End to end: the lab on etcd (`softunicast lab up --store etcd`): a 3-member
 # cluster on the lab's management network, every router and agent following
 # it.  The whole story of `lab run` as assertions, on routers and agents fed
-# by the store, with its etcd steps (9a-9d: drain/undrain, a move reaching
+# by the store, with its etcd steps (E1-E4: drain/undrain, a move reaching
 # every node, members down and back, a version never committed); then a
 # re-plan through the store, and nothing left behind after `lab down`.
 set -u
@@ -20,7 +20,7 @@ for c in etcd etcdctl jq; do command -v $c >/dev/null || skip_all "$c not instal
 cleanup() { "$SU" lab down >/dev/null 2>&1; rm -rf "$T"; }
 trap cleanup EXIT
 x() { local ns=$1; shift; ip netns exec "$SOFTUNICAST_LAB_NS-$ns" "$@"; }
-su_store() { x mgmt "$SU" "$@" --store "$(cat "$STATE/store")"; }
+su_store() { x etcd "$SU" "$@" --store "$(cat "$STATE/store")"; }
 
 "$SU" lab down >/dev/null 2>&1 # a lab left over by an interrupted run
 "$SU" lab up --store etcd >"$T/up.log" 2>&1
@@ -44,7 +44,7 @@ while IFS= read -r line; do
 	esac
 done <"$T/run.tap"
 ok $RUN "lab run exits 0 when every step passed" "$(grep -v '^ok' "$T/run.tap" | tail -20)"
-for s in 9a 9b 9c 9d; do
+for s in E1 E2 E3 E4; do
 	grep -q "^# == $s\. etcd" "$T/run.tap"
 	ok $? "lab run has step $s on etcd"
 done
@@ -66,7 +66,7 @@ ok $? "lhr-s3's slices are draining in the store's plan"
 "$SU" lab down >"$T/down.log" 2>&1
 ok $? "lab down"
 ! ip netns list | grep -q "^$SOFTUNICAST_LAB_NS-"
-ok $? "no lab namespace is left (the mgmt one included)" "$(ip netns list)"
+ok $? "no lab namespace is left (the etcd one included)" "$(ip netns list)"
 [ ! -e "$STATE" ] && ! grep -q "$STATE" /proc/mounts
 ok $? "no state directory (etcd data included) or bpf mount is left"
 ! pgrep -f "etcd --name m[0-9] --data-dir $STATE/" >/dev/null
