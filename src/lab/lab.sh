@@ -33,7 +33,7 @@ DEFAULT_FLEET=$(dirname "$SU")/../../examples/lab.yaml
 
 usage() {
 	cat <<'EOF'
-Usage: softunicast lab up [--fleet FLEET.yaml]
+Usage: softunicast lab up [--fleet FLEET.yaml] [--store file|etcd]
        softunicast lab run [--tap]
        softunicast lab replan --fleet FLEET.yaml
        softunicast lab status
@@ -47,6 +47,10 @@ running `softunicast router` (XDP, native mode), a namespace per server
 running `softunicast agent`, and a backbone joining the routers.
 
   up       plan the fleet, build the namespaces, start routers and agents
+           --store etcd: a 3-member etcd cluster on a control network of its
+           own (namespace <prefix>-etcd, 10.253.0.0/16, reached from every
+           router and server namespace); the plan is published to it and
+           every router and agent follows it (--store etcd://...)
   run      tell the story step by step, checking each step: the plan and its
            cost; egress with tags from every server (softunicast connect, curl
            through the LD_PRELOAD shim, ping); replies that land in the wrong
@@ -54,6 +58,10 @@ running `softunicast agent`, and a backbone joining the routers.
            connection is live; a port outside the slice blocked; unsolicited
            traffic to an egress IP (a wildcard listener) refused and counted;
            the geofeed.
+           On etcd also (steps E1-E4): a server drained and undrained (its live connection
+           goes on); an IP moved between DCs reaching every node; one member
+           down, then all three (forwarding goes on), then back; a version
+           never committed, never applied.
            Ends with a summary and exits 1 if any step failed.  --tap prints
            TAP for test harnesses.
   replan   re-plan against the running plan and roll it out (routers and
@@ -214,9 +222,10 @@ daemon() { # daemon NS NAME COMMAND...: runs in the background, logged, pid kept
 }
 
 start_routers() {
-	local dc
+	local dc src
 	for dc in $(plan_dcs); do
-		daemon "$dc" "router-$dc" "$SU" router --plan "$STATE/plan" --dc "$dc" --iface "e-$dc" \
+		mapfile -t src < <(node_source router "$dc")
+		daemon "$dc" "router-$dc" "$SU" router "${src[@]}" --dc "$dc" --iface "e-$dc" \
 			--backbone-iface "b-$dc" --mode native --pin-dir "$PIN/$dc"
 		wait_for "grep -q attached $STATE/logs/router-$dc.log" ||
 			{ cat "$STATE/logs/router-$dc.log" >&2; return 1; }
@@ -224,10 +233,11 @@ start_routers() {
 }
 
 start_agents() {
-	local ns name dc
+	local ns name dc src
 	while read -r ns name dc; do
-		daemon "$ns" "agent-$name" "$SU" agent --plan "$STATE/plan" --server "$name" --iface eth0 \
-			--run-dir "$STATE/run/$name" --state-dir "$STATE/agent-state"
+		mapfile -t src < <(node_source agent "$name")
+		daemon "$ns" "agent-$name" "$SU" agent "${src[@]}" --server "$name" --iface eth0 \
+			--run-dir "$STATE/run/$name"
 	done <"$STATE/servers"
 	while read -r ns name dc; do
 		wait_for "[ -s $STATE/run/$name/assignment ]" ||
@@ -335,6 +345,271 @@ run_proxy_step() {
 	check "the proxy's resolver queried from its DC's dns-tagged IP: $seen {$(egress_tags "$seen" "$name")}" $?
 }
 
+# ---- the fleet on etcd (issue 9): `lab up --store etcd` ---------------------
+# A control network of its own (apart from any other management network
+# of the lab): ns <prefix>-etcd holds a bridge (10.253.0.1/16) and a
+# 3-member etcd cluster on that address (clients on ports 2379/2389/2399,
+# peers 2380/2390/2400, data in $STATE/etcd/mI); every router and server
+# namespace has a veth "etcd0" on it (routers 10.253.1.I, servers from
+# 10.253.2.1 on).  The plan is published to the cluster; routers and agents run
+# with --store and each keeps its last good view in $STATE/store-state/NODE.
+# Operators' commands (drain, move, status...) run in the etcd namespace.
+# $STATE/plan stays a copy of the store's current plan (show --export), so
+# the steps that read the plan work the same on both stores.
+ETCD_ADDR=10.253.0.1
+ETCD_MEMBERS=3
+store_url() { cat "$STATE/store" 2>/dev/null; }
+on_etcd() { [ -s "$STATE/store" ]; }
+etcd_client_port() { echo $((2379 + 10 * $1)); }
+
+# The plan flags of a router or agent, one per line: a plan file, or the store.
+node_source() { # node_source router DC | agent SERVER
+	if on_etcd; then
+		printf '%s\n' --store "$(store_url)" --state-dir "$STATE/store-state/$1-$2"
+	elif [ "$1" = agent ]; then
+		printf '%s\n' --plan "$STATE/plan" --state-dir "$STATE/agent-state"
+	else
+		printf '%s\n' --plan "$STATE/plan"
+	fi
+}
+
+etcd_require() {
+	command -v etcd >/dev/null && command -v etcdctl >/dev/null ||
+		die "--store etcd needs etcd and etcdctl (Debian: etcd-server etcd-client)"
+}
+
+etcd_net_link() { # etcd_net_link NS ADDR: a veth from NS to the control bridge
+	local n
+	n=$(wc -l <"$STATE/etcd-links")
+	ip link add etcd0 netns "$NS-$1" type veth peer name "e$n" netns "$NS-etcd" || return 1
+	echo "$1" >>"$STATE/etcd-links"
+	x etcd ip link set "e$n" master eb0 && x etcd ip link set "e$n" up &&
+		x "$1" ip addr add "$2/16" dev etcd0 && x "$1" ip link set etcd0 up
+}
+
+etcd_net_build() {
+	local dc i=0 ns name k=0
+	new_ns etcd || return 1
+	: >"$STATE/etcd-links"
+	x etcd ip link add eb0 type bridge && x etcd ip link set eb0 up &&
+		x etcd ip addr add "$ETCD_ADDR/16" dev eb0 || return 1
+	for dc in $(plan_dcs); do
+		i=$((i + 1))
+		etcd_net_link "$dc" "10.253.1.$i" || return 1
+	done
+	while read -r ns name _; do
+		etcd_net_link "$ns" "10.253.$((2 + k / 250)).$((1 + k % 250))" || return 1
+		k=$((k + 1))
+	done <"$STATE/servers"
+}
+
+etcd_endpoints() {
+	local i eps=
+	for i in $(seq 0 $((ETCD_MEMBERS - 1))); do eps="$eps${eps:+,}$ETCD_ADDR:$(etcd_client_port "$i")"; done
+	echo "$eps"
+}
+
+etcd_member_start() { # etcd_member_start I new|existing
+	local i=$1 k cluster=
+	for k in $(seq 0 $((ETCD_MEMBERS - 1))); do
+		cluster="$cluster${cluster:+,}m$k=http://$ETCD_ADDR:$(($(etcd_client_port "$k") + 1))"
+	done
+	mkdir -p "$STATE/etcd"
+	setsid ip netns exec "$NS-etcd" etcd --name "m$i" --data-dir "$STATE/etcd/m$i" \
+		--listen-client-urls "http://$ETCD_ADDR:$(etcd_client_port "$i")" \
+		--advertise-client-urls "http://$ETCD_ADDR:$(etcd_client_port "$i")" \
+		--listen-peer-urls "http://$ETCD_ADDR:$(($(etcd_client_port "$i") + 1))" \
+		--initial-advertise-peer-urls "http://$ETCD_ADDR:$(($(etcd_client_port "$i") + 1))" \
+		--initial-cluster "$cluster" --initial-cluster-state "$2" --initial-cluster-token "$NS-lab" \
+		--heartbeat-interval 50 --election-timeout 500 >>"$STATE/logs/etcd-m$i.log" 2>&1 </dev/null &
+	echo "$!" >"$STATE/pids/etcd-m$i"
+}
+
+etcd_member_stop() { # etcd_member_stop I: and wait until it is gone
+	local pid
+	pid=$(cat "$STATE/pids/etcd-m$1" 2>/dev/null) || return 0
+	kill "$pid" 2>/dev/null
+	for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	kill -9 "$pid" 2>/dev/null
+	rm -f "$STATE/pids/etcd-m$1"
+}
+
+etcdctl_() { x etcd env ETCDCTL_API=3 etcdctl --endpoints="$(etcd_endpoints)" --command-timeout=3s "$@"; }
+
+etcd_healthy() { # a write commits: a quorum of members is up
+	for _ in $(seq 150); do
+		etcdctl_ put /lab-probe x >/dev/null 2>&1 && return 0
+		sleep 0.2
+	done
+	return 1
+}
+
+# Runs an operator's command against the lab's store, in the etcd namespace.
+su_store() { x etcd "$SU" "$@" --store "$(store_url)"; }
+
+# $STATE/plan: a copy of the store's current plan.
+store_pull() {
+	su_store show --export "$STATE/plan.pulled" >/dev/null && mv "$STATE/plan.pulled" "$STATE/plan"
+}
+
+store_serial() { awk '$1 == "serial" {print $2; exit}' "$STATE/plan"; }
+
+etcd_lab_up() {
+	local i
+	etcd_require
+	etcd_net_build || return 1
+	for i in $(seq 0 $((ETCD_MEMBERS - 1))); do etcd_member_start "$i" new; done
+	echo "etcd://$(etcd_endpoints)/softunicast" >"$STATE/store"
+	etcd_healthy || { tail -5 "$STATE/logs/etcd-m0.log" >&2; return 1; }
+	# The fleet planned above, published as serial 1; the copy is the store's.
+	su_store plan --fleet "$STATE/fleet.yaml" >"$STATE/logs/publish.log" 2>&1 &&
+		store_pull || { cat "$STATE/logs/publish.log" >&2; return 1; }
+}
+
+# ---- lab run steps on etcd (E1-E4) ----
+
+# Every router and agent reports SERIAL applied, state ok (softunicast status).
+all_on_serial() { # all_on_serial SERIAL
+	local want=$(($(plan_dcs | wc -l) + $(wc -l <"$STATE/servers")))
+	su_store status --json 2>/dev/null | jq -e --argjson s "$1" --argjson n "$want" \
+		'[.nodes[] | select(.serial == $s and .state == "ok")] | length == $n' >/dev/null
+}
+
+wait_all_on() { # wait_all_on SERIAL [TENTHS]: every node applies it
+	for _ in $(seq "${2:-300}"); do all_on_serial "$1" && return 0; sleep 0.1; done
+	return 1
+}
+
+nodes_status() { su_store status 2>&1 | sed -n '1,12p'; }
+
+# Every slice of SERVER in its agent's assignment is in STATE (draining, active).
+agent_slices_all() { # agent_slices_all SERVER STATE
+	awk -v s="$2" '$1 == "egress" {n++; if ($5 == s) k++} END {exit !(n > 0 && n == k)}' "$(assignment_of "$1")"
+}
+
+run_etcd_drain_step() {
+	step "E1. etcd: drain a server (its new connections stop, its live one goes on), undrain"
+	local ns name dc tags seen serial
+	read -r ns name dc < <(awk -v d="$DC2" '$3 == d' "$STATE/servers" | head -1)
+	tags=$(plan_demands "$dc" | head -1)
+	open_stream "$ns" "$name" "$tags" "$(origin_of "$(dc_index "$dc")")"
+	stream_echoes before-drain
+	check "$name has a live TCP session" $?
+	su_store drain "$name" >"$STATE/logs/op.log" 2>&1
+	check "softunicast drain $name --store: published" $? "$(cat "$STATE/logs/op.log")"
+	store_pull
+	serial=$(store_serial)
+	wait_all_on "$serial"
+	check "every router and agent applies serial $serial" $? "$(nodes_status)"
+	wait_for "agent_slices_all $name draining"
+	check "$name's agent holds every slice draining" $? "$(grep egress "$(assignment_of "$name")")"
+	seen=$(whoami_tcp "$ns" "$name" "$tags" "$(origin_of "$(dc_index "$dc")")")
+	[ -z "$seen" ]
+	check "a new connection from the drained $name is refused (got '${seen}')" $?
+	stream_echoes during-drain
+	check "the live session continues while $name drains" $? "$(cat "$STATE/stream.out")"
+	close_stream
+	su_store undrain "$name" >"$STATE/logs/op.log" 2>&1
+	check "softunicast undrain $name --store: published" $? "$(cat "$STATE/logs/op.log")"
+	store_pull
+	serial=$(store_serial)
+	wait_all_on "$serial"
+	check "every router and agent applies serial $serial" $? "$(nodes_status)"
+	wait_for "grep -q ' active ' $(assignment_of "$name")"
+	seen=$(whoami_tcp "$ns" "$name" "$tags" "$(origin_of "$(dc_index "$dc")")")
+	in_slices "$seen" "$name" "$tags"
+	check "undrained: $name connects again: origin saw $seen" $?
+}
+
+run_etcd_move_step() {
+	step "E2. etcd: an IP moved from $DC1 to $DC2 reaches every router and agent"
+	local ip serial
+	ip=$(awk -v d="$DC1" '$1 == "ip" && $3 == d && $NF ~ /active/ {print $2; exit}' "$STATE/plan")
+	[ -n "$ip" ] || ip=$("$SU" show --plan "$STATE/plan" --dc "$DC1" --json | jq -r '.[0].ip')
+	su_store move "$ip" --to "$DC2" >"$STATE/logs/op.log" 2>&1
+	check "softunicast move $ip --to $DC2 --store: published" $? "$(cat "$STATE/logs/op.log")"
+	store_pull
+	serial=$(store_serial)
+	wait_all_on "$serial"
+	check "softunicast status: every router and agent on serial $serial, none skewed" $? "$(nodes_status)"
+	su_store show 2>/dev/null | sed -n '/^# operations/,$p' | grep "$ip" | grep -q "$DC2"
+	check "softunicast show --store lists the move of $ip to $DC2" $? "$(su_store show 2>&1 | tail -4)"
+}
+
+run_etcd_outage_step() {
+	step "E3. etcd: one member down, changes go through; all down, forwarding goes on; back, the next plan applies"
+	local ns name dc tags seen serial i
+	read -r ns name dc < <(awk -v d="$DC1" '$3 == d' "$STATE/servers" | sed -n 2p)
+	tags=$(plan_demands "$dc" | head -1)
+	etcd_member_stop 0
+	say "etcd member m0 stopped"
+	su_store drain "$name" >"$STATE/logs/op.log" 2>&1
+	check "with 2 of 3 members: drain $name publishes" $? "$(cat "$STATE/logs/op.log")"
+	store_pull
+	serial=$(store_serial)
+	wait_all_on "$serial"
+	check "every router and agent applies serial $serial through the other members" $? "$(nodes_status)"
+	for i in 1 2; do etcd_member_stop "$i"; done
+	say "etcd members m1 and m2 stopped: no store at all"
+	read -r ns name dc < <(awk -v d="$DC1" '$3 == d' "$STATE/servers" | head -1)
+	wait_for "x $ns $SU agent status --run-dir $STATE/run/$name --json | jq -e '.store.state == \"unreachable\"'"
+	check "$name's agent reports the store unreachable" $? \
+		"$(x "$ns" "$SU" agent status --run-dir "$STATE/run/$name" --json 2>&1 | jq -c .store)"
+	seen=$(whoami_tcp "$ns" "$name" "$tags" "$(origin_of 2)")
+	in_slices "$seen" "$name" "$tags"
+	check "forwarding goes on on serial $serial (across the backbone too): origin saw $seen" $?
+	for i in 0 1 2; do etcd_member_start "$i" existing; done
+	etcd_healthy
+	check "the three members are back" $? "$(tail -3 "$STATE/logs/etcd-m0.log")"
+	read -r ns name dc < <(awk -v d="$DC1" '$3 == d' "$STATE/servers" | sed -n 2p)
+	su_store undrain "$name" >"$STATE/logs/op.log" 2>&1
+	check "undrain $name publishes" $? "$(cat "$STATE/logs/op.log")"
+	store_pull
+	serial=$(store_serial)
+	wait_all_on "$serial" 600
+	check "every router and agent applies serial $serial once the store is back" $? "$(nodes_status)"
+}
+
+# A writer that died between writing a version's shards and its commit: the
+# shards of serial N+1 (copies of the current ones, under a staging mark) are
+# in the store, the version key still says N.  Nobody applies N+1; the next
+# real publish cleans the debris up.
+run_etcd_uncommitted_step() {
+	step "E4. etcd: a version whose commit never happened is never applied"
+	local cur dir next k serial ns name dc
+	read -r cur dir < <(etcdctl_ get --print-value-only /softunicast/version)
+	next=$(printf '%020d.00000000000000aa' $((cur + 1)))
+	etcdctl_ put "/softunicast/staging/$next" "" >/dev/null
+	for k in $(etcdctl_ get --keys-only --prefix "/softunicast/v/$dir/server/" | grep /meta$); do
+		etcdctl_ put "${k/$dir/$next}" "$(etcdctl_ get --print-value-only "$k" | awk -v s=$((cur + 1)) '{$3 = s; print}')" >/dev/null
+	done
+	say "shards of serial $((cur + 1)) written under /softunicast/v/$next, version key left at $cur"
+	sleep 2
+	all_on_serial "$cur"
+	check "every router and agent stays on serial $cur" $? "$(nodes_status)"
+	su_store status 2>/dev/null | grep -q "plan serial $cur"
+	check "the store's serial is still $cur" $? "$(su_store status 2>&1 | head -2)"
+	read -r ns name dc < <(head -1 "$STATE/servers")
+	su_store drain "$name" >"$STATE/logs/op.log" 2>&1 && su_store undrain "$name" >>"$STATE/logs/op.log" 2>&1
+	check "the next real changes publish (serials $((cur + 1)), $((cur + 2)))" $? "$(cat "$STATE/logs/op.log")"
+	store_pull
+	serial=$(store_serial)
+	wait_all_on "$serial"
+	check "every node applies the real serial $serial" $? "$(nodes_status)"
+	[ -z "$(etcdctl_ get --keys-only --prefix "/softunicast/v/$next/")" ]
+	check "the uncommitted version's shards were garbage-collected" $?
+}
+
+run_etcd_steps() {
+	on_etcd || return 0
+	[ -n "$DC2" ] || { step "E. etcd"; check "needs two data centers" 1; return; }
+	run_etcd_drain_step
+	run_etcd_move_step
+	run_etcd_outage_step
+	run_etcd_uncommitted_step
+}
+# ---- end of the etcd block --------------------------------------------------
+
 ensure_bpffs() {
 	mkdir -p "$PIN" && mount -t bpf bpf "$PIN"
 }
@@ -346,13 +621,15 @@ up_failed() {
 }
 
 cmd_up() {
-	local fleet=$DEFAULT_FLEET i=0
+	local fleet=$DEFAULT_FLEET i=0 store=file
 	while [ $# -gt 0 ]; do
 		case $1 in
 		--fleet) fleet=$2; shift 2 ;;
+		--store) store=$2; shift 2 ;;
 		*) die "up: unknown option '$1'" ;;
 		esac
 	done
+	case $store in file) ;; etcd) etcd_require ;; *) die "up: --store file or --store etcd" ;; esac
 	require
 	[ -e "$STATE" ] && die "the lab is already up (softunicast lab down first)"
 	mkdir -p "$STATE/logs" "$STATE/pids" "$STATE/run"
@@ -371,12 +648,16 @@ cmd_up() {
 		build_dc "$dc" $i || up_failed "cannot build data center $dc"
 	done
 	build_routes || up_failed "cannot set up routing"
+	if [ "$store" = etcd ]; then
+		etcd_lab_up || up_failed "the etcd cluster or the first publish failed"
+	fi
 	start_origins || up_failed "origins did not start"
 	start_routers || up_failed "a router did not start"
 	start_agents || up_failed "an agent did not start"
 	start_proxies || up_failed "a proxy did not start"
 	trap - INT TERM
 	echo "lab up: $(plan_dcs | wc -l) data centers, $(wc -l <"$STATE/servers") servers (state in $STATE)"
+	on_etcd && echo "plan in etcd: $(store_url) (3 members in $NS-etcd; softunicast status --store from there)"
 	cmd_status_topology
 }
 
@@ -422,7 +703,7 @@ cmd_status_topology() {
 alive() { [ -f "$STATE/pids/$1" ] && kill -0 "$(cat "$STATE/pids/$1")" 2>/dev/null; }
 
 cmd_status() {
-	local dc ns name sdc
+	local dc ns name sdc i
 	[ -d "$STATE" ] || die "the lab is not up"
 	cmd_status_topology
 	for dc in $(plan_dcs); do
@@ -432,6 +713,12 @@ cmd_status() {
 	while read -r ns name sdc; do
 		printf 'agent  %-8s %s\n' "$name" "$(alive "agent-$name" && echo running || echo STOPPED)"
 	done <"$STATE/servers"
+	if on_etcd; then
+		for i in $(seq 0 $((ETCD_MEMBERS - 1))); do
+			printf 'etcd   m%-7s %s\n' "$i" "$(alive "etcd-m$i" && echo running || echo STOPPED)"
+		done
+		su_store status 2>&1 | sed 's/^/    /'
+	fi
 }
 
 # ---- replan ----------------------------------------------------------------
@@ -441,6 +728,10 @@ cmd_replan() {
 	[ "${1:-}" = --fleet ] && fleet=$2
 	[ -n "$fleet" ] || die "replan: --fleet FLEET.yaml is required"
 	[ -d "$STATE" ] || die "the lab is not up"
+	if on_etcd; then # routers and agents watch the store
+		cp "$fleet" "$STATE/fleet.yaml" && su_store plan --fleet "$STATE/fleet.yaml" && store_pull
+		return
+	fi
 	"$SU" plan --fleet "$fleet" --previous "$STATE/plan" --out "$STATE/plan.next" || return 1
 	cp "$fleet" "$STATE/fleet.yaml"
 	# An atomic rename: routers and agents watch the file and reload.
@@ -724,6 +1015,7 @@ cmd_run() {
 	run_unsolicited_step
 	run_geofeed_step
 	run_proxy_step
+	run_etcd_steps
 	summary
 }
 

@@ -154,6 +154,10 @@ struct su_plan_view {
 	 * unchanged view is the same bytes in every version (the reader sets
 	 * the serial of the version that points at it). */
 	bool serial0;
+	/* Optional: the kept IPs' indexes, ascending (each also set in `ips`),
+	 * so a view of a few IPs among a million does not scan them all. */
+	const uint32_t *ip_list;
+	uint32_t n_ip_list;
 };
 /* Formats the view (NULL: the whole plan) into a malloc'd buffer; 0 or -errno. */
 int su_plan__format_view(const struct su_plan *p, const struct su_plan_view *v, char **buf, size_t *len);

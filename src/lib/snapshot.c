@@ -60,7 +60,8 @@ static uint64_t write_tables(FILE *fp, const struct su_plan *p, const struct su_
 		if (KEEP(v, dcs, i) && ++records)
 			fprintf(fp, "dc %s %s%s\n", p->dcs[i].name, su_addr__str(p->dcs[i].router, a),
 			p->dcs[i].retired ? " retired" : "");
-	for (uint32_t i = 0; i < p->n_servers; i++)
+	for (uint32_t i = v && v->only_server >= 0 ? (uint32_t)v->only_server : 0;
+	     i < (v && v->only_server >= 0 ? (uint32_t)v->only_server + 1 : p->n_servers); i++)
 		if (KEEP(v, servers, i) && ++records)
 			fprintf(fp, "server %s %s %s%s\n", p->servers[i].name, p->dcs[p->servers[i].dc].name,
 			su_addr__str(p->servers[i].addr, a), p->servers[i].retired && !(v && v->unretire) ? " retired" : "");
@@ -137,6 +138,17 @@ static char **server_texts(const struct su_plan *p, const struct su_plan_view *v
 	char **v = calloc(p->n_servers + 1, sizeof(*v));
 	char a[SU_ADDR_STRLEN];
 
+	/* A one-server view: only that server's text (and no scan of them all). */
+	if (v && view && view->only_server >= 0) {
+		int32_t s = view->only_server;
+
+		if (KEEP(view, servers, s) &&
+		    asprintf(&v[s], " %s %s", p->servers[s].name, su_addr__str(p->servers[s].addr, a)) < 0) {
+			free(v);
+			return NULL;
+		}
+		return v;
+	}
 	for (uint32_t i = 0; v && i < p->n_servers; i++)
 		if (KEEP(view, servers, i) &&
 		    asprintf(&v[i], " %s %s", p->servers[i].name, su_addr__str(p->servers[i].addr, a)) < 0)
@@ -162,9 +174,13 @@ static int write_view(FILE *fp, const struct su_plan *p, const struct su_plan_vi
 		    "softunicast-plan %d\nserial %" PRIu64 "\nports %u-%u slice %u\ndrain %" PRId64 "\n",
 		SU_VERSION, SU_PLAN_FORMAT, v && v->serial0 ? 0 : p->serial, p->port_lo, p->port_hi, p->slice_size, p->drain);
 	records += write_tables(fp, p, v);
-	for (uint32_t i = 0; i < p->n_ips; i++)
-		if (KEEP(v, ips, i))
-			records += write_ip(fp, p, &p->ips[i], server_text, v ? v->only_server : -1);
+	if (v && v->ip_list)
+		for (uint32_t k = 0; k < v->n_ip_list; k++)
+			records += write_ip(fp, p, &p->ips[v->ip_list[k]], server_text, v->only_server);
+	else
+		for (uint32_t i = 0; i < p->n_ips; i++)
+			if (KEEP(v, ips, i))
+				records += write_ip(fp, p, &p->ips[i], server_text, v ? v->only_server : -1);
 	fprintf(fp, "end %" PRIu64 "\n", records);
 	for (uint32_t i = 0; i < p->n_servers; i++)
 		free(server_text[i]);

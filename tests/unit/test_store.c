@@ -563,6 +563,76 @@ static void big_plan_is_chunked(void **state)
 	su_store__close(s);
 }
 
+/* The whole plan is kept in parts (plan/head, plan/IP): one IP moved to
+ * another DC rewrites the parts holding what changed, not the whole plan,
+ * and the plan reads back whole. */
+static void small_change_rewrites_few_plan_parts(void **state)
+{
+	struct su_store *s = store_open(0);
+	struct su_plan *a, *b, *q;
+	struct su_fleet *f;
+	struct su_plan_report r;
+	struct su_ops ops = { 0 };
+	struct su_prefix4 px = { 0, 32 };
+	struct su_err err;
+	char *yaml = NULL, *dir, *vdir, *manifest;
+	size_t len = 0, parts = 0, written = 0;
+	FILE *fp = open_memstream(&yaml, &len);
+
+	fprintf(fp, "ports: {range: 1024-65535, slice: 16384}\ndrain: 5m\ndatacenters:\n");
+	for (int d = 0; d < 2; d++) {
+		fprintf(fp, "  d%d:\n    router: 10.%d.0.1\n    servers:\n", d, d + 1);
+		for (int i = 0; i < 300; i++)
+			fprintf(fp, "      d%d-s%d: 10.%d.%d.%d\n", d, i, d + 1, 1 + i / 200, 1 + i % 200);
+		fprintf(fp, "    egress:\n");
+		for (int t = 0; t < 32; t++)
+			fprintf(fp, "      - {service: t%d}\n", t);
+	}
+	fprintf(fp, "prefixes:\n");
+	for (int t = 0; t < 32; t++) /* each tag-set in a /20 block of its own */
+		fprintf(fp, "  - {prefix: 100.%d.%d.0/22, tags: {service: t%d}}\n", 64 + t / 16, 16 * (t % 16), t);
+	fclose(fp);
+	a = plan_of(yaml, NULL, NOW);
+	assert_int_equal(su_store__publish(s, a, 0, &err), 0);
+	for (uint32_t i = 0; i < a->n_ips && !px.addr; i++)
+		if (a->ips[i].dc == 0 && a->ips[i].state == SU_ACTIVE)
+			px.addr = a->ips[i].ip;
+	assert_int_equal(su_fleet__parse(yaml, strlen(yaml), "t.yaml", &f, &err), 0);
+	assert_int_equal(su_ops__pin(&ops, &px, "d1"), 0);
+	assert_int_equal(su_ops__apply(&ops, f, true, &err), 0);
+	assert_int_equal(su_planner__run(f, a, NOW + 60, &b, &r, &err), 0);
+	assert_int_equal(su_store__publish(s, b, a->serial, &err), 0);
+	dir = committed_dir(s);
+	assert_true(asprintf(&vdir, "v/%s/", dir) > 0);
+	assert_int_equal(su_store__read_shard(s, 0, "plan", &manifest, &len, &err), 0);
+	assert_non_null(strstr(manifest, "softunicast-parts 1\n"));
+	for (char *save = NULL, *l = strtok_r(manifest, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+		char *sub;
+
+		if (strncmp(l, "plan/", 5))
+			continue;
+		parts++;
+		assert_true(asprintf(&sub, "%s/0000", l) > 0);
+		written += count_keys_with(s, vdir, sub) > 0;
+		free(sub);
+	}
+	print_message("# %zu plan parts, %zu rewritten for one IP moved\n", parts, written);
+	assert_true(parts >= 6);
+	assert_true(written <= 3);
+	assert_int_equal(su_store__read(s, 0, SU_VIEW_PLAN, NULL, &q, NULL, &err), 0);
+	assert_true(su_plan__equal(b, q));
+	su_plan__free(q);
+	free(manifest);
+	free(vdir);
+	free(dir);
+	free(yaml);
+	su_ops__free(&ops);
+	su_fleet__free(f);
+	su_plan__free(a);
+	su_plan__free(b);
+	su_store__close(s);
+}
+
 static void unreachable_store_is_named(void **state)
 {
 	struct su_store *s;
@@ -757,6 +827,7 @@ int main(void)
 		cmocka_unit_test(version_pointing_at_missing_shards),
 		cmocka_unit_test(uncommitted_version_is_never_read),
 		cmocka_unit_test(big_plan_is_chunked),
+		cmocka_unit_test(small_change_rewrites_few_plan_parts),
 		cmocka_unit_test(unreachable_store_is_named),
 		cmocka_unit_test(file_store_is_the_same_interface),
 		cmocka_unit_test(gained_slices_wait_for_the_router),

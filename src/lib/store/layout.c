@@ -72,10 +72,10 @@ static int add_shard(struct su_shard **v, size_t *n, char *name, char *data, siz
 }
 
 static int add_view(struct su_shard **v, size_t *n, const struct su_plan *p, const struct masks *m,
-		    int32_t only_server, char *name)
+		    int32_t only_server, const uint32_t *ip_list, uint32_t n_ip_list, char *name)
 {
 	struct su_plan_view view = { m->dcs, m->servers, m->prefixes, m->demands, m->ips, only_server,
-				     only_server >= 0 && p->servers[only_server].retired, true };
+				     only_server >= 0 && p->servers[only_server].retired, true, ip_list, n_ip_list };
 	char *data;
 	size_t len;
 	int ret = su_plan__format_view(p, &view, &data, &len);
@@ -132,7 +132,7 @@ static int dc_shard(const struct su_plan *p, uint32_t d, struct masks *m, struct
 	for (uint32_t i = 0; i < p->n_ips; i++)
 		if ((m->ips[i] = p->ips[i].dc == d))
 			m->prefixes[p->ips[i].prefix] = 1;
-	ret = add_view(v, n, p, m, -1, shard_name("dc", p->dcs[d].name));
+	ret = add_view(v, n, p, m, -1, NULL, 0, shard_name("dc", p->dcs[d].name));
 	return ret;
 }
 
@@ -146,22 +146,21 @@ struct owned {
 static int owned__build(const struct su_plan *p, struct owned *o)
 {
 	uint32_t *count = calloc(p->n_servers + 1, sizeof(*count)), total = 0;
+	uint32_t *seen = calloc(p->n_servers + 1, sizeof(*seen)); /* last IP listed + 1, per server */
 
 	o->start = calloc(p->n_servers + 2, sizeof(*o->start));
-	if (!count || !o->start)
+	if (!count || !seen || !o->start)
 		goto nomem;
 	for (int pass = 0; pass < 2; pass++) {
+		memset(seen, 0, (p->n_servers + 1) * sizeof(*seen));
 		for (uint32_t i = 0; i < p->n_ips; i++) {
-			int32_t last = -1;
-
 			for (uint32_t k = 0; k < p->slices_per_ip; k++) {
 				const struct su_plan_slot *sl = &p->slots[p->ips[i].first_slot + k];
 
-				/* Slots of one server on one IP are adjacent in practice; a
-				 * repeat listing only costs a repeated mask write. */
-				if (sl->state == SU_FREE || sl->server < 0 || sl->server == last)
+				/* Each IP once per server, ascending: the view's IP list. */
+				if (sl->state == SU_FREE || sl->server < 0 || seen[sl->server] == i + 1)
 					continue;
-				last = sl->server;
+				seen[sl->server] = i + 1;
 				if (pass == 0)
 					count[sl->server]++;
 				else
@@ -180,8 +179,10 @@ static int owned__build(const struct su_plan *p, struct owned *o)
 		}
 	}
 	free(count);
+	free(seen);
 	return 0;
 nomem:
+	free(seen);
 	free(count);
 	free(o->start);
 	return -ENOMEM;
@@ -205,7 +206,9 @@ static int server_shard(const struct su_plan *p, uint32_t s, const struct owned 
 		for (uint32_t j = 0; j < p->prefixes[ip->prefix].n_dcs; j++)
 			m->dcs[p->prefixes[ip->prefix].dcs[j]] = 1;
 	}
-	ret = add_view(v, n, p, m, (int32_t)s, shard_name("server", p->servers[s].name));
+	/* Its IPs by index (ascending): the view does not scan every IP. */
+	ret = add_view(v, n, p, m, (int32_t)s, o->ips + o->start[s], o->start[s + 1] - o->start[s],
+		       shard_name("server", p->servers[s].name));
 	/* Undo only what was set: the masks stay all-zero between servers. */
 	m->dcs[d] = 0;
 	m->servers[s] = 0;
@@ -249,17 +252,124 @@ static int server_shards(const struct su_plan *p, struct su_shard **v, size_t *n
 	return ret;
 }
 
+/* The whole plan, for the tools, cut into parts that a small change leaves
+ * mostly untouched, so a version rewrites only the parts it changed (the
+ * store shares unchanged shards between versions by name and checksum):
+ *   plan/head         everything before the first IP record, with serial 0
+ *                     (the version gives the serial, as for the views);
+ *   plan/IP           IP records (with their slots) from IP on: a part ends
+ *                     before the first record of a /20 block once it holds
+ *                     SU_LAYOUT_PART bytes (at any record past 4 times that),
+ *                     so boundaries follow addresses and move only when a
+ *                     change crosses those sizes;
+ *   plan              the manifest: "softunicast-parts 1", then the part
+ *                     names in order; the plan is their concatenation. */
+static const char *next_ip_record(const char *at, const char *end)
+{
+	const char *q = at < end ? memmem(at, (size_t)(end - at), "\nip ", 4) : NULL;
+
+	return q ? q + 1 : NULL;
+}
+
+/* The address of an "ip ADDR ..." record (not sscanf: glibc's measures
+ * the whole remaining text on every call). */
+static uint32_t record_ip(const char *rec)
+{
+	char addr[SU_ADDR_STRLEN];
+	uint32_t ip = 0;
+	size_t k = 0;
+
+	for (rec += 3; k + 1 < sizeof(addr) && rec[k] && rec[k] != ' ' && rec[k] != '\n'; k++)
+		addr[k] = rec[k];
+	addr[k] = '\0';
+	su_addr__parse(addr, &ip);
+	return ip;
+}
+
+static int add_copy(struct su_shard **v, size_t *n, const char *name, const char *data, size_t len)
+{
+	char *d = malloc(len + 1);
+
+	if (!d)
+		return -ENOMEM;
+	memcpy(d, data, len);
+	d[len] = '\0';
+	return add_shard(v, n, strdup(name), d, len);
+}
+
+/* plan/head: the text before the first IP record, its serial line made 0. */
+static int plan_head(const char *text, const char *at, struct su_shard **v, size_t *n)
+{
+	const char *serial = memmem(text, (size_t)(at - text), "\nserial ", 8);
+	const char *eol = serial ? memchr(serial + 1, '\n', (size_t)(at - serial - 1)) : NULL;
+	char *head = NULL;
+	size_t hlen = 0;
+	FILE *hf = open_memstream(&head, &hlen);
+
+	if (!hf)
+		return -ENOMEM;
+	if (serial && eol) {
+		fwrite(text, 1, (size_t)(serial - text), hf);
+		fputs("\nserial 0", hf);
+		fwrite(eol, 1, (size_t)(at - eol), hf);
+	} else {
+		fwrite(text, 1, (size_t)(at - text), hf);
+	}
+	if (fclose(hf)) {
+		free(head);
+		return -ENOMEM;
+	}
+	return add_shard(v, n, strdup("plan/head"), head, hlen);
+}
+
+static int plan_parts(const struct su_plan *p, struct su_shard **v, size_t *n)
+{
+	char *text, *manifest = NULL, name[64], a[SU_ADDR_STRLEN];
+	size_t len, mlen = 0;
+	FILE *mf;
+	int ret = su_plan__format_view(p, NULL, &text, &len);
+	const char *end, *at;
+
+	if (ret)
+		return ret;
+	end = text + len;
+	at = next_ip_record(text, end);
+	at = at ? at : end;
+	if (!(mf = open_memstream(&manifest, &mlen))) {
+		free(text);
+		return -ENOMEM;
+	}
+	fputs("softunicast-parts 1\nplan/head\n", mf);
+	ret = plan_head(text, at, v, n);
+	while (!ret && at < end) {
+		const char *start = at, *q = at;
+		uint32_t first = record_ip(start), prev = first, ip = first;
+
+		/* Ends before the first record of a /20 block once big enough, or
+		 * before any record once four times that (a block dense in slots). */
+		while ((q = next_ip_record(q, end)) && (size_t)(q - start) < 4 * SU_LAYOUT_PART &&
+		       ((ip = record_ip(q)) >> 12 == prev >> 12 || (size_t)(q - start) < SU_LAYOUT_PART))
+			prev = ip;
+		at = q ? q : end;
+		snprintf(name, sizeof(name), "plan/%s", su_addr__str(first, a));
+		ret = add_copy(v, n, name, start, (size_t)(at - start));
+		fprintf(mf, "%s\n", name);
+	}
+	free(text);
+	if (fclose(mf) || ret) {
+		free(manifest);
+		return ret ? ret : -ENOMEM;
+	}
+	return add_shard(v, n, strdup("plan"), manifest, mlen);
+}
+
 int su_layout__shards(const struct su_plan *p, struct su_shard **out, size_t *n_out)
 {
 	struct su_shard *v = NULL;
 	struct masks m = { 0 };
 	size_t n = 0;
-	char *data;
-	size_t len;
-	int ret = su_plan__format_view(p, NULL, &data, &len);
+	int ret = plan_parts(p, &v, &n);
 
-	if (!ret)
-		ret = add_shard(&v, &n, strdup("plan"), data, len);
 	if (!ret)
 		ret = ranges_shard(p, &v, &n);
 	if (!ret)

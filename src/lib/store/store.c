@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,9 @@
 
 struct su_store {
 	char *url;    /* as given, for messages */
+	char *endpoints; /* etcd: for the writer's extra lanes (batch) */
+	struct su_etcd_opts opts;
+	char *opt_strs[5];
 	char *path;   /* file backend */
 	char *prefix; /* etcd backend: key prefix, no trailing '/' */
 	struct su_etcd *etcd;
@@ -70,7 +74,16 @@ static int open_etcd(struct su_store *s, const char *rest, const struct su_store
 	while (strlen(s->prefix) > 1 && s->prefix[strlen(s->prefix) - 1] == '/')
 		s->prefix[strlen(s->prefix) - 1] = '\0';
 	ret = su_etcd__open(eps, o ? &o->etcd : NULL, &s->etcd, err);
-	free(eps);
+	s->endpoints = eps;
+	if (o) { /* kept for the writer's lanes: the caller's strings may go */
+		const char *const *from[5] = { &o->etcd.ca, &o->etcd.cert, &o->etcd.key, &o->etcd.user,
+					       &o->etcd.password };
+		const char **to[5] = { &s->opts.ca, &s->opts.cert, &s->opts.key, &s->opts.user, &s->opts.password };
+
+		s->opts.timeout_ms = o->etcd.timeout_ms;
+		for (int i = 0; i < 5; i++)
+			*to[i] = s->opt_strs[i] = *from[i] ? strdup(*from[i]) : NULL;
+	}
 	return ret;
 }
 
@@ -112,6 +125,9 @@ void su_store__close(struct su_store *s)
 		free(s->cache[i].name);
 		free(s->cache[i].data);
 	}
+	for (int i = 0; i < 5; i++)
+		free(s->opt_strs[i]);
+	free(s->endpoints);
 	free(s->url);
 	free(s->path);
 	free(s->prefix);
@@ -355,8 +371,9 @@ static int parse_shard(struct su_store *s, const struct version *v, const char *
 	snprintf(where, sizeof(where), "%s: %s/v/%s/%s", s->url, s->prefix, v->dir, name);
 	if ((ret = su_plan__parse(data, len, where, out, err)))
 		return ret == -EINVAL ? -EBADMSG : ret;
-	/* Views carry serial 0 (content-addressed): the version gives theirs. */
-	if (!(*out)->serial && strcmp(name, "plan"))
+	/* Views and the plan's head carry serial 0 (content-addressed): the
+	 * version gives theirs. */
+	if (!(*out)->serial)
 		(*out)->serial = v->serial;
 	if ((*out)->serial != v->serial) {
 		ret = su_err__set(err, EBADMSG, "%s: serial %" PRIu64 " under version %" PRIu64, where,
@@ -394,6 +411,45 @@ static int read_dc_view(struct su_store *s, const struct version *v, const char 
 	return ret;
 }
 
+/* The whole plan: the "plan" manifest and its parts, concatenated (a plan
+ * written whole, by an older writer, is read as it is). */
+static int read_plan_text(struct su_store *s, const struct version *v, char **data, size_t *len,
+			  struct su_err *err)
+{
+	static const char magic[] = "softunicast-parts 1\n";
+	char *manifest = NULL, *part = NULL, *buf = NULL;
+	size_t mlen = 0, plen, have = 0;
+	FILE *fp;
+	int ret = read_shard(s, v, "plan", &manifest, &mlen, err);
+
+	if (ret || strncmp(manifest, magic, sizeof(magic) - 1)) {
+		*data = manifest;
+		*len = mlen;
+		return ret;
+	}
+	if (!(fp = open_memstream(&buf, &have))) {
+		free(manifest);
+		return su_err__set(err, ENOMEM, "out of memory");
+	}
+	for (char *save = NULL, *l = strtok_r(manifest + sizeof(magic) - 1, "\n", &save); !ret && l;
+	     l = strtok_r(NULL, "\n", &save)) {
+		if (!(ret = read_shard(s, v, l, &part, &plen, err)) && fwrite(part, 1, plen, fp) != plen)
+			ret = su_err__set(err, ENOMEM, "out of memory");
+		free(part);
+		part = NULL;
+	}
+	free(manifest);
+	if (fclose(fp) && !ret)
+		ret = su_err__set(err, ENOMEM, "out of memory");
+	if (ret) {
+		free(buf);
+		return ret;
+	}
+	*data = buf;
+	*len = have;
+	return 0;
+}
+
 static bool shard_exists(struct su_store *s, const struct version *v, const char *name)
 {
 	char *meta = su_store__key(s, "v/%s/%s/meta", v->dir, name);
@@ -428,7 +484,7 @@ static int read_etcd(struct su_store *s, uint64_t serial, enum su_view view, con
 	}
 	if (asprintf(&name, "%s%s", view == SU_VIEW_SERVER ? "server/" : "plan", view == SU_VIEW_SERVER ? vname : "") < 0)
 		return su_err__set(err, ENOMEM, "out of memory");
-	ret = read_shard(s, &v, name, &text, &len, err);
+	ret = view == SU_VIEW_PLAN ? read_plan_text(s, &v, &text, &len, err) : read_shard(s, &v, name, &text, &len, err);
 	if (ret == -EBADMSG && view == SU_VIEW_SERVER && strstr(err ? err->msg : "", "/meta missing") &&
 	    shard_exists(s, &v, "ranges"))
 		ret = fail(s, err, ENOENT, "no active server '%s' in plan serial %" PRIu64, vname, v.serial);
@@ -495,35 +551,117 @@ int su_store__history(struct su_store *s, uint64_t **serials, size_t *n, struct 
 /* ---- publishing -------------------------------------------------------------- */
 
 /* Puts batched into transactions of at most SU_STORE_TXN_OPS operations and
- * SU_STORE_CHUNK bytes, so no request exceeds etcd's limits. */
+ * SU_STORE_CHUNK bytes, so no request exceeds etcd's limits.  A version is
+ * many transactions whose order does not matter (nothing reads them before
+ * the commit, sent after batch__finish), so up to BATCH_LANES go at once,
+ * each on its own connection: etcd commits concurrent proposals in one
+ * fsync, where one at a time each waits for its own. */
+#define BATCH_LANES 4
+
 struct batch {
 	struct su_store *s;
 	json_t *ops;
 	size_t bytes;
 	uint64_t requests;
+	json_t *pending[BATCH_LANES];
+	unsigned n_pending;
+	struct su_etcd *lane[BATCH_LANES]; /* lane 0: the store's own handle */
 };
+
+struct lane_call {
+	struct su_etcd *e;
+	json_t *req;
+	int ret;
+	struct su_err err;
+};
+
+static void *lane_main(void *arg)
+{
+	struct lane_call *c = arg;
+	json_t *resp = NULL;
+
+	c->ret = su_etcd__call(c->e, "kv/txn", c->req, &resp, &c->err);
+	json_decref(resp);
+	return NULL;
+}
+
+/* Sends the pending transactions, one per lane, and waits for them all. */
+static int batch__send(struct batch *b, struct su_err *err)
+{
+	struct lane_call c[BATCH_LANES];
+	pthread_t t[BATCH_LANES];
+	bool started[BATCH_LANES] = { false };
+	unsigned n = b->n_pending;
+	int ret = 0;
+
+	b->lane[0] = b->s->etcd;
+	for (unsigned i = 0; i < n; i++) {
+		c[i] = (struct lane_call){ .e = b->lane[i], .req = b->pending[i] };
+		b->pending[i] = NULL;
+		/* An extra lane that cannot open: its request goes on lane 0. */
+		if (i && !c[i].e && su_etcd__open(b->s->endpoints, &b->s->opts, &b->lane[i], NULL) == 0)
+			c[i].e = b->lane[i];
+		if (!c[i].e)
+			c[i].e = b->s->etcd;
+	}
+	b->n_pending = 0;
+	for (unsigned i = 1; i < n; i++)
+		started[i] = c[i].e != b->s->etcd && !pthread_create(&t[i], NULL, lane_main, &c[i]);
+	for (unsigned i = 0; i < n; i++)
+		if (!started[i])
+			lane_main(&c[i]);
+	for (unsigned i = 0; i < n; i++) {
+		if (started[i])
+			pthread_join(t[i], NULL);
+		if (c[i].ret && !ret) {
+			ret = c[i].ret;
+			if (err)
+				*err = c[i].err;
+		}
+	}
+	return ret;
+}
 
 static int batch__flush(struct batch *b, struct su_err *err)
 {
-	json_t *resp;
-	int ret;
-
 	if (!json_array_size(b->ops))
 		return 0;
-	ret = su_etcd__call(b->s->etcd, "kv/txn", json_pack("{s:O}", "success", b->ops), &resp, err);
-	json_decref(resp);
-	json_array_clear(b->ops);
+	b->pending[b->n_pending++] = json_pack("{s:o}", "success", b->ops); /* takes the ops */
+	b->ops = json_array();
 	b->bytes = 0;
 	b->requests++;
-	return ret;
+	return b->n_pending == BATCH_LANES ? batch__send(b, err) : 0;
+}
+
+/* With ok: everything queued sent (0 or the first error); without (an
+ * earlier failure): dropped.  The lanes are closed either way. */
+static int batch__finish(struct batch *b, bool ok, struct su_err *err)
+{
+	int ret = ok ? batch__flush(b, err) : 0, sent = 0;
+
+	if (ok && !ret)
+		sent = batch__send(b, err);
+	for (unsigned i = 0; i < b->n_pending; i++)
+		json_decref(b->pending[i]);
+	b->n_pending = 0;
+
+	for (unsigned i = 1; i < BATCH_LANES; i++) {
+		su_etcd__close(b->lane[i]);
+		b->lane[i] = NULL;
+	}
+	json_decref(b->ops);
+	b->ops = NULL;
+	return ret ? ret : sent;
 }
 
 static int batch__put(struct batch *b, char *key, const void *val, size_t len, struct su_err *err)
 {
 	int ret = 0;
 
-	if (!key)
+	if (!key || !b->ops) {
+		free(key);
 		return su_err__set(err, ENOMEM, "out of memory");
+	}
 	if (json_array_size(b->ops) + 1 > SU_STORE_TXN_OPS || b->bytes + len + strlen(key) > SU_STORE_CHUNK)
 		ret = batch__flush(b, err);
 	if (!ret)
@@ -703,8 +841,8 @@ static int drop_version(struct su_store *s, const struct version *d, const struc
 		char *key = su_store__key(s, "v/%s/%s/%s", d->dir, x.v[i].name, used ? "meta" : "");
 		char *end = key && !used ? su_etcd__prefix_end(key) : NULL;
 
-		if (!key || (!used && !end))
-			ret = -ENOMEM;
+		if (!key || (!used && !end) || !b.ops)
+			ret = su_err__set(err, ENOMEM, "out of memory");
 		else if (json_array_size(b.ops) + 1 > SU_STORE_TXN_OPS)
 			ret = batch__flush(&b, err);
 		if (!ret)
@@ -714,15 +852,13 @@ static int drop_version(struct su_store *s, const struct version *d, const struc
 		free(key);
 		free(end);
 	}
-	if (!ret)
-		ret = batch__flush(&b, err);
+	ret = batch__finish(&b, !ret, err) ?: ret;
 	if (!ret && x.n) {
 		char *ixp = su_store__key(s, "v/%s/index/", d->dir);
 
 		ret = ixp ? su_etcd__delete_prefix(s->etcd, ixp, err) : -ENOMEM;
 		free(ixp);
 	}
-	json_decref(b.ops);
 	index__free(&x);
 	return ret;
 }
@@ -824,11 +960,9 @@ static int write_version(struct su_store *s, const struct version *cur, const st
 		ret = -EIO;
 	if (!ret)
 		ret = write_shard(&b, dir, dir, p->serial, &ix, su_layout__hash(ix.data, ix.len), err);
-	if (!ret)
-		ret = batch__flush(&b, err);
+	ret = batch__finish(&b, !ret, err) ?: ret;
 	free(ix.data);
 	index__free(&prev);
-	json_decref(b.ops);
 	su_layout__free(shards, n);
 	return ret;
 }

@@ -10,7 +10,9 @@
  *   PREFIX/v/DIR/NAME/meta       "softunicast-shard 1 SERIAL CHUNKS BYTES FNV1A64"
  *   PREFIX/v/DIR/NAME/NNNN       chunk NNNN of shard NAME (<= 1 MiB each)
  * with DIR = SERIAL.NONCE (20 + 16 digits, so two writers never share one)
- * and shards NAME = plan (the whole snapshot, for the tools), ranges (which
+ * and shards NAME = plan (the whole snapshot, for the tools: a manifest
+ * "softunicast-parts 1" naming its parts plan/head and plan/IP, so that a
+ * small change rewrites a few parts, see layout.c), ranges (which
  * DC owns each IP, as runs), dc/DC (a DC's IPs, slots and servers: the
  * router's view with ranges), server/SERVER (one server's slots: the agent's
  * view).  Views are snapshots themselves (see su_plan__format_view).
@@ -38,6 +40,7 @@
 #define SU_STORE_DEFAULT_KEEP 10
 #define SU_STORE_CHUNK (1u << 20) /* etcd's request limit is 1.5 MiB */
 #define SU_STORE_TXN_OPS 128      /* etcd's --max-txn-ops default */
+#define SU_LAYOUT_PART (256u << 10) /* the whole plan is kept in parts of about this */
 
 struct su_store_opts {
 	struct su_etcd_opts etcd;
