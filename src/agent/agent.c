@@ -373,6 +373,30 @@ static void unpublish(struct agent *a)
 	unlink(s);
 }
 
+/* When process pid started (clock ticks after boot, proc(5) stat field 22),
+ * or 0 if there is no such process: with the pid it names one process, as
+ * a pid alone does not (pids are reused). */
+static unsigned long long proc_start(long long pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long start = 0;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%lld/stat", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	p = strrchr(buf, ')'); /* comm may hold spaces and parentheses */
+	if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d "
+			 "%*d %*d %*d %*d %llu", &start) != 1)
+		return 0;
+	return start;
+}
+
 /* Which network namespace of which boot we run in: "BOOT_ID/COOKIE".  A
  * record written in another one describes host state we cannot see from
  * here, or that died with its namespace or the last boot.  The netns
@@ -425,6 +449,7 @@ static json_t *state_json(struct agent *a)
 	if (!j)
 		return NULL;
 	json_object_set_new(j, "saved_tw_reuse", json_integer(a->saved_tw_reuse));
+	json_object_set_new(j, "pid_start", json_integer((json_int_t)proc_start(getpid())));
 	if (a->saved_range[0]) {
 		json_object_set_new(j, "saved_range", json_string(a->saved_range));
 		json_object_set_new(j, "saved_reserved", json_string(a->saved_reserved));
@@ -887,22 +912,27 @@ static int lock_state(struct agent *a, struct su_err *err)
 }
 
 /* An agent that is alive owns the run directory. */
+/* An agent that is alive owns the run directory: the same pid started at
+ * the same time (a pid reused by another process after a crash is not it). */
 static int check_run_dir(struct agent *a, struct su_err *err)
 {
 	char path[4200];
 	json_t *j;
-	json_int_t pid;
+	json_int_t pid, start;
 
 	snprintf(path, sizeof(path), "%s/%s", a->o.run_dir, AGENT_STATE_NAME);
 	j = json_load_file(path, 0, NULL);
 	if (!j)
 		return 0;
 	pid = json_integer_value(json_object_get(j, "pid"));
+	start = json_integer_value(json_object_get(j, "pid_start"));
 	json_decref(j);
-	if (pid > 0 && pid != getpid() && (kill((pid_t)pid, 0) == 0 || errno == EPERM))
-		return su_err__set(err, EBUSY, "another agent (pid %lld) publishes in %s",
-				   (long long)pid, a->o.run_dir);
-	return 0;
+	if (pid <= 0 || pid == getpid() || (kill((pid_t)pid, 0) && errno != EPERM))
+		return 0;
+	if (start && (unsigned long long)start != proc_start(pid))
+		return 0; /* that pid is another process now */
+	return su_err__set(err, EBUSY, "another agent (pid %lld) publishes in %s", (long long)pid,
+			   a->o.run_dir);
 }
 
 /* ---- start ------------------------------------------------------------ */

@@ -317,11 +317,17 @@ DEC=$(xs $SU agent status --json --run-dir "$RUN" | jq_ 'd["decap"]["decapsulate
 # ---- crash and restart ---------------------------------------------------------
 kill -KILL $AGENT; wait $AGENT 2>/dev/null
 check "a killed agent leaves its XDP program behind" sh -c "ip -n $S link show s0 | grep -q 'prog/xdp'"
+# Its pid is reused by another process (a busy host): the run directory's
+# agent.json names a live pid that is no agent.
+sleep 120 & SLP=$!; PIDS+=($SLP)
+python3 -c "import json,sys; p=sys.argv[1]; d=json.load(open(p)); d['pid']=int(sys.argv[2]); json.dump(d,open(p,'w'))" "$RUN/agent.json" $SLP
 ip netns exec $S $SU agent --plan "$T/plan" --server s1 --iface s0 --run-dir "$RUN" --state-dir "$T/state0" 2>"$T/agent2.log" &
 AGENT=$!
 PIDS+=($AGENT)
 wait_for "grep -q 'slice(s) on s0' $T/agent2.log"
 ok $? "a new agent starts over the leftovers (XDP replaced, table recreated)" "$(cat "$T/agent2.log")"
+! grep -q "another agent" "$T/agent2.log"
+ok $? "stale identity: a reused pid in the run directory is not taken for a live agent" "$(cat "$T/agent2.log")"
 grep -q "adopting what agent pid" "$T/agent2.log"; ok $? "it adopts what the crashed agent added"
 OUT=$( (sleep 1) | xs $SU connect --tags service=api 192.0.2.80 8082 2>&1)
 is "$OUT" "api" "egress works after the restart"
