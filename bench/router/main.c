@@ -379,6 +379,15 @@ static int part_cost(struct bench_router *b, const struct opts *o)
 	ifindex = (int)if_nametoindex("su0");
 	if (fill_router(&rm))
 		return -1;
+	/* su0 is the DC side (Internet and servers on one link, as in the
+	 * lab): every packet pays the anti-spoofing look-up of its source. */
+	{
+		struct su_ifrole role = { (uint32_t)ifindex, SU_IF_DC | SU_IF_KNOWN };
+		uint32_t k = 0;
+
+		if (bpf_map__update_elem(b->maps.su_ifroles, &k, 4, &role, sizeof(role), 0))
+			return -1;
+	}
 	prog = bpf_program__fd(b->progs.bench_router);
 	base = bpf_program__fd(b->progs.bench_bounce);
 	rest = bpf_program__fd(b->progs.bench_restore);
