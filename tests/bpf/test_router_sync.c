@@ -125,6 +125,17 @@ static void sync_ok(struct su_plan *p, struct su_router_sync_stats *st)
 	su_plan__free(p);
 }
 
+/* su_hosts' kind of addr (host order), 0 when absent. */
+static uint32_t host_kind(uint32_t addr)
+{
+	__be32 k = htonl(addr);
+	uint32_t kind = 0;
+
+	if (bpf_map_lookup_elem(maps.hosts, &k, &kind))
+		return 0;
+	return kind;
+}
+
 static void first_sync_fills_everything(void **state)
 {
 	struct su_router_sync_stats st;
@@ -147,6 +158,12 @@ static void first_sync_fills_everything(void **state)
 	assert_int_equal(slot_at(l.slot_base, 6144), 0);
 	assert_int_equal(slot_at(l.slot_base, 63488), 0);
 	assert_int_equal(bpf_map_lookup_elem(maps.routers, &k, &dc), 0);
+	/* Anti-spoofing host set: lhr's servers and the peer router, by kind;
+	 * not another DC's server (its traffic may cross the backbone). */
+	assert_int_equal(host_kind(0x0a64000b), SU_HOST_SERVER);
+	assert_int_equal(host_kind(0x0a64000c), SU_HOST_SERVER);
+	assert_int_equal(host_kind(0x0ac80002), SU_HOST_ROUTER);
+	assert_int_equal(host_kind(0x0a65000b), 0);
 }
 
 static void same_plan_touches_nothing(void **state)
@@ -212,6 +229,7 @@ static void removed_dc_and_ip_are_deleted(void **state)
 	assert_int_equal(st.ips_removed, 1);
 	assert_int_equal(ip_entry(CDG_IP).flags, 0xdead);
 	assert_int_not_equal(bpf_map_lookup_elem(maps.routers, &k, &dc), 0);
+	assert_int_equal(host_kind(0x0ac80002), 0); /* departed router: no longer a plan source */
 	assert_int_equal(st.targets_removed, 1);
 	assert_int_equal(slot_at(ip_entry(LHR_IP).slot_base, 4096), 0);
 }
