@@ -14,6 +14,8 @@
  *   bench_router          restore + the router (router.bpf.c, compiled in);
  *   bench_grow            restore + a 28-byte head adjustment: measures what
  *                         the restore adds to encapsulating paths;
+ *   bench_tail_call       restore + tail call (the decap row, see below);
+ *   bench_plain_decap     plain GUE decapsulation, the decap row's baseline;
  *   xdp_gen     the traffic generator, run with BPF_PROG_TEST_RUN live
  *               frames: varies the UDP source port over `flows` values and
  *               transmits (XDP_TX out of the generator's veth);
@@ -96,6 +98,52 @@ SEC("xdp")
 int bench_router(struct xdp_md *ctx)
 {
 	return restore(ctx) ? XDP_ABORTED : su_router_main(ctx);
+}
+
+/* The decap row: bench_tail_call restores the frame, then tail-calls
+ * bench_tail[0], which the bench sets to the agent's decap (its own object,
+ * src/bpf/decap.bpf.c, untouched) or to bench_plain_decap.  Both pay the
+ * same restore and tail call, so their difference is the decap's checks. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} bench_tail SEC(".maps");
+
+SEC("xdp")
+int bench_tail_call(struct xdp_md *ctx)
+{
+	if (restore(ctx))
+		return XDP_ABORTED;
+	bpf_tail_call(ctx, &bench_tail, 0);
+	return XDP_ABORTED;
+}
+
+/* Plain GUE decapsulation, what the kernel's fou or any decapsulator does
+ * at least: outer IPv4 without options, UDP to the GUE port, strip the 28
+ * bytes, keep the Ethernet header; none of softunicast's checks. */
+SEC("xdp")
+int bench_plain_decap(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	struct ethhdr eth, *e = data;
+	struct iphdr *ip = (void *)(e + 1);
+	struct udphdr *uh = (void *)(ip + 1);
+
+	if ((void *)(uh + 1) > end || e->h_proto != bpf_htons(ETH_P_IP) || ip->ihl != 5 ||
+	    ip->protocol != IPPROTO_UDP || uh->dest != bpf_htons(6080))
+		return XDP_PASS;
+	__builtin_memcpy(&eth, e, sizeof(eth));
+	if (bpf_xdp_adjust_head(ctx, SU_ENCAP_LEN))
+		return XDP_ABORTED;
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	e = data;
+	if ((void *)(e + 1) > end)
+		return XDP_ABORTED;
+	__builtin_memcpy(e, &eth, sizeof(eth));
+	return XDP_PASS;
 }
 
 const volatile __u32 flows = 1;

@@ -38,6 +38,8 @@
 #include "../../tests/bpf/pktbuild.h"
 #include "bench_router.skel.h"
 #include "router.skel.h"
+#include "decap.skel.h"
+#include "bpf/decap_abi.h"
 #include "../../src/router/router_sync.c"
 
 struct opts {
@@ -47,7 +49,7 @@ struct opts {
 	double reload_scale;
 };
 
-static char ns_cost[64], ns_gen[64], ns_rtr[64], ns_sink[64];
+static char ns_cost[64], ns_gen[64], ns_rtr[64], ns_sink[64], ns_decap[64];
 static int jit; /* read in the initial namespace: net.core.bpf_jit_enable is global */
 static int ns_self = -1;
 
@@ -85,10 +87,10 @@ static int enter(const char *ns)
 
 static void cleanup(void)
 {
-	const char *all[] = { ns_cost, ns_gen, ns_rtr, ns_sink };
+	const char *all[] = { ns_cost, ns_gen, ns_rtr, ns_sink, ns_decap };
 
 	enter(NULL);
-	for (size_t i = 0; i < 4; i++)
+	for (size_t i = 0; i < 5; i++)
 		if (all[i][0]) {
 			char cmd[160];
 
@@ -231,20 +233,19 @@ static uint64_t stat_sum(struct bpf_map *stats, uint32_t stat)
 }
 
 struct router_maps {
-	struct bpf_map *ips, *slots, *routers;
+	struct bpf_map *ips, *ipv, *slots, *routers;
 };
 
 static int fill_router(const struct router_maps *r)
 {
 	struct su_ip_val local = { .flags = SU_IP_LOCAL }, remote = { .router = htonl(ROUTER_B) };
+	struct su_router_maps m = { .ips = bpf_map__fd(r->ips), .ipv = bpf_map__fd(r->ipv) };
 	__be32 k, srv = htonl(SRV_A);
 	uint32_t idx = (PORT_A >> 11) - 1, dc = 1;
 	int err = 0;
 
-	k = htonl(EG_LOCAL);
-	err |= bpf_map__update_elem(r->ips, &k, 4, &local, sizeof(local), 0);
-	k = htonl(EG_B);
-	err |= bpf_map__update_elem(r->ips, &k, 4, &remote, sizeof(remote), 0);
+	err |= su_router__ip_put(&m, htonl(EG_LOCAL), &local);
+	err |= su_router__ip_put(&m, htonl(EG_B), &remote);
 	err |= bpf_map__update_elem(r->slots, &idx, 4, &srv, 4, 0);
 	k = htonl(ROUTER_B);
 	err |= bpf_map__update_elem(r->routers, &k, 4, &dc, 4, 0);
@@ -362,7 +363,7 @@ static int cost_table(struct bench_router *b, const struct opts *o, int ifindex,
 
 static int part_cost(struct bench_router *b, const struct opts *o)
 {
-	struct router_maps rm = { b->maps.su_ips, b->maps.su_slots, b->maps.su_routers };
+	struct router_maps rm = { b->maps.su_ips, b->maps.su_ipv, b->maps.su_slots, b->maps.su_routers };
 	int ifindex, prog, base, rest;
 
 	snprintf(ns_cost, sizeof(ns_cost), "su-bench-cost-%d", getpid());
@@ -378,6 +379,15 @@ static int part_cost(struct bench_router *b, const struct opts *o)
 	ifindex = (int)if_nametoindex("su0");
 	if (fill_router(&rm))
 		return -1;
+	/* su0 is the DC side (Internet and servers on one link, as in the
+	 * lab): every packet pays the anti-spoofing look-up of its source. */
+	{
+		struct su_ifrole role = { (uint32_t)ifindex, SU_IF_DC | SU_IF_KNOWN };
+		uint32_t k = 0;
+
+		if (bpf_map__update_elem(b->maps.su_ifroles, &k, 4, &role, sizeof(role), 0))
+			return -1;
+	}
 	prog = bpf_program__fd(b->progs.bench_router);
 	base = bpf_program__fd(b->progs.bench_bounce);
 	rest = bpf_program__fd(b->progs.bench_restore);
@@ -392,6 +402,146 @@ static int part_cost(struct bench_router *b, const struct opts *o)
 			return -1;
 	enter(NULL);
 	return 0;
+}
+
+/* ---- the decap row: the agent's decap against plain decapsulation ---- */
+
+#define D_ROUTER IP4(10, 99, 0, 1)
+#define D_SERVER IP4(10, 99, 0, 2)
+#define D_EGRESS IP4(198, 51, 100, 7)
+#define D_ORIGIN IP4(192, 0, 2, 80)
+#define D_PORT 2200
+
+static uint32_t d_sum16(const uint8_t *b, size_t n, uint32_t sum)
+{
+	for (size_t i = 0; i + 1 < n; i += 2)
+		sum += (uint32_t)(b[i] << 8 | b[i + 1]);
+	if (n & 1)
+		sum += (uint32_t)b[n - 1] << 8;
+	return sum;
+}
+
+/* The router's GUE to the server: a 100-byte TCP ACK from the origin to an
+ * established socket on the egress IP, its checksum right (the decap
+ * verifies it), then outer IPv4 + UDP to the GUE port. */
+static void p_gue_ack(struct pb *p)
+{
+	uint8_t *ip, *l4;
+	uint32_t sum;
+	size_t len;
+
+	pb_fill(p, 100, 0xab);
+	pb_tcp(p, 80, D_PORT);
+	((uint8_t *)pb_data(p))[13] = 0x10; /* ACK */
+	pb_ip(p, D_ORIGIN, D_EGRESS, IPPROTO_TCP, 7, 0, 60);
+	ip = pb_data(p);
+	l4 = ip + 20;
+	len = pb_len(p) - 20;
+	l4[16] = l4[17] = 0;
+	sum = d_sum16(l4, len, d_sum16(ip + 12, 8, IPPROTO_TCP + (uint32_t)len));
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	l4[16] = (uint8_t)(~sum >> 8);
+	l4[17] = (uint8_t)~sum;
+	pb_udp(p, 40000, 6080);
+	pb_ip(p, D_ROUTER, D_SERVER, IPPROTO_UDP, 9, 0, 64);
+	pb_eth(p, MAC_A, MAC_B, ETH_P_IP);
+}
+
+static int d_sock(uint32_t ip, uint16_t port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port),
+				 .sin_addr.s_addr = htonl(ip) };
+	int one = 1, fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	    bind(fd, (struct sockaddr *)&a, sizeof(a)))
+		return -1;
+	return fd;
+}
+
+/* The server side of issue 8 §1 and §3: before passing a packet up, the
+ * decap looks up the socket it is for (bpf_sk_lookup_tcp, and the socket's
+ * bound address) and verifies the inner TCP checksum.  Program only, the
+ * same restore and tail call in front of both. */
+static int part_decap(struct bench_router *b, const struct opts *o)
+{
+	struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(80),
+				  .sin_addr.s_addr = htonl(D_ORIGIN) };
+	struct decap_cfg cfg = { .router = htonl(D_ROUTER), .port = htons(6080), .enabled = 1 };
+	int64_t plain[2], full[2];
+	uint64_t n0 = 0, n1 = 0;
+	struct decap *d = NULL;
+	int l, c, tail = bpf_program__fd(b->progs.bench_tail_call), rc = -1;
+	uint32_t k = 0, egress = htonl(D_EGRESS);
+	uint8_t one = 1;
+	int ncpu = libbpf_num_possible_cpus();
+	uint64_t vals[ncpu > 0 ? ncpu : 1];
+
+	snprintf(ns_decap, sizeof(ns_decap), "su-bench-decap-%d", getpid());
+	if (sh("ip netns add %s", ns_decap) || enter(ns_decap) ||
+	    sh("ip link set lo up && ip addr add 198.51.100.7/32 dev lo && "
+	       "ip addr add 192.0.2.80/32 dev lo"))
+		return -1;
+	l = d_sock(D_ORIGIN, 80);
+	c = d_sock(D_EGRESS, D_PORT);
+	if (l < 0 || c < 0 || listen(l, 4) || connect(c, (struct sockaddr *)&to, sizeof(to)))
+		goto out;
+	d = decap__open_and_load();
+	if (!d || bpf_map__update_elem(d->maps.decap_config, &k, 4, &cfg, sizeof(cfg), 0) ||
+	    bpf_map__update_elem(d->maps.decap_egress, &egress, 4, &one, 1, 0))
+		goto out;
+	printf("Decap per-packet cost, BPF_PROG_TEST_RUN (program only), repeat %u, median of %u "
+	       "runs, JIT %s\n", o->repeat, o->runs, jit ? "on" : "OFF");
+	for (int i = 0; i < 2; i++) { /* plain, full, plain, full: drift shows */
+		int fd;
+
+		fd = bpf_program__fd(b->progs.bench_plain_decap);
+		if (bpf_map__update_elem(b->maps.bench_tail, &k, 4, &fd, 4, 0))
+			goto out;
+		plain[i] = cost(b, tail, p_gue_ack, 1, o);
+		fd = bpf_program__fd(d->progs.decap);
+		if (bpf_map__update_elem(b->maps.bench_tail, &k, 4, &fd, 4, 0))
+			goto out;
+		k = DECAP_STAT_DECAPSULATED;
+		if (!i && !bpf_map__lookup_elem(d->maps.decap_stats, &k, 4, vals, sizeof(vals), 0))
+			for (int j = 0; j < ncpu; j++)
+				n0 += vals[j];
+		full[i] = cost(b, tail, p_gue_ack, 1, o);
+		if (!i && !bpf_map__lookup_elem(d->maps.decap_stats, &k, 4, vals, sizeof(vals), 0))
+			for (int j = 0; j < ncpu; j++)
+				n1 += vals[j];
+		k = 0;
+		if (plain[i] < 0 || full[i] < 0)
+			goto out;
+	}
+	{
+		double p = (double)(plain[0] + plain[1]) / 2, f = (double)(full[0] + full[1]) / 2;
+
+		printf("%-42s %8s %9s %7s %8s\n", "path", "ns", "plain", "ratio", "extra");
+		printf("%-42s %8.0f %9.0f %6.2fx %+8.0f\n",
+		       "GUE -> TCP ACK to a socket (100 B)", f, p, f / p, f - p);
+		printf("plain: outer IPv4/UDP to the GUE port checked, 28 bytes stripped, XDP_PASS.\n"
+		       "The decap also checks the outer source, the egress IP, looks up the socket\n"
+		       "(bpf_sk_lookup_tcp, its bound address), verifies the inner TCP checksum and\n"
+		       "applies RFC 6040.  Both behind the same frame restore and tail call.\n");
+		if (n1 - n0 != (uint64_t)o->repeat * o->runs)
+			printf("  (!) decapsulated counted %llu of %llu packets\n",
+			       (unsigned long long)(n1 - n0),
+			       (unsigned long long)o->repeat * o->runs);
+		printf("\n");
+	}
+	rc = 0;
+out:
+	if (rc)
+		fprintf(stderr, "bench/router: decap row failed: %s\n", strerror(errno));
+	decap__destroy(d);
+	if (l >= 0)
+		close(l);
+	if (c >= 0)
+		close(c);
+	enter(NULL);
+	return rc;
 }
 
 /* ---- part 2: packets per second through a router namespace ---- */
@@ -597,8 +747,10 @@ static int part_pps(struct bench_router *b, const struct opts *o)
 		struct su_ip_val local = { .flags = SU_IP_LOCAL };
 		__be32 k = htonl(EG_LOCAL), srv = htonl(IP4(10, 3, 0, 5));
 		uint32_t idx = (PORT_A >> 11) - 1;
+		struct su_router_maps m = { .ips = bpf_map__fd(r->maps.su_ips),
+					    .ipv = bpf_map__fd(r->maps.su_ipv) };
 
-		if (bpf_map__update_elem(r->maps.su_ips, &k, 4, &local, sizeof(local), 0) ||
+		if (su_router__ip_put(&m, k, &local) ||
 		    bpf_map__update_elem(r->maps.su_slots, &idx, 4, &srv, 4, 0))
 			goto out;
 	}
@@ -717,16 +869,20 @@ static int rl_open(struct rl_maps *r, const struct su_router_caps *c)
 		bpf_map__set_pin_path(m, NULL);
 	bpf_map__set_map_flags(r->skel->maps.su_ips, BPF_F_NO_PREALLOC);
 	bpf_map__set_max_entries(r->skel->maps.su_ips, c->ips);
+	bpf_map__set_max_entries(r->skel->maps.su_ipv, c->ips);
 	bpf_map__set_max_entries(r->skel->maps.su_slots, c->slots);
 	bpf_map__set_max_entries(r->skel->maps.su_routers, c->routers);
 	bpf_map__set_max_entries(r->skel->maps.su_targets, c->targets);
+	bpf_map__set_max_entries(r->skel->maps.su_hosts, c->targets);
 	if (router__load(r->skel))
 		return -EINVAL;
 	r->m.ips = bpf_map__fd(r->skel->maps.su_ips);
+	r->m.ipv = bpf_map__fd(r->skel->maps.su_ipv);
 	r->m.slots = bpf_map__fd(r->skel->maps.su_slots);
 	r->m.routers = bpf_map__fd(r->skel->maps.su_routers);
 	r->m.meta = bpf_map__fd(r->skel->maps.su_meta);
 	r->m.targets = bpf_map__fd(r->skel->maps.su_targets);
+	r->m.hosts = bpf_map__fd(r->skel->maps.su_hosts);
 	return 0;
 }
 
@@ -928,7 +1084,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench/router: loading the helper programs failed\n");
 		return 1;
 	}
-	if (!o.skip_cost && part_cost(b, &o))
+	if (!o.skip_cost && (part_cost(b, &o) || part_decap(b, &o)))
 		rc = 1;
 	if (!o.skip_pps && part_pps(b, &o))
 		rc = 1;

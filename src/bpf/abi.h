@@ -99,7 +99,15 @@ struct su_bucket {
 	  "ICMP fragmentation needed about this router's own GUE: the target's tunnel MTU was lowered") \
 	X(DROP_REDIRECT, "drop_redirect_failed", "outcome",                                      \
 	  "redirect to the next-hop device failed (no XDP transmit, e.g. a bridge): moved here " \
-	  "from fwd_local/fwd_remote")
+	  "from fwd_local/fwd_remote")                                                           \
+	X(DROP_IP_BUSY, "drop_ip_busy", "outcome",                                               \
+	  "egress IP entry being rewritten through every bounded re-read (su_ipv seqcount)")     \
+	X(DROP_SPOOF_SERVER, "drop_spoof_server", "outcome",                                     \
+	  "source is a server of this DC, arrived on an interface the DC is not reached through") \
+	X(DROP_SPOOF_ROUTER, "drop_spoof_router", "outcome",                                     \
+	  "source is a peer router, arrived on an interface the backbone is not reached through") \
+	X(DROP_SPOOF_EGRESS, "drop_spoof_egress", "outcome",                                     \
+	  "source is an egress IP of this DC, arrived on an interface the DC is not reached through")
 
 enum su_stat {
 #define SU_STAT_ENUM(name, label, kind, help) SU_STAT_##name,
@@ -108,13 +116,38 @@ enum su_stat {
 	SU_STAT_MAX
 };
 
-/* su_ips: egress IP (be32) -> where its packets go. */
+/* Where an egress IP's packets go. */
 #define SU_IP_LOCAL 0x1 /* owned by this DC: dispatch by port */
 
 struct su_ip_val {
 	__be32 router;   /* owning DC's router (remote IPs) */
 	__u32 slot_base; /* first su_slots index of this IP's slice region */
 	__u32 flags;     /* SU_IP_* */
+};
+
+/* su_ips (hash): egress IP (be32) -> __u32 index into su_ipv, fixed for as
+ * long as the IP is in the plan: the hash element is inserted once and
+ * deleted once, never updated.
+ *
+ * su_ipv (array, BPF_F_MMAPABLE): index -> struct su_ipv, rewritten in
+ * place by the loader through the mmap'd array under a sequence count
+ * (Linux's seqcount_t protocol): seq odd while the writer is in the entry,
+ * the writer's stores ordered odd -> fields -> even (release), the reader's
+ * loads seq -> fields -> seq.  A reader that saw the same even seq before and
+ * after read one whole version; otherwise it re-reads, SU_IPV_RETRIES times
+ * at most, then drops the packet as drop_ip_busy.  The entry carries its
+ * IP: a reader that raced a delete and a reuse (a freed hash element or an
+ * index handed to another IP) sees another IP there and takes it as a miss,
+ * never as that IP's route.  Why not a hash value: hash elements are freed
+ * through bpf_mem_alloc and may be reused before a reader on another CPU is
+ * done with one (docs/router.md, "Entries are read whole"). */
+#define SU_IPV_RETRIES 4
+
+struct su_ipv {
+	__u32 seq;  /* even: stable; odd: being written */
+	__be32 ip;  /* the egress IP this entry is for, 0: free */
+	struct su_ip_val v;
+	__u32 pad;
 };
 
 /* su_slots: slot index -> owning server (be32), 0 when the slice is free.
@@ -125,6 +158,30 @@ struct su_ip_val {
 
 /* su_routers: backbone address (be32) of every other DC's router -> DC
  * index in the plan.  Encapsulated packets are only accepted from these. */
+
+/* su_hosts: address (be32) of every server of this DC and every peer
+ * router -> SU_HOST_*.  Anti-spoofing: those addresses may appear as a
+ * source only on the side they are reached through (below). */
+#define SU_HOST_SERVER 1
+#define SU_HOST_ROUTER 2
+
+/* su_ifroles[i] (i < SU_META_IFACES): what the loader found reachable
+ * through the interface the program is attached to, from the kernel's
+ * routes to the plan's servers and peer routers (strict reverse path for
+ * plan addresses only; docs/router.md, "Anti-spoofing").  A packet whose
+ * source is a DC server or an egress IP is dropped on an interface without
+ * SU_IF_DC, one from a peer router on an interface without SU_IF_BACKBONE
+ * (egress IPs of this DC only: another DC's servers may send through here).
+ * An interface with both roles (Internet, DC and backbone on one link)
+ * cannot tell them apart: no check there. */
+#define SU_IF_DC 0x1
+#define SU_IF_BACKBONE 0x2
+#define SU_IF_KNOWN 0x80 /* the entry describes ifindex */
+
+struct su_ifrole {
+	__u32 ifindex;
+	__u32 roles; /* SU_IF_* */
+};
 
 /* su_frags: first fragment's identity -> its dispatch decision, so later
  * fragments (no L4 header, RFC 791) follow it. */
@@ -215,6 +272,8 @@ struct su_meta {
 };
 
 _Static_assert(sizeof(struct su_ip_val) == 12, "su_ip_val layout");
+_Static_assert(sizeof(struct su_ipv) == 24, "su_ipv layout");
+_Static_assert(sizeof(struct su_ifrole) == 8, "su_ifrole layout");
 _Static_assert(sizeof(struct su_frag_key) == 12, "su_frag_key layout");
 _Static_assert(sizeof(struct su_frag_val) == 8, "su_frag_val layout");
 _Static_assert(sizeof(struct su_nh) == 32, "su_nh layout");

@@ -35,13 +35,24 @@ const volatile __u32 cfg_slices_per_ip = 32;
 const volatile __u32 cfg_icmp_rate = SU_ICMP_RATE_DEFAULT; /* per second per CPU, 0: none */
 const volatile __u32 cfg_cpu_bits = 8; /* outer IP ID bits naming the CPU (su_ipid) */
 
+/* Egress IP -> index into su_ipv, fixed for the IP's life (abi.h). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, SU_MAX_IPS);
 	__type(key, __be32);
-	__type(value, struct su_ip_val);
+	__type(value, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } su_ips SEC(".maps");
+
+/* The IPs' routes, rewritten in place under a sequence count (abi.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SU_MAX_IPS);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct su_ipv);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} su_ipv SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -58,6 +69,24 @@ struct {
 	__type(value, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } su_routers SEC(".maps");
+
+/* This DC's servers and the peer routers -> SU_HOST_* (abi.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SU_MAX_ROUTERS);
+	__type(key, __be32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} su_hosts SEC(".maps");
+
+/* What each attached interface reaches (abi.h); written by the loader at
+ * every start and plan apply, so not pinned. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SU_META_IFACES);
+	__type(key, __u32);
+	__type(value, struct su_ifrole);
+} su_ifroles SEC(".maps");
 
 /* Shared, not per-CPU: RSS hashes a first fragment (with ports) and the
  * later ones (without) differently, so they land on different CPUs.
@@ -209,6 +238,49 @@ static __always_inline int pass(void)
 {
 	count(SU_STAT_PASS);
 	return XDP_PASS;
+}
+
+/* Loads of the su_ipv read side.  The fields and the first seq load must
+ * not be reordered after the second seq load (the reader's smp_rmb()).
+ * With load-acquire (clang with BPF v4 atomics, Linux 6.15+) each load
+ * orders the later ones after it, on any CPU.  Without it, a compiler
+ * barrier: enough where the JIT's loads are not reordered with each other
+ * (x86-64 is TSO); weakly ordered CPUs need a compiler with load-acquire. */
+#ifdef __BPF_FEATURE_LOAD_ACQ_STORE_REL
+#define SU_LOAD_ORDERED(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#else
+#define SU_LOAD_ORDERED(p) ({ __u32 __v = *(volatile __u32 *)(p); asm volatile("" ::: "memory"); __v; })
+#endif
+
+enum { SU_IP_MISS = 0, SU_IP_FOUND = 1, SU_IP_BUSY = 2 };
+
+/* The route of egress IP ip, copied whole into *out (SU_IP_FOUND), or
+ * SU_IP_MISS (not an egress IP, or an entry that belongs to another IP:
+ * a delete and a reuse raced this read), or SU_IP_BUSY (rewritten through
+ * every re-read: the caller drops the packet, counted). */
+static __always_inline int ip_lookup(__be32 ip, struct su_ip_val *out)
+{
+	__u32 *idx = bpf_map_lookup_elem(&su_ips, &ip), k, seq, i;
+	struct su_ipv *e;
+	__be32 owner;
+
+	if (!idx)
+		return SU_IP_MISS;
+	k = *(volatile __u32 *)idx;
+	e = bpf_map_lookup_elem(&su_ipv, &k);
+	if (!e)
+		return SU_IP_MISS;
+#pragma unroll
+	for (i = 0; i < SU_IPV_RETRIES; i++) {
+		seq = SU_LOAD_ORDERED(&e->seq);
+		owner = SU_LOAD_ORDERED(&e->ip);
+		out->router = SU_LOAD_ORDERED(&e->v.router);
+		out->slot_base = SU_LOAD_ORDERED(&e->v.slot_base);
+		out->flags = SU_LOAD_ORDERED(&e->v.flags);
+		if (!(seq & 1) && *(volatile __u32 *)&e->seq == seq)
+			return owner == ip ? SU_IP_FOUND : SU_IP_MISS;
+	}
+	return SU_IP_BUSY;
 }
 
 /* Remembers a successful lookup in a bucket (per CPU: no locking). */
@@ -744,8 +816,9 @@ static __always_inline int backbone_in(struct xdp_md *ctx, struct su_cursor *c,
 {
 	struct su_flow of = {};
 	struct iphdr *inner;
-	struct su_ip_val *ipv;
+	struct su_ip_val ipv;
 	__u32 off;
+	int found;
 
 	/* Malformed or non-GUE traffic to the router's own address is the
 	 * kernel's business (BGP, SSH, ...), not an egress drop. */
@@ -766,12 +839,14 @@ static __always_inline int backbone_in(struct xdp_md *ctx, struct su_cursor *c,
 		return drop(SU_STAT_DROP_FOREIGN);
 	if (su_peek_ipv4(c, &inner))
 		return drop(SU_STAT_DROP_BACKBONE_BAD);
-	ipv = bpf_map_lookup_elem(&su_ips, &inner->daddr);
-	if (!ipv)
+	found = ip_lookup(inner->daddr, &ipv);
+	if (found == SU_IP_BUSY)
+		return drop(SU_STAT_DROP_IP_BUSY);
+	if (found != SU_IP_FOUND)
 		return drop(SU_STAT_DROP_BACKBONE_BAD);
 	count(SU_STAT_BACKBONE_IN);
 	off = sizeof(struct ethhdr) + of.ihl + sizeof(struct udphdr);
-	return dispatch(ctx, c, off, ipv, 1);
+	return dispatch(ctx, c, off, &ipv, 1);
 }
 
 /* Not addressed to an egress IP nor to this router: the kernel's, unless it
@@ -792,6 +867,37 @@ static __always_inline int pass_or_injected(struct su_cursor *c, struct iphdr *i
 	return drop(SU_STAT_DROP_GUE_INJECTED);
 }
 
+/* Anti-spoofing at the edge: a plan address as source, on an interface
+ * its owner is not reached through (abi.h, su_ifroles).  The servers' decap
+ * trusts plan routers and its DC's servers, and the router's sysctls
+ * (rp_filter=0) let the kernel forward anything: a forged plan source must
+ * stop here.  Returns the drop reason, or 0. */
+static __always_inline __u32 spoofed_source(struct xdp_md *ctx, __be32 src)
+{
+	__u32 roles = SU_IF_DC | SU_IF_BACKBONE, k0 = 0, k1 = 1, *kind;
+	struct su_ifrole *r = bpf_map_lookup_elem(&su_ifroles, &k0);
+	struct su_ip_val v;
+
+	if (r && r->ifindex == ctx->ingress_ifindex && (r->roles & SU_IF_KNOWN))
+		roles = r->roles;
+	else if ((r = bpf_map_lookup_elem(&su_ifroles, &k1)) &&
+		 r->ifindex == ctx->ingress_ifindex && (r->roles & SU_IF_KNOWN))
+		roles = r->roles;
+	if ((roles & (SU_IF_DC | SU_IF_BACKBONE)) == (SU_IF_DC | SU_IF_BACKBONE))
+		return 0;
+	kind = bpf_map_lookup_elem(&su_hosts, &src);
+	if (kind && *kind == SU_HOST_SERVER && !(roles & SU_IF_DC))
+		return SU_STAT_DROP_SPOOF_SERVER;
+	if (kind && *kind == SU_HOST_ROUTER && !(roles & SU_IF_BACKBONE))
+		return SU_STAT_DROP_SPOOF_ROUTER;
+	/* This DC's egress IPs send only from its servers.  Another DC's
+	 * may well cross the backbone (its servers' traffic leaving here). */
+	if (!(roles & SU_IF_DC) && bpf_map_lookup_elem(&su_ips, &src) &&
+	    ip_lookup(src, &v) == SU_IP_FOUND && (v.flags & SU_IP_LOCAL))
+		return SU_STAT_DROP_SPOOF_EGRESS;
+	return 0;
+}
+
 /* The whole program, inlinable: bench/router wraps it. */
 static __always_inline int su_router_main(struct xdp_md *ctx)
 {
@@ -800,9 +906,11 @@ static __always_inline int su_router_main(struct xdp_md *ctx)
 		.end = (void *)(long)ctx->data_end,
 		.lim = (void *)(long)ctx->data_end,
 	};
-	struct su_ip_val *ipv;
+	struct su_ip_val ipv;
 	struct ethhdr *eth;
 	struct iphdr *iph;
+	__u32 spoof;
+	int found;
 
 	if (su_parse_eth(&c, &eth) != ETH_P_IP || su_peek_ipv4(&c, &iph))
 		return pass();
@@ -810,12 +918,17 @@ static __always_inline int su_router_main(struct xdp_md *ctx)
 	 * (it would pass the decap's and the peers' source checks). */
 	if (cfg_router && iph->saddr == cfg_router)
 		return drop(SU_STAT_DROP_SPOOF_SELF);
+	spoof = spoofed_source(ctx, iph->saddr);
+	if (spoof)
+		return drop(spoof);
 	if (cfg_router && iph->daddr == cfg_router)
 		return backbone_in(ctx, &c, iph);
-	ipv = bpf_map_lookup_elem(&su_ips, &iph->daddr);
-	if (!ipv)
+	found = ip_lookup(iph->daddr, &ipv);
+	if (found == SU_IP_BUSY)
+		return drop(SU_STAT_DROP_IP_BUSY);
+	if (found != SU_IP_FOUND)
 		return pass_or_injected(&c, iph);
-	return dispatch(ctx, &c, sizeof(*eth), ipv, 0);
+	return dispatch(ctx, &c, sizeof(*eth), &ipv, 0);
 }
 
 SEC("xdp")

@@ -16,9 +16,17 @@
 
 /* File descriptors of the maps the sync writes. */
 struct su_router_maps {
-	int ips, slots, routers, meta;
+	int ips, ipv, slots, routers, meta; /* ipv: su_ipv, the routes su_ips indexes */
 	int targets; /* -1: leave alone */
+	int hosts;   /* su_hosts (anti-spoofing); -1: leave alone */
 };
+
+/* One egress IP's route in maps m, read or written under su_ipv's
+ * sequence count (src/bpf/abi.h), for fixtures and tools; the sync keeps
+ * the maps itself.  0, -ENOENT (not in the maps), -E2BIG (no free index)
+ * or -errno. */
+int su_router__ip_get(const struct su_router_maps *m, __be32 ip, struct su_ip_val *v);
+int su_router__ip_put(const struct su_router_maps *m, __be32 ip, const struct su_ip_val *v);
 
 /* What one sync did, for the log line. */
 struct su_router_sync_stats {
@@ -99,6 +107,11 @@ int su_router__default_pin_dir(const char *dc, char *buf, size_t len);
  * about the rest (veth peers it cannot see, RSS on addresses only). */
 int su_router__start_checks(const char *const *ifname, const int *ifindex, int n,
 			    uint32_t xdp_flags, const struct su_plan *p, uint32_t dc);
+/* roles[i] (SU_IF_DC, SU_IF_BACKBONE) of interface ifindex[i]: does the
+ * kernel route this DC's servers, the peer routers, through it?  0 or
+ * -errno (netlink). */
+int su_router__if_roles(const int *ifindex, int n, const struct su_plan *p, uint32_t dc,
+			uint32_t *roles);
 /* Largest MTU native XDP on veth accepts (page-size dependent). */
 int su_router__veth_xdp_mtu(void);
 /* " (why and what to do)" for an XDP attach failure rc, or "". */

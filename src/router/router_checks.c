@@ -493,6 +493,38 @@ static int check_next_hops(const struct su_plan *p, uint32_t dc)
 	return rc;
 }
 
+/* Which attached interface reaches this DC's servers and which the peer
+ * routers, by the kernel's routes: the sides a plan address may come from
+ * (anti-spoofing, src/bpf/abi.h su_ifroles). */
+int su_router__if_roles(const int *ifindex, int n, const struct su_plan *p, uint32_t dc,
+			uint32_t *roles)
+{
+	struct nl rn;
+
+	for (int i = 0; i < n; i++)
+		roles[i] = 0;
+	if (nl_open(&rn, NETLINK_ROUTE)) {
+		int rc = -errno;
+
+		if (rn.sk)
+			mnl_socket_close(rn.sk);
+		return rc;
+	}
+	for (uint32_t i = 0; i < p->n_servers + p->n_dcs; i++) {
+		bool server = i < p->n_servers;
+		uint32_t a = server ? p->servers[i].addr : p->dcs[i - p->n_servers].router, oif;
+
+		if (server ? p->servers[i].dc != dc : (i - p->n_servers == dc || !a))
+			continue;
+		oif = route_oif(&rn, a);
+		for (int k = 0; k < n; k++)
+			if (oif && ifindex[k] == (int)oif)
+				roles[k] |= server ? SU_IF_DC : SU_IF_BACKBONE;
+	}
+	mnl_socket_close(rn.sk);
+	return 0;
+}
+
 int su_router__start_checks(const char *const *ifname, const int *ifindex, int n,
 			    uint32_t xdp_flags, const struct su_plan *p, uint32_t dc)
 {

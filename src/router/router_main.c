@@ -81,6 +81,9 @@ static void router_usage(FILE *out)
 		"    UDP is refused by the servers' decapsulator, which has the sockets;\n"
 		"  - GUE addressed past this router and packets from its own address are\n"
 		"    dropped (drop_gue_injected, drop_spoof_self): no injection from outside;\n"
+		"  - a DC server, egress IP of this DC or peer router as source is accepted\n"
+		"    only on the interface the routes reach it through (drop_spoof_server,\n"
+		"    drop_spoof_egress, drop_spoof_router);\n"
 		"  - packets to unowned slices, of other protocols or malformed are counted\n"
 		"    by reason and dropped.  Anything else passes to the kernel untouched.\n"
 		"Encapsulation is GUE variant 1 (IPv4 in UDP, decapsulated by the kernel's\n"
@@ -315,6 +318,7 @@ struct runner {
 	struct bpf_map *fresh[SU_RUNNER_MAX_FRESH]; /* created anew, pinned after attach */
 	int n_fresh;
 	struct su_plan *start_plan; /* loaded by load(), applied by the first apply_plan() */
+	uint32_t roles[SU_META_IFACES]; /* last written to su_ifroles (anti-spoofing) */
 };
 
 static int prog_name_of(uint32_t id, char *name, size_t len)
@@ -386,6 +390,46 @@ static int dc_index(const struct su_plan *p, const char *dc)
 	return i;
 }
 
+/* Anti-spoofing: tells the program which side each interface is (the
+ * routes to the DC's servers and the peer routers), logged when it changes.
+ * Without an answer the entries stay unknown: no check rather than drops. */
+static void write_roles(struct runner *r, const struct su_plan *p, uint32_t dc)
+{
+	uint32_t roles[SU_META_IFACES];
+	int fd = bpf_map__fd(r->skel->maps.su_ifroles), rc;
+
+	rc = su_router__if_roles(r->ifindex, SU_META_IFACES, p, dc, roles);
+	if (rc) {
+		router_log("warning: reading routes for anti-spoofing: %s (no source checks)",
+			   strerror(-rc));
+		return;
+	}
+	for (uint32_t i = 0; i < SU_META_IFACES; i++) {
+		struct su_ifrole e = { .ifindex = (uint32_t)r->ifindex[i],
+				       .roles = roles[i] | SU_IF_KNOWN };
+
+		if (!r->o->iface[i])
+			e = (struct su_ifrole){ 0 };
+		if (r->o->iface[i] && e.roles != r->roles[i])
+			router_log("%s: %s", r->o->iface[i],
+				   (roles[i] & SU_IF_DC) && (roles[i] & SU_IF_BACKBONE) ?
+					   "reaches the DC servers and the peer routers: which side "
+					   "a packet came from cannot be told there, no anti-spoofing "
+					   "of plan addresses (give the Internet an interface of its own)" :
+				   roles[i] & SU_IF_DC ?
+					   "DC side: sources of peer routers are refused there "
+					   "(drop_spoof_router)" :
+				   roles[i] & SU_IF_BACKBONE ?
+					   "backbone side: sources of DC servers and egress IPs are "
+					   "refused there (drop_spoof_server, drop_spoof_egress)" :
+					   "Internet side: sources of DC servers, peer routers and egress "
+					   "IPs are refused there (drop_spoof_*)");
+		r->roles[i] = e.roles;
+		if (bpf_map_update_elem(fd, &i, &e, BPF_ANY))
+			router_log("warning: writing su_ifroles: %s", strerror(errno));
+	}
+}
+
 /* Loads PLAN and syncs it into the maps.  At start-up a failure is fatal;
  * on reload it is logged and the previous plan keeps routing. */
 static int apply_plan(struct runner *r)
@@ -428,6 +472,7 @@ static int apply_plan(struct runner *r)
 		return SU_EXIT_FAIL;
 	}
 	r->serial = p->serial;
+	write_roles(r, p, (uint32_t)dc);
 	node_store__applied(p->serial);
 	router_log("plan serial %llu: %u local + %u remote egress IPs (%u changed, %u removed), "
 		   "%u peer routers",
@@ -491,7 +536,8 @@ static int attach_redirect_err(struct runner *r)
 }
 
 /* Maps whose size follows the plan. */
-static const char *const plan_maps[] = { "su_ips", "su_slots", "su_routers", "su_targets" };
+static const char *const plan_maps[] = { "su_ips", "su_ipv", "su_slots", "su_routers", "su_targets",
+					 "su_hosts" };
 
 static bool is_plan_map(const char *name)
 {
@@ -503,9 +549,10 @@ static bool is_plan_map(const char *name)
 
 static uint32_t cap_of(const struct su_router_caps *c, const char *name)
 {
-	return !strcmp(name, "su_ips")	   ? c->ips :
+	return !strcmp(name, "su_ips") || !strcmp(name, "su_ipv") ? c->ips :
 	       !strcmp(name, "su_slots")   ? c->slots :
 	       !strcmp(name, "su_routers") ? c->routers :
+	       !strcmp(name, "su_hosts")   ? c->targets : /* servers + peer routers */
 					     c->targets;
 }
 
@@ -536,10 +583,27 @@ static bool pinned_fits(struct bpf_map *m, const char *path, bool resize)
  * one of a previous run is reused.  One that is not is created unpinned
  * and only replaces the pin once the new program is attached (see
  * repin): until then the old program keeps forwarding with the old maps. */
+static bool is_fresh(const struct runner *r, const struct bpf_map *m)
+{
+	for (int i = 0; i < r->n_fresh; i++)
+		if (r->fresh[i] == m)
+			return true;
+	return false;
+}
+
+static int make_fresh(struct runner *r, struct bpf_map *m)
+{
+	if (r->n_fresh >= SU_RUNNER_MAX_FRESH || bpf_map__set_pin_path(m, NULL))
+		return -EINVAL;
+	r->fresh[r->n_fresh++] = m;
+	return 0;
+}
+
 static int size_maps(struct runner *r, const struct su_plan *p, uint32_t dc, bool new_slicing)
 {
 	struct bpf_map *m;
 	char path[PATH_MAX];
+	int rc = 0;
 
 	su_router__caps_for_plan(p, dc, &r->caps);
 	/* Allocated on use and freed on replacement, not preallocated: see
@@ -559,13 +623,17 @@ static int size_maps(struct runner *r, const struct su_plan *p, uint32_t dc, boo
 		/* Slot regions and the entries pointing at them were laid out
 		 * for one slicing: another one starts from empty maps. */
 		if (pinned_fits(m, path, plan_map) &&
-		    !(new_slicing && (!strcmp(name, "su_ips") || !strcmp(name, "su_slots"))))
+		    !(new_slicing && (!strcmp(name, "su_ips") || !strcmp(name, "su_ipv") ||
+				      !strcmp(name, "su_slots"))))
 			continue;
-		if (r->n_fresh >= SU_RUNNER_MAX_FRESH || bpf_map__set_pin_path(m, NULL))
-			return -EINVAL;
-		r->fresh[r->n_fresh++] = m;
+		if ((rc = make_fresh(r, m)))
+			return rc;
 	}
-	return 0;
+	/* su_ips holds indexes into su_ipv: one is reused only with the other. */
+	if (is_fresh(r, r->skel->maps.su_ips) != is_fresh(r, r->skel->maps.su_ipv))
+		rc = make_fresh(r, is_fresh(r, r->skel->maps.su_ips) ? r->skel->maps.su_ipv :
+									 r->skel->maps.su_ips);
+	return rc;
 }
 
 /* Replaces the pins of the maps created afresh, once the program using
@@ -694,10 +762,12 @@ static int load(struct runner *r)
 				"from another version? '%s router detach --dc %s' removes them)",
 				strerror(-rc), su_prog, r->o->dc);
 	r->maps.ips = bpf_map__fd(r->skel->maps.su_ips);
+	r->maps.ipv = bpf_map__fd(r->skel->maps.su_ipv);
 	r->maps.slots = bpf_map__fd(r->skel->maps.su_slots);
 	r->maps.routers = bpf_map__fd(r->skel->maps.su_routers);
 	r->maps.meta = bpf_map__fd(r->skel->maps.su_meta);
 	r->maps.targets = bpf_map__fd(r->skel->maps.su_targets);
+	r->maps.hosts = bpf_map__fd(r->skel->maps.su_hosts);
 	return 0;
 }
 

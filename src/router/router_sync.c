@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -129,13 +130,120 @@ int su_router__map_cap(int fd, uint32_t *cap)
 	return 0;
 }
 
+/* ---- su_ipv: the IPs' routes, written in place under a sequence count ---- */
+
+/* The loader's view of su_ipv: the array mmap'd (BPF_F_MMAPABLE), so an
+ * entry is written field by field in the order the readers rely on, which
+ * a map update (one memcpy) does not promise. */
+struct ipv_mem {
+	struct su_ipv *e;
+	uint32_t n;
+	size_t len;
+};
+
+static int ipv_map(int fd, struct ipv_mem *mm)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	int rc = su_router__map_cap(fd, &mm->n);
+	void *p;
+
+	if (rc)
+		return rc;
+	mm->len = ((size_t)mm->n * sizeof(struct su_ipv) + (size_t)page - 1) & ~((size_t)page - 1);
+	p = mmap(NULL, mm->len ? mm->len : (size_t)page, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	mm->e = p;
+	return 0;
+}
+
+static void ipv_unmap(struct ipv_mem *mm)
+{
+	if (mm->e)
+		munmap(mm->e, mm->len);
+	mm->e = NULL;
+}
+
+/* seqcount write side (the reader is ip_lookup() in router.bpf.c): odd,
+ * then the fields, then even, each store ordered after the one before.
+ * One writer at a time (the router holds the pin directory's lock).  A
+ * writer killed in the middle left seq odd: the next write starts from the
+ * even value below it. */
+static void ipv_write(struct su_ipv *e, __be32 ip, const struct su_ip_val *v)
+{
+	uint32_t seq = __atomic_load_n(&e->seq, __ATOMIC_RELAXED) & ~1u;
+
+	__atomic_store_n(&e->seq, seq + 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE); /* smp_wmb(): odd before the fields */
+	__atomic_store_n(&e->ip, ip, __ATOMIC_RELAXED);
+	__atomic_store_n(&e->v.router, v->router, __ATOMIC_RELAXED);
+	__atomic_store_n(&e->v.slot_base, v->slot_base, __ATOMIC_RELAXED);
+	__atomic_store_n(&e->v.flags, v->flags, __ATOMIC_RELAXED);
+	__atomic_store_n(&e->seq, seq + 2, __ATOMIC_RELEASE); /* fields before even */
+}
+
+static void ipv_read(const struct su_ipv *e, __be32 *ip, struct su_ip_val *v)
+{
+	*ip = __atomic_load_n(&e->ip, __ATOMIC_RELAXED);
+	v->router = __atomic_load_n(&e->v.router, __ATOMIC_RELAXED);
+	v->slot_base = __atomic_load_n(&e->v.slot_base, __ATOMIC_RELAXED);
+	v->flags = __atomic_load_n(&e->v.flags, __ATOMIC_RELAXED);
+}
+
+int su_router__ip_get(const struct su_router_maps *m, __be32 ip, struct su_ip_val *v)
+{
+	struct ipv_mem mm = { 0 };
+	uint32_t idx;
+	__be32 owner;
+	int rc;
+
+	if (bpf_map_lookup_elem(m->ips, &ip, &idx))
+		return -errno;
+	if ((rc = ipv_map(m->ipv, &mm)))
+		return rc;
+	rc = -ENOENT;
+	if (idx < mm.n) {
+		ipv_read(&mm.e[idx], &owner, v);
+		rc = owner == ip ? 0 : -ENOENT;
+	}
+	ipv_unmap(&mm);
+	return rc;
+}
+
+int su_router__ip_put(const struct su_router_maps *m, __be32 ip, const struct su_ip_val *v)
+{
+	struct ipv_mem mm = { 0 };
+	uint32_t idx;
+	int rc;
+
+	if ((rc = ipv_map(m->ipv, &mm)))
+		return rc;
+	if (bpf_map_lookup_elem(m->ips, &ip, &idx) || idx >= mm.n) {
+		/* A free index: no IP in its entry. */
+		for (idx = 0; idx < mm.n && mm.e[idx].ip; idx++)
+			;
+		if (idx == mm.n) {
+			ipv_unmap(&mm);
+			return -E2BIG;
+		}
+		ipv_write(&mm.e[idx], ip, v);
+		rc = bpf_map_update_elem(m->ips, &ip, &idx, BPF_ANY) ? -errno : 0;
+	} else {
+		ipv_write(&mm.e[idx], ip, v);
+	}
+	ipv_unmap(&mm);
+	return rc;
+}
+
 /* ---- reading the maps ---- */
 
 /* Existing su_ips content, read once per sync. */
 struct ip_entry {
 	__be32 ip;
+	uint32_t idx; /* its su_ipv index, fixed while the IP stays */
 	struct su_ip_val v;
 	int keep; /* still in the plan */
+	int lost; /* index out of the array or naming another IP: re-indexed */
 };
 
 static int cmp_entry(const void *a, const void *b)
@@ -185,7 +293,7 @@ static int read_ips_batch(int fd, struct ip_entry **out, uint32_t *n_out)
 {
 	enum { CHUNK = 4096 };
 	__be32 keys[CHUNK];
-	struct su_ip_val vals[CHUNK];
+	uint32_t vals[CHUNK];
 	struct ip_entry *v = NULL;
 	uint32_t n = 0, cap = 0, batch = 0;
 	bool first = true;
@@ -206,9 +314,9 @@ static int read_ips_batch(int fd, struct ip_entry **out, uint32_t *n_out)
 				free(v);
 				return -ENOMEM;
 			}
+			memset(&v[n], 0, sizeof(v[n]));
 			v[n].ip = keys[i];
-			v[n].v = vals[i];
-			v[n++].keep = 0;
+			v[n++].idx = vals[i];
 		}
 		if (rc) { /* ENOENT: that was the last batch */
 			rc = 0;
@@ -243,7 +351,7 @@ static int read_ips(int fd, struct ip_entry **out, uint32_t *n_out)
 	}
 	for (uint32_t i = 0; i < n; i++) {
 		v[m].ip = keys[i];
-		if (!bpf_map_lookup_elem(fd, &keys[i], &v[m].v))
+		if (!bpf_map_lookup_elem(fd, &keys[i], &v[m].idx))
 			m++;
 	}
 	free(keys);
@@ -338,7 +446,13 @@ struct sync {
 	uint32_t n_targets;
 	__be32 *old_targets;   /* su_targets keys before the sync, sorted */
 	uint32_t n_old_targets;
+	__be32 *old_hosts;     /* su_hosts keys before the sync, sorted */
+	uint32_t n_old_hosts;
+	uint32_t cap_hosts;
 	struct regions reg;
+	struct ipv_mem ipv;    /* su_ipv, mmap'd */
+	uint8_t *idx_used;     /* per su_ipv index: held by an IP */
+	uint32_t idx_next;
 	struct su_router_sync_stats *st;
 	struct su_err *err;
 };
@@ -352,7 +466,25 @@ static void sync__free(struct sync *s)
 	free(s->old_routers);
 	free(s->targets);
 	free(s->old_targets);
+	free(s->old_hosts);
 	free(s->reg.used);
+	free(s->idx_used);
+	ipv_unmap(&s->ipv);
+}
+
+/* A su_ipv index no IP holds.  Indexes of IPs removed in this pass are
+ * free again: a packet still reading one finds another IP there (or 0)
+ * and takes it as a miss. */
+static int sync__alloc_idx(struct sync *s, uint32_t *idx)
+{
+	for (; s->idx_next < s->ipv.n; s->idx_next++) {
+		if (!s->idx_used[s->idx_next]) {
+			s->idx_used[s->idx_next] = 1;
+			*idx = s->idx_next++;
+			return 0;
+		}
+	}
+	return -ENOSPC;
 }
 
 static uint32_t sorted_unique(__be32 *v, uint32_t n)
@@ -420,6 +552,11 @@ static int sync__precheck(struct sync *s)
 
 		if (e)
 			e->keep = 1;
+		if (e && e->lost) {
+			s->change[i] = 1;
+			new_regions += ip->dc == s->dc;
+			continue;
+		}
 		if (ip->dc != s->dc) {
 			v.router = htonl(p->dcs[ip->dc].router);
 			s->change[i] = !e || memcmp(&e->v, &v, sizeof(v));
@@ -436,12 +573,13 @@ static int sync__precheck(struct sync *s)
 	for (uint32_t i = 0; i < s->n_targets; i++)
 		targets_union += !in_set(s->old_targets, s->n_old_targets, s->targets[i]);
 
-	/* Departed IPs go first, so the IP map peaks at the new plan's size. */
-	if (p->n_ips > s->cap.ips)
+	/* Departed IPs go first, so the IP map peaks at the new plan's size;
+	 * every IP holds one su_ipv index. */
+	if (p->n_ips > s->cap.ips || p->n_ips > s->ipv.n)
 		return su_err__set(s->err, E2BIG, "plan serial %llu has %u egress IPs, the IP map "
 				   "holds %u: restart the router to resize its maps (the current "
 				   "plan keeps forwarding)", (unsigned long long)p->serial,
-				   p->n_ips, s->cap.ips);
+				   p->n_ips, s->cap.ips < s->ipv.n ? s->cap.ips : s->ipv.n);
 	/* Regions still referenced by a live entry are never rewritten in the
 	 * same pass: a packet may be reading them. */
 	if ((uint64_t)s->reg.live + new_regions > s->reg.n)
@@ -454,6 +592,11 @@ static int sync__precheck(struct sync *s)
 		return su_err__set(s->err, E2BIG, "plan serial %llu has %u peer routers, the router "
 				   "map holds %u: restart the router to resize its maps",
 				   (unsigned long long)p->serial, s->n_routers, s->cap.routers);
+	if (s->m->hosts >= 0 && s->n_targets > s->cap_hosts)
+		return su_err__set(s->err, E2BIG, "plan serial %llu has %u servers and peer routers, "
+				   "the anti-spoofing host map holds %u: restart the router to "
+				   "resize its maps", (unsigned long long)p->serial, s->n_targets,
+				   s->cap_hosts);
 	if (s->m->targets >= 0 && s->n_targets > s->cap.targets)
 		return su_err__set(s->err, E2BIG, "plan serial %llu has %u forwarding targets (servers "
 				   "and peer routers), the target map holds %u: restart the router "
@@ -509,6 +652,49 @@ static void sync__prune_targets(struct sync *s)
 	}
 }
 
+/* The flip of one IP: its su_ipv entry rewritten in place under the
+ * sequence count (a packet reads the whole old or the whole new route); a
+ * new IP's entry is written before its su_ips element links it. */
+static int sync__write_ip(struct sync *s, __be32 key, const struct su_ip_val *v)
+{
+	struct ip_entry *e = find_entry(s->have, s->n_have, key);
+	uint32_t idx;
+
+	if (e && !e->lost) {
+		ipv_write(&s->ipv.e[e->idx], key, v);
+		return 0;
+	}
+	if (sync__alloc_idx(s, &idx)) /* precheck made room */
+		return -ENOSPC;
+	ipv_write(&s->ipv.e[idx], key, v);
+	/* A lost entry's element is updated (its 4-byte index is one load
+	 * for the reader), a new IP's inserted. */
+	if (bpf_map_update_elem(s->m->ips, &key, &idx, e ? BPF_EXIST : BPF_NOEXIST))
+		return -errno;
+	return 0;
+}
+
+/* The anti-spoofing host set: departed addresses go first (the map then
+ * never holds more than the new plan's), then every server of this DC and
+ * peer router is written with its kind. */
+static int sync__hosts(struct sync *s)
+{
+	for (uint32_t i = 0; i < s->n_old_hosts; i++)
+		if (!in_set(s->targets, s->n_targets, s->old_hosts[i]) &&
+		    bpf_map_delete_elem(s->m->hosts, &s->old_hosts[i]) && errno != ENOENT)
+			return su_err__set(s->err, errno, "removing a departed host: %s",
+					   strerror(errno));
+	for (uint32_t i = 0; i < s->n_targets; i++) {
+		uint32_t kind = in_set(s->routers, s->n_routers, s->targets[i]) ? SU_HOST_ROUTER :
+										  SU_HOST_SERVER;
+
+		if (bpf_map_update_elem(s->m->hosts, &s->targets[i], &kind, BPF_ANY))
+			return su_err__set(s->err, errno, "updating the host map: %s",
+					   strerror(errno));
+	}
+	return 0;
+}
+
 static int sync__flip_ips(struct sync *s)
 {
 	const struct su_plan *p = s->p;
@@ -541,11 +727,9 @@ static int sync__flip_ips(struct sync *s)
 				return su_err__set(s->err, -rc, "writing slots of %s: %s",
 						   su_addr__str(ip->ip, a), strerror(-rc));
 		}
-		/* The flip: one map update; the element is new, fully written
-		 * before it is linked (see docs/router.md on element reuse). */
-		if (bpf_map_update_elem(s->m->ips, &key, &v, BPF_ANY))
-			return su_err__set(s->err, errno, "updating %s: %s", su_addr__str(ip->ip, a),
-					   strerror(errno));
+		if ((rc = sync__write_ip(s, key, &v)))
+			return su_err__set(s->err, -rc, "updating %s: %s", su_addr__str(ip->ip, a),
+					   strerror(-rc));
 		s->st->ips_changed++;
 	}
 	return 0;
@@ -564,6 +748,12 @@ static int sync__apply(struct sync *s)
 		if (bpf_map_delete_elem(s->m->ips, &s->have[i].ip) && errno != ENOENT)
 			return su_err__set(s->err, errno, "removing a departed IP: %s",
 					   strerror(errno));
+		/* Unlinked first, then its entry cleared: a reader that still
+		 * holds the index finds no IP there.  The index is free. */
+		if (!s->have[i].lost) {
+			ipv_write(&s->ipv.e[s->have[i].idx], 0, &(struct su_ip_val){ 0 });
+			s->idx_used[s->have[i].idx] = 0;
+		}
 		s->st->ips_removed++;
 	}
 	/* Routers are added before the IPs that point to them and removed
@@ -573,6 +763,8 @@ static int sync__apply(struct sync *s)
 	if (s->m->targets >= 0 && s->st->targets_first)
 		sync__prune_targets(s);
 	if ((rc = sync__add_routers(s)) || (rc = sync__flip_ips(s)))
+		return rc;
+	if (s->m->hosts >= 0 && (rc = sync__hosts(s)))
 		return rc;
 	if (!s->st->routers_first && (rc = sync__remove_routers(s)))
 		return rc;
@@ -591,6 +783,8 @@ static int sync__read(struct sync *s)
 		return su_err__set(s->err, -rc, "reading map sizes: %s", strerror(-rc));
 	if (s->m->targets >= 0 && (rc = su_router__map_cap(s->m->targets, &s->cap.targets)))
 		return su_err__set(s->err, -rc, "reading map sizes: %s", strerror(-rc));
+	if (s->m->hosts >= 0 && (rc = su_router__map_cap(s->m->hosts, &s->cap_hosts)))
+		return su_err__set(s->err, -rc, "reading map sizes: %s", strerror(-rc));
 	s->reg.spi = s->p->slices_per_ip;
 	s->reg.n = s->cap.slots / s->reg.spi;
 	s->reg.used = calloc(s->reg.n + 1, 1);
@@ -603,11 +797,30 @@ static int sync__read(struct sync *s)
 		return su_err__set(s->err, ENOMEM, "out of memory");
 	if (rc)
 		return rc;
+	if ((rc = ipv_map(s->m->ipv, &s->ipv)))
+		return su_err__set(s->err, -rc, "mapping the IP route array: %s", strerror(-rc));
+	s->idx_used = calloc(s->ipv.n + 1, 1);
+	if (!s->idx_used)
+		return su_err__set(s->err, ENOMEM, "out of memory");
 	if ((rc = read_ips(s->m->ips, &s->have, &s->n_have)) ||
 	    (rc = read_keys(s->m->routers, &s->old_routers, &s->n_old_routers)) ||
 	    (s->m->targets >= 0 && (rc = read_keys(s->m->targets, &s->old_targets,
-						    &s->n_old_targets))))
+						    &s->n_old_targets))) ||
+	    (s->m->hosts >= 0 && (rc = read_keys(s->m->hosts, &s->old_hosts, &s->n_old_hosts))))
 		return su_err__set(s->err, -rc, "reading the maps: %s", strerror(-rc));
+	/* Each IP's route, from its su_ipv entry (one writer: us). */
+	for (uint32_t i = 0; i < s->n_have; i++) {
+		struct ip_entry *e = &s->have[i];
+		__be32 owner = 0;
+
+		if (e->idx < s->ipv.n && !s->idx_used[e->idx])
+			ipv_read(&s->ipv.e[e->idx], &owner, &e->v);
+		e->lost = owner != e->ip;
+		if (e->lost)
+			memset(&e->v, 0, sizeof(e->v));
+		else
+			s->idx_used[e->idx] = 1;
+	}
 	/* Regions in use by the live entries are off limits for this pass,
 	 * even those about to be replaced or removed: a packet may still be
 	 * reading them. */
@@ -701,7 +914,10 @@ static uint64_t htab_bytes(uint32_t max, uint32_t key, uint32_t value, bool perc
 void su_router__mem_estimate(const struct su_router_caps *c, uint32_t n_ips, uint32_t ncpus,
 			     struct su_router_mem *out)
 {
-	out->ips = htab_bytes(c->ips, 4, sizeof(struct su_ip_val), false, false, n_ips, ncpus);
+	/* su_ips (IP -> index, allocated on use) + su_ipv (mmapable array:
+	 * struct bpf_array and the values, each page aligned). */
+	out->ips = htab_bytes(c->ips, 4, 4, false, false, n_ips, ncpus) + 4096 +
+		   ((24ull * c->ips + 4095) & ~4095ull);
 	/* Array values are rounded up to 8 bytes: a 4-byte slot takes 8. */
 	out->slots = 1024 + 8ull * c->slots;
 	out->routers = htab_bytes(c->routers, 4, 4, false, true, 0, ncpus);
@@ -715,5 +931,6 @@ void su_router__mem_estimate(const struct su_router_caps *c, uint32_t n_ips, uin
 		     htab_bytes(frags, sizeof(struct su_frag_key), sizeof(struct su_frag_val), false, true, 0,
 				ncpus) +
 		     htab_bytes(frags, sizeof(struct su_frag_key), 4, false, true, 0, ncpus) + 2048 + 16ull * ncpus;
+	out->other += htab_bytes(c->targets, 4, 4, false, true, 0, ncpus); /* su_hosts */
 	out->total = out->ips + out->slots + out->routers + out->targets + out->other;
 }

@@ -17,8 +17,12 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include <pthread.h>
+
 #include "pktbuild.h"
 #include "router.skel.h"
+/* The loader's su_ipv writer (ipv_map, ipv_write) for the torn-read test. */
+#include "../../src/router/router_sync.c"
 
 /* The namespace: su0 faces the Internet and the DC (gateway gw0), su1 is
  * the backbone (gateway gw1).  This router is 10.0.0.1. */
@@ -485,6 +489,29 @@ static void in_gue_injected_origin(struct pb *p) { gue_to(p, ORIGIN, NOT_EGRESS,
 static void in_udp_to_server(struct pb *p) { gue_to(p, ORIGIN, SRV_A, 4789); }
 static void in_spoof_self(struct pb *p) { gue_to(p, ROUTER, SRV_A, 4789); }
 
+/* Non-GUE TCP from src to dst, arriving on su1 (the backbone side) or su0
+ * (Internet and DC side). */
+static void tcp_from(struct pb *p, uint32_t src, uint32_t dst, int on_backbone)
+{
+	pb_fill(p, 20, 0xcd);
+	pb_tcp(p, 443, PORT_A);
+	pb_ip(p, src, dst, IPPROTO_TCP, 0x4321, PB_DF, 60);
+	if (on_backbone)
+		pb_eth(p, MAC_SU1, MAC_GW1, ETH_P_IP);
+	else
+		frame(p);
+}
+
+static void in_server_src_bb(struct pb *p) { tcp_from(p, SRV_A, NOT_EGRESS, 1); }
+static void in_server_src_bb_egress(struct pb *p) { tcp_from(p, SRV_B, EG_LOCAL, 1); }
+static void in_egress_src_bb(struct pb *p) { tcp_from(p, EG_LOCAL, NOT_EGRESS, 1); }
+static void in_remote_egress_src_bb(struct pb *p) { tcp_from(p, EG_B, NOT_EGRESS, 1); }
+static void in_router_src_edge(struct pb *p) { tcp_from(p, ROUTER_C, EG_LOCAL, 0); }
+static void in_router_src_edge_pass(struct pb *p) { tcp_from(p, ROUTER_C, NOT_EGRESS, 0); }
+static void in_server_src_edge(struct pb *p) { tcp_from(p, SRV_A, NOT_EGRESS, 0); }
+static void in_egress_src_edge(struct pb *p) { tcp_from(p, EG_LOCAL, NOT_EGRESS, 0); }
+static void in_router_src_bb(struct pb *p) { tcp_from(p, ROUTER_C, NOT_EGRESS, 1); }
+
 /* ---- the tunnel ---- */
 
 static void in_tos(struct pb *p)
@@ -843,7 +870,7 @@ static const struct fixture fixtures[] = {
 	  S(SU_STAT_FWD_LOCAL) },
 	/* edge anti-spoofing */
 	{ "spoof: GUE to a server with a plan router's source is dropped",
-	  in_gue_injected_router_src, XDP_DROP, .out = OUT_NONE, S(SU_STAT_DROP_GUE_INJECTED) },
+	  in_gue_injected_router_src, XDP_DROP, .out = OUT_NONE, S(SU_STAT_DROP_SPOOF_ROUTER) },
 	{ "spoof: GUE to a server with a plan server's source is dropped",
 	  in_gue_injected_server_src, XDP_DROP, .out = OUT_NONE, S(SU_STAT_DROP_GUE_INJECTED) },
 	{ "spoof: GUE to any other host is dropped", in_gue_injected_origin, XDP_DROP,
@@ -852,6 +879,27 @@ static const struct fixture fixtures[] = {
 	  .out = OUT_NONE, S(SU_STAT_DROP_SPOOF_SELF) },
 	{ "spoof: other UDP to a server is the kernel's", in_udp_to_server, XDP_PASS,
 	  .out = OUT_SAME, S(SU_STAT_PASS) },
+	/* plan addresses as sources, by the side they arrive on (su0: DC, su1:
+	 * backbone; su_ifroles as the loader writes it from the routes) */
+	{ "spoof: a DC server's source on the backbone side is dropped", in_server_src_bb,
+	  XDP_DROP, .out = OUT_NONE, S(SU_STAT_DROP_SPOOF_SERVER) },
+	{ "spoof: a DC server's source to an egress IP on the backbone side is dropped",
+	  in_server_src_bb_egress, XDP_DROP, .out = OUT_NONE, S(SU_STAT_DROP_SPOOF_SERVER) },
+	{ "spoof: this DC's egress IP as source on the backbone side is dropped", in_egress_src_bb,
+	  XDP_DROP, .out = OUT_NONE, S(SU_STAT_DROP_SPOOF_EGRESS) },
+	{ "spoof: another DC's egress IP as source on the backbone side is the kernel's "
+	  "(its servers' traffic)", in_remote_egress_src_bb, XDP_PASS, .out = OUT_SAME,
+	  S(SU_STAT_PASS) },
+	{ "spoof: a peer router's source (not GUE) on the DC side is dropped", in_router_src_edge,
+	  XDP_DROP, .out = OUT_NONE, S(SU_STAT_DROP_SPOOF_ROUTER) },
+	{ "spoof: a peer router's source on the DC side is dropped, whatever the destination",
+	  in_router_src_edge_pass, XDP_DROP, .out = OUT_NONE, S(SU_STAT_DROP_SPOOF_ROUTER) },
+	{ "spoof: a DC server's source on the DC side is the kernel's", in_server_src_edge,
+	  XDP_PASS, .out = OUT_SAME, S(SU_STAT_PASS) },
+	{ "spoof: an egress IP as source on the DC side is the kernel's", in_egress_src_edge,
+	  XDP_PASS, .out = OUT_SAME, S(SU_STAT_PASS) },
+	{ "spoof: a peer router's source on the backbone side is the kernel's", in_router_src_bb,
+	  XDP_PASS, .out = OUT_SAME, S(SU_STAT_PASS) },
 	/* the tunnel (issue 8 §3) */
 	{ "tunnel: inner DSCP and ECN are copied to the outer header (RFC 6040)", in_tos, XDP_TX,
 	  ENCAP(SRV_A, 0), S(SU_STAT_FWD_LOCAL) },
@@ -923,12 +971,22 @@ static int write_sysctl(const char *path, const char *val)
 	return fclose(f) ? -errno : 0;
 }
 
+/* An egress IP: its route in su_ipv at an index of its own, su_ips -> that
+ * index (the layout of src/bpf/abi.h; fixtures write before any packet runs,
+ * so a plain update is enough here, the sync's seqcount writer is tested in
+ * test_router_sync.c). */
 static int set_ip(uint32_t ip, uint32_t router, uint32_t base, uint32_t flags)
 {
-	struct su_ip_val v = { .router = htonl(router), .slot_base = base, .flags = flags };
+	static uint32_t next;
+	struct su_ipv e = { .ip = htonl(ip),
+			    .v = { .router = htonl(router), .slot_base = base, .flags = flags } };
 	__be32 k = htonl(ip);
+	uint32_t idx;
 
-	return bpf_map__update_elem(skel->maps.su_ips, &k, sizeof(k), &v, sizeof(v), BPF_ANY);
+	if (bpf_map__lookup_elem(skel->maps.su_ips, &k, sizeof(k), &idx, sizeof(idx), 0))
+		idx = next++;
+	return bpf_map__update_elem(skel->maps.su_ipv, &idx, sizeof(idx), &e, sizeof(e), BPF_ANY) ?:
+	       bpf_map__update_elem(skel->maps.su_ips, &k, sizeof(k), &idx, sizeof(idx), BPF_ANY);
 }
 
 static int set_slot(uint32_t base, uint16_t port, uint32_t server)
@@ -940,9 +998,23 @@ static int set_slot(uint32_t base, uint16_t port, uint32_t server)
 				    BPF_ANY);
 }
 
+/* su_ifroles as the loader writes it: su0 (Internet and DC), su1 (backbone). */
+static int set_roles(uint32_t su0, uint32_t su1)
+{
+	struct su_ifrole r[2] = { { (uint32_t)ifindex0, su0 | SU_IF_KNOWN },
+				  { (uint32_t)ifindex1, su1 | SU_IF_KNOWN } };
+	int err = 0;
+
+	for (uint32_t i = 0; i < 2; i++)
+		err |= bpf_map__update_elem(skel->maps.su_ifroles, &i, sizeof(i), &r[i],
+					    sizeof(r[i]), BPF_ANY);
+	return err;
+}
+
 static int fill_maps(void)
 {
 	uint32_t routers[] = { ROUTER_B, ROUTER_C };
+	uint32_t servers[] = { SRV_A, SRV_B, SRV_C, SRV_NONEIGH, SRV_NOROUTE, SRV_ECMP, SRV_BRIDGE };
 	int err = 0;
 
 	err |= set_ip(EG_LOCAL, 0, 0, SU_IP_LOCAL);
@@ -961,10 +1033,21 @@ static int fill_maps(void)
 	err |= set_slot(8 * SPI, PORT_A, SRV_BRIDGE);
 	for (uint32_t i = 0; i < 2; i++) {
 		__be32 k = htonl(routers[i]);
+		uint32_t kind = SU_HOST_ROUTER;
 
 		err |= bpf_map__update_elem(skel->maps.su_routers, &k, sizeof(k), &i, sizeof(i),
 					    BPF_ANY);
+		err |= bpf_map__update_elem(skel->maps.su_hosts, &k, sizeof(k), &kind, sizeof(kind),
+					    BPF_ANY);
 	}
+	for (size_t i = 0; i < sizeof(servers) / sizeof(servers[0]); i++) {
+		__be32 k = htonl(servers[i]);
+		uint32_t kind = SU_HOST_SERVER;
+
+		err |= bpf_map__update_elem(skel->maps.su_hosts, &k, sizeof(k), &kind, sizeof(kind),
+					    BPF_ANY);
+	}
+	err |= set_roles(SU_IF_DC, SU_IF_BACKBONE);
 	return err ? -1 : 0;
 }
 
@@ -1333,6 +1416,189 @@ static void redirect_failure_counted(void **state)
 	assert_int_equal(fwd_to_bridge, 0);
 }
 
+/* The checks follow the interface's role: on an Internet-only interface
+ * (neither DC nor backbone reached through it) every plan source is
+ * refused, each under its reason; on one that reaches both nothing is (it
+ * cannot tell), and an interface the loader did not describe is unchecked. */
+static void spoof_by_interface_role(void **state)
+{
+	static struct pb in;
+	static uint8_t out[PB_CAP + 512];
+	const struct {
+		uint32_t roles, src;
+		int verdict, stat;
+	} c[] = {
+		{ 0, SRV_A, XDP_DROP, SU_STAT_DROP_SPOOF_SERVER },
+		{ 0, ROUTER_B, XDP_DROP, SU_STAT_DROP_SPOOF_ROUTER },
+		{ 0, EG_NONEIGH, XDP_DROP, SU_STAT_DROP_SPOOF_EGRESS },
+		{ 0, EG_C, XDP_PASS, SU_STAT_PASS },
+		{ 0, ORIGIN, XDP_PASS, SU_STAT_PASS },
+		{ SU_IF_DC | SU_IF_BACKBONE, SRV_A, XDP_PASS, SU_STAT_PASS },
+		{ SU_IF_DC | SU_IF_BACKBONE, ROUTER_B, XDP_PASS, SU_STAT_PASS },
+		{ SU_IF_DC | SU_IF_BACKBONE, EG_LOCAL, XDP_PASS, SU_STAT_PASS },
+	};
+	uint64_t before[SU_STAT_MAX], after[SU_STAT_MAX];
+
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		uint32_t len = sizeof(out);
+
+		assert_int_equal(set_roles(c[i].roles, SU_IF_BACKBONE), 0);
+		pb_init(&in);
+		tcp_from(&in, c[i].src, NOT_EGRESS, 0);
+		read_stats(before);
+		assert_int_equal(run_once(&in, out, &len, 0), c[i].verdict);
+		read_stats(after);
+		assert_int_equal(after[c[i].stat] - before[c[i].stat], 1);
+	}
+	/* Not described (another interface, or routes unreadable): unchecked. */
+	{
+		struct su_ifrole none = { 0 };
+		uint32_t k = 0, len = sizeof(out);
+
+		assert_int_equal(bpf_map__update_elem(skel->maps.su_ifroles, &k, sizeof(k), &none,
+						      sizeof(none), BPF_ANY), 0);
+		pb_init(&in);
+		tcp_from(&in, SRV_A, NOT_EGRESS, 0);
+		assert_int_equal(run_once(&in, out, &len, 0), XDP_PASS);
+	}
+	assert_int_equal(set_roles(SU_IF_DC, SU_IF_BACKBONE), 0);
+}
+
+/* ---- torn reads (issue 8 §2): an IP's route is read whole or not at all ---- */
+
+#define EG_FLIP IP4(198, 51, 100, 20)
+#define EG_OTHER IP4(198, 51, 100, 21)
+
+/* Two whole routes for EG_FLIP that differ in every field: remote to
+ * ROUTER_B (slot_base pointing at an empty region), or local with slot
+ * region 0 (PORT_A -> SRV_A).  A read mixing them is remote to 0.0.0.0
+ * (drop_fib) or local in the empty region (drop_no_slice); a read of
+ * another IP's entry (BAD: remote to 0.0.0.0 as well) is drop_fib. */
+static struct su_ip_val FLIP_A = { .slot_base = 10 * SPI }; /* .router: ROUTER_B, set at run */
+static const struct su_ip_val FLIP_B = { .slot_base = 0, .flags = SU_IP_LOCAL };
+static const struct su_ip_val FLIP_BAD = { 0 };
+
+struct flipper {
+	struct ipv_mem mm;
+	uint32_t idx;
+	int reuse; /* also delete EG_FLIP and hand its index to EG_OTHER */
+	volatile int stop;
+	uint64_t writes;
+};
+
+static void pin_cpu(int cpu)
+{
+	cpu_set_t one;
+
+	CPU_ZERO(&one);
+	CPU_SET(cpu, &one);
+	sched_setaffinity(0, sizeof(one), &one);
+}
+
+static void *flip_writer(void *arg)
+{
+	struct flipper *f = arg;
+	__be32 flip = htonl(EG_FLIP), other = htonl(EG_OTHER);
+	struct su_ipv *e = &f->mm.e[f->idx];
+
+	pin_cpu(libbpf_num_possible_cpus() > 1 ? 1 : 0);
+	while (!f->stop) {
+		if (!f->reuse) {
+			ipv_write(e, flip, &FLIP_A);
+			ipv_write(e, flip, &FLIP_B);
+			f->writes += 2;
+			continue;
+		}
+		/* Delete and reuse, as the sync does for a departed IP whose
+		 * index a new IP takes in the same pass. */
+		bpf_map_delete_elem(bpf_map__fd(skel->maps.su_ips), &flip);
+		ipv_write(e, 0, &FLIP_BAD);
+		ipv_write(e, other, &FLIP_BAD);
+		bpf_map_update_elem(bpf_map__fd(skel->maps.su_ips), &other, &f->idx, BPF_ANY);
+		bpf_map_delete_elem(bpf_map__fd(skel->maps.su_ips), &other);
+		ipv_write(e, flip, &FLIP_A);
+		bpf_map_update_elem(bpf_map__fd(skel->maps.su_ips), &flip, &f->idx, BPF_ANY);
+		f->writes += 3;
+	}
+	return NULL;
+}
+
+/* One reader on CPU 0 runs the real program (BPF_PROG_TEST_RUN) on packets
+ * to EG_FLIP while a writer on CPU 1 rewrites its route as the loader does.
+ * Every packet must have taken one of the whole routes (or, with reuse, a
+ * miss), or be counted as drop_ip_busy; nothing else. */
+static void flip_and_read(int reuse, int reads)
+{
+	static struct pb in;
+	static uint8_t out[PB_CAP + 512];
+	uint64_t before[SU_STAT_MAX], after[SU_STAT_MAX], other = 0;
+	struct flipper f = { .reuse = reuse };
+	struct su_router_maps m = { .ips = bpf_map__fd(skel->maps.su_ips),
+				    .ipv = bpf_map__fd(skel->maps.su_ipv) };
+	__be32 k = htonl(EG_FLIP);
+	uint64_t ok_a = 0, ok_b = 0, miss = 0;
+	pthread_t t;
+
+	FLIP_A.router = htonl(ROUTER_B);
+	assert_int_equal(su_router__ip_put(&m, k, &FLIP_A), 0);
+	assert_int_equal(bpf_map_lookup_elem(m.ips, &k, &f.idx), 0);
+	assert_int_equal(ipv_map(m.ipv, &f.mm), 0);
+	pb_init(&in);
+	tcp_to(&in, EG_FLIP, PORT_A);
+	read_stats(before);
+	assert_int_equal(pthread_create(&t, NULL, flip_writer, &f), 0);
+	pin_cpu(0);
+	for (int i = 0; i < reads; i++) {
+		uint32_t len = sizeof(out), dst;
+		int v = run_once(&in, out, &len, 0);
+
+		memcpy(&dst, out + 14 + 16, 4);
+		if (v == XDP_TX && len > 34 && dst == htonl(ROUTER_B))
+			ok_a++;
+		else if (v == XDP_TX && len > 34 && dst == htonl(SRV_A))
+			ok_b++;
+		else if (v == XDP_PASS && reuse && len == pb_len(&in))
+			miss++;
+		else
+			other++;
+	}
+	f.stop = 1;
+	pthread_join(t, NULL);
+	read_stats(after);
+	print_message("# %s: %d reads during %llu writes: route A %llu, route B %llu, miss %llu, "
+		      "drop_ip_busy %llu, anything else %llu (drop_fib %llu, drop_no_slice %llu)\n",
+		      reuse ? "delete and reuse" : "in-place rewrites", reads,
+		      (unsigned long long)f.writes, (unsigned long long)ok_a,
+		      (unsigned long long)ok_b, (unsigned long long)miss,
+		      (unsigned long long)(after[SU_STAT_DROP_IP_BUSY] - before[SU_STAT_DROP_IP_BUSY]),
+		      (unsigned long long)(other - (after[SU_STAT_DROP_IP_BUSY] -
+						     before[SU_STAT_DROP_IP_BUSY])),
+		      (unsigned long long)(after[SU_STAT_DROP_FIB] - before[SU_STAT_DROP_FIB]),
+		      (unsigned long long)(after[SU_STAT_DROP_NO_SLICE] -
+					   before[SU_STAT_DROP_NO_SLICE]));
+	/* Bounded retries may give up, counted: everything else is a torn
+	 * or foreign read. */
+	assert_int_equal(other, after[SU_STAT_DROP_IP_BUSY] - before[SU_STAT_DROP_IP_BUSY]);
+	assert_int_equal(after[SU_STAT_DROP_FIB] - before[SU_STAT_DROP_FIB], 0);
+	assert_int_equal(after[SU_STAT_DROP_NO_SLICE] - before[SU_STAT_DROP_NO_SLICE], 0);
+	assert_true(f.writes > 1000); /* the writer really ran meanwhile */
+	if (!reuse)
+		assert_true(ok_a > 0 && ok_b > 0);
+	bpf_map_delete_elem(m.ips, &k);
+	ipv_write(&f.mm.e[f.idx], 0, &FLIP_BAD);
+	ipv_unmap(&f.mm);
+}
+
+static void ip_read_whole_while_rewritten(void **state)
+{
+	flip_and_read(0, 200000);
+}
+
+static void ip_read_whole_across_delete_and_reuse(void **state)
+{
+	flip_and_read(1, 200000);
+}
+
 /* The fragment tables keep per-CPU LRU lists (no common LRU whose per-CPU
  * free lists starve many-CPU routers); their size is the loader's. */
 static void frag_table_per_cpu_lru(void **state)
@@ -1345,7 +1611,7 @@ static void frag_table_per_cpu_lru(void **state)
 int main(void)
 {
 	size_t n = sizeof(fixtures) / sizeof(fixtures[0]);
-	struct CMUnitTest tests[n + 7];
+	struct CMUnitTest tests[n + 10];
 
 	if (geteuid() != 0) {
 		printf("1..0 # SKIP needs root for BPF_PROG_TEST_RUN and a network namespace\n");
@@ -1368,6 +1634,12 @@ int main(void)
 					    redirect_failure_counted, NULL, NULL, NULL };
 	tests[n + 6] = (struct CMUnitTest){ "fragment tables use per-CPU LRU lists",
 					    frag_table_per_cpu_lru, NULL, NULL, NULL };
+	tests[n + 7] = (struct CMUnitTest){ "torn reads: an IP rewritten in place is read whole",
+					    ip_read_whole_while_rewritten, NULL, NULL, NULL };
+	tests[n + 8] = (struct CMUnitTest){ "torn reads: a deleted IP's reused entry is a miss",
+					    ip_read_whole_across_delete_and_reuse, NULL, NULL, NULL };
+	tests[n + 9] = (struct CMUnitTest){ "spoof: plan sources by interface role",
+					    spoof_by_interface_role, NULL, NULL, NULL };
 	cmocka_set_message_output(CM_OUTPUT_TAP);
-	return _cmocka_run_group_tests("router", tests, n + 7, group_setup, group_teardown);
+	return _cmocka_run_group_tests("router", tests, n + 10, group_setup, group_teardown);
 }

@@ -96,8 +96,7 @@ static struct su_ip_val ip_entry(const char *ip)
 
 	su_addr__parse(ip, &a);
 	k = htonl(a);
-	v.flags = 0xdead;
-	if (bpf_map_lookup_elem(maps.ips, &k, &v))
+	if (su_router__ip_get(&maps, k, &v))
 		v.flags = 0xdead; /* absent */
 	return v;
 }
@@ -126,6 +125,17 @@ static void sync_ok(struct su_plan *p, struct su_router_sync_stats *st)
 	su_plan__free(p);
 }
 
+/* su_hosts' kind of addr (host order), 0 when absent. */
+static uint32_t host_kind(uint32_t addr)
+{
+	__be32 k = htonl(addr);
+	uint32_t kind = 0;
+
+	if (bpf_map_lookup_elem(maps.hosts, &k, &kind))
+		return 0;
+	return kind;
+}
+
 static void first_sync_fills_everything(void **state)
 {
 	struct su_router_sync_stats st;
@@ -148,6 +158,12 @@ static void first_sync_fills_everything(void **state)
 	assert_int_equal(slot_at(l.slot_base, 6144), 0);
 	assert_int_equal(slot_at(l.slot_base, 63488), 0);
 	assert_int_equal(bpf_map_lookup_elem(maps.routers, &k, &dc), 0);
+	/* Anti-spoofing host set: lhr's servers and the peer router, by kind;
+	 * not another DC's server (its traffic may cross the backbone). */
+	assert_int_equal(host_kind(0x0a64000b), SU_HOST_SERVER);
+	assert_int_equal(host_kind(0x0a64000c), SU_HOST_SERVER);
+	assert_int_equal(host_kind(0x0ac80002), SU_HOST_ROUTER);
+	assert_int_equal(host_kind(0x0a65000b), 0);
 }
 
 static void same_plan_touches_nothing(void **state)
@@ -213,6 +229,7 @@ static void removed_dc_and_ip_are_deleted(void **state)
 	assert_int_equal(st.ips_removed, 1);
 	assert_int_equal(ip_entry(CDG_IP).flags, 0xdead);
 	assert_int_not_equal(bpf_map_lookup_elem(maps.routers, &k, &dc), 0);
+	assert_int_equal(host_kind(0x0ac80002), 0); /* departed router: no longer a plan source */
 	assert_int_equal(st.targets_removed, 1);
 	assert_int_equal(slot_at(ip_entry(LHR_IP).slot_base, 4096), 0);
 }
@@ -258,16 +275,20 @@ static void small_open(struct small *s, uint32_t ips, uint32_t slots, uint32_t r
 	bpf_object__for_each_map(m, s->skel->obj)
 		bpf_map__set_pin_path(m, NULL);
 	bpf_map__set_max_entries(s->skel->maps.su_ips, ips);
+	bpf_map__set_max_entries(s->skel->maps.su_ipv, ips);
 	bpf_map__set_map_flags(s->skel->maps.su_ips, BPF_F_NO_PREALLOC);
 	bpf_map__set_max_entries(s->skel->maps.su_slots, slots);
 	bpf_map__set_max_entries(s->skel->maps.su_routers, routers);
 	bpf_map__set_max_entries(s->skel->maps.su_targets, targets);
+	bpf_map__set_max_entries(s->skel->maps.su_hosts, targets);
 	assert_int_equal(router__load(s->skel), 0);
 	s->m.ips = bpf_map__fd(s->skel->maps.su_ips);
+	s->m.ipv = bpf_map__fd(s->skel->maps.su_ipv);
 	s->m.slots = bpf_map__fd(s->skel->maps.su_slots);
 	s->m.routers = bpf_map__fd(s->skel->maps.su_routers);
 	s->m.meta = bpf_map__fd(s->skel->maps.su_meta);
 	s->m.targets = bpf_map__fd(s->skel->maps.su_targets);
+	s->m.hosts = bpf_map__fd(s->skel->maps.su_hosts);
 }
 
 /* A plan of n_ips egress IPs 100.64.0.0 + off + i: even i owned by lhr
@@ -359,7 +380,7 @@ static void assert_routes(struct small *s, uint32_t n_ips, uint32_t off, uint32_
 		struct su_ip_val e;
 		uint32_t idx;
 
-		assert_int_equal(bpf_map_lookup_elem(s->m.ips, &k, &e), 0);
+		assert_int_equal(su_router__ip_get(&s->m, k, &e), 0);
 		if ((off + i) % 2) {
 			assert_int_equal(e.flags, 0);
 			assert_int_equal(ntohl(e.router), 0x0ac80002);
@@ -397,6 +418,7 @@ struct dump {
 	struct ip_entry *ips;
 	uint32_t n_ips;
 	__be32 slots[31 * 48];
+	struct su_ipv ipv[64]; /* the routes the IP map's indexes name */
 	__be32 *routers;
 	uint32_t n_routers;
 };
@@ -406,6 +428,9 @@ static void dump(struct small *s, struct dump *d, uint32_t n_slots)
 	assert_int_equal(read_ips(s->m.ips, &d->ips, &d->n_ips), 0);
 	for (uint32_t i = 0; i < n_slots; i++)
 		bpf_map_lookup_elem(s->m.slots, &i, &d->slots[i]);
+	memset(d->ipv, 0, sizeof(d->ipv));
+	for (uint32_t i = 0; i < 64; i++)
+		bpf_map_lookup_elem(s->m.ipv, &i, &d->ipv[i]);
 	assert_int_equal(read_keys(s->m.routers, &d->routers, &d->n_routers), 0);
 }
 
@@ -414,6 +439,7 @@ static void assert_same(const struct dump *a, const struct dump *b)
 	assert_int_equal(a->n_ips, b->n_ips);
 	assert_memory_equal(a->ips, b->ips, a->n_ips * sizeof(*a->ips));
 	assert_memory_equal(a->slots, b->slots, sizeof(a->slots));
+	assert_memory_equal(a->ipv, b->ipv, sizeof(a->ipv));
 	assert_int_equal(a->n_routers, b->n_routers);
 	assert_memory_equal(a->routers, b->routers, a->n_routers * sizeof(*a->routers));
 	free(a->ips);
@@ -562,6 +588,8 @@ static void memory_estimate_matches_the_kernel(void **state)
 	assert_int_equal(sync_with(&s, gen_plan(1000, 0, 3, 0x0a64000b, 0, 2), &err), 0);
 	su_router__mem_estimate(&c, 1000, (uint32_t)libbpf_num_possible_cpus(), &est);
 	assert_int_equal(su_router__memlock(s.m.ips, &b[0]), 0);
+	assert_int_equal(su_router__memlock(s.m.ipv, &b[1]), 0);
+	b[0] += b[1]; /* est.ips counts the hash and the route array */
 	assert_int_equal(su_router__memlock(s.m.slots, &b[1]), 0);
 	assert_int_equal(su_router__memlock(s.m.routers, &b[2]), 0);
 	assert_int_equal(su_router__memlock(s.m.targets, &b[3]), 0);
@@ -589,10 +617,12 @@ static int setup(void **state)
 	if (router__load(skel))
 		return -1;
 	maps.ips = bpf_map__fd(skel->maps.su_ips);
+	maps.ipv = bpf_map__fd(skel->maps.su_ipv);
 	maps.slots = bpf_map__fd(skel->maps.su_slots);
 	maps.routers = bpf_map__fd(skel->maps.su_routers);
 	maps.meta = bpf_map__fd(skel->maps.su_meta);
 	maps.targets = bpf_map__fd(skel->maps.su_targets);
+	maps.hosts = bpf_map__fd(skel->maps.su_hosts);
 	return 0;
 }
 

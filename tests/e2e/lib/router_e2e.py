@@ -122,7 +122,13 @@ def tcp_client(src, dst, msg):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.settimeout(10)
-    s.bind(addr(src))
+    try:
+        s.bind(addr(src))
+    except OSError as e:
+        # Said apart from a lost reply: nothing was sent at all.
+        print("error: bind %s (nothing sent): %s" % (src, e), file=sys.stderr)
+        print("")
+        return
     try:
         s.connect(addr(dst))
         if msg is not None:
@@ -171,8 +177,24 @@ def tcp_raw(src, dst, flags):
     s.sendto(tcp, (ip, 0))
 
 
+def udp_df(dst, size):
+    """One UDP datagram of `size` IPv4 bytes with DF set (IP_PMTUDISC_DO):
+    prints 'sent', or the error (EMSGSIZE once a PMTU below size is known)."""
+    ip, port = addr(dst)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.IPPROTO_IP, 10, 2)  # IP_MTU_DISCOVER = IP_PMTUDISC_DO
+    try:
+        s.sendto(b"\0" * (size - 28), (ip, port))
+        print("sent")
+    except OSError as e:
+        print("error: %s" % e.strerror)
+
+
 def main(argv):
     cmd, args = argv[1], argv[2:]
+    if cmd == "udp-df":
+        udp_df(args[0], int(args[1]))
+        return
     if cmd == "decap":
         decap(int(args[0]), args[1])
     elif cmd == "udp-echo":
