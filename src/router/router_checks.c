@@ -28,6 +28,7 @@
 #include "router/router.h"
 
 #define check_log(...) cli_log("router", __VA_ARGS__)
+#define check_warn(...) cli_warn("router", __VA_ARGS__) /* syslog priority 4 */
 
 /* ---- ethtool ---- */
 
@@ -200,7 +201,7 @@ static void check_veth_csum(const char *ifname, int ifindex)
 	if (!is_veth(ifname))
 		return;
 	if (!veth_peer(ifname, ifindex, peer)) {
-		check_log("%s is a veth whose peer is in another namespace: every sender on that "
+		check_warn("%s is a veth whose peer is in another namespace: every sender on that "
 			  "side must run with 'ethtool -K DEV tx off', or XDP forwards packets with "
 			  "unfilled TCP/UDP checksums (see softunicast-router(1), VETH)", ifname);
 		return;
@@ -208,7 +209,7 @@ static void check_veth_csum(const char *ifname, int ifindex)
 	if (ethtool_get(peer, ETHTOOL_GTXCSUM, &tx) || !tx)
 		return;
 	if (ethtool_set(peer, ETHTOOL_STXCSUM, 0)) {
-		check_log("%s: its veth peer %s has TX checksum offload on and it cannot be turned "
+		check_warn("%s: its veth peer %s has TX checksum offload on and it cannot be turned "
 			  "off (%s): run 'ethtool -K %s tx off'", ifname, peer, strerror(errno), peer);
 		return;
 	}
@@ -281,7 +282,7 @@ static void check_rss(const char *ifname)
 		return; /* no RSS (veth, single queue): nothing to spread */
 	if ((nfc.data & (RXH_L4_B_0_1 | RXH_L4_B_2_3)) == (RXH_L4_B_0_1 | RXH_L4_B_2_3))
 		return;
-	check_log("%s hashes UDP on addresses only: GUE from one peer lands on one queue and "
+	check_warn("%s hashes UDP on addresses only: GUE from one peer lands on one queue and "
 		  "one CPU; 'ethtool -N %s rx-flow-hash udp4 sdfn' spreads it by port", ifname,
 		  ifname);
 }
@@ -448,7 +449,7 @@ static int check_next_hops(const struct su_plan *p, uint32_t dc)
 			mnl_socket_close(rn.sk);
 		if (gn.sk)
 			mnl_socket_close(gn.sk);
-		check_log("cannot check the next-hop interfaces: %s", strerror(errno));
+		check_warn("cannot check the next-hop interfaces: %s", strerror(errno));
 		return 0;
 	}
 	for (uint32_t i = 0; i < p->n_servers + p->n_dcs && !rc; i++) {
@@ -475,7 +476,7 @@ static int check_next_hops(const struct su_plan *p, uint32_t dc)
 			continue;
 		su_addr__str(a, as);
 		if (is_veth(name))
-			check_log("next hop %s (%s %s) is a veth that cannot take XDP redirects until "
+			check_warn("next hop %s (%s %s) is a veth that cannot take XDP redirects until "
 				  "its peer runs an XDP program (or has GRO on): frames sent there are "
 				  "lost until then", name, server ? "server" : "router", as);
 		else

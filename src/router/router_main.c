@@ -55,6 +55,7 @@ struct router_opts {
 };
 
 #define router_log(...) cli_log("router", __VA_ARGS__)
+#define router_warn(...) cli_warn("router", __VA_ARGS__) /* syslog priority 4 */
 
 static void router_usage(FILE *out)
 {
@@ -400,7 +401,7 @@ static void write_roles(struct runner *r, const struct su_plan *p, uint32_t dc)
 
 	rc = su_router__if_roles(r->ifindex, SU_META_IFACES, p, dc, roles);
 	if (rc) {
-		router_log("warning: reading routes for anti-spoofing: %s (no source checks)",
+		router_warn("warning: reading routes for anti-spoofing: %s (no source checks)",
 			   strerror(-rc));
 		return;
 	}
@@ -426,7 +427,7 @@ static void write_roles(struct runner *r, const struct su_plan *p, uint32_t dc)
 					   "IPs are refused there (drop_spoof_*)");
 		r->roles[i] = e.roles;
 		if (bpf_map_update_elem(fd, &i, &e, BPF_ANY))
-			router_log("warning: writing su_ifroles: %s", strerror(errno));
+			router_warn("warning: writing su_ifroles: %s", strerror(errno));
 	}
 }
 
@@ -520,7 +521,7 @@ static int attach_redirect_err(struct runner *r)
 	link = bpf_program__attach(r->skel->progs.su_redirect_err);
 	if (!link) {
 		/* Forwarding works without it; only the counter is missing. */
-		router_log("warning: xdp_redirect_err tracepoint not attached (%s): failed "
+		router_warn("warning: xdp_redirect_err tracepoint not attached (%s): failed "
 			   "redirects stay counted as forwarded", strerror(errno));
 		return 0;
 	}
@@ -529,7 +530,7 @@ static int attach_redirect_err(struct runner *r)
 		return 0;
 	}
 	if (bpf_link__pin(link, path))
-		router_log("warning: pinning %s: %s", path, strerror(errno));
+		router_warn("warning: pinning %s: %s", path, strerror(errno));
 	bpf_link__disconnect(link); /* the pin keeps it attached after we exit */
 	bpf_link__destroy(link);
 	return 0;
