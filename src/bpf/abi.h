@@ -99,7 +99,10 @@ struct su_bucket {
 	  "ICMP fragmentation needed about this router's own GUE: the target's tunnel MTU was lowered") \
 	X(DROP_REDIRECT, "drop_redirect_failed", "outcome",                                      \
 	  "redirect to the next-hop device failed (no XDP transmit, e.g. a bridge): moved here " \
-	  "from fwd_local/fwd_remote")
+	  "from fwd_local/fwd_remote")                                                           \
+	X(SECOND_HOP, "second_hop_forwarded", "outcome",                                         \
+	  "GUE marked as a live move's second hop, inner packet to a plan egress IP: left to the " \
+	  "kernel to route to the slice's previous owner (the server's decap checks the rest)")
 
 enum su_stat {
 #define SU_STAT_ENUM(name, label, kind, help) SU_STAT_##name,
