@@ -68,6 +68,7 @@ struct bucket {
 
 struct result {
 	int strategy;
+	const char *tags; /* the assignment line it draws from; NULL: bench=connect */
 	struct bucket b[BUCKETS];
 	unsigned fail_before_full, multi_ok, multi_ports;
 };
@@ -157,10 +158,10 @@ static struct sockaddr_in dst_addr(unsigned d, uint16_t port)
 				     .sin_addr.s_addr = htonl(0x7f000101 + d) };
 }
 
-static int one_connect(struct su_egress *e, int strategy, const struct sockaddr_in *d)
+static int one_connect(struct su_egress *e, const struct result *r, const struct sockaddr_in *d)
 {
-	return su_egress__connect(e, "bench=connect", (const struct sockaddr *)d, sizeof(*d),
-				  SOCK_STREAM, SU_F_STRATEGY(strategy));
+	return su_egress__connect(e, r->tags ? r->tags : "bench=connect", (const struct sockaddr *)d,
+				  sizeof(*d), SOCK_STREAM, SU_F_STRATEGY(r->strategy));
 }
 
 /* Fill the slice toward one listener; a failure before it is full counts. */
@@ -180,7 +181,7 @@ static void fill_run(struct su_egress *e, const struct opts *o, struct result *r
 	while (ok < o->size && attempts < 2 * o->size) {
 		struct bucket *b = &r->b[ok * BUCKETS / o->size];
 		double c = clock_us(CLOCK_THREAD_CPUTIME_ID), t0 = now_us(), dt;
-		int fd = one_connect(e, r->strategy, &d);
+		int fd = one_connect(e, r, &d);
 
 		dt = now_us() - t0;
 		attempts++;
@@ -224,7 +225,7 @@ static void multi_run(struct su_egress *e, const struct opts *o, struct result *
 		for (unsigned i = 0; i < o->size; i++) {
 			struct sockaddr_in s;
 			socklen_t sl = sizeof(s);
-			int fd = one_connect(e, r->strategy, &a);
+			int fd = one_connect(e, r, &a);
 
 			if (fd < 0)
 				continue;
@@ -524,6 +525,62 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	return -1;
 }
 
+/* The host range: the kernel ignores a socket's IP_LOCAL_PORT_RANGE outside
+ * net.ipv4.ip_local_port_range.  A slice below Debian's default 32768-60999
+ * (HOST_SLICE_LO) filled with the library default under three host settings:
+ * the range is the slice (the tables above), the default range untouched
+ * (the library falls back to explicit binds), and the default range fitted
+ * as `softunicast agent` fits it (src/agent/agent_ports.c: widened to the
+ * slice, the gained non-slice ports reserved). */
+#define HOST_SLICE_LO 2048u
+#define HOST_TAGS "bench=outside"
+
+struct host_setting {
+	const char *what, *range, *reserved;
+};
+
+static void host_range(struct su_egress *e, const struct opts *o, int *fds)
+{
+	char slice[32], fitted[32], reserved[32];
+	unsigned hi = HOST_SLICE_LO + o->size - 1;
+	struct host_setting rows[] = {
+		{ "host range = the slice", slice, "" },
+		{ "host 32768-60999, slice outside, left as is", "32768 60999", "" },
+		{ "host 32768-60999 fitted by the agent", fitted, reserved },
+	};
+	struct result r[3];
+
+	snprintf(slice, sizeof(slice), "%u %u", HOST_SLICE_LO, hi);
+	snprintf(fitted, sizeof(fitted), "%u 60999", HOST_SLICE_LO);
+	snprintf(reserved, sizeof(reserved), "%u-32767", hi + 1);
+	memset(r, 0, sizeof(r));
+	for (unsigned i = 0; i < 3; i++) {
+		r[i] = (struct result){ .strategy = SU_STRATEGY_AUTO, .tags = HOST_TAGS };
+		for (unsigned k = 0; k < BUCKETS; k++)
+			r[i].b[k].lat = calloc((size_t)o->size * o->runs * 2, sizeof(double));
+	}
+	for (unsigned run = 0; run < o->runs; run++)
+		for (unsigned i = 0; i < 3; i++) {
+			write_text("/proc/sys/net/ipv4/ip_local_reserved_ports",
+				   rows[i].reserved[0] ? rows[i].reserved : "\n");
+			write_text("/proc/sys/net/ipv4/ip_local_port_range", rows[i].range);
+			sleep(1); /* the library re-reads the host range once a second */
+			fill_run(e, o, &r[i], (uint16_t)(7000 + run * 3 + i), fds);
+		}
+	printf("\nHost range (slice %u-%u, lib default, median of %u runs; at 90-100%%):\n",
+	       HOST_SLICE_LO, hi, o->runs);
+	printf("  %-46s %9s %9s %7s\n", "host setting", "wall/s", "cpu/s", "errors");
+	for (unsigned i = 0; i < 3; i++) {
+		printf("  %-46s %9.0f %9.0f %7u\n", rows[i].what, rate(&r[i].b[9]),
+		       cpu_rate(&r[i].b[9]), r[i].fail_before_full);
+		for (unsigned k = 0; k < BUCKETS; k++)
+			free(r[i].b[k].lat);
+	}
+	printf("  goal: fitted >= 0.95x \"range = the slice\" (cpu/s): %.2fx, %s\n",
+	       cpu_rate(&r[0].b[9]) > 0 ? cpu_rate(&r[2].b[9]) / cpu_rate(&r[0].b[9]) : 0,
+	       cpu_rate(&r[2].b[9]) >= 0.95 * cpu_rate(&r[0].b[9]) ? "met" : "NOT met");
+}
+
 int main(int argc, char **argv)
 {
 	struct rlimit rl = { 1 << 20, 1 << 20 };
@@ -547,8 +604,9 @@ int main(int argc, char **argv)
 	close(mkstemp(path));
 	snprintf(text, sizeof(text),
 		 "softunicast-assignment 1\nserial 1\nserver bench\negress 127.0.0.1 %u %u active"
-		 " bench=connect\negress 127.0.0.2 %u %u active bench=str\n", o.lo, o.lo + o.size - 1,
-		 o.lo, o.lo + o.size - 1);
+		 " bench=connect\negress 127.0.0.2 %u %u active bench=str\negress 127.0.0.3 %u %u"
+		 " active " HOST_TAGS "\n", o.lo, o.lo + o.size - 1, o.lo, o.lo + o.size - 1,
+		 HOST_SLICE_LO, HOST_SLICE_LO + o.size - 1);
 	write_text(path, text);
 	su_egress__open(path, &e);
 	fds = calloc((size_t)o.size * o.dsts + 16, sizeof(int));
@@ -570,6 +628,8 @@ int main(int argc, char **argv)
 		multi_run(e, &o, &r[s], (uint16_t)(8000 + s), fds);
 	print_table(r);
 	print_summary(r, &o);
+	if (HOST_SLICE_LO + o.size <= 32768)
+		host_range(e, &o, fds);
 	if (o.churn_secs)
 		churn(e, &o);
 	su_egress__close(e);

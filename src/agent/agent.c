@@ -27,9 +27,6 @@
 #include "cli/node_store.h"
 #include "lib/counters.h"
 
-#define PORT_RANGE_SYSCTL "/proc/sys/net/ipv4/ip_local_port_range"
-
-#define agent_log(...) cli_log("agent", __VA_ARGS__)
 
 static void agent_usage(FILE *out)
 {
@@ -54,9 +51,11 @@ static void agent_usage(FILE *out)
 		"    by this side can reuse ports held in TIME_WAIT (see docs/agent.md);\n"
 		"  - publishes the assignment (IP, slice, tags, state) to applications in\n"
 		"    DIR/assignment, replaced atomically, with shared counters beside it.\n"
-		"It never changes net.ipv4.ip_local_port_range: the host's own connections\n"
-		"keep the ports they had (libsoftunicast binds explicit ports in slices\n"
-		"outside that range).\n"
+		"  - widens net.ipv4.ip_local_port_range to cover its slices when they lie\n"
+		"    outside it (the kernel ignores a socket's IP_LOCAL_PORT_RANGE outside the\n"
+		"    host range) and reserves every port so gained that is not a slice port\n"
+		"    (net.ipv4.ip_local_reserved_ports): the host's own connections keep the\n"
+		"    ports they had, plus this server's slice ports.\n"
 		"SIGHUP, or a new version of PLAN (atomic rename or rewrite), applies the new\n"
 		"plan: slices kept stay untouched, so their live connections continue.  A\n"
 		"plan where NAME is retired (gone from the fleet) or its slices draining is\n"
@@ -80,7 +79,9 @@ static void agent_usage(FILE *out)
 		"  -g, --gue-port PORT   GUE UDP destination port (default 6080)\n"
 		"      --no-decap        no XDP program (the kernel's fou decapsulates)\n"
 		"      --no-enforce      no ownership enforcement (nftables table, tc program)\n"
-		"      --no-sysctl       leave IFACE's arp_announce and tcp_tw_reuse alone\n"
+		"      --no-sysctl       leave arp_announce, tcp_tw_reuse and the port range\n"
+		"                        alone (libsoftunicast then binds explicit ports in\n"
+		"                        slices outside the host range: slower when full)\n"
 		"      --metrics ADDR:PORT  serve Prometheus metrics on http://ADDR:PORT/metrics:\n"
 		"                        per slice the ports in use and the library's counters,\n"
 		"                        the busiest destinations per slice, blocked packets,\n"
@@ -202,47 +203,6 @@ int agent_main(int argc, char **argv)
 }
 
 /* ---- host state ------------------------------------------------------- */
-
-/* ---- host state ------------------------------------------------------- */
-
-/* Agents before this one widened ip_local_port_range and recorded the old
- * value: an adopted record's value is put back. */
-static int write_range(const char *text)
-{
-	FILE *f = fopen(PORT_RANGE_SYSCTL, "we");
-	int rc = 0;
-
-	if (!f)
-		return -errno;
-	if (fputs(text, f) < 0)
-		rc = -EIO;
-	if (fclose(f) && !rc)
-		rc = -errno;
-	return rc;
-}
-
-/* The kernel intersects a socket's IP_LOCAL_PORT_RANGE with the host range,
- * so a slice outside it makes libsoftunicast bind explicit ports (slower
- * near exhaustion, same result).  Widening the host range instead would let
- * every connection of the host take ports its own services listen on, and
- * reserving them (ip_local_reserved_ports) would also hide them from
- * IP_LOCAL_PORT_RANGE: the host range is the operator's, so we only say. */
-static void note_range(const struct agent *a)
-{
-	unsigned lo, hi, out = 0;
-	FILE *f = fopen(PORT_RANGE_SYSCTL, "re");
-	int n = f ? fscanf(f, "%u %u", &lo, &hi) : 0;
-
-	if (f)
-		fclose(f);
-	if (n != 2)
-		return;
-	for (uint32_t i = 0; i < a->cur->n; i++)
-		out += a->cur->v[i].lo < lo || a->cur->v[i].hi > hi;
-	if (out)
-		agent_log("%u slice(s) lie outside ip_local_port_range %u-%u (left as is): "
-			  "libsoftunicast binds explicit ports there", out, lo, hi);
-}
 
 static int announce_path(const struct agent *a, char *buf, size_t size)
 {
@@ -398,7 +358,7 @@ static int publish(struct agent *a, struct su_err *err)
 	int rc = su_counters__publish(a->assignment_path, a->cur);
 
 	if (rc)
-		agent_log("counters not published: %s", strerror(-rc));
+		agent_warn("counters not published: %s", strerror(-rc));
 	return su_assignment__write(a->cur, a->assignment_path, err);
 }
 
@@ -413,22 +373,37 @@ static void unpublish(struct agent *a)
 	unlink(s);
 }
 
-/* "dev:inode" of our network namespace: a record written in another one
- * describes host state we cannot see from here. */
+/* Which network namespace of which boot we run in: "BOOT_ID/COOKIE".  A
+ * record written in another one describes host state we cannot see from
+ * here, or that died with its namespace or the last boot.  The netns
+ * cookie (SO_NETNS_COOKIE, Linux 5.14) is never reused within a boot,
+ * unlike the namespace's inode number, which a namespace created later
+ * may get again; the boot id tells boots apart. */
 static void netns_id(char *buf, size_t size)
 {
-	struct stat st;
+	char boot[40] = "?";
+	uint64_t cookie = 0;
+	socklen_t len = sizeof(cookie);
+	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 
-	if (stat("/proc/self/ns/net", &st))
-		snprintf(buf, size, "?");
-	else
-		snprintf(buf, size, "%llu:%llu", (unsigned long long)st.st_dev,
-			 (unsigned long long)st.st_ino);
+	if (f) {
+		if (!fgets(boot, sizeof(boot), f))
+			snprintf(boot, sizeof(boot), "?");
+		boot[strcspn(boot, "\n")] = 0;
+		fclose(f);
+	}
+	if (fd >= 0) {
+		if (getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len))
+			cookie = 0;
+		close(fd);
+	}
+	snprintf(buf, size, "%s/%llu", boot, (unsigned long long)cookie);
 }
 
 static json_t *state_json(struct agent *a)
 {
-	char router[INET_ADDRSTRLEN], ns[64];
+	char router[INET_ADDRSTRLEN], ns[80];
 	struct in_addr in = { htonl(a->router) };
 	json_t *j, *added = json_array();
 
@@ -450,6 +425,10 @@ static json_t *state_json(struct agent *a)
 	if (!j)
 		return NULL;
 	json_object_set_new(j, "saved_tw_reuse", json_integer(a->saved_tw_reuse));
+	if (a->saved_range[0]) {
+		json_object_set_new(j, "saved_range", json_string(a->saved_range));
+		json_object_set_new(j, "saved_reserved", json_string(a->saved_reserved));
+	}
 	json_object_set_new(j, "retired", json_boolean(a->info.retired));
 	json_object_set_new(j, "drained", json_boolean(a->info.retired && !a->cur->n));
 	json_object_set_new(j, "drain_deadline", a->info.next_deadline ?
@@ -489,13 +468,14 @@ static void host_down(struct agent *a)
 {
 	unpublish(a); /* first: applications stop picking these slices */
 	if (a->nft_installed && agent_nft__remove())
-		agent_log("could not remove nftables table %s", AGENT_NFT_TABLE);
+		agent_warn("could not remove nftables table %s", AGENT_NFT_TABLE);
 	a->nft_installed = false;
 	agent_enforce__detach(a);
 	agent_decap__detach(a);
 	drop_addresses(a, true);
 	restore_announce(a);
 	restore_tw_reuse(a);
+	agent_ports__undo(a);
 	if (a->record_path[0]) { /* a clean stop leaves nothing to recover */
 		char lock[4200];
 
@@ -515,6 +495,10 @@ static int host_up(struct agent *a, struct su_err *err)
 	rc = set_tw_reuse(a);
 	if (rc)
 		return su_err__set(err, -rc, "%s: %s", TW_REUSE_SYSCTL, strerror(-rc));
+	rc = agent_ports__fit(a);
+	if (rc)
+		return su_err__set(err, -rc, "fitting ip_local_port_range to the slices: %s",
+				   strerror(-rc));
 	rc = add_addresses(a);
 	write_state(a);
 	if (rc)
@@ -543,7 +527,6 @@ static int host_up(struct agent *a, struct su_err *err)
 					   rc == -EBUSY || rc == -EEXIST ?
 						   " (another XDP program is attached)" : "");
 	}
-	note_range(a);
 	return publish(a, err);
 }
 
@@ -607,7 +590,9 @@ static int apply(struct agent *a, struct su_plan *plan, struct su_assignment *as
 
 	a->cur = as; /* new IPs and slices are allowed before they are announced */
 	a->router = router;
-	rc = add_addresses(a);
+	rc = agent_ports__fit(a);
+	if (!rc)
+		rc = add_addresses(a);
 	if (!rc && a->nft_installed)
 		rc = agent_nft__update(as, &err);
 	if (!rc)
@@ -617,7 +602,7 @@ static int apply(struct agent *a, struct su_plan *plan, struct su_assignment *as
 	if (!rc)
 		rc = publish(a, &err);
 	if (rc) {
-		agent_log("applying plan serial %llu failed half-way (%s); restart the agent",
+		agent_warn("applying plan serial %llu failed half-way (%s); restart the agent",
 			  (unsigned long long)as->serial, err.msg[0] ? err.msg : strerror(-rc));
 		a->cur = old;
 		su_assignment__free(as);
@@ -647,7 +632,7 @@ static int reload(struct agent *a)
 	int rc = load(a, &plan, &as, &info, &router, &err);
 
 	if (rc) {
-		agent_log("reload failed, keeping plan serial %llu: %s",
+		agent_warn("reload failed, keeping plan serial %llu: %s",
 			  (unsigned long long)a->cur->serial, err.msg);
 		return rc;
 	}
@@ -812,22 +797,24 @@ static void adopt_added(struct agent *a, json_t *added)
 }
 
 /* A record left by an agent that did not stop cleanly (we hold the lock, so
- * it is gone): what it added is ours to undo, if it was made here. */
-static void adopt_record(struct agent *a)
+ * it is gone): what it added is ours to undo, if it was made here, in this
+ * namespace during this boot.  True when adopted. */
+static bool adopt_record(struct agent *a)
 {
 	json_t *j = json_load_file(a->record_path, 0, NULL);
 	const char *ns, *range;
-	char here[64];
+	char here[80];
 
 	if (!j)
-		return;
+		return false;
 	netns_id(here, sizeof(here));
 	ns = json_string_value(json_object_get(j, "netns"));
-	if (ns && strcmp(ns, here)) {
-		agent_log("%s was written in another network namespace (%s): not ours to undo",
-			  a->record_path, ns);
+	if (!ns || strcmp(ns, here)) {
+		agent_log("%s was written in a network namespace or boot that is gone (%s; "
+			  "here %s): its host state died with it, nothing to undo", a->record_path,
+			  ns ? ns : "unknown", here);
 		json_decref(j);
-		return;
+		return false;
 	}
 	agent_log("adopting what agent pid %lld left behind (it did not stop cleanly; %s)",
 		  json_integer_value(json_object_get(j, "pid")), a->record_path);
@@ -835,9 +822,10 @@ static void adopt_record(struct agent *a)
 		adopt_added(a, json_object_get(j, "added"));
 	range = json_string_value(json_object_get(j, "saved_range"));
 	if (range && range[0]) {
-		agent_log("restoring ip_local_port_range %.*s widened by an older agent",
+		agent_log("restoring ip_local_port_range %.*s and its reserved ports",
 			  (int)strcspn(range, "\n"), range);
-		write_range(range);
+		agent_ports__restore(range,
+				     json_string_value(json_object_get(j, "saved_reserved")));
 	}
 	if (json_is_integer(json_object_get(j, "saved_arp_announce")))
 		a->saved_announce =
@@ -845,12 +833,15 @@ static void adopt_record(struct agent *a)
 	if (json_is_integer(json_object_get(j, "saved_tw_reuse")))
 		a->saved_tw_reuse = (int)json_integer_value(json_object_get(j, "saved_tw_reuse"));
 	json_decref(j);
+	return true;
 }
 
 /* What the host itself says a crashed agent left: /32s marked with our
  * address protocol, our tc program (the XDP program and the nft tables are
- * replaced by name when they are installed again). */
-static void adopt_host(struct agent *a)
+ * replaced by name when they are installed again).  The host values it
+ * changed (arp_announce, tcp_tw_reuse, the port range) are only in its
+ * record: without one they are taken as the host's and kept on exit. */
+static void adopt_host(struct agent *a, bool had_record)
 {
 	uint32_t *ips;
 	int n = agent_addr__ours(a->ifindex, &ips), before = (int)a->n_added;
@@ -862,6 +853,10 @@ static void adopt_host(struct agent *a)
 	if ((int)a->n_added > before)
 		agent_log("adopting %d egress address(es) on %s marked by a previous agent",
 			  (int)a->n_added - before, a->o.iface);
+	if (n > 0 && !had_record && a->o.sysctl)
+		agent_warn("no record of that agent: arp_announce, tcp_tw_reuse, "
+			  "ip_local_port_range and ip_local_reserved_ports as found are kept on exit "
+			  "(they may be its values; check them)");
 	if (agent_enforce__leftover(a->ifindex))
 		agent_log("a previous agent's tc program is on %s egress: replaced or removed",
 			  a->o.iface);
@@ -997,8 +992,7 @@ static int prepare(struct agent *a, struct su_err *err)
 	rc = load(a, &a->plan, &a->cur, &a->info, &a->router, err);
 	if (rc)
 		return rc;
-	adopt_record(a);
-	adopt_host(a);
+	adopt_host(a, adopt_record(a));
 	return 0;
 }
 

@@ -21,6 +21,9 @@
 #define AGENT_IFA_PROTO 0x53
 #define AGENT_WARN_UTIL 0.80
 
+#define agent_log(...) cli_log("agent", __VA_ARGS__) /* cli/cli.h */
+#define agent_warn(...) cli_warn("agent", __VA_ARGS__)
+
 struct agent_opts {
 	const char *plan;
 	const char *server;
@@ -64,6 +67,9 @@ struct agent {
 	int lock_fd;               /* flock on STATE_DIR/SERVER.lock while we run */
 	char record_path[4200];    /* STATE_DIR/SERVER.json: what recovery needs */
 	int saved_tw_reuse;        /* net.ipv4.tcp_tw_reuse before we set 1, or -1 */
+	char saved_range[32];      /* ip_local_port_range before agent_ports__fit, or "" */
+	char *saved_reserved;      /* ip_local_reserved_ports then (malloc'd) */
+	char applied_range[32];    /* what agent_ports__fit last wrote */
 };
 
 /* agent_plan.c: this server's slots of a plan, as an assignment (IPs in plan
@@ -96,6 +102,17 @@ int agent_addr__del(int ifindex, uint32_t ip);
 /* IPv4 addresses on ifindex with IFA_PROTO AGENT_IFA_PROTO (host order,
  * malloc'd into *out); returns the count or -errno. */
 int agent_addr__ours(int ifindex, uint32_t **out);
+
+/* agent_ports.c: net.ipv4.ip_local_port_range widened to cover the slices
+ * of a->cur (so IP_LOCAL_PORT_RANGE works in them), every port it gains
+ * outside them reserved (net.ipv4.ip_local_reserved_ports), the host's
+ * values saved first.  Nothing with --no-sysctl.  0 or -errno. */
+int agent_ports__fit(struct agent *a);
+/* Puts back the values saved by agent_ports__fit. */
+void agent_ports__undo(struct agent *a);
+/* Writes a saved range ("LO HI") and reserved list (either may be NULL):
+ * recovery of a record.  0 or the first -errno. */
+int agent_ports__restore(const char *range, const char *reserved);
 
 /* agent_bpf.c: sums the per-CPU __u64 array `map` (n reasons) of the
  * attached program prog_id into counts[n]; -ENOENT when it has no such map. */

@@ -223,7 +223,7 @@ static void check_rss(const char *iface)
 		return;
 	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", iface);
 	if (!ioctl(fd, SIOCETHTOOL, &ifr) && !(nfc.data & (RXH_L4_B_0_1 | RXH_L4_B_2_3)))
-		cli_log("agent",
+		cli_warn("agent",
 			"warning: %s hashes UDP/IPv4 on addresses only, so all GUE from the "
 			"router lands on one receive queue; run `ethtool -N %s rx-flow-hash "
 			"udp4 sdfn` (docs/agent.md, RSS)",

@@ -31,6 +31,9 @@ int proxy_main(int argc, char **argv);
 /* Prints "softunicast CMD: message" to stderr (cli_fail also returns code,
  * for `return cli_fail(...)`). */
 void cli_log(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The same at syslog priority 4 (warning): something is degraded or will
+ * need the operator, but the daemon goes on. */
+void cli_warn(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int cli_fail(int code, const char *cmd, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* A numeric command-line argument, read by the rule every softunicast

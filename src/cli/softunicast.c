@@ -104,6 +104,15 @@ void cli_log(const char *cmd, const char *fmt, ...)
 	va_end(ap);
 }
 
+void cli_warn(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog(SD_WARNING, cmd, fmt, ap);
+	va_end(ap);
+}
+
 int cli_fail(int code, const char *cmd, const char *fmt, ...)
 {
 	va_list ap;

@@ -76,7 +76,10 @@ check "deep nesting refused fast: file, line and reason" grep -q "deep80.yaml:1:
 check "deep nesting refused fast: 400 KB of '['" fast 1 exits 3 $SU plan --fleet "$T/deep400.yaml" --check
 check "deep nesting refused fast: indented mappings, at the line of level 17" bash -c "$SU plan --fleet $T/deepblock.yaml --check 2>&1 | grep -q 'deepblock.yaml:17: lists and mappings nested'"
 truncate -s 17M "$T/huge.yaml"
-check "oversized file refused: 17 MiB exits 3 without reading it" fast 0.2 exits 3 $SU plan --fleet "$T/huge.yaml" --check
+check "oversized file refused: 17 MiB exits 3 in under 1 s" fast 1 exits 3 $SU plan --fleet "$T/huge.yaml" --check
+# "Without reading it": no read(2), pread(2) or mmap(2) of the file at all.
+strace -f -y -e trace=read,pread64,readv,mmap -o "$T/huge.strace" $SU plan --fleet "$T/huge.yaml" --check 2>/dev/null
+check "oversized file refused: not one byte of it read" sh -c "! grep -q 'huge.yaml>' $T/huge.strace"
 check "oversized file refused: names the file and the limit" grep -q "huge.yaml: 17825792 bytes: a fleet file may have at most 16777216" "$T/err"
 printf 'a: &x [1, 2]\nb: [*x, *x]\n' >"$T/alias.yaml"
 check "oversized file refused: YAML anchors and aliases (billion laughs) refused" bash -c "$SU plan --fleet $T/alias.yaml --check 2>&1 | grep -q \"alias.yaml:1: YAML anchor '&x' refused\""
