@@ -80,14 +80,15 @@ int agent_plan__assignment(const struct su_plan *p, const char *server,
 /* Live moves (issue 10): the slices of this server with another owner until
  * `until` (unix seconds): taken over from `peer` (held false: its decap
  * sends there what has no local socket), or handed to `peer` (held true:
- * second hops from peer are accepted).  Addresses host order; returns the
- * count (*out malloc'd) or -ENOMEM. */
+ * second hops from peer are accepted), past deadlines included (the decap
+ * refuses those itself).  Addresses host order; returns the count (*out
+ * malloc'd) or -ENOMEM. */
 struct agent_hop {
 	uint32_t ip, slice, peer;
 	bool held;
 	int64_t until;
 };
-int agent_plan__hops(const struct su_plan *p, const char *server, int64_t now, struct agent_hop **out);
+int agent_plan__hops(const struct su_plan *p, const char *server, struct agent_hop **out);
 /* This server's own address in the plan (host order), 0 when absent. */
 uint32_t agent_plan__self(const struct su_plan *p, const char *server);
 /* The DC router that may send this server GUE (host order). */

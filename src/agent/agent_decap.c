@@ -85,7 +85,7 @@ static int sync_hops(struct agent *a, const struct su_plan *plan)
 	struct bpf_map *m = a->skel->maps.decap_hops;
 	struct agent_hop *v;
 	struct decap_hop_key key, next, *pkey = NULL;
-	int n = agent_plan__hops(plan, a->o.server, (int64_t)time(NULL), &v), rc = 0;
+	int n = agent_plan__hops(plan, a->o.server, &v), rc = 0;
 
 	if (n < 0)
 		return n;
