@@ -623,7 +623,7 @@ static int apply(struct agent *a, struct su_plan *plan, struct su_assignment *as
 	if (!rc)
 		rc = agent_enforce__update(a);
 	if (!rc)
-		rc = agent_decap__update(a);
+		rc = agent_decap__update(a, plan);
 	if (!rc)
 		rc = publish(a, &err);
 	if (rc) {

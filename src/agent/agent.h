@@ -77,6 +77,20 @@ struct agent {
 int agent_plan__assignment(const struct su_plan *p, const char *server,
 			   struct agent_plan_info *info, struct su_assignment **out,
 			   struct su_err *err);
+/* Live moves (issue 10): the slices of this server with another owner until
+ * `until` (unix seconds): taken over from `peer` (held false: its decap
+ * sends there what has no local socket), or handed to `peer` (held true:
+ * second hops from peer are accepted), past deadlines included (the decap
+ * refuses those itself).  Addresses host order; returns the count (*out
+ * malloc'd) or -ENOMEM. */
+struct agent_hop {
+	uint32_t ip, slice, peer;
+	bool held;
+	int64_t until;
+};
+int agent_plan__hops(const struct su_plan *p, const char *server, struct agent_hop **out);
+/* This server's own address in the plan (host order), 0 when absent. */
+uint32_t agent_plan__self(const struct su_plan *p, const char *server);
 /* The DC router that may send this server GUE (host order). */
 int agent_plan__router(const struct su_plan *p, const char *server, uint32_t *router);
 /* Egress IPs of an assignment, sorted and unique; returns the count. */
@@ -107,7 +121,7 @@ int agent_bpf__sum_counters(uint32_t prog_id, const char *map, uint32_t n, uint6
 
 /* agent_decap.c */
 int agent_decap__attach(struct agent *a);
-int agent_decap__update(struct agent *a);
+int agent_decap__update(struct agent *a, const struct su_plan *plan);
 void agent_decap__detach(struct agent *a);
 /* Sums the per-CPU counters of the decap program attached to ifindex, found
  * through the interface (no pinning): counts[DECAP_STAT_MAX]. */

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -20,10 +21,11 @@
 #include "cli/cli.h"
 #include "decap.skel.h"
 
-static int set_config(struct agent *a, bool enabled)
+static int set_config(struct agent *a, const struct su_plan *plan, bool enabled)
 {
 	struct decap_cfg cfg = { .router = htonl(a->router), .port = htons(a->o.gue_port),
-				 .enabled = enabled };
+				 .enabled = enabled, .self = htonl(agent_plan__self(plan, a->o.server)),
+				 .slice_shift = plan->slice_shift };
 	uint32_t zero = 0;
 
 	return bpf_map__update_elem(a->skel->maps.decap_config, &zero, sizeof(zero), &cfg,
@@ -59,6 +61,55 @@ static int sync_egress(struct agent *a)
 		pkey = &key;
 	}
 	free(ips);
+	return rc;
+}
+
+/* Unix seconds to CLOCK_BOOTTIME nanoseconds (bpf_ktime_get_boot_ns), the
+ * clock the decap compares deadlines with: suspend-proof, never set. */
+static uint64_t boot_ns(int64_t unix_s)
+{
+	struct timespec b, r;
+	int64_t ns;
+
+	clock_gettime(CLOCK_BOOTTIME, &b);
+	clock_gettime(CLOCK_REALTIME, &r);
+	ns = (int64_t)b.tv_sec * 1000000000 + b.tv_nsec +
+	     (unix_s - (int64_t)r.tv_sec) * 1000000000 - r.tv_nsec;
+	return ns > 0 ? (uint64_t)ns : 0;
+}
+
+/* Replaces the handed slices of live moves (decap_hops): the plan's, new
+ * and changed ones first, then stale ones out. */
+static int sync_hops(struct agent *a, const struct su_plan *plan)
+{
+	struct bpf_map *m = a->skel->maps.decap_hops;
+	struct agent_hop *v;
+	struct decap_hop_key key, next, *pkey = NULL;
+	int n = agent_plan__hops(plan, a->o.server, &v), rc = 0;
+
+	if (n < 0)
+		return n;
+	for (int i = 0; !rc && i < n; i++) {
+		struct decap_hop_key k = { .ip = htonl(v[i].ip), .slice = v[i].slice };
+		struct decap_hop h = { .peer = htonl(v[i].peer),
+				       .kind = v[i].held ? DECAP_HOP_HELD : DECAP_HOP_MOVED_IN,
+				       .until_ns = boot_ns(v[i].until) };
+
+		rc = bpf_map__update_elem(m, &k, sizeof(k), &h, sizeof(h), BPF_ANY);
+	}
+	while (!rc && !bpf_map__get_next_key(m, pkey, &next, sizeof(next))) {
+		bool keep = false;
+
+		for (int i = 0; i < n && !keep; i++)
+			keep = htonl(v[i].ip) == next.ip && v[i].slice == next.slice;
+		if (!keep) {
+			bpf_map__delete_elem(m, &next, sizeof(next), 0);
+			continue;
+		}
+		key = next;
+		pkey = &key;
+	}
+	free(v);
 	return rc;
 }
 
@@ -187,9 +238,11 @@ int agent_decap__attach(struct agent *a)
 	a->skel = decap__open_and_load();
 	if (!a->skel)
 		return -errno ? -errno : -EINVAL;
-	rc = set_config(a, true);
+	rc = set_config(a, a->plan, true);
 	if (!rc)
 		rc = sync_egress(a);
+	if (!rc)
+		rc = sync_hops(a, a->plan);
 	if (!rc)
 		rc = attach_local(a);
 	/* Generic XDP on request: what a driver without native XDP gives, and
@@ -210,14 +263,16 @@ int agent_decap__attach(struct agent *a)
 	return 0;
 }
 
-int agent_decap__update(struct agent *a)
+int agent_decap__update(struct agent *a, const struct su_plan *plan)
 {
 	int rc;
 
 	if (!a->skel)
 		return 0;
 	rc = sync_egress(a);
-	return rc ? rc : set_config(a, true);
+	if (!rc)
+		rc = sync_hops(a, plan);
+	return rc ? rc : set_config(a, plan, true);
 }
 
 void agent_decap__detach(struct agent *a)

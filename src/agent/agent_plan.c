@@ -49,8 +49,18 @@ static int add_ip_slots(const struct su_plan *p, const struct su_plan_ip *ip, in
 		uint8_t state = entry_state(ip, slot, info->retired);
 		int64_t deadline = entry_deadline(ip, slot);
 
-		if (slot->server != me || slot->state == SU_FREE)
+		if (slot->state == SU_FREE)
 			continue;
+		/* A slice handed on in a live move (issue 10): its previous
+		 * owner keeps it, draining, until the deadline: its live flows
+		 * go on (enforcement and decap allow them), and the library
+		 * never opens a connection from a draining slice. */
+		if (slot->server != me && slot->prev_server == me) {
+			state = SU_SLICE_DRAINING;
+			deadline = slot->deadline;
+		} else if (slot->server != me) {
+			continue;
+		}
 		/* Past its deadline a draining slice is another server's (or
 		 * nobody's): the router no longer sends us its replies. */
 		if (state == SU_SLICE_DRAINING && deadline && deadline <= info->now) {
@@ -112,6 +122,54 @@ int agent_plan__assignment(const struct su_plan *p, const char *server,
 	}
 	*out = a;
 	return 0;
+}
+
+int agent_plan__hops(const struct su_plan *p, const char *server, struct agent_hop **out)
+{
+	bool retired;
+	int me = find_server(p, server, &retired);
+	uint32_t n = 0, cap = 16;
+	struct agent_hop *v = malloc(cap * sizeof(*v));
+
+	*out = NULL;
+	if (!v)
+		return -ENOMEM;
+	for (uint32_t i = 0; me >= 0 && i < p->n_ips; i++)
+		for (uint32_t k = 0; k < p->slices_per_ip; k++) {
+			const struct su_plan_slot *sl = &p->slots[p->ips[i].first_slot + k];
+			bool in = sl->server == me, held = sl->prev_server == me;
+
+			/* Kept past the deadline, as long as the plan names the
+			 * previous owner: the decap compares the clock itself,
+			 * and counts what it refuses as expired. */
+			if (sl->state == SU_FREE || sl->prev_server < 0 || (!in && !held))
+				continue;
+			if (n == cap) {
+				struct agent_hop *nv = realloc(v, 2 * cap * sizeof(*v));
+
+				if (!nv) {
+					free(v);
+					return -ENOMEM;
+				}
+				v = nv;
+				cap *= 2;
+			}
+			v[n++] = (struct agent_hop){
+				.ip = p->ips[i].ip, .slice = p->first_slice + k,
+				.peer = p->servers[in ? sl->prev_server : sl->server].addr,
+				.held = held, .until = sl->deadline,
+			};
+		}
+	*out = v;
+	return (int)n;
+}
+
+uint32_t agent_plan__self(const struct su_plan *p, const char *server)
+{
+	bool retired;
+	int me = find_server(p, server, &retired);
+
+	return me < 0 ? 0 : p->servers[me].addr;
 }
 
 int agent_plan__router(const struct su_plan *p, const char *server, uint32_t *router)

@@ -107,7 +107,10 @@ struct su_bucket {
 	X(DROP_SPOOF_ROUTER, "drop_spoof_router", "outcome",                                     \
 	  "source is a peer router, arrived on an interface the backbone is not reached through") \
 	X(DROP_SPOOF_EGRESS, "drop_spoof_egress", "outcome",                                     \
-	  "source is an egress IP of this DC, arrived on an interface the DC is not reached through")
+	  "source is an egress IP of this DC, arrived on an interface the DC is not reached through") \
+	X(SECOND_HOP, "second_hop_forwarded", "outcome",                                         \
+	  "GUE marked as a live move's second hop, inner packet to a plan egress IP: left to the " \
+	  "kernel to route to the slice's previous owner (the server's decap checks the rest)")
 
 enum su_stat {
 #define SU_STAT_ENUM(name, label, kind, help) SU_STAT_##name,

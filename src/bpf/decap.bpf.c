@@ -60,6 +60,16 @@ struct {
 	__type(value, __u8);
 } decap_egress SEC(".maps");
 
+/* Handed slices of a live move (issue 10), written by the agent from its
+ * plan: the slices this server took over (with their previous owner) and
+ * those it gave away (with their new owner), each until the deadline. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, DECAP_MAX_HOPS);
+	__type(key, struct decap_hop_key);
+	__type(value, struct decap_hop);
+} decap_hops SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, DECAP_STAT_MAX);
@@ -150,7 +160,8 @@ struct icmph {
 /* RFC 792: an error quotes the IP header and 64 bits of the packet we sent,
  * so its source is the egress IP and its ports are ours: the error belongs
  * to the socket of that flow, looked up the other way round. */
-static __always_inline int icmp_error_owner(void *ctx, struct iphdr *in, void *quote, void *end)
+static __always_inline int icmp_error_owner(void *ctx, struct iphdr *in, void *quote, void *end,
+					    __be16 *lport)
 {
 	struct iphdr *q = quote;
 	__be16 *l4;
@@ -162,6 +173,7 @@ static __always_inline int icmp_error_owner(void *ctx, struct iphdr *in, void *q
 	l4 = (void *)q + ((q->ihl * 4) & 0x3c);
 	if ((void *)(l4 + 4) > end)
 		return DECAP_STAT_ICMP_QUOTE;
+	*lport = l4[0]; /* our port: the quoted packet's source */
 	switch (q->protocol) {
 	case IPPROTO_TCP:
 		return tcp_owner(ctx, q->daddr, q->saddr, l4[1], l4[0]);
@@ -175,8 +187,10 @@ static __always_inline int icmp_error_owner(void *ctx, struct iphdr *in, void *q
 	return DECAP_STAT_ICMP_QUOTE;
 }
 
-/* Who may receive the inner packet `in` (its L4 header at l4). */
-static __always_inline int admit(void *ctx, struct iphdr *in, void *l4, void *end)
+/* Who may receive the inner packet `in` (its L4 header at l4).  *lport is
+ * set to the local port the verdict is about (the slice it belongs to), or
+ * left 0 when there is none (fragments, echo replies). */
+static __always_inline int admit(void *ctx, struct iphdr *in, void *l4, void *end, __be16 *lport)
 {
 	/* A later fragment has no ports: it joins its datagram only if the
 	 * first fragment, which carries them, was admitted (the kernel's
@@ -193,6 +207,7 @@ static __always_inline int admit(void *ctx, struct iphdr *in, void *l4, void *en
 		 * egress IP never takes (simultaneous open included). */
 		if (th->syn && !th->ack)
 			return DECAP_STAT_TCP_SYN;
+		*lport = th->dest;
 		return tcp_owner(ctx, in->saddr, in->daddr, th->source, th->dest);
 	}
 	case IPPROTO_UDP: {
@@ -200,6 +215,7 @@ static __always_inline int admit(void *ctx, struct iphdr *in, void *l4, void *en
 
 		if ((void *)(uh + 1) > end)
 			return DECAP_STAT_MALFORMED;
+		*lport = uh->dest;
 		return udp_owner(ctx, in->saddr, in->daddr, uh->source, uh->dest);
 	}
 	case IPPROTO_ICMP: {
@@ -213,7 +229,7 @@ static __always_inline int admit(void *ctx, struct iphdr *in, void *l4, void *en
 		case ICMP_DEST_UNREACH:
 		case ICMP_TIME_EXCEEDED:
 		case ICMP_PARAMETERPROB:
-			return icmp_error_owner(ctx, in, ih + 1, end);
+			return icmp_error_owner(ctx, in, ih + 1, end, lport);
 		}
 		return DECAP_STAT_ICMP_TYPE; /* echo requests included */
 	}
@@ -341,12 +357,15 @@ static __always_inline int ecn_decap(__u8 outer_tos, struct iphdr *in)
 
 /* ---- the program ---------------------------------------------------------- */
 
-/* Outer GUE checks.  Returns ADMIT with *udpp set, a drop reason, or -1 for
- * "not GUE for us": the kernel's. */
+/* Outer GUE checks.  Returns ADMIT with *udpp set (and *hop when the GUE
+ * header is the second-hop mark, whose source is checked against the
+ * slice's new owner later), a drop reason, or -1 for "not GUE for us": the
+ * kernel's. */
 static __always_inline int outer_gue(struct iphdr *ip, void *end, const struct decap_cfg *cfg,
-				     struct udphdr **udpp)
+				     struct udphdr **udpp, int *hop)
 {
 	struct udphdr *udp = (void *)ip + ((ip->ihl * 4) & 0x3c);
+	__u8 *g;
 
 	if (ip->protocol != IPPROTO_UDP || ip->ihl < 5)
 		return -1;
@@ -362,14 +381,123 @@ static __always_inline int outer_gue(struct iphdr *ip, void *end, const struct d
 	 * never fragments, so a fragment is a fault to count, not to mend. */
 	if (ip->frag_off & bpf_htons(IP_MF))
 		return DECAP_STAT_OUTER_FRAGMENT;
+	g = (void *)(udp + 1);
+	if ((void *)(g + 1) > end)
+		return DECAP_STAT_MALFORMED;
+	*udpp = udp;
+	/* GUE variant 1 starts with the inner IP version (4: 0b01...); a
+	 * variant 0 header (0b00...) is only ever our second-hop mark. */
+	if (!(g[0] & 0xc0)) {
+		if ((void *)(g + DECAP_GUE_HOP_LEN) > end || g[0] != DECAP_GUE_HOP_B0 ||
+		    g[1] != DECAP_GUE_HOP_PROTO || g[2] || g[3] ||
+		    *(__be32 *)(g + 4) != bpf_htonl(DECAP_GUE_HOP_WORD))
+			return DECAP_STAT_MALFORMED;
+		*hop = 1;
+		return ADMIT;
+	}
 	if (ip->saddr != cfg->router)
 		return DECAP_STAT_BAD_SOURCE;
-	*udpp = udp;
 	return ADMIT;
 }
 
-SEC("xdp")
-int decap(struct xdp_md *ctx)
+/* ---- the second hop (issue 10) ------------------------------------------ */
+
+static __always_inline struct decap_hop *hop_of(const struct decap_cfg *cfg, __be32 ip, __be16 lport,
+						__u32 kind)
+{
+	struct decap_hop_key k = { .ip = ip, .slice = bpf_ntohs(lport) >> (cfg->slice_shift & 15) };
+	struct decap_hop *h = bpf_map_lookup_elem(&decap_hops, &k);
+
+	return h && h->kind == kind ? h : NULL;
+}
+
+/* "No socket here" verdicts: what a previous owner may still have one for. */
+static __always_inline int not_here(int why)
+{
+	return why == DECAP_STAT_NO_SOCKET || why == DECAP_STAT_LISTENER || why == DECAP_STAT_UNBOUND;
+}
+
+static __always_inline void ipv4_csum(struct iphdr *ip)
+{
+	__u32 s = 0;
+	__u16 *w = (__u16 *)ip;
+
+	ip->check = 0;
+	for (int i = 0; i < (int)sizeof(*ip) / 2; i++)
+		s += w[i];
+	ip->check = (__u16)~fold(s);
+}
+
+/* Re-encapsulates the GUE packet in place to the previous owner `to`: the
+ * same outer headers moved 8 bytes forward, the second-hop mark written
+ * between UDP and the inner packet, back out of the interface it came in
+ * on (XDP_TX) toward the router, which routes it like any packet between
+ * two servers.  Outer UDP checksum 0 (RFC 768; GUE over IPv4 allows it). */
+static __always_inline int second_hop(struct xdp_md *ctx, const struct decap_cfg *cfg, __be32 to)
+{
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	struct ethhdr eth, *neth;
+	struct iphdr oip, *ip;
+	struct udphdr oudp, *udp;
+	__u8 *g;
+
+	ip = data + sizeof(eth);
+	udp = (void *)(ip + 1);
+	if ((void *)(udp + 1) > end || ip->ihl != 5)
+		return count(DECAP_STAT_MALFORMED, XDP_DROP);
+	__builtin_memcpy(&eth, data, sizeof(eth));
+	__builtin_memcpy(&oip, ip, sizeof(oip));
+	__builtin_memcpy(&oudp, udp, sizeof(oudp));
+	if (bpf_xdp_adjust_head(ctx, -DECAP_GUE_HOP_LEN))
+		return count(DECAP_STAT_MALFORMED, XDP_DROP);
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	neth = data;
+	ip = (void *)(neth + 1);
+	udp = (void *)(ip + 1);
+	g = (void *)(udp + 1);
+	if ((void *)(g + DECAP_GUE_HOP_LEN) > end)
+		return count(DECAP_STAT_MALFORMED, XDP_DROP);
+	/* Back where it came from: to the router's MAC, from ours. */
+	__builtin_memcpy(neth->h_dest, eth.h_source, ETH_ALEN);
+	__builtin_memcpy(neth->h_source, eth.h_dest, ETH_ALEN);
+	neth->h_proto = bpf_htons(ETH_P_IP);
+	oip.saddr = cfg->self;
+	oip.daddr = to;
+	oip.ttl = 64;
+	oip.tot_len = bpf_htons(bpf_ntohs(oip.tot_len) + DECAP_GUE_HOP_LEN);
+	__builtin_memcpy(ip, &oip, sizeof(oip));
+	ipv4_csum(ip);
+	oudp.len = bpf_htons(bpf_ntohs(oudp.len) + DECAP_GUE_HOP_LEN);
+	oudp.check = 0;
+	__builtin_memcpy(udp, &oudp, sizeof(oudp));
+	g[0] = DECAP_GUE_HOP_B0;
+	g[1] = DECAP_GUE_HOP_PROTO;
+	g[2] = 0;
+	g[3] = 0;
+	*(__be32 *)(g + 4) = bpf_htonl(DECAP_GUE_HOP_WORD);
+	return count(DECAP_STAT_SECOND_HOP_SENT, XDP_TX);
+}
+
+/* The verdict on a second hop received: accepted only from the slice's new
+ * owner while this server still holds the slice, and only for a flow of a
+ * local socket (else refused: never a third hop). */
+static __always_inline int second_hop_in(const struct decap_cfg *cfg, struct iphdr *ip, struct iphdr *in,
+					 int why, __be16 lport)
+{
+	struct decap_hop *h = lport ? hop_of(cfg, in->daddr, lport, DECAP_HOP_HELD) : NULL;
+
+	if (!h || h->peer != ip->saddr)
+		return DECAP_STAT_SECOND_HOP_REFUSED_SOURCE;
+	if (bpf_ktime_get_boot_ns() >= h->until_ns)
+		return DECAP_STAT_SECOND_HOP_REFUSED_EXPIRED;
+	if (not_here(why))
+		return DECAP_STAT_SECOND_HOP_REFUSED_LOOP;
+	return why;
+}
+
+/* The whole XDP program, inlinable: bench/moves wraps it. */
+static __always_inline int decap_main(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
 	__u32 zero = 0, hlen, ihl;
@@ -377,7 +505,9 @@ int decap(struct xdp_md *ctx)
 	struct ethhdr eth, *neth = data;
 	struct iphdr *ip = (void *)(neth + 1), *in;
 	struct udphdr *udp = NULL;
-	int why;
+	struct decap_hop *h;
+	__be16 lport = 0;
+	int why, hop = 0;
 
 	if (!cfg || !cfg->enabled)
 		return XDP_PASS;
@@ -387,14 +517,14 @@ int decap(struct xdp_md *ctx)
 	 * neighbour that knows our MAC, or a spoofer. */
 	if (is_egress(ip->daddr))
 		return count(DECAP_STAT_NOT_GUE, XDP_DROP);
-	why = outer_gue(ip, end, cfg, &udp);
+	why = outer_gue(ip, end, cfg, &udp, &hop);
 	if (why < 0)
 		return XDP_PASS;
 	if (why == DECAP_STAT_FRAGMENT)
 		return count(why, XDP_PASS);
 	if (why != ADMIT || !udp)
 		return count(why, XDP_DROP);
-	in = (void *)(udp + 1);
+	in = (void *)(udp + 1) + (hop ? DECAP_GUE_HOP_LEN : 0);
 	if ((void *)(in + 1) > end || in->version != 4 || in->ihl < 5)
 		return count(DECAP_STAT_MALFORMED, XDP_DROP);
 	ihl = (in->ihl * 4) & 0x3c;
@@ -402,9 +532,17 @@ int decap(struct xdp_md *ctx)
 		return count(DECAP_STAT_MALFORMED, XDP_DROP);
 	if (!is_egress(in->daddr))
 		return count(DECAP_STAT_NOT_OURS, XDP_DROP);
-	why = admit(ctx, in, (void *)in + ihl, end);
-	/* DECAP_STAT_NO_SOCKET is where a second hop to a slice's previous
-	 * owner (issue 10) will take over from the drop. */
+	why = admit(ctx, in, (void *)in + ihl, end, &lport);
+	if (hop) {
+		why = second_hop_in(cfg, ip, in, why, lport);
+	} else if (not_here(why) && lport && (h = hop_of(cfg, in->daddr, lport, DECAP_HOP_MOVED_IN))) {
+		/* A slice taken over in a live move: its previous owner may
+		 * have the socket, until the deadline (then refused as before,
+		 * and counted as expired too). */
+		if (bpf_ktime_get_boot_ns() < h->until_ns)
+			return second_hop(ctx, cfg, h->peer);
+		count(DECAP_STAT_SECOND_HOP_REFUSED_EXPIRED, 0);
+	}
 	if (why != ADMIT)
 		return count(why, XDP_DROP);
 	if (!inner_csum_ok(in, (void *)in + ihl, end))
@@ -412,6 +550,8 @@ int decap(struct xdp_md *ctx)
 	why = ecn_decap(ip->tos, in);
 	if (why != ADMIT)
 		return count(why, XDP_DROP);
+	if (hop)
+		count(DECAP_STAT_SECOND_HOP_RECEIVED, 0);
 
 	hlen = (__u32)((void *)in - (void *)ip);
 	__builtin_memcpy(&eth, data, sizeof(eth));
@@ -426,6 +566,12 @@ int decap(struct xdp_md *ctx)
 	__builtin_memcpy(neth, &eth, sizeof(eth));
 	neth->h_proto = bpf_htons(ETH_P_IP);
 	return count(DECAP_STAT_DECAPSULATED, XDP_PASS);
+}
+
+SEC("xdp")
+int decap(struct xdp_md *ctx)
+{
+	return decap_main(ctx);
 }
 
 /* tc egress on lo: a packet this host sends to one of its own egress IPs

@@ -9,11 +9,44 @@
 #define DECAP_GUE_PORT_DEFAULT 6080 /* same default as the router's GUE port */
 #define DECAP_MAX_EGRESS 4096       /* egress IPs on one server */
 
+#define DECAP_MAX_HOPS 16384        /* slices with a previous or a new owner */
+
 /* decap_config[0]; network byte order, as compared in the packet. */
 struct decap_cfg {
 	__u32 router; /* the only outer source accepted: this DC's router */
 	__u16 port;   /* outer UDP destination port of GUE */
 	__u16 enabled;
+	__u32 self;   /* this server's address: outer source of its second hops */
+	__u32 slice_shift; /* host order: port >> slice_shift is the slice */
+};
+
+/* The second hop of a live move (issue 10; docs/agent.md, "Second hop").
+ * GUE variant 0 (draft-ietf-intarea-gue section 3.1): Ver 0, C 0, Hlen 1,
+ * Proto 4 (IPv4), Flags 0, then one 32-bit word of private data (section
+ * 3.3.2) saying "softunicast second hop".  A first hop is GUE variant 1
+ * (the inner IPv4 header right after UDP), so the two never look alike; a
+ * packet that carries the mark is never forwarded again, whatever the plans
+ * say (no loops).  Byte values as on the wire. */
+#define DECAP_GUE_HOP_B0 0x01       /* Ver 0, C 0, Hlen 1 */
+#define DECAP_GUE_HOP_PROTO 4       /* IPPROTO_IPIP */
+#define DECAP_GUE_HOP_WORD 0x53553248 /* "SU2H", host order */
+#define DECAP_GUE_HOP_LEN 8
+
+/* decap_hops: (egress IP, slice) -> the other owner of a handed slice. */
+struct decap_hop_key {
+	__u32 ip;    /* egress IP, network order */
+	__u32 slice; /* port >> slice_shift, host order */
+};
+
+enum {
+	DECAP_HOP_MOVED_IN = 1, /* ours now: what has no socket here goes to peer */
+	DECAP_HOP_HELD = 2,     /* peer's now: its second hops are accepted here */
+};
+
+struct decap_hop {
+	__u32 peer;     /* previous owner (MOVED_IN) or new owner (HELD), network order */
+	__u32 kind;     /* DECAP_HOP_* */
+	__u64 until_ns; /* CLOCK_BOOTTIME (bpf_ktime_get_boot_ns): the deadline */
 };
 
 /* Per-CPU counters; labels double as metric names. */
@@ -35,7 +68,12 @@ struct decap_cfg {
 	X(INNER_CSUM, "drop_inner_csum", "inner TCP/UDP/ICMP checksum wrong")                    \
 	X(ECN, "drop_ecn", "outer CE on a Not-ECT inner packet (RFC 6040 section 4.2)")           \
 	X(CE, "ecn_ce", "outer CE copied into the inner header (RFC 6040), packet passed")        \
-	X(LOCAL, "drop_local", "sent by this host to one of its egress IPs (loopback)")
+	X(LOCAL, "drop_local", "sent by this host to one of its egress IPs (loopback)")          \
+	X(SECOND_HOP_SENT, "second_hop_sent", "no local socket on a moved slice: sent on to its previous owner") \
+	X(SECOND_HOP_RECEIVED, "second_hop_received", "second hop from a slice's new owner, inner passed up") \
+	X(SECOND_HOP_REFUSED_EXPIRED, "second_hop_refused_expired", "second hop not sent or refused: the move's deadline passed") \
+	X(SECOND_HOP_REFUSED_LOOP, "second_hop_refused_loop", "second hop with no local socket either: never forwarded a third time") \
+	X(SECOND_HOP_REFUSED_SOURCE, "second_hop_refused_source", "second hop for a slice not held here, or not from its new owner")
 
 enum decap_stat {
 #define DECAP_STAT_ENUM(name, label, help) DECAP_STAT_##name,
@@ -44,6 +82,8 @@ enum decap_stat {
 	DECAP_STAT_MAX,
 };
 
-_Static_assert(sizeof(struct decap_cfg) == 8, "decap_cfg layout");
+_Static_assert(sizeof(struct decap_cfg) == 16, "decap_cfg layout");
+_Static_assert(sizeof(struct decap_hop_key) == 8, "decap_hop_key layout");
+_Static_assert(sizeof(struct decap_hop) == 16, "decap_hop layout");
 
 #endif

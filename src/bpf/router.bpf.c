@@ -19,6 +19,7 @@
 #include <bpf/bpf_endian.h>
 
 #include "bpf/abi.h"
+#include "bpf/decap_abi.h" /* the second-hop mark (issue 10) */
 #include "bpf/parse.h"
 
 #ifndef AF_INET
@@ -849,6 +850,24 @@ static __always_inline int backbone_in(struct xdp_md *ctx, struct su_cursor *c,
 	return dispatch(ctx, c, off, &ipv, 1);
 }
 
+/* A live move's second hop (issue 10, decap.bpf.c): a slice's new owner
+ * sends what has no socket there to the previous owner, a server of this
+ * DC, in GUE variant 0 with the softunicast private word.  It is routed
+ * like any packet between servers, not refused as injected, when it is
+ * that mark around an IPv4 packet to an egress IP of the plan; the
+ * previous owner's decap accepts it only from the slice's new owner, for a
+ * flow of a local socket, until the move's deadline (docs/router.md). */
+static __always_inline int second_hop_transit(struct su_cursor *c, struct udphdr *uh)
+{
+	__u8 *g = (void *)(uh + 1);
+	struct iphdr *in = (void *)(g + DECAP_GUE_HOP_LEN);
+
+	if (su_short(c, in, sizeof(*in)) || g[0] != DECAP_GUE_HOP_B0 || g[1] != DECAP_GUE_HOP_PROTO ||
+	    g[2] || g[3] || *(__be32 *)(g + 4) != bpf_htonl(DECAP_GUE_HOP_WORD) || in->version != 4)
+		return 0;
+	return bpf_map_lookup_elem(&su_ips, &in->daddr) != NULL;
+}
+
 /* Not addressed to an egress IP nor to this router: the kernel's, unless it
  * is GUE.  Only this router encapsulates toward servers (and other routers
  * send to this router), so GUE to any other address came from outside:
@@ -864,6 +883,10 @@ static __always_inline int pass_or_injected(struct su_cursor *c, struct iphdr *i
 	uh = (void *)iph + iph->ihl * 4;
 	if (su_short(c, uh, sizeof(*uh)) || uh->dest != cfg_gue_port)
 		return pass();
+	if (second_hop_transit(c, uh)) {
+		count(SU_STAT_SECOND_HOP);
+		return XDP_PASS;
+	}
 	return drop(SU_STAT_DROP_GUE_INJECTED);
 }
 

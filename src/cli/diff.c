@@ -20,6 +20,8 @@ static const char usage_text[] =
 	"  ! ip     an IP started draining             ! slot   a slice started draining\n"
 	"  + slot   a slice was assigned               - slot   a slice was freed, or drained\n"
 	"  ~ slot   a slice changed owner                       (its drain time is over)\n"
+	"A live move (~ ip, ~ slot) shows \"until T\": the previous owner serves the old\n"
+	"flows until then, through the new owner's second hop (docs/operator.md, Moves).\n"
 	"and a count of each at the end.\n"
 	"\n"
 	"Options:\n"
@@ -120,7 +122,8 @@ static void diff_ip(struct differ *d, const struct su_plan_ip *ia, const struct 
 		emit(d, false, ia->state == SU_DRAINING ? DRAINED : GONE, ia->ip, -1, 0, d->a->dcs[ia->dc].name,
 		     NULL, 0);
 	else if (strcmp(d->a->dcs[ia->dc].name, d->b->dcs[ib->dc].name))
-		emit(d, false, MOVED, ia->ip, -1, 0, d->a->dcs[ia->dc].name, d->b->dcs[ib->dc].name, ib->deadline);
+		emit(d, false, MOVED, ia->ip, -1, 0, d->a->dcs[ia->dc].name, d->b->dcs[ib->dc].name,
+		     ib->prev_dc >= 0 ? ib->prev_deadline : ib->deadline);
 	else if (ia->state != ib->state)
 		emit(d, false, ib->state == SU_DRAINING ? DRAINING : REACTIVATED, ib->ip, -1, 0,
 		     d->b->dcs[ib->dc].name, NULL, ib->deadline);

@@ -46,6 +46,14 @@ json_t *cli_slot_json(const struct su_plan *p, const struct su_plan_ip *ip, uint
 	json_object_set_new(o, "state", json_string(su_state__name(slot->state)));
 	if (slot->state == SU_DRAINING)
 		json_object_set_new(o, "deadline", json_integer(slot->deadline));
+	/* A handed slot (issue 10): who still serves its old flows, until when. */
+	if (slot->prev_server >= 0) {
+		const struct su_plan_server *ps = &p->servers[slot->prev_server];
+
+		json_object_set_new(o, "previous", json_pack("{s:s,s:s,s:s,s:I}", "server", ps->name, "server_addr",
+							     su_addr__str(ps->addr, a), "dc", p->dcs[ps->dc].name,
+							     "until", (json_int_t)slot->deadline));
+	}
 	return o;
 }
 

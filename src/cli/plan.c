@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "cli/cli.h"
+#include "lib/store/ops.h"
 #include "cli/output.h"
 #include "cli/store_cli.h"
 #include "lib/planner.h"
@@ -15,7 +16,8 @@
 
 static const char usage_text[] =
 	"Usage: softunicast plan --fleet FLEET.yaml --out PLAN [--previous PLAN]\n"
-	"                        [--now UNIX_SECONDS] [--cost] [--json] [--check]\n"
+	"                        [--pin IP[/LEN]=DC]... [--now UNIX_SECONDS] [--cost]\n"
+	"                        [--json] [--check]\n"
 	"       softunicast plan --fleet FLEET.yaml --store URL [--dry-run] [--json]\n"
 	"\n"
 	"Builds the address plan: which data center owns each egress IP and which\n"
@@ -42,6 +44,12 @@ static const char usage_text[] =
 	"  -f, --fleet FILE      fleet description (YAML); see softunicast-plan(1)\n"
 	"  -o, --out FILE        where to write the plan\n"
 	"  -p, --previous FILE   the plan in force now, for a stable re-plan\n"
+	"  -P, --pin IP[/LEN]=DC pin those IPs to data center DC, as `softunicast move`\n"
+	"                        does in a store: with --previous the IPs change owner\n"
+	"                        at once, each slice's previous owner serving its live\n"
+	"                        flows until the drain deadline (second hop); a second\n"
+	"                        move of an IP before then is refused (exit 1).  Repeat\n"
+	"                        for several ranges.\n"
 	"  -n, --now SECONDS     the current time (unix seconds) for drain deadlines;\n"
 	"                        default: the clock.  Pin it for reproducible plans.\n"
 	"  -c, --cost            add the cost per data center to the summary\n"
@@ -69,16 +77,38 @@ static const char usage_text[] =
 
 struct opts {
 	const char *fleet, *out, *previous;
+	struct su_ops pins;
 	int64_t now;
 	bool cost, json, check, dry_run;
 	struct cli_store_flags store;
 };
+
+/* IP[/LEN]=DC: the DC is checked against the fleet once it is read. */
+static int parse_pin(const char *arg, struct su_ops *pins)
+{
+	char cidr[64];
+	const char *eq = strchr(arg, '=');
+	struct su_prefix4 px;
+	size_t n = eq ? (size_t)(eq - arg) : 0;
+
+	if (!eq || !n || n >= sizeof(cidr) - 3 || !eq[1])
+		return cli_fail(SU_EXIT_USAGE, "plan", "--pin: '%s' is not IP[/LEN]=DC", arg);
+	memcpy(cidr, arg, n);
+	cidr[n] = '\0';
+	if (!memchr(cidr, '/', n))
+		strcat(cidr, "/32");
+	if (su_prefix__parse(cidr, &px))
+		return cli_fail(SU_EXIT_USAGE, "plan", "--pin: '%.*s' is not IP or IP/LEN (host bits zero)",
+				(int)n, arg);
+	return su_ops__pin(pins, &px, eq + 1) ? cli_fail(SU_EXIT_FAIL, "plan", "out of memory") : 0;
+}
 
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
 	static const struct option longopts[] = {
 		{ "fleet", required_argument, NULL, 'f' }, { "out", required_argument, NULL, 'o' },
 		{ "previous", required_argument, NULL, 'p' }, { "now", required_argument, NULL, 'n' },
+		{ "pin", required_argument, NULL, 'P' },
 		{ "cost", no_argument, NULL, 'c' }, { "json", no_argument, NULL, 'j' },
 		{ "check", no_argument, NULL, 'C' }, { "help", no_argument, NULL, 'h' },
 		{ "dry-run", no_argument, NULL, 'D' }, CLI_STORE_OPTIONS,
@@ -88,8 +118,12 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	int c;
 
 	*o = (struct opts){ .now = (int64_t)time(NULL) };
-	while ((c = getopt_long(argc, argv, "f:o:p:n:cjCh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "f:o:p:P:n:cjCh", longopts, NULL)) != -1) {
 		switch (c) {
+		case 'P':
+			if (parse_pin(optarg, &o->pins))
+				return SU_EXIT_USAGE;
+			break;
 		case 'f': o->fleet = optarg; break;
 		case 'o': o->out = optarg; break;
 		case 'p': o->previous = optarg; break;
@@ -113,6 +147,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	}
 	if (optind < argc)
 		return cli_fail(SU_EXIT_USAGE, "plan", "unexpected argument '%s'", argv[optind]);
+	if (o->store.url && o->pins.n)
+		return cli_fail(SU_EXIT_USAGE, "plan", "--pin goes with a plan file; with --store use `softunicast move`");
 	if (o->store.url && (o->out || o->previous || o->check))
 		return cli_fail(SU_EXIT_USAGE, "plan", "--store replaces --out and --previous (and --dry-run --check)");
 	if (o->dry_run && !o->store.url)
@@ -318,13 +354,20 @@ int plan_main(int argc, char **argv)
 	if (o.store.url)
 		return cli_store_replan("plan", &o.store, &(struct cli_replan){ .fleet_path = o.fleet, .now = o.now,
 								.dry_run = o.dry_run, .json = o.json });
-	if (su_fleet__load(o.fleet, &fleet, &err))
+	if (su_fleet__load(o.fleet, &fleet, &err)) {
+		su_ops__free(&o.pins);
 		return cli_fail(SU_EXIT_INVALID, "plan", "%s", err.msg);
-	if (o.previous && !(prev = cli_load_plan("plan", o.previous)))
+	}
+	/* Strict: a pin naming a DC or range the fleet does not have is a
+	 * typo, refused before anything is planned. */
+	if (o.pins.n && su_ops__apply(&o.pins, fleet, true, &err))
+		ret = cli_fail(SU_EXIT_USAGE, "plan", "--pin: %s", err.msg);
+	if (!ret && o.previous && !(prev = cli_load_plan("plan", o.previous)))
 		ret = SU_EXIT_INVALID;
 	if (!ret)
 		ret = run(&o, fleet, prev);
 	su_plan__free(prev);
 	su_fleet__free(fleet);
+	su_ops__free(&o.pins);
 	return ret;
 }

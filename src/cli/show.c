@@ -44,7 +44,9 @@ static bool wanted(const struct su_plan *p, const struct su_plan_ip *ip, const s
 {
 	if (slot->state == SU_FREE || (f->dc >= 0 && ip->dc != (uint32_t)f->dc))
 		return false;
-	return !f->server || !strcmp(p->servers[slot->server].name, f->server);
+	/* A server's slices include those it still serves as a previous owner. */
+	return !f->server || !strcmp(p->servers[slot->server].name, f->server) ||
+	       (slot->prev_server >= 0 && !strcmp(p->servers[slot->prev_server].name, f->server));
 }
 
 static void print_text_row(const struct su_plan *p, const struct su_plan_ip *ip, uint32_t s)
@@ -53,9 +55,12 @@ static void print_text_row(const struct su_plan *p, const struct su_plan_ip *ip,
 	char a[SU_ADDR_STRLEN], *tags = su_tags__format(&p->prefixes[ip->prefix].tags);
 	uint32_t lo = su_plan__slot_lo(p, s);
 
-	printf("%-15s %5u-%-5u %-10s %-16s %-8s %s\n", su_addr__str(ip->ip, a), lo, lo + p->slice_size - 1,
+	printf("%-15s %5u-%-5u %-10s %-16s %-8s %s", su_addr__str(ip->ip, a), lo, lo + p->slice_size - 1,
 	       p->dcs[ip->dc].name, p->servers[slot->server].name, su_state__name(slot->state),
 	       tags ? tags : "?");
+	if (slot->prev_server >= 0)
+		printf("  from %s until %" PRId64, p->servers[slot->prev_server].name, slot->deadline);
+	putchar('\n');
 	free(tags);
 }
 

@@ -326,7 +326,8 @@ int cli_store_replan(const char *cmd, const struct cli_store_flags *f, const str
 		goto out;
 	}
 	if (ret) {
-		ret = cli_fail(SU_EXIT_INVALID, cmd, "%s", err.msg);
+		/* -EBUSY: a live move still has old flows (planner.c, move_ip). */
+		ret = cli_fail(ret == -EBUSY ? SU_EXIT_FAIL : SU_EXIT_INVALID, cmd, "%s", err.msg);
 		goto out;
 	}
 	if (r->dry_run) {

@@ -16,12 +16,16 @@ static const char usage_text[] =
 	"data center owns this egress IP and, with a port, which server owns the\n"
 	"slice the port falls in.  Shows the IP's tags and the state (active, or\n"
 	"draining with its deadline).  Without a port, lists every slice of the IP.\n"
+	"A slice or IP that changed owner by a live move shows its previous owner\n"
+	"(\"from SERVER ... until T\", \"moved from dc DC\"): until T the new owner sends\n"
+	"that owner the packets of old flows (second hop; docs/operator.md, Moves).\n"
 	"\n"
 	"Options:\n"
 	"  -p, --plan FILE   the plan to ask\n"
 	"      --store URL     the current plan of a store (file:///PATH, etcd://HOST:PORT/PREFIX)\n"
 	"  -j, --json        one JSON object: {\"ip\",\"port\",\"dc\",\"router\",\"server\",\n"
-	"                    \"server_addr\",\"slice\":[lo,hi],\"tags\":{..},\"state\",\"deadline\"?};\n"
+	"                    \"server_addr\",\"slice\":[lo,hi],\"tags\":{..},\"state\",\"deadline\"?,\n"
+	"                    \"previous\"?:{\"server\",\"server_addr\",\"dc\",\"until\"}};\n"
 	"                    without a port, \"port\", \"server\" and \"slice\" are null, \"state\"\n"
 	"                    is the IP's and \"slices\" lists its owned slices.  The text\n"
 	"                    output shows the same values\n"
@@ -67,6 +71,10 @@ static void print_slot_text(const struct su_plan *p, const struct su_plan_ip *ip
 	       su_addr__str(p->servers[slot->server].addr, a), su_state__name(slot->state));
 	if (slot->state == SU_DRAINING)
 		printf(" until %" PRId64, slot->deadline);
+	if (slot->prev_server >= 0)
+		printf("  from %s (%s, dc %s) until %" PRId64, p->servers[slot->prev_server].name,
+		       su_addr__str(p->servers[slot->prev_server].addr, a),
+		       p->dcs[p->servers[slot->prev_server].dc].name, slot->deadline);
 	putchar('\n');
 }
 
@@ -89,6 +97,9 @@ static int answer_ip(const struct su_plan *p, const struct su_plan_ip *ip, bool 
 
 		if (ip->state == SU_DRAINING)
 			json_object_set_new(o, "deadline", json_integer(ip->deadline));
+		if (ip->prev_dc >= 0)
+			json_object_set_new(o, "previous", json_pack("{s:s,s:I}", "dc", p->dcs[ip->prev_dc].name,
+								     "until", (json_int_t)ip->prev_deadline));
 		json_object_set_new(o, "slices", slices);
 		free(tags);
 		return cli_print_json(o);
@@ -97,6 +108,9 @@ static int answer_ip(const struct su_plan *p, const struct su_plan_ip *ip, bool 
 	       su_addr__str(p->dcs[ip->dc].router, r), su_state__name(ip->state));
 	if (ip->state == SU_DRAINING)
 		printf(" until %" PRId64, ip->deadline);
+	if (ip->prev_dc >= 0)
+		printf("  moved from dc %s, old flows there until %" PRId64, p->dcs[ip->prev_dc].name,
+		       ip->prev_deadline);
 	printf("\n  tags %s\n", tags ? tags : "?");
 	free(tags);
 	for (uint32_t s = 0; s < p->slices_per_ip; s++)

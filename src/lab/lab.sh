@@ -34,8 +34,8 @@ DEFAULT_FLEET=$(dirname "$SU")/../../examples/lab.yaml
 usage() {
 	cat <<'EOF'
 Usage: softunicast lab up [--fleet FLEET.yaml] [--store file|etcd]
-       softunicast lab run [--tap]
-       softunicast lab replan --fleet FLEET.yaml
+       softunicast lab run [--tap] [--only move]
+       softunicast lab replan --fleet FLEET.yaml [--pin IP[/LEN]=DC]...
        softunicast lab status
        softunicast lab down
 
@@ -57,15 +57,18 @@ running `softunicast agent`, and a backbone joining the routers.
            DC crossing the backbone; a DC's anycast route withdrawn while a
            connection is live; a port outside the slice blocked; unsolicited
            traffic to an egress IP (a wildcard listener) refused and counted;
-           the geofeed.
+           the geofeed; an egress IP moved to another DC under a live TCP
+           stream and a connected UDP flow (second hop), and a slice handed
+           to another server of its DC (the lab's plan is changed for good).
            On etcd also (steps E1-E4): a server drained and undrained (its live connection
            goes on); an IP moved between DCs reaching every node; one member
            down, then all three (forwarding goes on), then back; a version
            never committed, never applied.
            Ends with a summary and exits 1 if any step failed.  --tap prints
-           TAP for test harnesses.
+           TAP for test harnesses; --only move runs the live-move step alone.
   replan   re-plan against the running plan and roll it out (routers and
-           agents reload it; live connections on kept slices continue)
+           agents reload it; live connections on kept slices continue);
+           --pin moves IPs to a DC at once (softunicast plan --pin)
   status   the topology, the processes and the routers' counters
   down     stop everything and remove every namespace, pin and file the lab
            made, also after a failed or interrupted `up`
@@ -161,6 +164,9 @@ build_server() { # build_server DC ROUTER K NAME ADDR
 	new_ns "$ns" || return 1
 	echo "$ns $name $dc" >>"$STATE/servers"
 	veth "$dc" "s$k" "$ns" eth0 || return 1
+	# The decap's second hop (issue 10) goes back out of eth0 with XDP_TX:
+	# a veth delivers XDP frames only to a peer with an XDP program.
+	xdp_pass "$dc" "s$k"
 	x "$ns" ip addr add "$addr/32" dev eth0
 	x "$ns" ip route add "$router/32" dev eth0
 	x "$ns" ip route add default via "$router" dev eth0 onlink
@@ -185,11 +191,26 @@ build_routes() {
 			x "${dcs[i]}" ip neigh replace "10.255.0.$((j + 1))" \
 				lladdr "$(mac_of "${dcs[j]}" "b-${dcs[j]}")" dev "b-${dcs[i]}" nud permanent
 		done
+		lab_server_routes "${dcs[i]}" || return 1
 		x inet ip rule add from "$(origin_of $((i + 1)))" lookup $((101 + i))
 		for p in $prefixes; do
 			x inet ip route add "$p" via "172.31.$((i + 1)).2" table $((101 + i))
 			if [ "$i" = 0 ]; then x inet ip route add "$p" via 172.31.1.2 || return 1; fi
 		done
+	done
+}
+
+# Servers of the other DCs over the backbone, as a fleet's internal network
+# routes them: a live move's second hop (issue 10) goes from a slice's new
+# owner to its previous one in another DC.
+lab_server_routes() { # lab_server_routes DC
+	local j=0 other name addr
+	for other in $(plan_dcs); do
+		j=$((j + 1))
+		[ "$other" = "$1" ] && continue
+		while read -r name addr; do
+			x "$1" ip route add "$addr/32" via "10.255.0.$j" || return 1
+		done < <(plan_servers "$other")
 	done
 }
 
@@ -724,15 +745,25 @@ cmd_status() {
 # ---- replan ----------------------------------------------------------------
 
 cmd_replan() {
-	local fleet=
-	[ "${1:-}" = --fleet ] && fleet=$2
+	local fleet= pins=()
+	while [ $# -gt 0 ]; do
+		case $1 in
+		--fleet) fleet=$2; shift 2 ;;
+		--pin) pins+=(--pin "$2"); shift 2 ;;
+		*) die "replan: unknown option '$1'" ;;
+		esac
+	done
 	[ -n "$fleet" ] || die "replan: --fleet FLEET.yaml is required"
 	[ -d "$STATE" ] || die "the lab is not up"
-	if on_etcd; then # routers and agents watch the store
-		cp "$fleet" "$STATE/fleet.yaml" && su_store plan --fleet "$STATE/fleet.yaml" && store_pull
+	if on_etcd; then # routers and agents watch the store; pins are moves there
+		cp "$fleet" "$STATE/fleet.yaml" && su_store plan --fleet "$STATE/fleet.yaml" || return 1
+		for ((i = 1; i < ${#pins[@]}; i += 2)); do
+			su_store move "${pins[i]%=*}" --to "${pins[i]#*=}" || return 1
+		done
+		store_pull
 		return
 	fi
-	"$SU" plan --fleet "$fleet" --previous "$STATE/plan" --out "$STATE/plan.next" || return 1
+	"$SU" plan --fleet "$fleet" --previous "$STATE/plan" --out "$STATE/plan.next" "${pins[@]}" || return 1
 	cp "$fleet" "$STATE/fleet.yaml"
 	# An atomic rename: routers and agents watch the file and reload.
 	mv "$STATE/plan.next" "$STATE/plan"
@@ -988,6 +1019,197 @@ run_geofeed_step() {
 	check "geofeed lists the egress IPs in use" $?
 }
 
+# ---- live moves (issue 10): steps 9 and 10 ----------------------------------
+# The lab's fleet with a 20 s drain; EDIT is an awk program run on it.
+move_fleet() { # move_fleet OUT AWK-PROGRAM
+	sed 's/^drain: .*/drain: 20s/' "$STATE/fleet.yaml" | awk "$2" >"$1"
+}
+
+# Doubles DC's demand for tag-set TAGS (a line "- {TAGS}" in its block).
+double_demand_awk() { # double_demand_awk DC TAGS
+	printf '%s' '/^  [a-z0-9-]+:$/ { dc = $1; sub(":", "", dc) }
+		dc == "'"$1"'" && $0 ~ /^      - \{'"$2"'\}$/ { sub(/\}$/, ", slices: 2}") } { print }'
+}
+
+plan_serial() { awk '$1 == "serial" {print $2; exit}' "$STATE/plan"; }
+applied_serial() { # applied_serial SERVER: the plan serial its agent published
+	awk '$1 == "serial" {print $2; exit}' "$(assignment_of "$1")"
+}
+wait_applied() { # wait_applied: every agent published the lab's current plan
+	local want ns name
+	want=$(plan_serial)
+	while read -r ns name _; do
+		wait_for "[ \"\$(applied_serial $name)\" = $want ]" || return 1
+	done <"$STATE/servers"
+}
+
+# A connected UDP flow on fd 8: one datagram per line, the origin answers.
+open_udp() { # open_udp NS SERVER TAGS ORIGIN
+	rm -f "$STATE/udp.in" "$STATE/udp.out"
+	mkfifo "$STATE/udp.in"
+	x "$1" env SOFTUNICAST_ASSIGNMENT="$(assignment_of "$2")" "$SU" connect --udp -w 3000 --tags "$3" \
+		"$4" 5353 <"$STATE/udp.in" >"$STATE/udp.out" 2>&1 &
+	UDP_PID=$!
+	exec 8>"$STATE/udp.in"
+}
+udp_answers() { # udp_answers: one datagram on the flow is answered within 1 s
+	local n
+	n=$(wc -l <"$STATE/udp.out")
+	echo ping >&8
+	for _ in $(seq 10); do [ "$(wc -l <"$STATE/udp.out")" -gt "$n" ] && return 0; sleep 0.1; done
+	return 1
+}
+close_udp() { exec 8>&-; wait "$UDP_PID" 2>/dev/null; }
+
+# Each of N words, written 0.1 s apart, comes back within 1 s: no gap.
+stream_steady() { # stream_steady PREFIX N
+	local i
+	for i in $(seq "$2"); do
+		echo "$1-$i" >&7
+		for _ in $(seq 10); do grep -qx "$1-$i" "$STATE/stream.out" && break; sleep 0.1; done
+		grep -qx "$1-$i" "$STATE/stream.out" || return 1
+	done
+}
+
+sum_decap() { # sum_decap DC NAME: a decap counter summed over DC's servers
+	local ns name total=0 v
+	while read -r ns name _; do
+		v=$(decap_counter "$ns" "$name" "$1" 2>/dev/null)
+		total=$((total + ${v:-0}))
+	done < <(awk -v d="$2" '$3 == d' "$STATE/servers")
+	echo "$total"
+}
+
+# Only IP's lines of SERVER's assignment: a connection that must leave from IP.
+assignment_only() { # assignment_only SERVER IP -> file
+	awk -v ip="$2" '$1 != "egress" || $2 == ip' "$(assignment_of "$1")" >"$STATE/assignment.$2"
+	echo "$STATE/assignment.$2"
+}
+
+# A late TCP segment of an old flow, sent by the origin after a move's
+# deadline (the flow's own packets stopped when its owner let go of the IP).
+late_segment() { # late_segment FROM-IP:PORT TO-IP:PORT
+	x inet python3 - "$1" "$2" <<'PY'
+import socket, struct, sys
+(s, sp), (d, dp) = [(a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])) for a in sys.argv[1:3]]
+def csum(b):
+    b += b"\0" * (len(b) % 2)
+    t = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    t = (t & 0xFFFF) + (t >> 16)
+    return ~(t + (t >> 16)) & 0xFFFF
+tcp = struct.pack("!HHIIBBHHH", sp, dp, 1, 1, 5 << 4, 0x10, 65535, 0, 0) + b"late"
+ph = socket.inet_aton(s) + socket.inet_aton(d) + struct.pack("!BBH", 0, 6, len(tcp))
+tcp = tcp[:16] + struct.pack("!H", csum(ph + tcp)) + tcp[18:]
+r = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+r.bind((s, 0))
+for _ in range(3):
+    r.sendto(tcp, (d, 0))
+PY
+}
+
+run_move_step() {
+	step "9. An egress IP moves from $DC2 to $DC1 under a live stream (second hop)"
+	local ns name xip fleet seen stream sent0 recv0 fwd0 exp0 exp1 sent1 recv1 fwd1 deadline ns1 name1 only
+	read -r ns name _ < <(awk -v d="$DC2" '$3 == d' "$STATE/servers" | head -1)
+	read -r ns1 name1 _ < <(awk -v d="$DC1" '$3 == d' "$STATE/servers" | head -1)
+	xip=$(awk -v d="$DC2" '$1 == "ip" && $3 == d && $6 == "service=cdn" && $7 == "active" {print $2; exit}' "$STATE/plan")
+	open_stream "$ns" "$name" "service=cdn" "$(origin_of 2)"
+	stream_echoes before-move
+	seen=$(x "$ns" ss -Htn state established "dst $(origin_of 2):7007" | awk '{print $3}')
+	check "$name has a live TCP stream from $seen (X = $xip, $DC2) to $(origin_of 2)" \
+		"$([ "${seen%:*}" = "$xip" ]; echo $?)"
+	stream=$seen
+	open_udp "$ns" "$name" "service=cdn" "$(origin_of 2)"
+	udp_answers
+	check "$name has a connected UDP flow from $xip" $?
+	sent0=$(sum_decap second_hop_sent "$DC1") recv0=$(decap_counter "$ns" "$name" second_hop_received)
+	fwd0=$(counter "$DC2" second_hop_forwarded)
+	fleet=$STATE/fleet.move.yaml
+	move_fleet "$fleet" "$(double_demand_awk "$DC1" "service: cdn")"
+	cmd_replan --fleet "$fleet" --pin "$xip=$DC1" >/dev/null
+	check "softunicast plan --pin $xip=$DC1: serial $(plan_serial), $xip is $DC1's now" \
+		"$(grep -q "^ip $xip $DC1 .* active from $DC2 " "$STATE/plan"; echo $?)"
+	say "$("$SU" who "$xip:$(echo "$seen" | cut -d: -f2)" --plan "$STATE/plan" | tail -1 | sed 's/^ *//')"
+	stream_steady during-move 30 && wait_applied && stream_steady after-move 10
+	check "the stream keeps flowing through the move: 40 lines, each back within 1 s" $? \
+		"$(tail -3 "$STATE/stream.out")"
+	udp_answers
+	check "the connected UDP flow keeps its answers" $?
+	only=$(assignment_only "$name1" "$xip")
+	seen=$({ printf 'GET / HTTP/1.0\r\n\r\n'; sleep 1.5; } | x "$ns1" env SOFTUNICAST_ASSIGNMENT="$only" \
+		timeout 5 "$SU" connect --tags service=cdn "$(origin_of 1)" 80 2>/dev/null | tail -1 | tr -d '\r')
+	check "a new connection from $name1 on $xip works at once: origin saw $seen" \
+		"$([ "${seen%:*}" = "$xip" ]; echo $?)"
+	seen=$(x inet ss -Htn state established "sport = :7007" | awk '{print $4}' | grep -c "^$xip:")
+	check "the origin still sees the stream from $xip" "$([ "$seen" -ge 1 ]; echo $?)"
+	sent1=$(sum_decap second_hop_sent "$DC1") recv1=$(decap_counter "$ns" "$name" second_hop_received)
+	fwd1=$(counter "$DC2" second_hop_forwarded)
+	check "second hops counted: $DC1 servers sent $sent0 -> $sent1, $DC2 router forwarded $fwd0 -> $fwd1, $name received $recv0 -> $recv1" \
+		"$([ "$sent1" -gt "$sent0" ] && [ "$fwd1" -gt "$fwd0" ] && [ "$recv1" -gt "$recv0" ]; echo $?)"
+	deadline=$(awk -v ip="$xip" '$1 == "ip" && $2 == ip {print $NF}' "$STATE/plan")
+	say "waiting for the move's deadline ($((deadline - $(date +%s))) s)"
+	while [ "$(date +%s)" -le "$deadline" ]; do sleep 1; done
+	sleep 2
+	exp0=$(sum_decap second_hop_refused_expired "$DC1") sent0=$(sum_decap second_hop_sent "$DC1")
+	echo after-deadline >&7
+	sleep 2
+	! grep -qx after-deadline "$STATE/stream.out"
+	check "after the deadline the old flow is over: $name let go of $xip" $?
+	late_segment "$(origin_of 2):7007" "$stream"
+	sleep 1
+	exp1=$(sum_decap second_hop_refused_expired "$DC1") sent1=$(sum_decap second_hop_sent "$DC1")
+	check "a late segment of it is refused and counted: $DC1's second_hop_refused_expired $exp0 -> $exp1, second_hop_sent stays $sent1" \
+		"$([ "$exp1" -gt "$exp0" ] && [ "$sent1" = "$sent0" ]; echo $?)"
+	kill "$STREAM_PID" "$UDP_PID" 2>/dev/null
+	close_stream
+	close_udp
+}
+
+run_handover_step() {
+	step "10. A server replaced: its slice goes to another server of $DC2 under a live stream"
+	local ns name ns1 name1 tags xip lo fleet seen stream sent0 recv0 sent1 recv1 exp0 exp1 deadline only
+	read -r ns name _ < <(awk -v d="$DC2" '$3 == d' "$STATE/servers" | tail -1)
+	read -r ns1 name1 _ < <(awk -v d="$DC2" '$3 == d' "$STATE/servers" | head -1)
+	tags=$(plan_demands "$DC2" | grep 'country=GB,service=warp')
+	open_stream "$ns" "$name" "$tags" "$(origin_of 2)"
+	stream_echoes before-handover
+	stream=$(x "$ns" ss -Htn state established "dst $(origin_of 2):7007" | awk '{print $3}')
+	xip=${stream%:*} lo=$(( ${stream##*:} / 2048 * 2048 ))
+	check "$name has a live TCP stream from $stream (slice $lo of $xip)" \
+		"$([ -n "$stream" ]; echo $?)"
+	sent0=$(decap_counter "$ns1" "$name1" second_hop_sent) recv0=$(decap_counter "$ns" "$name" second_hop_received)
+	fleet=$STATE/fleet.handover.yaml
+	move_fleet "$fleet" "\$0 !~ /^      $name: / { print }" && cp "$fleet" "$fleet.1" &&
+		awk "$(double_demand_awk "$DC2" "service: warp, country: GB")" "$fleet.1" >"$fleet"
+	cmd_replan --fleet "$fleet" >/dev/null
+	check "$name leaves the fleet, $DC2 needs more GB slices: $name1 takes slice $lo, $name its previous owner" \
+		"$(grep -q "^slot $xip $lo $name1 .* active from $name " "$STATE/plan"; echo $?)"
+	stream_steady during-handover 30 && wait_applied && stream_steady after-handover 10
+	check "the stream keeps flowing through the hand-over: 40 lines, each back within 1 s" $? \
+		"$(tail -3 "$STATE/stream.out")"
+	only=$STATE/assignment.$xip.$lo
+	awk -v ip="$xip" -v lo="$lo" '$1 != "egress" || ($2 == ip && $3 == lo)' "$(assignment_of "$name1")" >"$only"
+	seen=$({ printf 'GET / HTTP/1.0\r\n\r\n'; sleep 1.5; } | x "$ns1" env SOFTUNICAST_ASSIGNMENT="$only" \
+		timeout 5 "$SU" connect --tags "$tags" "$(origin_of 2)" 80 2>/dev/null | tail -1 | tr -d '\r')
+	check "a new connection from $name1 in that slice works at once: origin saw $seen" \
+		"$([ "${seen%:*}" = "$xip" ] && [ $(( ${seen##*:} / 2048 * 2048 )) = "$lo" ]; echo $?)"
+	sent1=$(decap_counter "$ns1" "$name1" second_hop_sent) recv1=$(decap_counter "$ns" "$name" second_hop_received)
+	check "second hops inside $DC2: $name1 sent $sent0 -> $sent1, $name received $recv0 -> $recv1" \
+		"$([ "$sent1" -gt "$sent0" ] && [ "$recv1" -gt "$recv0" ]; echo $?)"
+	deadline=$(awk -v ip="$xip" -v lo="$lo" '$1 == "slot" && $2 == ip && $3 == lo {print $NF}' "$STATE/plan")
+	say "waiting for the hand-over's deadline ($((deadline - $(date +%s))) s)"
+	while [ "$(date +%s)" -le "$deadline" ]; do sleep 1; done
+	sleep 2
+	exp0=$(decap_counter "$ns1" "$name1" second_hop_refused_expired)
+	late_segment "$(origin_of 2):7007" "$stream"
+	sleep 1
+	exp1=$(decap_counter "$ns1" "$name1" second_hop_refused_expired)
+	check "after the deadline a segment of the old flow is refused and counted ($name1's second_hop_refused_expired $exp0 -> $exp1)" \
+		"$([ "$exp1" -gt "$exp0" ]; echo $?)"
+	kill "$STREAM_PID" 2>/dev/null
+	close_stream
+}
+
 summary() {
 	local i
 	if [ $TAP = 1 ]; then
@@ -1003,10 +1225,22 @@ summary() {
 }
 
 cmd_run() {
-	[ "${1:-}" = --tap ] && TAP=1
+	local only=
+	while [ $# -gt 0 ]; do
+		case $1 in
+		--tap) TAP=1; shift ;;
+		--only) only=$2; shift 2 ;;
+		*) die "run: unknown option '$1'" ;;
+		esac
+	done
 	[ -d "$STATE" ] || die "the lab is not up (softunicast lab up)"
 	mapfile -t _dcs < <(plan_dcs)
 	DC1=${_dcs[0]} DC2=${_dcs[1]:-}
+	case $only in
+	"") ;;
+	move) [ -n "$DC2" ] || die "run --only move needs two DCs"; run_move_step; run_handover_step; summary; return ;;
+	*) die "run --only: unknown step '$only' (move)" ;;
+	esac
 	run_plan_step
 	run_egress_step
 	run_backbone_step
@@ -1016,6 +1250,7 @@ cmd_run() {
 	run_geofeed_step
 	run_proxy_step
 	run_etcd_steps
+	[ -n "$DC2" ] && run_move_step && run_handover_step
 	summary
 }
 

@@ -119,9 +119,10 @@ int su_plan__add_ip(struct su_plan *p, uint32_t ip, uint32_t dc, uint32_t demand
 	if (!x)
 		return -ENOMEM;
 	*x = (struct su_plan_ip){ .ip = ip, .dc = dc, .demand = demand, .prefix = prefix,
-				  .state = state, .deadline = deadline, .first_slot = (uint32_t)n_slots };
+				  .state = state, .deadline = deadline, .prev_dc = -1,
+				  .first_slot = (uint32_t)n_slots };
 	for (uint32_t i = 0; i < p->slices_per_ip; i++)
-		p->slots[n_slots + i] = (struct su_plan_slot){ .server = -1 };
+		p->slots[n_slots + i] = (struct su_plan_slot){ .server = -1, .prev_server = -1 };
 	return (int)(p->n_ips - 1);
 }
 
@@ -286,8 +287,11 @@ int su_plan__canonicalize(struct su_plan *p, struct su_err *err)
 			p->servers[i].dc = remap[p->servers[i].dc];
 		for (uint32_t i = 0; i < p->n_demands; i++)
 			p->demands[i].dc = remap[p->demands[i].dc];
-		for (uint32_t i = 0; i < p->n_ips; i++)
+		for (uint32_t i = 0; i < p->n_ips; i++) {
 			p->ips[i].dc = remap[p->ips[i].dc];
+			if (p->ips[i].prev_dc >= 0)
+				p->ips[i].prev_dc = (int32_t)remap[p->ips[i].prev_dc];
+		}
 		for (uint32_t i = 0; i < p->n_prefixes; i++) {
 			for (uint32_t j = 0; j < p->prefixes[i].n_dcs; j++)
 				p->prefixes[i].dcs[j] = remap[p->prefixes[i].dcs[j]];
@@ -298,9 +302,12 @@ int su_plan__canonicalize(struct su_plan *p, struct su_err *err)
 	});
 	if (!ret)
 		ret = SORT_TABLE(p, p->servers, p->n_servers, cmp_server, {
-			for (size_t i = 0; i < (size_t)p->n_ips * p->slices_per_ip; i++)
+			for (size_t i = 0; i < (size_t)p->n_ips * p->slices_per_ip; i++) {
 				if (p->slots[i].server >= 0)
 					p->slots[i].server = (int32_t)remap[p->slots[i].server];
+				if (p->slots[i].prev_server >= 0)
+					p->slots[i].prev_server = (int32_t)remap[p->slots[i].prev_server];
+			}
 		});
 	if (!ret)
 		ret = SORT_TABLE(p, p->prefixes, p->n_prefixes, cmp_prefix, {
@@ -418,14 +425,17 @@ bool su_plan__equal(const struct su_plan *a, const struct su_plan *b)
 		const struct su_plan_ip *x = &a->ips[i], *y = &b->ips[i];
 
 		if (x->ip != y->ip || x->dc != y->dc || x->demand != y->demand || x->prefix != y->prefix ||
-		    x->state != y->state || x->deadline != y->deadline)
+		    x->state != y->state || x->deadline != y->deadline ||
+		    (x->prev_dc < 0) != (y->prev_dc < 0) || x->prev_deadline != y->prev_deadline ||
+		    (x->prev_dc >= 0 && strcmp(a->dcs[x->prev_dc].name, b->dcs[y->prev_dc].name)))
 			return false;
 		for (uint32_t s = 0; s < a->slices_per_ip; s++) {
 			const struct su_plan_slot *sx = &a->slots[x->first_slot + s];
 			const struct su_plan_slot *sy = &b->slots[y->first_slot + s];
 
 			if (sx->state != sy->state || sx->deadline != sy->deadline ||
-			    !server_equal(a, sx->server, b, sy->server))
+			    !server_equal(a, sx->server, b, sy->server) ||
+			    !server_equal(a, sx->prev_server, b, sy->prev_server))
 				return false;
 		}
 	}

@@ -46,10 +46,17 @@ struct su_plan_prefix {
 	bool retired;   /* gone from the fleet; kept for its draining IPs' tags */
 };
 
+/* A live move (issue 10): a slot handed from one server to another keeps
+ * the previous owner until `deadline`, so that the new owner's decap can send
+ * it what belongs to no local socket (the second hop, docs/operator.md,
+ * "Moves").  A slot with a previous owner is either active (the new owner
+ * takes new connections) or draining (a relay: the DC a moved IP went to had
+ * no demand for this slice, so its server only forwards the old flows). */
 struct su_plan_slot {
-	int32_t server;   /* index into plan->servers, -1 when free */
-	uint8_t state;    /* enum su_state */
-	int64_t deadline; /* unix seconds; draining only */
+	int32_t server;      /* index into plan->servers, -1 when free */
+	uint8_t state;       /* enum su_state */
+	int64_t deadline;    /* unix seconds; draining, or the previous owner's end */
+	int32_t prev_server; /* index into plan->servers, -1: none */
 };
 
 struct su_plan_ip {
@@ -58,7 +65,12 @@ struct su_plan_ip {
 	uint32_t demand;  /* index into plan->demands: the tag-set it serves */
 	uint32_t prefix;  /* index into plan->prefixes (the IP's own tags) */
 	uint8_t state;    /* SU_ACTIVE or SU_DRAINING */
-	int64_t deadline;
+	int64_t deadline; /* draining: when the address is free again */
+	/* An active IP moved here from another DC: its previous owner DC, -1
+	 * when none, until prev_deadline (unix seconds).  A second move of the
+	 * IP is refused until then (softunicast move). */
+	int32_t prev_dc;
+	int64_t prev_deadline;
 	uint32_t first_slot; /* slots[first_slot .. first_slot + slices_per_ip) */
 };
 

@@ -10,6 +10,7 @@
  *   5. canonical order, serial.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -426,38 +427,158 @@ static int still_valid(struct builder *b, const struct su_plan_ip *old, int *fle
 	return (int)demand;
 }
 
+/* The plan index of the previous plan's server `old` (looked up once per
+ * server: a server's slots all resolve alike, same name, address and DC). */
+static int map_server(struct builder *b, int32_t old)
+{
+	const struct su_plan_server *os = &b->prev->servers[old];
+	int server = b->server_of_prev[old], dc;
+
+	if (server >= 0)
+		return server;
+	dc = ensure_dc(b, &b->prev->dcs[os->dc]);
+	if (dc < 0)
+		return dc;
+	server = ensure_server(b, os, (uint32_t)dc);
+	if (server >= 0)
+		b->server_of_prev[old] = server;
+	return server;
+}
+
+/* A handed slot keeps its previous owner until the deadline (issue 10);
+ * after it the slot is its new owner's alone. */
+static int carry_prev(struct builder *b, const struct su_plan_slot *old, struct su_plan_slot *slot)
+{
+	int prev;
+
+	if (old->prev_server < 0 || old->deadline <= b->now)
+		return 0;
+	prev = map_server(b, old->prev_server);
+	if (prev < 0)
+		return prev;
+	slot->prev_server = prev;
+	slot->deadline = old->deadline;
+	return 0;
+}
+
 static int carry_slot(struct builder *b, const struct su_plan_slot *old, uint32_t ip_idx,
 		      uint32_t slot_in_ip, int demand)
 {
 	struct su_plan_ip *ip = &b->p->ips[ip_idx];
 	struct su_plan_slot *slot = &b->p->slots[ip->first_slot + slot_in_ip];
-	const struct su_plan_server *old_server;
-	int server;
+	int server, ret;
+	int64_t until;
 
 	if (old->state == SU_FREE || (old->state == SU_DRAINING && old->deadline <= b->now))
 		return 0;
-	/* A server's slots all resolve alike (same name, address and DC): look
-	 * it up once, not once per slot. */
-	server = b->server_of_prev[old->server];
-	if (server < 0) {
-		old_server = &b->prev->servers[old->server];
-		server = ensure_server(b, old_server, ip->dc);
-		if (server < 0)
-			return server;
-		b->server_of_prev[old->server] = server;
-	}
+	server = map_server(b, old->server);
+	if (server < 0)
+		return server;
 	slot->server = server;
+	if ((ret = carry_prev(b, old, slot)))
+		return ret;
 	if (demand >= 0 && old->state == SU_ACTIVE && (uint32_t)server < b->n_fleet_servers &&
 	    *have_of(b, (uint32_t)server, (uint32_t)demand) < b->p->demands[demand].slices) {
 		(*have_of(b, (uint32_t)server, (uint32_t)demand))++;
 		slot->state = SU_ACTIVE;
 		return 0;
 	}
+	until = slot->deadline;
 	slot->state = SU_DRAINING;
 	if (old->state == SU_DRAINING)
 		slot->deadline = old->deadline;
 	else
 		slot->deadline = ip->state == SU_DRAINING ? ip->deadline : b->now + b->p->drain;
+	/* One clock for the slot: its previous owner stays as long as it. */
+	if (until > slot->deadline)
+		slot->deadline = until;
+	return 0;
+}
+
+/* ---- live moves (issue 10) --------------------------------------------------
+ * An active IP whose fleet prefix no longer allows its DC (`softunicast move`
+ * pins it elsewhere) changes owner at once: it becomes an IP of the first
+ * allowed DC with a tag-set the prefix serves (the same tags preferred), and
+ * every slot that had an owner keeps that owner as its previous one until
+ * the drain deadline.  The allocation then gives the slots to the new DC's
+ * servers; the new owners' decaps send the old flows on (second hop). */
+static int move_target(struct builder *b, const struct su_plan_ip *old, int fp, uint32_t *dc_out)
+{
+	const struct su_plan_prefix *px = &b->p->prefixes[fp];
+	char *key;
+	uint32_t demand;
+
+	for (int pass = 0; pass < 2; pass++)
+		for (uint32_t i = 0; i < px->n_dcs; i++) {
+			uint32_t dc = px->dcs[i];
+
+			if (pass == 0) {
+				key = demand_key(b->p->dcs[dc].name, &b->prev->demands[old->demand].tags);
+				if (!key)
+					return -ENOMEM;
+				if (!su_strmap__get(&b->demands, key, &demand) && demand < b->n_fleet_demands) {
+					free(key);
+					*dc_out = dc;
+					return (int)demand;
+				}
+				free(key);
+				continue;
+			}
+			for (uint32_t d = 0; d < b->n_fleet_demands; d++)
+				if (b->p->demands[d].dc == dc &&
+				    su_tags__contains(&px->tags, &b->p->demands[d].tags)) {
+					*dc_out = dc;
+					return (int)d;
+				}
+		}
+	return -1;
+}
+
+static int move_ip(struct builder *b, const struct su_plan_ip *old, int fp)
+{
+	const struct su_plan *prev = b->prev;
+	int64_t until = b->now + b->p->drain;
+	uint32_t dc;
+	int demand, from, idx, ret;
+
+	if (old->state != SU_ACTIVE || fp < 0 || !b->p->prefixes[fp].n_dcs)
+		return 1;
+	demand = move_target(b, old, fp, &dc);
+	if (demand < 0)
+		return demand == -1 ? 1 : demand;
+	if (old->prev_dc >= 0 && old->prev_deadline > b->now) {
+		char a[SU_ADDR_STRLEN];
+
+		return su_err__set(b->err, EBUSY,
+				   "%s moved from %s to %s and keeps old flows there until %" PRId64
+				   " (unix time): a second move is refused until then",
+				   su_addr__str(old->ip, a), prev->dcs[old->prev_dc].name,
+				   prev->dcs[old->dc].name, old->prev_deadline);
+	}
+	from = ensure_dc(b, &prev->dcs[old->dc]);
+	if (from < 0)
+		return from;
+	idx = su_plan__add_ip(b->p, old->ip, dc, (uint32_t)demand, (uint32_t)fp, SU_ACTIVE, 0);
+	if (idx < 0)
+		return idx;
+	b->p->ips[idx].prev_dc = from;
+	b->p->ips[idx].prev_deadline = until;
+	pool_mark(b, old->ip);
+	if ((ret = vec_push(&b->demand_ips[demand], (uint32_t)idx)))
+		return ret;
+	for (uint32_t s = 0; s < prev->slices_per_ip; s++) {
+		const struct su_plan_slot *os = &prev->slots[old->first_slot + s];
+		struct su_plan_slot *slot = &b->p->slots[b->p->ips[idx].first_slot + s];
+		int server;
+
+		if (os->state == SU_FREE || (os->state == SU_DRAINING && os->deadline <= b->now))
+			continue;
+		server = map_server(b, os->server);
+		if (server < 0)
+			return server;
+		slot->prev_server = server;
+		slot->deadline = os->state == SU_DRAINING && os->deadline < until ? os->deadline : until;
+	}
 	return 0;
 }
 
@@ -473,6 +594,8 @@ static int carry_ip(struct builder *b, const struct su_plan_ip *old)
 	demand = still_valid(b, old, &fp);
 	if (demand < -1)
 		return demand;
+	if (demand == -1 && (ret = move_ip(b, old, fp)) <= 0)
+		return ret;
 	dc = ensure_dc(b, &prev->dcs[old->dc]);
 	if (dc < 0)
 		return dc;
@@ -487,6 +610,14 @@ static int carry_ip(struct builder *b, const struct su_plan_ip *old)
 	idx = su_plan__add_ip(b->p, old->ip, (uint32_t)dc, (uint32_t)demand, (uint32_t)fp, state, deadline);
 	if (idx < 0)
 		return idx;
+	if (state == SU_ACTIVE && old->prev_dc >= 0 && old->prev_deadline > b->now) {
+		int from = ensure_dc(b, &prev->dcs[old->prev_dc]);
+
+		if (from < 0)
+			return from;
+		b->p->ips[idx].prev_dc = from;
+		b->p->ips[idx].prev_deadline = old->prev_deadline;
+	}
 	pool_mark(b, old->ip);
 	if (state == SU_ACTIVE && (ret = vec_push(&b->demand_ips[demand], (uint32_t)idx)))
 		return ret;
@@ -574,6 +705,30 @@ static int64_t take_address(struct builder *b, uint32_t d)
 
 /* Walks the free slots of a demand's IPs in address order, opening a new
  * IP when they run out. */
+/* A free slot, or a draining one of an active IP, which is handed on at
+ * once (its owner stays as the previous one until the drain deadline): the
+ * address space is reused without waiting, and no live flow breaks.  A
+ * slot already handed once is not handed again before its deadline. */
+static bool takeable(const struct su_plan_slot *sl)
+{
+	return sl->state == SU_FREE || (sl->state == SU_DRAINING && sl->prev_server < 0);
+}
+
+/* Gives slot to server s: a draining slot's owner becomes its previous one
+ * (unless s takes back its own), a free one keeps what it had. */
+static void take_slot(struct su_plan_slot *slot, uint32_t s)
+{
+	if (slot->state == SU_DRAINING) {
+		slot->prev_server = slot->server == (int32_t)s ? -1 : slot->server;
+		if (slot->prev_server < 0)
+			slot->deadline = 0;
+	}
+	slot->server = (int32_t)s;
+	slot->state = SU_ACTIVE;
+	if (slot->prev_server < 0)
+		slot->deadline = 0;
+}
+
 struct slot_cursor {
 	uint32_t list, slot;
 };
@@ -587,7 +742,7 @@ static int next_free_slot(struct builder *b, uint32_t d, struct slot_cursor *c, 
 			struct su_plan_ip *ip = &b->p->ips[ips->v[c->list]];
 
 			for (; c->slot < b->p->slices_per_ip; c->slot++)
-				if (b->p->slots[ip->first_slot + c->slot].state == SU_FREE) {
+				if (takeable(&b->p->slots[ip->first_slot + c->slot])) {
 					*out = &b->p->slots[ip->first_slot + c->slot++];
 					return 0;
 				}
@@ -640,13 +795,33 @@ static int allocate_demand(struct builder *b, uint32_t d, uint64_t capacity, str
 				break;
 			if (ret)
 				return ret;
-			*slot = (struct su_plan_slot){ .server = (int32_t)s, .state = SU_ACTIVE };
+			take_slot(slot, s);
 			(*have)++;
 		}
 		/* Out of addresses: count what this and every later server lacks. */
 		missing += want - *have;
 	}
 	return missing ? report_shortfall(b, r, d, missing, capacity) : 0;
+}
+
+/* A DC uses an IP that moved to it first: its new connections come from
+ * the IP at once, and the slices with live old flows get new owners (who
+ * send the old flows on) rather than relays.  Stable otherwise. */
+static void moved_ips_first(struct builder *b)
+{
+	for (uint32_t d = 0; d < b->n_fleet_demands; d++) {
+		struct u32vec *v = &b->demand_ips[d];
+		uint32_t front = 0;
+
+		for (uint32_t i = 0; i < v->n; i++) {
+			uint32_t x = v->v[i];
+
+			if (b->p->ips[x].prev_dc < 0)
+				continue;
+			memmove(&v->v[front + 1], &v->v[front], (i - front) * sizeof(*v->v));
+			v->v[front++] = x;
+		}
+	}
 }
 
 static int allocate(struct builder *b, struct su_plan_report *r)
@@ -656,6 +831,7 @@ static int allocate(struct builder *b, struct su_plan_report *r)
 
 	if (!order)
 		return -ENOMEM;
+	moved_ips_first(b);
 	for (uint32_t d = 0; d < b->n_fleet_demands; d++)
 		order[d] = (struct demand_order){ d, demand_capacity(b, d) };
 	qsort_r(order, b->n_fleet_demands, sizeof(*order), cmp_demand_order, b->p);
@@ -663,6 +839,33 @@ static int allocate(struct builder *b, struct su_plan_report *r)
 		ret = allocate_demand(b, order[i].demand, order[i].capacity, r);
 	free(order);
 	return ret;
+}
+
+/* ---- phase 3b: relays for moved slots nobody took -------------------------- */
+
+/* A moved IP's slot with a previous owner that its new DC did not need still
+ * carries old flows: a server of the new DC relays them (second hop) until
+ * the deadline, draining (the library never opens a connection from it). */
+static void assign_relays(struct builder *b)
+{
+	struct su_plan *p = b->p;
+	uint32_t turn = 0;
+
+	for (uint32_t i = 0; i < p->n_ips; i++) {
+		const struct su_plan_ip *ip = &p->ips[i];
+		uint32_t dc = ip->dc, n;
+
+		if (dc >= b->f->n_dcs || !(n = b->f->dcs[dc].n_servers))
+			continue;
+		for (uint32_t k = 0; k < p->slices_per_ip; k++) {
+			struct su_plan_slot *sl = &p->slots[ip->first_slot + k];
+
+			if (sl->state != SU_FREE || sl->prev_server < 0)
+				continue;
+			sl->server = (int32_t)(b->first_server[dc] + turn++ % n);
+			sl->state = SU_DRAINING;
+		}
+	}
 }
 
 /* ---- phase 4: release IPs nobody uses any more ----------------------------- */
@@ -691,6 +894,8 @@ static void release_idle_ips(struct builder *b)
 			 * connection on it has had its grace period. */
 			ip->state = SU_DRAINING;
 			ip->deadline = last;
+			ip->prev_dc = -1; /* its DC's own drain covers the old flows */
+			ip->prev_deadline = 0;
 		}
 		p->ips[kept++] = *ip;
 	}
@@ -758,6 +963,7 @@ int su_planner__run(const struct su_fleet *f, const struct su_plan *prev, int64_
 		ret = su_err__set(err, ENOSPC, "%u egress demand(s) cannot be met", report->n);
 	}
 	if (!ret) {
+		assign_relays(&b);
 		release_idle_ips(&b);
 		ret = su_plan__canonicalize(b.p, err);
 	}

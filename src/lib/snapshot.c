@@ -11,9 +11,14 @@
  *   server NAME DC ADDR [retired]
  *   prefix CIDR TAGS DCS|* [retired]
  *   demand DC TAGS SLICES [retired]
- *   ip ADDR DC CIDR PREFIX-TAGS DEMAND-TAGS active|draining [DEADLINE]
- *   slot ADDR PORT SERVER SERVER-ADDR active|draining [DEADLINE]
+ *   ip ADDR DC CIDR PREFIX-TAGS DEMAND-TAGS active|draining [DEADLINE] [from DC UNTIL]
+ *   slot ADDR PORT SERVER SERVER-ADDR active|draining [DEADLINE] [from SERVER ADDR DC UNTIL]
  *   end RECORDS
+ *
+ * `from` (live moves, issue 10): the previous owner of a moved IP (its DC)
+ * or of a handed slot (its server, which may be in another DC for an IP
+ * that moved), kept until UNTIL (unix seconds).  A draining slot's UNTIL is
+ * its DEADLINE: one clock for both.  Old plans have no `from`: same format.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -28,16 +33,16 @@
 #include "lib/strmap.h"
 #include "lib/util.h"
 
-#define MAX_FIELDS 10
+#define MAX_FIELDS 16
 
 /* ---- writing ---------------------------------------------------------------- */
 
 static void write_state(FILE *fp, uint8_t state, int64_t deadline)
 {
 	if (state == SU_DRAINING)
-		fprintf(fp, " draining %" PRId64 "\n", deadline);
+		fprintf(fp, " draining %" PRId64, deadline);
 	else
-		fputs_unlocked(" active\n", fp);
+		fputs_unlocked(" active", fp);
 }
 
 static void write_tags(FILE *fp, const struct su_tags *t)
@@ -116,10 +121,14 @@ static uint64_t write_ip(FILE *fp, const struct su_plan *p, const struct su_plan
 	fputc(' ', fp);
 	write_tags(fp, &p->demands[ip->demand].tags);
 	write_state(fp, ip->state, ip->deadline);
+	if (ip->prev_dc >= 0)
+		fprintf(fp, " from %s %" PRId64, p->dcs[ip->prev_dc].name, ip->prev_deadline);
+	fputc_unlocked('\n', fp);
 	for (uint32_t s = 0; s < p->slices_per_ip; s++) {
 		const struct su_plan_slot *slot = &p->slots[ip->first_slot + s];
 
-		if (slot->state == SU_FREE || (only_server >= 0 && slot->server != only_server))
+		if (slot->state == SU_FREE ||
+		    (only_server >= 0 && slot->server != only_server && slot->prev_server != only_server))
 			continue;
 		fputs_unlocked("slot ", fp);
 		fputs_unlocked(a, fp);
@@ -127,6 +136,13 @@ static uint64_t write_ip(FILE *fp, const struct su_plan *p, const struct su_plan
 		fputs_unlocked(u32_text(su_plan__slot_lo(p, s), port), fp);
 		fputs_unlocked(server_text[slot->server], fp);
 		write_state(fp, slot->state, slot->deadline);
+		if (slot->prev_server >= 0) {
+			const struct su_plan_server *ps = &p->servers[slot->prev_server];
+
+			fprintf(fp, " from%s %s %" PRId64, server_text[slot->prev_server],
+				p->dcs[ps->dc].name, slot->deadline);
+		}
+		fputc_unlocked('\n', fp);
 		records++;
 	}
 	return records;
@@ -507,11 +523,48 @@ static int check_ip(struct loader *l, const struct su_plan_ip *ip)
 	return 0;
 }
 
+/* The trailing "from ..." of ip and slot lines: its index, or n. */
+static int from_at(char **f, int n)
+{
+	for (int i = 6; i < n; i++)
+		if (!strcmp(f[i], "from"))
+			return i;
+	return n;
+}
+
+static int parse_until(struct loader *l, const char *s, int64_t *until)
+{
+	uint64_t v;
+
+	if (parse_u64(s, INT64_MAX, &v) || !v)
+		return bad(l, "bad 'from' deadline '%s'", s);
+	*until = (int64_t)v;
+	return 0;
+}
+
+/* "from DC UNTIL" of an IP: only an active IP has a previous owner DC, and
+ * not its own. */
+static int parse_ip_from(struct loader *l, char **f, int n, struct su_plan_ip *ip)
+{
+	uint32_t dc;
+	int ret;
+
+	if (n != 3)
+		return bad(l, "expected 'from DC UNTIL'");
+	set_key(l, "%s", f[1]);
+	if ((ret = lookup(l, &l->dcs, "data center", &dc)))
+		return ret;
+	if (ip->state != SU_ACTIVE || dc == ip->dc)
+		return bad(l, "previous owner on a draining IP, or the IP's own data center");
+	ip->prev_dc = (int32_t)dc;
+	return parse_until(l, f[2], &ip->prev_deadline);
+}
+
 static int parse_ip(struct loader *l, char **f, int n)
 {
 	struct su_plan_ip ip = { 0 };
 	uint32_t dc, prefix, demand;
-	int ret;
+	int ret, from = from_at(f, n);
 
 	if (n < 7)
 		return bad(l, "expected 'ip ADDR DC CIDR PREFIX-TAGS DEMAND-TAGS STATE'");
@@ -528,13 +581,38 @@ static int parse_ip(struct loader *l, char **f, int n)
 	set_key(l, "%s/%s", f[2], f[5]);
 	if ((ret = lookup(l, &l->demands, "tag-set", &demand)))
 		return ret;
-	if ((ret = parse_state(l, f, n, 6, &ip.state, &ip.deadline)))
+	if ((ret = parse_state(l, f, from, 6, &ip.state, &ip.deadline)))
 		return ret;
 	ret = su_plan__add_ip(l->p, ip.ip, dc, demand, prefix, ip.state, ip.deadline);
 	if (ret < 0)
 		return ret;
 	l->ip = ret;
+	if (from < n && (ret = parse_ip_from(l, f + from, n - from, &l->p->ips[l->ip])))
+		return ret;
 	return check_ip(l, &l->p->ips[l->ip]);
+}
+
+/* "from SERVER ADDR DC UNTIL" of a slot: a server of the plan other than
+ * the owner; a draining slot's UNTIL is its own deadline. */
+static int parse_slot_from(struct loader *l, char **f, int n, struct su_plan_slot *slot)
+{
+	uint32_t prev;
+	int64_t until = 0;
+	int ret;
+
+	if (n != 5)
+		return bad(l, "expected 'from SERVER SERVER-ADDR DC UNTIL'");
+	if ((ret = server_key(l, f[1], f[2], f[3])) || (ret = lookup(l, &l->servers, "server", &prev)))
+		return ret;
+	if ((ret = parse_until(l, f[4], &until)))
+		return ret;
+	if ((int32_t)prev == slot->server)
+		return bad(l, "a slot's previous owner is its owner");
+	if (slot->state == SU_DRAINING && until != slot->deadline)
+		return bad(l, "a draining slot's previous owner ends at its deadline");
+	slot->prev_server = (int32_t)prev;
+	slot->deadline = until;
+	return 0;
 }
 
 static int parse_slot(struct loader *l, char **f, int n)
@@ -544,7 +622,7 @@ static int parse_slot(struct loader *l, char **f, int n)
 	struct su_plan_slot *slot;
 	uint32_t addr, server;
 	uint64_t port;
-	int ret;
+	int ret, from = from_at(f, n);
 
 	if (n < 6)
 		return bad(l, "expected 'slot ADDR PORT SERVER SERVER-ADDR STATE'");
@@ -559,12 +637,12 @@ static int parse_slot(struct loader *l, char **f, int n)
 	if ((ret = server_key(l, f[3], f[4], p->dcs[ip->dc].name)) ||
 	    (ret = lookup(l, &l->servers, "server of this data center", &server)))
 		return ret;
-	if ((ret = parse_state(l, f, n, 5, &slot->state, &slot->deadline)))
+	if ((ret = parse_state(l, f, from, 5, &slot->state, &slot->deadline)))
 		return ret;
 	if (slot->state == SU_ACTIVE && (ip->state != SU_ACTIVE || p->servers[server].retired))
 		return bad(l, "active slot on a draining IP or a retired server");
 	slot->server = (int32_t)server;
-	return 0;
+	return from < n ? parse_slot_from(l, f + from, n - from, slot) : 0;
 }
 
 static const struct {

@@ -246,6 +246,63 @@ static void b_truncated(struct pb *p)
 	gue(p);
 }
 
+/* Live moves (issue 10): slices of EGRESS (slice size 2048) this server took
+ * over from PREV (slice 3: P_MOVED; slice 4: its deadline passed), and slice
+ * 1 (every socket's port) which it handed to NEW and still holds; slice 5
+ * handed to NEW, deadline passed. */
+#define PREV IP4(10, 99, 0, 4)
+#define NEW IP4(10, 99, 0, 3)
+enum { P_MOVED = 6200, P_MOVED_EXP = 8300, P_HELD_EXP = 10300 };
+
+/* The second-hop mark: GUE variant 0, Hlen 1, proto 4, private "SU2H". */
+static void mark(struct pb *p)
+{
+	static const uint8_t h[8] = { 0x01, 4, 0, 0, 'S', 'U', '2', 'H' };
+
+	memcpy(pb_push(p, 8), h, 8);
+}
+
+/* What this server sends to PREV: the inner packet marked, from SERVER, back
+ * toward the router's MAC; UDP source port kept, UDP checksum 0, TTL 64. */
+static void sent_on(struct pb *p)
+{
+	pb_eth((mark(p), pb_udp(p, 40000, GUE), pb_ip(p, SERVER, PREV, IPPROTO_UDP, 9, 0, 64), p), k_mac_rtr,
+	       k_mac_srv, ETH_P_IP);
+}
+
+static void hop_from(struct pb *p, uint32_t src)
+{
+	mark(p);
+	outer(p, src, SERVER, GUE, 0, 0);
+}
+
+static void b_mv_tcp(struct pb *p) { tcp(p, P_MOVED, TCP_ACK, 100, 0); gue(p); }
+static void w_mv_tcp(struct pb *p) { tcp(p, P_MOVED, TCP_ACK, 100, 0); sent_on(p); }
+static void b_mv_fin(struct pb *p) { tcp(p, P_MOVED, TCP_ACK | 0x01, 0, 0); gue(p); }
+static void w_mv_fin(struct pb *p) { tcp(p, P_MOVED, TCP_ACK | 0x01, 0, 0); sent_on(p); }
+static void b_mv_udp(struct pb *p) { udp(p, EGRESS, P_MOVED, 9); gue(p); }
+static void w_mv_udp(struct pb *p) { udp(p, EGRESS, P_MOVED, 9); sent_on(p); }
+static void b_mv_err(struct pb *p) { icmp_err(p, IPPROTO_UDP, EGRESS, P_MOVED, O_UDP); gue(p); }
+static void w_mv_err(struct pb *p) { icmp_err(p, IPPROTO_UDP, EGRESS, P_MOVED, O_UDP); sent_on(p); }
+static void b_mv_syn(struct pb *p) { tcp(p, P_MOVED, TCP_SYN, 0, 0); gue(p); }
+static void b_mv_exp(struct pb *p) { tcp(p, P_MOVED_EXP, TCP_ACK, 10, 0); gue(p); }
+static void b_hop_est(struct pb *p) { tcp(p, P_EST, TCP_ACK, 100, 0); hop_from(p, NEW); }
+static void b_hop_udp(struct pb *p) { udp(p, EGRESS, P_UDP_CONN, 30); hop_from(p, NEW); }
+static void w_hop_udp(struct pb *p) { udp(p, EGRESS, P_UDP_CONN, 30); eth(p); }
+static void b_hop_err(struct pb *p) { icmp_err(p, IPPROTO_TCP, EGRESS, P_EST, O_TCP); hop_from(p, NEW); }
+static void b_hop_none(struct pb *p) { tcp(p, P_NONE, TCP_ACK, 10, 0); hop_from(p, NEW); }
+static void b_hop_moved(struct pb *p) { tcp(p, P_MOVED, TCP_ACK, 10, 0); hop_from(p, NEW); }
+static void b_hop_stranger(struct pb *p) { tcp(p, P_EST, TCP_ACK, 10, 0); hop_from(p, IP4(10, 99, 0, 9)); }
+static void b_hop_router(struct pb *p) { tcp(p, P_EST, TCP_ACK, 10, 0); hop_from(p, ROUTER); }
+static void b_hop_exp(struct pb *p) { tcp(p, P_HELD_EXP, TCP_ACK, 10, 0); hop_from(p, NEW); }
+static void b_gue0_other(struct pb *p)
+{
+	tcp(p, P_EST, TCP_ACK, 10, 0);
+	mark(p);
+	pb_data(p)[7] = 'X'; /* another private word: not ours */
+	gue(p);
+}
+
 static const struct fixture {
 	const char *desc;
 	void (*build)(struct pb *p);
@@ -329,6 +386,38 @@ static const struct fixture {
 	{ "other traffic to the server's own address: untouched", b_plain_other, XDP_PASS, NULL,
 	  -1 },
 	{ "outer: truncated inner packet", b_truncated, XDP_DROP, NULL, DECAP_STAT_MALFORMED },
+	/* live moves: the new owner's second hop (issue 10) */
+	{ "second hop: TCP of no local socket on a moved slice goes to the previous owner, marked",
+	  b_mv_tcp, XDP_TX, w_mv_tcp, DECAP_STAT_SECOND_HOP_SENT },
+	{ "second hop: FIN of an old flow on a moved slice", b_mv_fin, XDP_TX, w_mv_fin,
+	  DECAP_STAT_SECOND_HOP_SENT },
+	{ "second hop: UDP of no local socket on a moved slice", b_mv_udp, XDP_TX, w_mv_udp,
+	  DECAP_STAT_SECOND_HOP_SENT },
+	{ "second hop: ICMP error quoting an old flow of a moved slice", b_mv_err, XDP_TX, w_mv_err,
+	  DECAP_STAT_SECOND_HOP_SENT },
+	{ "second hop: a SYN on a moved slice is refused as ever (never a connection in)", b_mv_syn,
+	  XDP_DROP, NULL, DECAP_STAT_TCP_SYN },
+	{ "second hop: the move's deadline passed: refused as before, counted expired", b_mv_exp,
+	  XDP_DROP, NULL, DECAP_STAT_SECOND_HOP_REFUSED_EXPIRED },
+	/* live moves: the previous owner's side */
+	{ "second hop in: from the new owner, for a local TCP connection: decapsulated", b_hop_est,
+	  XDP_PASS, w_tcp_est, DECAP_STAT_SECOND_HOP_RECEIVED },
+	{ "second hop in: a connected UDP flow", b_hop_udp, XDP_PASS, w_hop_udp,
+	  DECAP_STAT_SECOND_HOP_RECEIVED },
+	{ "second hop in: an ICMP error about a local flow", b_hop_err, XDP_PASS, w_err_tcp,
+	  DECAP_STAT_SECOND_HOP_RECEIVED },
+	{ "second hop in: no local socket either: refused, never a third hop", b_hop_none, XDP_DROP,
+	  NULL, DECAP_STAT_SECOND_HOP_REFUSED_LOOP },
+	{ "second hop in: for a slice this server took over (a loop): refused", b_hop_moved, XDP_DROP,
+	  NULL, DECAP_STAT_SECOND_HOP_REFUSED_SOURCE },
+	{ "second hop in: from another host than the slice's new owner", b_hop_stranger, XDP_DROP, NULL,
+	  DECAP_STAT_SECOND_HOP_REFUSED_SOURCE },
+	{ "second hop in: marked by the router (routers never mark)", b_hop_router, XDP_DROP, NULL,
+	  DECAP_STAT_SECOND_HOP_REFUSED_SOURCE },
+	{ "second hop in: the slice's deadline passed", b_hop_exp, XDP_DROP, NULL,
+	  DECAP_STAT_SECOND_HOP_REFUSED_EXPIRED },
+	{ "outer: GUE variant 0 that is not the second-hop mark", b_gue0_other, XDP_DROP, NULL,
+	  DECAP_STAT_MALFORMED },
 };
 
 static uint64_t stat_sum(int k)
@@ -371,7 +460,7 @@ static int run_fixture(const struct fixture *f)
 	if (verdict != f->verdict) {
 		print_message("# %s: verdict %d, want %d\n", f->desc, verdict, f->verdict);
 		bad = 1;
-	} else if (f->verdict == XDP_PASS &&
+	} else if ((f->verdict == XDP_PASS || f->verdict == XDP_TX) &&
 		   (len != pb_len(&want) || memcmp(out, pb_data(&want), len))) {
 		print_message("# %s: output differs from the expected packet\n", f->desc);
 		bad = 1;
@@ -557,9 +646,19 @@ static int sockets(void)
 
 static int setup(void **state)
 {
-	struct decap_cfg cfg = { .router = htonl(ROUTER), .port = htons(GUE), .enabled = 1 };
+	struct decap_cfg cfg = { .router = htonl(ROUTER), .port = htons(GUE), .enabled = 1,
+				 .self = htonl(SERVER), .slice_shift = 11 };
 	uint32_t zero = 0, egress = htonl(EGRESS);
 	uint8_t one = 1;
+	struct {
+		uint32_t slice, peer, kind;
+		uint64_t until;
+	} hops[] = {
+		{ P_MOVED >> 11, PREV, DECAP_HOP_MOVED_IN, UINT64_MAX },
+		{ P_MOVED_EXP >> 11, PREV, DECAP_HOP_MOVED_IN, 1 },
+		{ P_EST >> 11, NEW, DECAP_HOP_HELD, UINT64_MAX },
+		{ P_HELD_EXP >> 11, NEW, DECAP_HOP_HELD, 1 },
+	};
 
 	if (sockets()) {
 		print_message("# cannot set up the sockets: %s\n", strerror(errno));
@@ -573,6 +672,14 @@ static int setup(void **state)
 	    bpf_map__update_elem(skel->maps.decap_egress, &egress, sizeof(egress), &one,
 				 sizeof(one), BPF_ANY))
 		return -1;
+	for (size_t i = 0; i < sizeof(hops) / sizeof(hops[0]); i++) {
+		struct decap_hop_key k = { .ip = egress, .slice = hops[i].slice };
+		struct decap_hop v = { .peer = htonl(hops[i].peer), .kind = hops[i].kind,
+				       .until_ns = hops[i].until };
+
+		if (bpf_map__update_elem(skel->maps.decap_hops, &k, sizeof(k), &v, sizeof(v), BPF_ANY))
+			return -1;
+	}
 	return 0;
 }
 

@@ -483,6 +483,30 @@ static void gue_to(struct pb *p, uint32_t src, uint32_t dst, uint16_t port)
 	frame(p);
 }
 
+/* A live move's second hop (issue 10): GUE variant 0 with the softunicast
+ * private word ("SU2H"), from a slice's new owner (a server of another DC,
+ * unknown here) to its previous owner SRV_A. */
+static void second_hop_to(struct pb *p, uint32_t inner_dst, char word_end)
+{
+	static const uint8_t mark[8] = { 0x01, 4, 0, 0, 'S', 'U', '2', 'H' };
+	struct pb t;
+	uint8_t *g;
+
+	pb_init(&t);
+	in_tcp_local_a(&t);
+	pb_bytes(p, pb_data(&t) + 14, pb_len(&t) - 14);
+	((pb_iphdr *)pb_data(p))->daddr = htonl(inner_dst);
+	g = pb_push(p, 8);
+	memcpy(g, mark, 8);
+	g[7] = (uint8_t)word_end;
+	pb_udp(p, 50000, GUE);
+	pb_ip(p, IP4(10, 2, 1, 7), SRV_A, IPPROTO_UDP, 0, PB_DF, 62);
+	frame(p);
+}
+
+static void in_second_hop(struct pb *p) { second_hop_to(p, EG_B, 'H'); }
+static void in_second_hop_not_egress(struct pb *p) { second_hop_to(p, NOT_EGRESS, 'H'); }
+static void in_second_hop_other_word(struct pb *p) { second_hop_to(p, EG_B, 'X'); }
 static void in_gue_injected_router_src(struct pb *p) { gue_to(p, ROUTER_B, SRV_A, GUE); }
 static void in_gue_injected_server_src(struct pb *p) { gue_to(p, SRV_B, SRV_A, GUE); }
 static void in_gue_injected_origin(struct pb *p) { gue_to(p, ORIGIN, NOT_EGRESS, GUE); }
@@ -875,6 +899,12 @@ static const struct fixture fixtures[] = {
 	  in_gue_injected_server_src, XDP_DROP, .out = OUT_NONE, S(SU_STAT_DROP_GUE_INJECTED) },
 	{ "spoof: GUE to any other host is dropped", in_gue_injected_origin, XDP_DROP,
 	  .out = OUT_NONE, S(SU_STAT_DROP_GUE_INJECTED) },
+	{ "second hop: marked GUE around a packet to a plan egress IP is routed, untouched",
+	  in_second_hop, XDP_PASS, .out = OUT_SAME, S(SU_STAT_SECOND_HOP) },
+	{ "spoof: the second-hop mark around a packet to another address is dropped",
+	  in_second_hop_not_egress, XDP_DROP, .out = OUT_NONE, S(SU_STAT_DROP_GUE_INJECTED) },
+	{ "spoof: GUE variant 0 with another private word is dropped", in_second_hop_other_word,
+	  XDP_DROP, .out = OUT_NONE, S(SU_STAT_DROP_GUE_INJECTED) },
 	{ "spoof: this router's own address as source is dropped", in_spoof_self, XDP_DROP,
 	  .out = OUT_NONE, S(SU_STAT_DROP_SPOOF_SELF) },
 	{ "spoof: other UDP to a server is the kernel's", in_udp_to_server, XDP_PASS,

@@ -73,7 +73,16 @@ static void check_plan(const struct su_plan *p)
 				abort();
 			if (slot->state == SU_ACTIVE && (ip->state != SU_ACTIVE || p->servers[slot->server].retired))
 				abort();
+			/* A previous owner (issue 10): a server, never the owner,
+			 * with a deadline (the second hop stops then). */
+			if (slot->prev_server >= 0 &&
+			    ((uint32_t)slot->prev_server >= p->n_servers || slot->prev_server == slot->server ||
+			     slot->deadline <= 0))
+				abort();
 		}
+		if (ip->prev_dc >= 0 && ((uint32_t)ip->prev_dc >= p->n_dcs || (uint32_t)ip->prev_dc == ip->dc ||
+					 ip->state != SU_ACTIVE || ip->prev_deadline <= 0))
+			abort();
 	}
 	check_demands(p);
 }
@@ -94,10 +103,20 @@ __attribute__((unused)) static void check_nothing_moved(const struct su_plan *ol
 				continue;
 			owner = old->servers[os->server].name;
 			ns = nip ? su_plan__slot(cur, nip, su_plan__slot_lo(old, s)) : NULL;
+			if (ns && ns->server >= 0 && ns->prev_server >= 0 && gone && !strcmp(owner, gone) &&
+			    !strcmp(cur->servers[ns->prev_server].name, gone))
+				continue; /* handed on, gone stays the previous owner */
 			if (!ns || ns->server < 0 || strcmp(cur->servers[ns->server].name, owner)) {
 				fprintf(stderr, "fuzz: slot %u of IP %#x moved away from %s\n", s, oip->ip, owner);
 				abort();
 			}
+			/* The gone server's slot may be handed on at once, the
+			 * gone one staying its previous owner (a live move). */
+			if (!ns || ns->server < 0)
+				abort();
+			if (gone && !strcmp(owner, gone) && ns->state == SU_ACTIVE && ns->prev_server >= 0 &&
+			    !strcmp(cur->servers[ns->prev_server].name, gone))
+				continue;
 			if (ns->state != (gone && !strcmp(owner, gone) ? SU_DRAINING : SU_ACTIVE)) {
 				fprintf(stderr, "fuzz: slot %u of IP %#x of %s is %s\n", s, oip->ip, owner,
 					su_state__name(ns->state));

@@ -213,7 +213,7 @@ static void added_server_moves_nobody(void **state)
 
 static void removed_server_drains_then_frees(void **state)
 {
-	char *before = two_dcs(3, NULL, "GB"), *after = two_dcs(2, "lhr-s9: 10.1.1.9", "GB");
+	char *before = two_dcs(3, NULL, "GB"), *after = two_dcs(2, NULL, "GB");
 	struct su_plan *a = plan_with(before, NULL, NOW), *b = plan_with(after, a, NOW + 10);
 	struct su_plan *c, *d;
 	struct su_plan_cost cost;
@@ -251,6 +251,148 @@ static void removed_server_drains_then_frees(void **state)
 	su_plan__free(d);
 	free(before);
 	free(after);
+}
+
+/* Slots with a previous owner: an active or draining slot, never the
+ * owner itself, in the IP's DC or (a moved IP) the DC it came from. */
+static uint32_t count_handed(const struct su_plan *p, int prev, int64_t until)
+{
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < p->n_ips; i++)
+		for (uint32_t s = 0; s < p->slices_per_ip; s++) {
+			const struct su_plan_slot *slot = &p->slots[p->ips[i].first_slot + s];
+
+			if (slot->prev_server < 0 || slot->state == SU_FREE)
+				continue;
+			assert_int_not_equal(slot->prev_server, slot->server);
+			if (slot->prev_server == prev && slot->deadline == until)
+				n++;
+		}
+	return n;
+}
+
+/* A server replaced by a new one: the new one takes the old one's slots at
+ * once, the old one stays their previous owner until the drain deadline,
+ * then the slots are the new one's alone (issue 10). */
+static void replaced_server_hands_its_slices_on(void **state)
+{
+	char *before = two_dcs(3, NULL, "GB"), *after = two_dcs(2, "lhr-s9: 10.1.1.9", "GB");
+	struct su_plan *a = plan_with(before, NULL, NOW), *b = plan_with(after, a, NOW + 10), *c, *d;
+	struct su_plan_cost cost;
+	int gone = -1, s9;
+
+	check_invariants(b);
+	for (uint32_t i = 0; i < b->n_servers; i++)
+		if (!strcmp(b->servers[i].name, "lhr-s3"))
+			gone = (int)i;
+	assert_true(gone >= 0 && b->servers[gone].retired);
+	s9 = find_server(b, "lhr-s9");
+	su_plan__cost(b, &cost);
+	assert_int_equal(cost.slices_draining, 0);
+	assert_int_equal(count_handed(b, gone, NOW + 10 + 600), 4); /* cdn + GB + 2 IE */
+	assert_int_equal(b->n_ips, a->n_ips); /* no address more */
+	for (uint32_t i = 0; i < b->n_ips; i++)
+		for (uint32_t s = 0; s < b->slices_per_ip; s++)
+			if (b->slots[b->ips[i].first_slot + s].prev_server == gone)
+				assert_int_equal(b->slots[b->ips[i].first_slot + s].server, s9);
+	/* Kept until the deadline, through a snapshot round trip; gone after. */
+	c = plan_with(after, b, NOW + 600);
+	assert_true(su_plan__equal(b, c));
+	d = plan_with(after, c, NOW + 611);
+	check_invariants(d);
+	for (uint32_t i = 0; i < d->n_ips * d->slices_per_ip; i++)
+		assert_int_equal(d->slots[i].prev_server, -1);
+	su_plan__free(a);
+	su_plan__free(b);
+	su_plan__free(c);
+	su_plan__free(d);
+	free(before);
+	free(after);
+}
+
+static char *cdn_fleet(const char *lhr_prefix_extra, const char *pin, int cdg_slices)
+{
+	char *yaml;
+
+	assert_true(asprintf(&yaml,
+		"drain: 10m\n"
+		"datacenters:\n"
+		"  lhr:\n    router: 10.1.0.1\n    servers:\n      lhr-s1: 10.1.1.1\n"
+		"      lhr-s2: 10.1.1.2\n      lhr-s3: 10.1.1.3\n    egress:\n      - {service: cdn}\n"
+		"  cdg:\n    router: 10.2.0.1\n    servers:\n      cdg-s1: 10.2.1.1\n      cdg-s2: 10.2.1.2\n"
+		"    egress:\n      - {service: cdn, slices: %d}\n"
+		"prefixes:\n"
+		"  - {prefix: 203.0.113.0/32, tags: {service: cdn}}\n"
+		"  - {prefix: 203.0.113.1/32, tags: {service: cdn}%s}\n%s",
+		cdg_slices, pin, lhr_prefix_extra) > 0);
+	return yaml;
+}
+
+/* lhr's IP pinned to cdg (what `softunicast move` stores): the IP becomes
+ * cdg's at once, its slots' owners in lhr stay previous owners until the
+ * deadline (cdg's servers take the slots they need, the rest relay); a
+ * second move before the deadline is refused, naming it. */
+static void moved_ip_changes_dc_at_once(void **state)
+{
+	const char *more = "  - {prefix: 192.0.2.0/24, tags: {service: cdn}}\n";
+	char *before = cdn_fleet("", "", 1), *after = cdn_fleet(more, ", datacenters: [cdg]", 2);
+	char *again = cdn_fleet(more, ", datacenters: [lhr]", 2);
+	struct su_plan *a = plan_with(before, NULL, NOW), *b, *c;
+	const struct su_plan_ip *x;
+	struct su_fleet *f;
+	struct su_plan_report r;
+	struct su_err err;
+	uint32_t active = 0, relay = 0;
+
+	x = su_plan__find_ip(a, 0xcb007101);
+	assert_non_null(x);
+	assert_int_equal(x->dc, (uint32_t)su_plan__find_dc(a, "lhr"));
+	b = plan_with(after, a, NOW + 5);
+	check_invariants(b);
+	x = su_plan__find_ip(b, 0xcb007101);
+	assert_non_null(x);
+	assert_int_equal(x->dc, (uint32_t)su_plan__find_dc(b, "cdg"));
+	assert_int_equal(x->state, SU_ACTIVE);
+	assert_int_equal(x->prev_dc, su_plan__find_dc(b, "lhr"));
+	assert_int_equal(x->prev_deadline, NOW + 5 + 600);
+	for (uint32_t s = 0; s < b->slices_per_ip; s++) {
+		const struct su_plan_slot *sl = &b->slots[x->first_slot + s];
+
+		if (sl->prev_server < 0)
+			continue;
+		assert_int_equal(b->servers[sl->server].dc, x->dc);
+		active += sl->state == SU_ACTIVE;
+		relay += sl->state == SU_DRAINING;
+	}
+	assert_int_equal(active, 2); /* cdg-s1 and cdg-s2 each needed one more */
+	assert_int_equal(relay, 1);
+	for (int n = 1; n <= 3; n++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "lhr-s%d", n);
+		assert_int_equal(count_handed(b, find_server(b, name), NOW + 5 + 600), 1);
+	}
+	/* A second move before the deadline: refused with the deadline named. */
+	f = fleet(again);
+	assert_int_equal(su_planner__run(f, b, NOW + 6, &c, &r, &err), -EBUSY);
+	assert_non_null(strstr(err.msg, "until 1700000605"));
+	su_plan_report__free(&r);
+	su_fleet__free(f);
+	/* After it: the previous owners are gone, and a move goes through. */
+	c = plan_with(after, b, NOW + 700);
+	for (uint32_t i = 0; i < c->n_ips; i++)
+		assert_int_equal(c->ips[i].prev_dc, -1);
+	su_plan__free(b);
+	b = plan_with(again, c, NOW + 701);
+	check_invariants(b);
+	assert_int_equal(su_plan__find_ip(b, 0xcb007101)->dc, (uint32_t)su_plan__find_dc(b, "lhr"));
+	su_plan__free(a);
+	su_plan__free(b);
+	su_plan__free(c);
+	free(before);
+	free(after);
+	free(again);
 }
 
 static void retagged_prefix_drains_its_ips(void **state)
@@ -356,6 +498,8 @@ int main(void)
 		cmocka_unit_test(unchanged_replan_keeps_everything),
 		cmocka_unit_test(added_server_moves_nobody),
 		cmocka_unit_test(removed_server_drains_then_frees),
+		cmocka_unit_test(replaced_server_hands_its_slices_on),
+		cmocka_unit_test(moved_ip_changes_dc_at_once),
 		cmocka_unit_test(retagged_prefix_drains_its_ips),
 		cmocka_unit_test(unsatisfiable_demand_is_reported),
 		cmocka_unit_test(generic_demand_leaves_specific_prefix),

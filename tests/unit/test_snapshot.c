@@ -182,6 +182,68 @@ static void damaged_plans_are_refused(void **state)
 	su_plan__free(p);
 }
 
+/* A plan with a live move in it: lhr-s2 replaced by lhr-s3, which takes its
+ * slots with lhr-s2 as their previous owner until NOW + 5 + 300. */
+static struct su_plan *plan_with_handover(void)
+{
+	struct su_plan *a = plan_of(fleet_yaml, NULL, NOW), *b;
+	char *replaced = strdup(fleet_yaml);
+
+	memcpy(strstr(replaced, "lhr-s2: 10.1.1.2"), "lhr-s3: 10.1.1.3", 16);
+	b = plan_of(replaced, a, NOW + 5);
+	su_plan__free(a);
+	free(replaced);
+	return b;
+}
+
+static const struct damage from_damages[] = {
+	{ "from unknown server", "from lhr-s2 10.1.1.2 lhr", "from lhr-s7 10.1.1.2 lhr", "unknown server 'lhr-s7" },
+	{ "from its owner", "from lhr-s2 10.1.1.2 lhr", "from lhr-s3 10.1.1.3 lhr", "previous owner is its owner" },
+	{ "from without deadline", "lhr 1700000305", "lhr", "expected 'from SERVER SERVER-ADDR DC UNTIL'" },
+	{ "from deadline zero", "lhr 1700000305", "lhr 0", "bad 'from' deadline '0'" },
+	{ "from on a draining slot, other clock", "lhr-s3 10.1.1.3 active from", "lhr-s3 10.1.1.3 draining 1700000999 from",
+	  "a draining slot's previous owner ends at its deadline" },
+	{ "IP from its own DC", "service=cdn active\n", "service=cdn active from lhr 1700000305\n",
+	  "previous owner on a draining IP, or the IP's own data center" },
+	{ "IP from an unknown DC", "service=cdn active\n", "service=cdn active from zzz 1700000305\n",
+	  "unknown data center 'zzz'" },
+};
+
+/* Previous owners (issue 10) survive a round trip byte for byte, and every
+ * damaged `from` is refused with file, line and the offending value. */
+static void handover_round_trips_and_is_checked(void **state)
+{
+	struct su_plan *p = plan_with_handover(), *q;
+	char *text = plan_text(p), *again;
+	struct su_err err;
+	int failures = 0;
+
+	assert_non_null(strstr(text, " active from lhr-s2 10.1.1.2 lhr 1700000305\n"));
+	assert_int_equal(su_plan__parse(text, strlen(text), "p.plan", &q, &err), 0);
+	assert_true(su_plan__equal(p, q));
+	again = plan_text(q);
+	assert_string_equal(text, again);
+	free(again);
+	su_plan__free(q);
+	for (size_t i = 0; i < sizeof(from_damages) / sizeof(from_damages[0]); i++) {
+		char *bad = edit(text, from_damages[i].from, from_damages[i].to);
+		struct su_err e = { { 0 } };
+		int ret = su_plan__parse(bad, strlen(bad), "p.plan", &q, &e);
+
+		if (!ret || !strstr(e.msg, from_damages[i].expect) || !strstr(e.msg, "p.plan:")) {
+			print_error("damage '%s': got %d '%s', expected '%s'\n", from_damages[i].what, ret, e.msg,
+				    from_damages[i].expect);
+			failures++;
+			if (!ret)
+				su_plan__free(q);
+		}
+		free(bad);
+	}
+	assert_int_equal(failures, 0);
+	free(text);
+	su_plan__free(p);
+}
+
 static void lookups_answer_who(void **state)
 {
 	struct su_plan *p = plan_of(fleet_yaml, NULL, NOW);
@@ -277,6 +339,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(round_trip_is_exact),
 		cmocka_unit_test(damaged_plans_are_refused),
+		cmocka_unit_test(handover_round_trips_and_is_checked),
 		cmocka_unit_test(lookups_answer_who),
 		cmocka_unit_test(geofeed_aggregates),
 		cmocka_unit_test(geofeed_of_whole_prefix_is_one_line),

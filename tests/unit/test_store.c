@@ -324,6 +324,73 @@ static void views_of_pinned_prefixes_load(void **state)
 	su_store__close(s);
 }
 
+/* The slot of server `who` (view v) with a previous owner, or NULL; the
+ * other end's name in *peer. */
+static const struct su_plan_slot *handed_slot(const struct su_plan *v, const char *who, bool as_prev,
+					      const char **peer)
+{
+	for (uint32_t i = 0; i < v->n_ips; i++)
+		for (uint32_t k = 0; k < v->slices_per_ip; k++) {
+			const struct su_plan_slot *sl = &v->slots[v->ips[i].first_slot + k];
+			int32_t me = as_prev ? sl->prev_server : sl->server;
+
+			if (sl->state == SU_FREE || sl->prev_server < 0 || strcmp(v->servers[me].name, who))
+				continue;
+			*peer = v->servers[as_prev ? sl->server : sl->prev_server].name;
+			return sl;
+		}
+	return NULL;
+}
+
+/* A moved IP (issue 10): the new owner's view names the previous owner of
+ * each slot (the second hop's address), and the previous owner's view
+ * still holds the slot until the deadline, naming the new owner (the only
+ * sender of second hops it accepts). */
+static void views_carry_previous_owners(void **state)
+{
+	struct su_store *s = store_open(0);
+	struct su_fleet *f;
+	struct su_plan *a = plan_of(fleet_yaml, NULL, NOW), *b, *q;
+	struct su_plan_report r;
+	struct su_ops ops = { 0 };
+	struct su_prefix4 px;
+	struct su_err err;
+	const struct su_plan_slot *sl;
+	const char *peer = NULL;
+	char prev[64];
+
+	assert_int_equal(su_fleet__parse(fleet_yaml, strlen(fleet_yaml), "t.yaml", &f, &err), 0);
+	assert_int_equal(su_prefix__parse("198.51.100.0/30", &px), 0);
+	assert_int_equal(su_ops__pin(&ops, &px, "cdg"), 0);
+	assert_int_equal(su_ops__apply(&ops, f, true, &err), 0);
+	assert_int_equal(su_planner__run(f, a, NOW + 10, &b, &r, &err), 0);
+	assert_int_equal(su_store__publish(s, b, 0, &err), 0);
+
+	assert_int_equal(su_store__read(s, 0, SU_VIEW_SERVER, "cdg-s1", &q, NULL, &err), 0);
+	sl = handed_slot(q, "cdg-s1", false, &peer);
+	assert_non_null(sl);
+	assert_int_equal(sl->deadline, NOW + 10 + 300);
+	assert_int_equal(strncmp(peer, "lhr-s", 5), 0);
+	snprintf(prev, sizeof(prev), "%s", peer);
+	su_plan__free(q);
+	assert_int_equal(su_store__read(s, 0, SU_VIEW_SERVER, prev, &q, NULL, &err), 0);
+	sl = handed_slot(q, prev, true, &peer);
+	assert_non_null(sl);
+	assert_string_equal(peer, "cdg-s1");
+	assert_int_equal(sl->deadline, NOW + 10 + 300);
+	su_plan__free(q);
+	for (uint32_t d = 0; d < b->n_dcs; d++) {
+		assert_int_equal(su_store__read(s, 0, SU_VIEW_DC, b->dcs[d].name, &q, NULL, &err), 0);
+		dc_view_routes_as_plan(b, q, b->dcs[d].name);
+		su_plan__free(q);
+	}
+	su_ops__free(&ops);
+	su_fleet__free(f);
+	su_plan__free(a);
+	su_plan__free(b);
+	su_store__close(s);
+}
+
 /* A writer that planned from an older serial loses and writes nothing. */
 static void cas_stale_writer_is_refused(void **state)
 {
@@ -820,6 +887,7 @@ int main(void)
 		cmocka_unit_test(layout_views_and_whole_plan),
 		cmocka_unit_test(cas_stale_writer_is_refused),
 		cmocka_unit_test(views_of_pinned_prefixes_load),
+		cmocka_unit_test(views_carry_previous_owners),
 		cmocka_unit_test(unchanged_views_are_shared),
 		cmocka_unit_test(cas_race_has_one_winner),
 		cmocka_unit_test(gc_keeps_the_newest_versions),

@@ -129,9 +129,18 @@ static int dc_shard(const struct su_plan *p, uint32_t d, struct masks *m, struct
 	for (uint32_t x = 0; x < p->n_demands; x++)
 		m->demands[x] = p->demands[x].dc == d;
 	memset(m->prefixes, 0, p->n_prefixes);
-	for (uint32_t i = 0; i < p->n_ips; i++)
-		if ((m->ips[i] = p->ips[i].dc == d))
-			m->prefixes[p->ips[i].prefix] = 1;
+	for (uint32_t i = 0; i < p->n_ips; i++) {
+		if (!(m->ips[i] = p->ips[i].dc == d))
+			continue;
+		m->prefixes[p->ips[i].prefix] = 1;
+		/* A slot's previous owner may be in the DC the IP moved from. */
+		for (uint32_t k = 0; k < p->slices_per_ip; k++) {
+			int32_t prev = p->slots[p->ips[i].first_slot + k].prev_server;
+
+			if (prev >= 0 && p->slots[p->ips[i].first_slot + k].state != SU_FREE)
+				m->servers[prev] = 1;
+		}
+	}
 	ret = add_view(v, n, p, m, -1, NULL, 0, shard_name("dc", p->dcs[d].name));
 	return ret;
 }
@@ -142,6 +151,19 @@ struct owned {
 	uint32_t *ips; /* ip indexes, grouped by server: ips[start[s] .. start[s+1]) */
 	uint32_t *start;
 };
+
+/* IP i in server s's list (pass 0 counts, pass 1 fills), once. */
+static void owned__list(struct owned *o, uint32_t *count, uint32_t *seen, int32_t s, uint32_t i,
+			int pass)
+{
+	if (s < 0 || seen[s] == i + 1)
+		return;
+	seen[s] = i + 1;
+	if (pass == 0)
+		count[s]++;
+	else
+		o->ips[o->start[s] + count[s]++] = i;
+}
 
 static int owned__build(const struct su_plan *p, struct owned *o)
 {
@@ -157,14 +179,13 @@ static int owned__build(const struct su_plan *p, struct owned *o)
 			for (uint32_t k = 0; k < p->slices_per_ip; k++) {
 				const struct su_plan_slot *sl = &p->slots[p->ips[i].first_slot + k];
 
-				/* Each IP once per server, ascending: the view's IP list. */
-				if (sl->state == SU_FREE || sl->server < 0 || seen[sl->server] == i + 1)
+				/* Each IP once per server, ascending: the view's IP
+				 * list.  The previous owner of a handed slot serves it
+				 * until its deadline: the IP is in its view too. */
+				if (sl->state == SU_FREE || sl->server < 0)
 					continue;
-				seen[sl->server] = i + 1;
-				if (pass == 0)
-					count[sl->server]++;
-				else
-					o->ips[o->start[sl->server] + count[sl->server]++] = i;
+				owned__list(o, count, seen, sl->prev_server, i, pass);
+				owned__list(o, count, seen, sl->server, i, pass);
 			}
 		}
 		if (pass == 0) {
@@ -188,6 +209,30 @@ nomem:
 	return -ENOMEM;
 }
 
+/* The other end of each handed slot of server s (its new owner, or its
+ * previous one) is named on the slot line: that server and its DC are in
+ * the view (the second hop's address). */
+static void peers_mark(const struct su_plan *p, uint32_t s, const struct owned *o, struct masks *m,
+		       uint8_t on)
+{
+	for (uint32_t k = o->start[s]; k < o->start[s + 1]; k++) {
+		const struct su_plan_ip *ip = &p->ips[o->ips[k]];
+
+		for (uint32_t j = 0; j < p->slices_per_ip; j++) {
+			const struct su_plan_slot *sl = &p->slots[ip->first_slot + j];
+			int32_t peer = sl->prev_server == (int32_t)s ? sl->server :
+				       sl->server == (int32_t)s ? sl->prev_server : -1;
+
+			if (sl->state == SU_FREE || peer < 0)
+				continue;
+			m->servers[peer] = on;
+			m->dcs[p->servers[peer].dc] = on;
+		}
+		if (ip->prev_dc >= 0)
+			m->dcs[ip->prev_dc] = on;
+	}
+}
+
 static int server_shard(const struct su_plan *p, uint32_t s, const struct owned *o, struct masks *m,
 			struct su_shard **v, size_t *n)
 {
@@ -206,10 +251,12 @@ static int server_shard(const struct su_plan *p, uint32_t s, const struct owned 
 		for (uint32_t j = 0; j < p->prefixes[ip->prefix].n_dcs; j++)
 			m->dcs[p->prefixes[ip->prefix].dcs[j]] = 1;
 	}
+	peers_mark(p, s, o, m, 1);
 	/* Its IPs by index (ascending): the view does not scan every IP. */
 	ret = add_view(v, n, p, m, (int32_t)s, o->ips + o->start[s], o->start[s + 1] - o->start[s],
 		       shard_name("server", p->servers[s].name));
 	/* Undo only what was set: the masks stay all-zero between servers. */
+	peers_mark(p, s, o, m, 0);
 	m->dcs[d] = 0;
 	m->servers[s] = 0;
 	for (uint32_t k = o->start[s]; k < o->start[s + 1]; k++) {
