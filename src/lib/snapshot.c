@@ -56,7 +56,19 @@ static void write_tags(FILE *fp, const struct su_tags *t)
 /* A view keeps a subset of every table (NULL mask: all rows). */
 #define KEEP(v, tab, i) (!(v) || !(v)->tab || (v)->tab[i])
 
-static uint64_t write_tables(FILE *fp, const struct su_plan *p, const struct su_plan_view *v)
+static void write_server(FILE *fp, const struct su_plan *p, const struct su_plan_view *v, uint32_t i)
+{
+	char a[SU_ADDR_STRLEN];
+
+	fprintf(fp, "server %s %s %s%s\n", p->servers[i].name, p->dcs[p->servers[i].dc].name,
+		su_addr__str(p->servers[i].addr, a),
+		p->servers[i].retired && !(v && v->unretire) ? " retired" : "");
+}
+
+/* peers: the servers of a one-server view with its IP list (n_peers < 0:
+ * scan the mask). */
+static uint64_t write_tables(FILE *fp, const struct su_plan *p, const struct su_plan_view *v,
+			     const int32_t *peers, int n_peers)
 {
 	char a[SU_PREFIX_STRLEN];
 	uint64_t records = 0;
@@ -65,11 +77,11 @@ static uint64_t write_tables(FILE *fp, const struct su_plan *p, const struct su_
 		if (KEEP(v, dcs, i) && ++records)
 			fprintf(fp, "dc %s %s%s\n", p->dcs[i].name, su_addr__str(p->dcs[i].router, a),
 			p->dcs[i].retired ? " retired" : "");
-	for (uint32_t i = v && v->only_server >= 0 ? (uint32_t)v->only_server : 0;
-	     i < (v && v->only_server >= 0 ? (uint32_t)v->only_server + 1 : p->n_servers); i++)
+	for (int k = 0; k < n_peers; k++, records++)
+		write_server(fp, p, v, (uint32_t)peers[k]);
+	for (uint32_t i = 0; n_peers < 0 && i < p->n_servers; i++)
 		if (KEEP(v, servers, i) && ++records)
-			fprintf(fp, "server %s %s %s%s\n", p->servers[i].name, p->dcs[p->servers[i].dc].name,
-			su_addr__str(p->servers[i].addr, a), p->servers[i].retired && !(v && v->unretire) ? " retired" : "");
+			write_server(fp, p, v, i);
 	for (uint32_t i = 0; i < p->n_prefixes; i++) {
 		const struct su_plan_prefix *x = &p->prefixes[i];
 
@@ -148,48 +160,99 @@ static uint64_t write_ip(FILE *fp, const struct su_plan *p, const struct su_plan
 	return records;
 }
 
-/* Only the kept servers' texts: a view of one server among 30,000 formats one. */
-static char **server_texts(const struct su_plan *p, const struct su_plan_view *view)
+static int server_text(char **v, const struct su_plan *p, int32_t s)
 {
-	char **v = calloc(p->n_servers + 1, sizeof(*v));
 	char a[SU_ADDR_STRLEN];
 
-	/* A one-server view: only that server's text (and no scan of them all). */
-	if (v && view && view->only_server >= 0) {
-		int32_t s = view->only_server;
+	if (s < 0 || v[s])
+		return 0;
+	return asprintf(&v[s], " %s %s", p->servers[s].name, su_addr__str(p->servers[s].addr, a)) < 0 ?
+		       -ENOMEM : 0;
+}
 
-		if (KEEP(view, servers, s) &&
-		    asprintf(&v[s], " %s %s", p->servers[s].name, su_addr__str(p->servers[s].addr, a)) < 0) {
-			free(v);
-			return NULL;
+static int cmp_i32(const void *a, const void *b)
+{
+	int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* The servers a one-server view names: that server and the other end of
+ * each slot it hands over or takes over (named on the slot line), ascending
+ * and unique, without a scan of all 30,000.  Returns the count (malloc'd
+ * *out) or -ENOMEM. */
+static int one_server_peers(const struct su_plan *p, const struct su_plan_view *view, int32_t **out)
+{
+	int32_t s = view->only_server, *v;
+	size_t n = 0, cap = 1 + 2 * (size_t)(view->ip_list ? view->n_ip_list : 0) * p->slices_per_ip;
+
+	if (!(v = malloc(cap * sizeof(*v))))
+		return -ENOMEM;
+	if (KEEP(view, servers, s))
+		v[n++] = s;
+	for (uint32_t k = 0; view->ip_list && k < view->n_ip_list; k++) {
+		const struct su_plan_ip *ip = &p->ips[view->ip_list[k]];
+
+		for (uint32_t j = 0; j < p->slices_per_ip; j++) {
+			const struct su_plan_slot *sl = &p->slots[ip->first_slot + j];
+
+			if (sl->state == SU_FREE || (sl->server != s && sl->prev_server != s))
+				continue;
+			if (sl->server >= 0 && sl->server != s)
+				v[n++] = sl->server;
+			if (sl->prev_server >= 0 && sl->prev_server != s)
+				v[n++] = sl->prev_server;
 		}
-		return v;
 	}
-	for (uint32_t i = 0; v && i < p->n_servers; i++)
-		if (KEEP(view, servers, i) &&
-		    asprintf(&v[i], " %s %s", p->servers[i].name, su_addr__str(p->servers[i].addr, a)) < 0)
-			v[i] = NULL;
-	for (uint32_t i = 0; v && i < p->n_servers; i++)
-		if (!v[i] && KEEP(view, servers, i)) {
-			for (uint32_t j = 0; j < p->n_servers; j++)
-				free(v[j]);
-			free(v);
-			return NULL;
-		}
+	qsort(v, n, sizeof(*v), cmp_i32);
+	size_t w = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (!w || v[w - 1] != v[i])
+			v[w++] = v[i];
+	*out = v;
+	return (int)w;
+}
+
+/* Only the kept servers' texts (of a listed one-server view: its peers'). */
+static char **server_texts(const struct su_plan *p, const struct su_plan_view *view,
+			   const int32_t *peers, int n_peers)
+{
+	char **v = calloc(p->n_servers + 1, sizeof(*v));
+	int rc = 0;
+
+	if (v && n_peers >= 0)
+		for (int k = 0; !rc && k < n_peers; k++)
+			rc = server_text(v, p, peers[k]);
+	else
+		for (uint32_t i = 0; v && !rc && i < p->n_servers; i++)
+			if (KEEP(view, servers, i))
+				rc = server_text(v, p, (int32_t)i);
+	if (v && rc) {
+		for (uint32_t j = 0; j < p->n_servers; j++)
+			free(v[j]);
+		free(v);
+		return NULL;
+	}
 	return v;
 }
 
 static int write_view(FILE *fp, const struct su_plan *p, const struct su_plan_view *v)
 {
-	char **server_text = server_texts(p, v);
+	int32_t *peers = NULL;
+	bool listed = v && v->only_server >= 0 && v->ip_list; /* its IPs given: no scans */
+	int n_peers = listed ? one_server_peers(p, v, &peers) : -1;
+	char **server_text = listed && n_peers < 0 ? NULL : server_texts(p, v, peers, n_peers);
 	uint64_t records = 4;
 
-	if (!server_text)
+	if (!server_text) {
+		free(peers);
 		return -ENOMEM;
+	}
 	fprintf(fp, "# softunicast address plan, written by softunicast %s; do not edit by hand\n"
 		    "softunicast-plan %d\nserial %" PRIu64 "\nports %u-%u slice %u\ndrain %" PRId64 "\n",
 		SU_VERSION, SU_PLAN_FORMAT, v && v->serial0 ? 0 : p->serial, p->port_lo, p->port_hi, p->slice_size, p->drain);
-	records += write_tables(fp, p, v);
+	records += write_tables(fp, p, v, peers, n_peers);
 	if (v && v->ip_list)
 		for (uint32_t k = 0; k < v->n_ip_list; k++)
 			records += write_ip(fp, p, &p->ips[v->ip_list[k]], server_text, v->only_server);
@@ -201,6 +264,7 @@ static int write_view(FILE *fp, const struct su_plan *p, const struct su_plan_vi
 	for (uint32_t i = 0; i < p->n_servers; i++)
 		free(server_text[i]);
 	free(server_text);
+	free(peers);
 	return ferror(fp) ? -EIO : 0;
 }
 
