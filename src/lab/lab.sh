@@ -235,17 +235,21 @@ bgp_birds() {
 }
 
 build_isp() { # build_isp INDEX: ISP i's namespace and its link to the transit
-	local i=$1 isp ns
+	local i=$1 isp
 	isp=$(isp_ns "$i")
 	new_ns "$isp" || return 1
 	veth "$isp" transit inet "$isp" || return 1
 	x "$isp" ip addr add "172.30.$i.2/30" dev transit
 	x inet ip addr add "172.30.$i.1/30" dev "$isp"
-	# ISPs and the transit forward, and a reply may come back on another
-	# path than its request (anycast): no reverse-path filter.
-	for ns in "$isp" inet; do
-		x "$ns" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 \
-			net.ipv4.conf.default.rp_filter=0 "net.ipv4.conf.transit.rp_filter=0" 2>/dev/null
+}
+
+# ISPs and the transit forward, and a reply may come back on another path
+# than its request (anycast): no reverse-path filter, on any interface.
+isp_sysctls() { # isp_sysctls NS
+	local f
+	x "$1" sysctl -qw net.ipv4.ip_forward=1 || return 1
+	for f in $(x "$1" ls /proc/sys/net/ipv4/conf); do
+		x "$1" sysctl -qw "net.ipv4.conf.$f.rp_filter=0" || return 1
 	done
 }
 
@@ -388,6 +392,12 @@ bgp_wait_isp() { # bgp_wait_isp INDEX DC
 start_bgp() {
 	local b ns i=0 dc p
 	bird_confs || return 1
+	isp_sysctls inet || return 1
+	for dc in $(plan_dcs); do
+		i=$((i + 1))
+		isp_sysctls "$(isp_ns "$i")" || return 1
+	done
+	i=0
 	while read -r b ns; do
 		daemon "$ns" "bird-$b" bird -f -c "$STATE/bird/$b.conf" -s "$(bird_sock "$b")"
 	done < <(bgp_birds)
