@@ -377,16 +377,36 @@ bgp_best() { # bgp_best BIRD PREFIX
 		done
 }
 
-# Waits until ISP i's best route to every aggregate leads to DC (by name).
-bgp_wait_isp() { # bgp_wait_isp INDEX DC
-	local p
+# Waits until ISP i's best route to every aggregate leads to DC (by name),
+# or with !DC to one same other DC; prints that DC.
+bgp_wait_isp() { # bgp_wait_isp INDEX [!]DC
+	local p to first
 	for _ in $(seq 300); do
+		first=
 		for p in $(bgp_aggregates); do
-			[ "$(bgp_best "$(isp_ns "$1")" "$p" | awk '{print $1}')" = "$2" ] || { sleep 0.1; continue 2; }
+			to=$(bgp_best "$(isp_ns "$1")" "$p" | awk '{print $1}')
+			first=${first:-$to}
+			if [ "${2#!}" = "$2" ]; then
+				[ "$to" = "$2" ] || { sleep 0.1; continue 2; }
+			else
+				[ -n "$to" ] && [ "$to" != "${2#!}" ] && [ "$to" = "$first" ] || { sleep 0.1; continue 2; }
+			fi
 		done
+		echo "$first"
 		return 0
 	done
 	return 1
+}
+
+# BIRDs by their pid files, in case their namespace went away under them
+# (ip netns pids cannot find them then); only processes that are that BIRD.
+bgp_stop() {
+	local f pid
+	for f in "$STATE"/pids/bird-*; do
+		[ -f "$f" ] || continue
+		pid=$(cat "$f")
+		tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "bird -f -c $STATE/bird/" && kill "$pid"
+	done
 }
 
 start_bgp() {
@@ -403,7 +423,7 @@ start_bgp() {
 	done < <(bgp_birds)
 	for dc in $(plan_dcs); do
 		i=$((i + 1))
-		bgp_wait_isp "$i" "$dc" || {
+		bgp_wait_isp "$i" "$dc" >/dev/null || {
 			echo "BGP did not converge: $(isp_ns "$i") has no route to every aggregate via $dc" >&2
 			bgp "$(isp_ns "$i")" show protocols >&2
 			return 1
@@ -674,6 +694,7 @@ cmd_up() {
 
 cmd_down() {
 	local ns pids dc
+	[ -d "$STATE/pids" ] && bgp_stop
 	for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$NS-"); do
 		pids=$(ip netns pids "$ns" 2>/dev/null)
 		[ -n "$pids" ] && kill $pids 2>/dev/null
@@ -967,13 +988,13 @@ bgp_paths() { # bgp_paths BIRD
 }
 
 run_withdraw_step() {
-	step "4. ${DC1}'s BGP announcement withdrawn (birdc): the Internet converges on ${DC2}, ${DC1}'s servers keep working"
-	local ns name tags seen ns2 name2 isp fr0 fr1
+	step "4. ${DC1}'s BGP announcement withdrawn (birdc): the Internet converges on another DC, ${DC1}'s servers keep working"
+	local ns name tags seen ns2 name2 isp fr0 fr1 to
 	isp=$(isp_ns 1)
 	read -r ns name _ < <(awk -v d="$DC1" '$3 == d' "$STATE/servers" | head -1)
 	read -r ns2 name2 _ < <(awk -v d="$DC1" '$3 == d' "$STATE/servers" | sed -n 2p)
 	tags=$(plan_demands "$DC1" | head -1)
-	bgp_wait_isp 1 "$DC1"
+	bgp_wait_isp 1 "$DC1" >/dev/null
 	check "BGP: $isp (origin $(origin_of 1)) prefers $DC1 for every egress aggregate (the shorter AS path)" $? \
 		"$(bgp_paths "$isp")"
 	say "$(bgp_paths "$isp")"
@@ -982,20 +1003,22 @@ run_withdraw_step() {
 	check "$name has a live TCP session to $(origin_of 1) (via $DC1)" $?
 	bgp "$DC1" disable anycast >/dev/null
 	say "birdc -s $(bird_sock "$DC1") disable anycast"
-	bgp_wait_isp 1 "$DC2"
-	check "$isp's routes to every egress aggregate converged on $DC2 (birdc show route)" $? "$(bgp_paths "$isp")"
+	to=$(bgp_wait_isp 1 "!$DC1")
+	check "$isp's routes to every egress aggregate converged on ${to:-no other DC} (birdc show route)" $? \
+		"$(bgp_paths "$isp")"
 	say "$(bgp_paths "$isp")"
-	fr0=$(counter "$DC2" fwd_remote)
+	to=${to:-$DC2}
+	fr0=$(counter "$to" fwd_remote)
 	stream_echoes after-withdrawal
 	check "the live session keeps working after the withdrawal" $? "$(cat "$STATE/stream.out")"
-	fr1=$(counter "$DC2" fwd_remote)
+	fr1=$(counter "$to" fwd_remote)
 	[ "$fr1" -gt "$fr0" ]
-	check "its replies now land at $DC2, whose router sends them over the backbone (fwd_remote $fr0 -> $fr1)" $?
+	check "its replies now land at $to, whose router sends them over the backbone (fwd_remote $fr0 -> $fr1)" $?
 	seen=$(whoami_tcp "$ns2" "$name2" "$tags" "$(origin_of 1)")
 	in_slices "$seen" "$name2" "$tags"
 	check "a new connection from $name2 works too: origin saw $seen" $?
 	bgp "$DC1" enable anycast >/dev/null
-	bgp_wait_isp 1 "$DC1"
+	bgp_wait_isp 1 "$DC1" >/dev/null
 	check "announced again (birdc enable anycast): $isp routes to $DC1 again" $? "$(bgp_paths "$isp")"
 	stream_echoes after-restore
 	check "the session survives the route coming back" $?

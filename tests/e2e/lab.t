@@ -27,6 +27,12 @@ ok() { # ok STATUS DESCRIPTION [DIAGNOSTIC]
 x() { local ns=$1; shift; ip netns exec "$SOFTUNICAST_LAB_NS-$ns" "$@"; }
 wait_for() { for _ in $(seq 100); do eval "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
 
+# The BIRD configuration docs/operator.md gives for a real edge is valid.
+awk '/^BIRD 2 \(/ {f = 1} f && /^```$/ {if (++n == 2) exit; next} f && n == 1' \
+	"$ROOT/docs/operator.md" >"$T/edge-bird.conf"
+grep -q "protocol static egress" "$T/edge-bird.conf" && bird -p -c "$T/edge-bird.conf" >"$T/bird-p" 2>&1
+ok $? "docs/operator.md: the BIRD 2 configuration of a real edge parses (bird -p)" "$(cat "$T/bird-p" 2>/dev/null)"
+
 "$SU" lab down >/dev/null 2>&1 # a lab left over by an interrupted run
 "$SU" lab up >"$T/up.log" 2>&1
 UP=$?
