@@ -259,10 +259,10 @@ bird_common() { # bird_common ROUTER_ID
 log stderr all;
 router id $1;
 protocol device {}
-# Lab timers: sessions come up, and a withdrawal spreads, within seconds.
+# Sessions come up within seconds (a withdrawal is an UPDATE, sent at
+# once); hold and keepalive keep BIRD's defaults (240 s, 80 s) so a machine
+# loaded for a while does not drop a session.
 template bgp lab_peer {
-	hold time 30;
-	keepalive time 10;
 	connect delay time 1;
 	connect retry time 2;
 	error wait time 1, 5;
@@ -873,10 +873,11 @@ in_slices() { # in_slices "IP:PORT" SERVER TAGS
 
 # The request's writer stays open a while: ncat's --exec origin hangs up on a
 # client's half-close before its script has answered, and on a loaded machine
-# the script takes more than half a second to start.
+# the script takes more than half a second to start (and on a very loaded
+# one, seconds: hence 10 s before giving up).
 whoami_tcp() { # whoami_tcp NS SERVER TAGS ORIGIN -> IP:PORT the origin saw
 	{ printf 'GET / HTTP/1.0\r\n\r\n'; sleep 1.5; } | x "$1" env SOFTUNICAST_ASSIGNMENT="$(assignment_of "$2")" \
-		timeout 5 "$SU" connect --tags "$3" "$4" 80 2>/dev/null | tail -1 | tr -d '\r'
+		timeout 10 "$SU" connect --tags "$3" "$4" 80 2>/dev/null | tail -1 | tr -d '\r'
 }
 
 # An unmodified program egressing through the LD_PRELOAD shim: curl.  A shim
