@@ -167,6 +167,7 @@ int agent_metrics__render(FILE *out, void *arg)
 		su_prom__family(out, "softunicast_agent_plan_serial", "gauge",
 				"Serial of the plan the published assignment comes from.");
 		su_prom__sample_u64(out, "softunicast_agent_plan_serial", NULL, a->serial);
+		su_prom__store(out, "agent");
 		slices(out, a, st);
 		su_counters__open(m->assignment, &c);
 		library_counters(out, a, &c);

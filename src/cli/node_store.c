@@ -116,3 +116,11 @@ void node_store__print(const char *state_dir)
 	       json_integer_value(json_object_get(j, "fetched")), e && *e ? "; last error: " : "", e && *e ? e : "");
 	json_decref(j);
 }
+
+int node_store__status(struct su_follow_status *st)
+{
+	if (!follower)
+		return -ENOENT;
+	su_follow__status(follower, st);
+	return 0;
+}

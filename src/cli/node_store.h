@@ -42,5 +42,8 @@ json_t *node_store__read(const char *state_dir);
 const char *node_store__dir_of(const char *plan_path);
 /* One text line "store URL: state S, applied serial N (fetched M)[, error]". */
 void node_store__print(const char *state_dir);
+/* The running daemon's follower status (thread-safe: any thread may ask):
+ * 0, or -ENOENT when the daemon reads a plan file rather than a store. */
+int node_store__status(struct su_follow_status *st);
 
 #endif

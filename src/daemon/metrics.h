@@ -41,4 +41,11 @@ void su_prom__family(FILE *out, const char *name, const char *type, const char *
 void su_prom__sample(FILE *out, const char *name, const char *const *labels, double value);
 void su_prom__sample_u64(FILE *out, const char *name, const char *const *labels, uint64_t value);
 
+/* The plan source of a daemon (ROLE "router" or "agent"), store_metrics.c:
+ * softunicast_ROLE_store_up (1 for a plan file, or a store followed at its
+ * current version), softunicast_ROLE_store_state{backend,state} (one series
+ * per state of lib/store/follow.h), and with a store
+ * softunicast_ROLE_store_fetched_serial and ..._fetch_failures_total. */
+void su_prom__store(FILE *out, const char *role);
+
 #endif

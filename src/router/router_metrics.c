@@ -87,5 +87,6 @@ int router_metrics__render(FILE *out, void *pin_dir)
 	free(t);
 	if (!router_stats__meta(pin_dir, &m))
 		plan(out, &m);
+	su_prom__store(out, "router");
 	return 0;
 }

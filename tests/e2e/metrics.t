@@ -14,6 +14,7 @@ HL="env ${ASAN_RT:+LD_PRELOAD=$ASAN_RT ASAN_OPTIONS=detect_leaks=0} python3 $ROO
 NS=su-metrics-$$
 T=$(mktemp -d /tmp/su-metrics.XXXXXX)
 . "$ROOT/tests/e2e/lib/tap.sh" # ok, skip_all (removes $T), N, FAILS
+. "$ROOT/tests/e2e/lib/etcd.sh" # etcd_up, etcd_down
 PIDS=()
 
 [ "$(id -u)" = 0 ] || skip_all "needs root (network namespaces, XDP, nftables)"
@@ -23,6 +24,7 @@ ip netns add $NS 2>/dev/null || skip_all "cannot create network namespaces"
 cleanup() {
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
 	for p in $(ip netns pids $NS 2>/dev/null); do kill "$p" 2>/dev/null; done
+	[ -n "${ETCD_N:-}" ] && etcd_down
 	sleep 0.5
 	umount "$T/bpf" 2>/dev/null
 	ip netns del $NS 2>/dev/null
@@ -116,12 +118,47 @@ check "router: mode and interface" grep -q '^softunicast_router_info{iface="v1",
 check "router: a taken --metrics port fails before anything is attached" sh -c \
 	"ip netns exec $NS $SU router --plan $T/plan --dc cdg --iface v0 --mode skb --pin-dir $T/bpf/cdg --metrics 127.0.0.1:9102 2>&1; [ \$? = 1 ] && ! test -e $T/bpf/cdg/su_ips"
 
+# --- plan store state: a plan file is always up; a store from the follower
+store_is() { # store_is FILE ROLE BACKEND STATE UP: the state series say STATE, up says UP
+	[ "$(value "$1" "softunicast_$2_store_up")" = "$5" ] &&
+		[ "$(grep -c "^softunicast_$2_store_state{backend=\"$3\"" "$1")" = 4 ] &&
+		[ "$(grep -E "^softunicast_$2_store_state\{.* 1$" "$1")" = "softunicast_$2_store_state{backend=\"$3\",state=\"$4\"} 1" ]
+}
+check "agent on a plan file: store up, state ok (backend file)" store_is "$T/agent.prom" agent file ok 1
+check "router on a plan file: store up, state ok (backend file)" store_is "$T/router.prom" router file ok 1
+if command -v etcd >/dev/null && etcd_up $NS 127.0.0.1 1 "$T/etcd"; then
+	URL=etcd://127.0.0.1:23791/softunicast
+	x "$SU" plan --fleet "$ROOT/examples/fleet.yaml" --now 1700000000 --store "$URL" >/dev/null
+	# The file agent leaves v0 to an agent following the store.
+	kill "${PIDS[0]}"; wait "${PIDS[0]}" 2>/dev/null
+	x "$SU" agent --store "$URL" --server lhr-s1 --iface v0 --run-dir "$T/run-etcd" --state-dir "$T/state-etcd" \
+		--metrics 127.0.0.1:9104 2>"$T/agent-etcd.err" & PIDS+=($!)
+	wait_for "grep -q published $T/agent-etcd.err && x curl -sf http://127.0.0.1:9104/metrics | grep -q '_store_up 1'"
+	scrape 9104 >"$T/agent-etcd.prom"
+	check "agent following etcd: store up, state ok (backend etcd)" store_is "$T/agent-etcd.prom" agent etcd ok 1
+	check "  ... the fetched serial and the failures are there" sh -c \
+		"grep -q '^softunicast_agent_store_fetched_serial 1$' '$T/agent-etcd.prom' &&
+		 grep -q '^softunicast_agent_store_fetch_failures_total ' '$T/agent-etcd.prom'"
+	check "  ... promtool check metrics passes" sh -c "promtool check metrics <'$T/agent-etcd.prom'"
+	cp "$T/agent-etcd.prom" "$T/agent-store.prom"
+	etcd_down
+	wait_for "x curl -sf http://127.0.0.1:9104/metrics | grep -q '^softunicast_agent_store_up 0'"
+	scrape 9104 >"$T/agent-etcd.prom"
+	check "etcd stopped: store down, state unreachable, the plan serial kept" sh -c \
+		"$(declare -f value store_is); store_is '$T/agent-etcd.prom' agent etcd unreachable 0 &&
+		 [ \"\$(value '$T/agent-etcd.prom' softunicast_agent_plan_serial)\" = 1 ]"
+else
+	ok 0 "agent following etcd: store metrics # SKIP etcd is not installed or did not start"
+	touch "$T/agent-store.prom"
+fi
+
 # The dashboard and the alert rules only use metrics the endpoints serve.
-cat "$T/agent.prom" "$T/router.prom" | awk '/^# TYPE softunicast_/ {print $3}' | sort -u >"$T/served"
+cat "$T/agent.prom" "$T/router.prom" "$T/agent-store.prom" | awk '/^# TYPE softunicast_/ {print $3}' | sort -u >"$T/served"
 check "grafana dashboard: valid JSON whose queries use served metrics only" sh -c \
 	"jq -r '.panels[].targets[].expr' '$ROOT/contrib/grafana/softunicast.json' | grep -o 'softunicast_[a-z_]*' | sort -u |
 	 while read -r m; do grep -qx \"\$m\" '$T/served' || { echo \"not served: \$m\"; exit 1; }; done"
 check "alert rules: promtool check rules" promtool check rules "$ROOT/contrib/prometheus/softunicast-alerts.yml"
+check "alert rules: a store unreachable fires (promtool test rules)" promtool test rules "$ROOT/contrib/prometheus/softunicast-alerts.test.yml"
 check "alert rules use served metrics only" sh -c \
 	"grep -o 'softunicast_[a-z_]*' '$ROOT/contrib/prometheus/softunicast-alerts.yml' | grep -v '^softunicast_*$' | sort -u |
 	 while read -r m; do grep -qx \"\$m\" '$T/served' || { echo \"not served: \$m\"; exit 1; }; done"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End to end, live moves (issue 10): the lab's steps 9 and 10 alone, on a
+# End to end, live moves (issue 10): the lab's steps 11 and 12 alone, on a
 # lab of its own (real routers with XDP on veth, real agents, real TCP and
 # UDP flows): an egress IP moved to another DC and a slice handed to another
 # server of its DC, each under a live TCP stream (and a connected UDP flow);
