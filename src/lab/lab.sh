@@ -1487,10 +1487,18 @@ assignment_only() { # assignment_only SERVER IP -> file
 	echo "$STATE/assignment.$2"
 }
 
+origin_ns() { # origin_ns IP: the ISP namespace the origin with that address lives in
+	local i=0 dc
+	for dc in $(plan_dcs); do
+		i=$((i + 1))
+		[ "$(origin_of $i)" = "$1" ] && { isp_ns $i; return; }
+	done
+}
+
 # A late TCP segment of an old flow, sent by the origin after a move's
 # deadline (the flow's own packets stopped when its owner let go of the IP).
 late_segment() { # late_segment FROM-IP:PORT TO-IP:PORT
-	x inet python3 - "$1" "$2" <<'PY'
+	x "$(origin_ns "${1%:*}")" python3 - "$1" "$2" <<'PY'
 import socket, struct, sys
 (s, sp), (d, dp) = [(a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])) for a in sys.argv[1:3]]
 def csum(b):
@@ -1541,7 +1549,7 @@ run_move_step() {
 		timeout 5 "$SU" connect --tags service=cdn "$(origin_of 1)" 80 2>/dev/null | tail -1 | tr -d '\r')
 	check "a new connection from $name1 on $xip works at once: origin saw $seen" \
 		"$([ "${seen%:*}" = "$xip" ]; echo $?)"
-	seen=$(x inet ss -Htn state established "sport = :7007" | awk '{print $4}' | grep -c "^$xip:")
+	seen=$(x "$(origin_ns "$(origin_of 2)")" ss -Htn state established "sport = :7007" | awk '{print $4}' | grep -c "^$xip:")
 	check "the origin still sees the stream from $xip" "$([ "$seen" -ge 1 ]; echo $?)"
 	sent1=$(sum_decap second_hop_sent "$DC1") recv1=$(decap_counter "$ns" "$name" second_hop_received)
 	fwd1=$(counter "$DC2" second_hop_forwarded)
