@@ -973,7 +973,7 @@ static int delete_dir(struct su_store *s, const char *dir, struct su_err *err)
 	char *p = su_store__key(s, "v/%s/", dir), *mark = su_store__key(s, "staging/%s", dir);
 	int ret = p && mark ? su_etcd__delete_prefix(s->etcd, p, err) : -ENOMEM;
 
-	if (!ret && records_kept(dir))
+	if (!ret) /* by DIR's name, not its mark: debris may be of any layout */
 		ret = delete_records(s, dir, err);
 	if (!ret)
 		ret = su_etcd__delete_prefix(s->etcd, mark, err);
