@@ -584,7 +584,7 @@ run_etcd_uncommitted_step() {
 	for k in $(etcdctl_ get --keys-only --prefix "/softunicast/m/server/" | grep .); do
 		etcdctl_ put "${k%%#*}#$next" "$(etcdctl_ get --print-value-only "$k" | awk -v s=$((cur + 1)) '{$3 = s; print}')" >/dev/null
 	done
-	say "shards of serial $((cur + 1)) written under /softunicast/v/$next, version key left at $cur"
+	say "records of serial $((cur + 1)) written under /softunicast/m/*#$next, version key left at $cur"
 	sleep 2
 	all_on_serial "$cur"
 	check "every router and agent stays on serial $cur" $? "$(nodes_status)"
