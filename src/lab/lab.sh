@@ -903,12 +903,13 @@ run_etcd_uncommitted_step() {
 	step "E4. etcd: a version whose commit never happened is never applied"
 	local cur dir next k serial ns name dc
 	read -r cur dir < <(etcdctl_ get --print-value-only /softunicast/version)
-	next=$(printf '%020d.00000000000000aa' $((cur + 1)))
+	next=$(printf '%020d.00000000000000aa-r' $((cur + 1)))
 	etcdctl_ put "/softunicast/staging/$next" "" >/dev/null
-	for k in $(etcdctl_ get --keys-only --prefix "/softunicast/v/$dir/server/" | grep /meta$); do
-		etcdctl_ put "${k/$dir/$next}" "$(etcdctl_ get --print-value-only "$k" | awk -v s=$((cur + 1)) '{$3 = s; print}')" >/dev/null
+	# Layout 2: a record per changed shard at /softunicast/m/NAME#DIR.
+	for k in $(etcdctl_ get --keys-only --prefix "/softunicast/m/server/" | grep .); do
+		etcdctl_ put "${k%%#*}#$next" "$(etcdctl_ get --print-value-only "$k" | awk -v s=$((cur + 1)) '{$3 = s; print}')" >/dev/null
 	done
-	say "shards of serial $((cur + 1)) written under /softunicast/v/$next, version key left at $cur"
+	say "records of serial $((cur + 1)) written under /softunicast/m/*#$next, version key left at $cur"
 	sleep 2
 	all_on_serial "$cur"
 	check "every router and agent stays on serial $cur" $? "$(nodes_status)"
@@ -921,7 +922,8 @@ run_etcd_uncommitted_step() {
 	serial=$(store_serial)
 	wait_all_on "$serial"
 	check "every node applies the real serial $serial" $? "$(nodes_status)"
-	[ -z "$(etcdctl_ get --keys-only --prefix "/softunicast/v/$next/")" ]
+	[ -z "$(etcdctl_ get --keys-only --prefix "/softunicast/v/$next/")" ] &&
+		! etcdctl_ get --keys-only --prefix /softunicast/m/ | grep -q "#$next\$"
 	check "the uncommitted version's shards were garbage-collected" $?
 }
 

@@ -148,19 +148,26 @@ ok $? "the agent applies serial 5 once the store is back" "$(tail -3 "$T/agent.l
 
 # ---- a version never committed is never applied --------------------------------
 DIR=$(etcdctl_ get --print-value-only /su/version | cut -d' ' -f2)
-META=$(etcdctl_ get --print-value-only "/su/v/$DIR/server/s1/meta")
-DDIR=$(echo "$META" | cut -d' ' -f7) # where s1's chunks are (an older version's if unchanged)
+# s1's record: written by the version that last changed s1's view (layout 2:
+# /su/m/NAME#DIR), the newest at or before the committed DIR.
+REC=$(etcdctl_ get --keys-only --prefix "/su/m/server/s1#" | grep . | awk -v lim="/su/m/server/s1#$DIR" '$0 <= lim' | tail -1)
+META=$(etcdctl_ get --print-value-only "$REC")
+DDIR=$(echo "$META" | cut -d' ' -f7) # where s1's chunks are (the version that wrote them)
+[ -n "$DDIR" ]
+ok $? "s1's record found under /su/m/ ($REC)"
+D9=00000000000000000009.00000000000000aa-r
 for k in $(etcdctl_ get --keys-only --prefix "/su/v/$DDIR/server/s1/"); do
 	V=$(etcdctl_ get --print-value-only "$k")
-	etcdctl_ put "${k/$DDIR/00000000000000000009.00000000000000aa}" "$V" >/dev/null
+	etcdctl_ put "${k/$DDIR/$D9}" "$V" >/dev/null
 done
+etcdctl_ put "/su/m/server/s1#$D9" "$(echo "$META" | awk -v d=$D9 '{$3 = 9; $7 = d; print}')" >/dev/null
 sleep 1
 is "$(serial_of)" 5 "shards of serial 9 written, never committed: not applied"
 
 # ---- a corrupt shard: refused, named, old plan kept -----------------------------
 # The record claims other content than the chunk holds (bit rot, a bad restore).
 etcdctl_ put "/su/v/$DDIR/server/s1/0000" "slot garbage" >/dev/null
-etcdctl_ put "/su/v/$DIR/server/s1/meta" "$(echo "$META" | awk '{$6 = "00000000000000ff"; print}')" >/dev/null
+etcdctl_ put "$REC" "$(echo "$META" | awk '{$6 = "00000000000000ff"; print}')" >/dev/null
 etcdctl_ put /su/version "5 $DIR" >/dev/null
 wait_for "xs $SU agent status --run-dir '$RUN' --json 2>/dev/null | grep -q '\"refused\"'" 100
 ok $? "corrupt shard: agent status says refused"

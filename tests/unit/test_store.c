@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <inttypes.h>
 
 #include <curl/curl.h>
 
@@ -238,9 +239,10 @@ static char *committed_dir(struct su_store *s)
 	return dir;
 }
 
-/* A version re-writes only the views that changed: an unchanged one points
- * at the chunks of the version that wrote it, and a reader that has it
- * downloads nothing but the small records. */
+/* A version re-writes only the views that changed: an unchanged one keeps
+ * the record and chunks of the version that wrote it (no record of its own:
+ * a small change writes a few records, not one per shard), and a reader
+ * that has it downloads nothing but the small record. */
 static void unchanged_views_are_shared(void **state)
 {
 	struct su_store *s = store_open(0), *reader = store_open(0);
@@ -259,11 +261,18 @@ static void unchanged_views_are_shared(void **state)
 	su_plan__free(q);
 	assert_int_equal(su_store__publish(s, b, a->serial, &err), 0);
 	dir_b = committed_dir(s);
-	key = su_store__key(s, "v/%s/server/cdg-s1/meta", dir_b);
+	key = su_store__key(s, "m/server/cdg-s1#%s", dir_a);
 	assert_int_equal(su_etcd__get(su_store__etcd(s), key, &kv, NULL, &err), 0);
 	assert_non_null(strstr(kv.value, dir_a));
 	free(kv.key);
 	free(kv.value);
+	free(key);
+	key = su_store__key(s, "m/server/cdg-s1#%s", dir_b);
+	assert_int_equal(su_etcd__get(su_store__etcd(s), key, &kv, NULL, &err), -ENOENT);
+	print_message("# records: %zu by serial 1, %zu by serial 2 (one server added)\n", count_keys_with(s, "m/", dir_a),
+		      count_keys_with(s, "m/", dir_b));
+	assert_true(count_keys_with(s, "m/", dir_b) < count_keys_with(s, "m/", dir_a));
+	assert_int_equal(count_keys_with(s, "v/", "/meta"), 0);
 	assert_int_equal(su_store__read(reader, 0, SU_VIEW_SERVER, "cdg-s1", &q, &bytes, &err), 0);
 	assert_int_equal(q->serial, b->serial);
 	assert_int_equal(bytes, 0);
@@ -602,6 +611,96 @@ static void uncommitted_version_is_never_read(void **state)
 	su_store__close(s);
 }
 
+/* A record of a writer that has not committed (its staging mark still
+ * there: it lost, died, or is still writing), between the committed
+ * versions, is never taken for the committed one; the next writer's GC
+ * removes it. */
+static void staged_records_are_skipped(void **state)
+{
+	struct su_store *s = store_open(0);
+	struct su_plan *a = plan_of(fleet_yaml, NULL, NOW), *b = next_plan(a, 1), *c = next_plan(b, 2), *q;
+	static const char debris[] = "00000000000000000002.0000000000000000-r";
+	char *k;
+	struct su_err err;
+
+	assert_int_equal(su_store__publish(s, a, 0, &err), 0);
+	assert_int_equal(su_store__publish(s, b, a->serial, &err), 0);
+	k = su_store__key(s, "staging/%s", debris);
+	assert_int_equal(su_etcd__put(su_store__etcd(s), k, "", 0, 0, &err), 0);
+	free(k);
+	k = su_store__key(s, "m/server/cdg-s1#%s", debris);
+	assert_int_equal(su_etcd__put(su_store__etcd(s), k, "softunicast-shard 1 2 1 5 0 x", 29, 0, &err), 0);
+	free(k);
+	/* serial 2's DIR sorts after the debris (nonce 0): the debris is the
+	 * newest record at or before it, and is skipped. */
+	assert_int_equal(su_store__read(s, 0, SU_VIEW_SERVER, "cdg-s1", &q, NULL, &err), 0);
+	assert_int_equal(q->serial, b->serial);
+	su_plan__free(q);
+	assert_int_equal(count_keys_with(s, "m/", debris), 1);
+	assert_int_equal(su_store__publish(s, c, b->serial, &err), 0);
+	assert_int_equal(count_keys_with(s, "m/", debris), 0);
+	assert_int_equal(count_keys(s, "staging/"), 0);
+	assert_int_equal(su_store__read(s, 0, SU_VIEW_SERVER, "cdg-s1", &q, NULL, &err), 0);
+	assert_int_equal(q->serial, c->serial);
+	su_plan__free(q);
+	su_plan__free(a);
+	su_plan__free(b);
+	su_plan__free(c);
+	su_store__close(s);
+}
+
+/* A version of the older layout (a record per shard per version under
+ * v/DIR/NAME/meta, no index) as older writers left it: read as it is; the
+ * next publish writes every shard in the new layout, and the GC drops it. */
+static void layout1_version_reads_and_upgrades(void **state)
+{
+	struct su_store *s = store_open(1);
+	struct su_plan *a = plan_of(fleet_yaml, NULL, NOW), *b = next_plan(a, 1), *q;
+	static const char dir[] = "00000000000000000001.00000000000000aa";
+	struct su_shard *shards;
+	struct su_err err;
+	size_t n;
+	char *k;
+
+	assert_int_equal(su_layout__shards(a, &shards, &n), 0);
+	for (size_t i = 0; i < n; i++) {
+		char meta[200];
+
+		assert_true(shards[i].len < SU_STORE_CHUNK);
+		k = su_store__key(s, "v/%s/%s/0000", dir, shards[i].name);
+		assert_int_equal(su_etcd__put(su_store__etcd(s), k, shards[i].data, shards[i].len, 0, &err), 0);
+		free(k);
+		snprintf(meta, sizeof(meta), "softunicast-shard 1 %" PRIu64 " 1 %zu %016" PRIx64 " %s", a->serial,
+			 shards[i].len, su_layout__hash(shards[i].data, shards[i].len), dir);
+		k = su_store__key(s, "v/%s/%s/meta", dir, shards[i].name);
+		assert_int_equal(su_etcd__put(su_store__etcd(s), k, meta, strlen(meta), 0, &err), 0);
+		free(k);
+	}
+	su_layout__free(shards, n);
+	k = su_store__key(s, "history/%020" PRIu64, a->serial);
+	assert_int_equal(su_etcd__put(su_store__etcd(s), k, dir, strlen(dir), 0, &err), 0);
+	free(k);
+	k = su_store__key(s, "version");
+	assert_int_equal(su_etcd__put(su_store__etcd(s), k, "1 00000000000000000001.00000000000000aa", 39, 0, &err), 0);
+	free(k);
+	assert_int_equal(su_store__read(s, 0, SU_VIEW_SERVER, "cdg-s1", &q, NULL, &err), 0);
+	assert_int_equal(q->serial, a->serial);
+	su_plan__free(q);
+	assert_int_equal(su_store__read(s, 0, SU_VIEW_PLAN, NULL, &q, NULL, &err), 0);
+	assert_true(su_plan__equal(a, q));
+	su_plan__free(q);
+	assert_int_equal(su_store__publish(s, b, a->serial, &err), 0);
+	assert_int_equal(count_keys(s, "v/00000000000000000001."), 0); /* keep 1: dropped */
+	assert_int_equal(su_store__read(s, 0, SU_VIEW_SERVER, "cdg-s1", &q, NULL, &err), 0);
+	assert_int_equal(q->serial, b->serial);
+	su_plan__free(q);
+	assert_int_equal(su_store__read(s, 0, SU_VIEW_DC, "lhr", &q, NULL, &err), 0);
+	su_plan__free(q);
+	su_plan__free(a);
+	su_plan__free(b);
+	su_store__close(s);
+}
+
 /* A plan bigger than etcd's 1.5 MiB request limit goes in chunks. */
 static void big_plan_is_chunked(void **state)
 {
@@ -894,6 +993,8 @@ int main(void)
 		cmocka_unit_test(corrupt_shard_is_refused),
 		cmocka_unit_test(version_pointing_at_missing_shards),
 		cmocka_unit_test(uncommitted_version_is_never_read),
+		cmocka_unit_test(staged_records_are_skipped),
+		cmocka_unit_test(layout1_version_reads_and_upgrades),
 		cmocka_unit_test(big_plan_is_chunked),
 		cmocka_unit_test(small_change_rewrites_few_plan_parts),
 		cmocka_unit_test(unreachable_store_is_named),

@@ -389,7 +389,7 @@ void su_etcd_kv__free(struct su_etcd_kv *kv, size_t n)
 	free(kv);
 }
 
-static int decode_kv(json_t *j, struct su_etcd_kv *kv)
+int su_etcd__decode_kv(json_t *j, struct su_etcd_kv *kv)
 {
 	json_t *k = json_object_get(j, "key"), *v = json_object_get(j, "value");
 	size_t len;
@@ -442,7 +442,7 @@ int su_etcd__range(struct su_etcd *e, const char *key, const char *range_end, bo
 	if (json_array_size(arr)) {
 		*kvs = calloc(json_array_size(arr), sizeof(**kvs));
 		for (size_t i = 0; *kvs && i < json_array_size(arr); i++, (*n)++)
-			if (decode_kv(json_array_get(arr, i), &(*kvs)[i])) {
+			if (su_etcd__decode_kv(json_array_get(arr, i), &(*kvs)[i])) {
 				ret = su_err__set(err, EPROTO, "etcd://%s: %s: undecodable key-value",
 						  e->eps[e->cur], key);
 				break;

@@ -59,6 +59,9 @@ struct su_etcd_kv {
 	int64_t mod_revision, create_revision;
 };
 void su_etcd_kv__free(struct su_etcd_kv *kv, size_t n);
+/* One element of a reply's "kvs" array (base64 key and value decoded);
+ * -EPROTO if undecodable.  For callers that send their own kv/txn. */
+int su_etcd__decode_kv(json_t *j, struct su_etcd_kv *kv);
 
 /* Range [key, range_end) (range_end NULL: the one key; "" + prefix: use
  * su_etcd__prefix_end).  revision 0: latest.  *rev gets the store revision

@@ -4,6 +4,8 @@
  * DCs' slots are never its business.  An agent's view is one server's slots. */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -410,24 +412,74 @@ static int plan_parts(const struct su_plan *p, struct su_shard **v, size_t *n)
 	return add_shard(v, n, strdup("plan"), manifest, mlen);
 }
 
+static int dc_shards(const struct su_plan *p, struct su_shard **v, size_t *n)
+{
+	struct masks m = { 0 };
+	int ret = masks__alloc(&m, p);
+
+	for (uint32_t d = 0; !ret && d < p->n_dcs; d++)
+		ret = dc_shard(p, d, &m, v, n);
+	masks__free(&m);
+	return ret;
+}
+
+static int whole_shards(const struct su_plan *p, struct su_shard **v, size_t *n)
+{
+	int ret = plan_parts(p, v, n);
+
+	return ret ? ret : ranges_shard(p, v, n);
+}
+
+/* The three kinds of shards are cut side by side: each only reads the plan
+ * (the formatting keeps no state), and a publish waits for the slowest. */
+struct cut {
+	int (*fn)(const struct su_plan *p, struct su_shard **v, size_t *n);
+	const struct su_plan *p;
+	struct su_shard *v;
+	size_t n;
+	int ret;
+};
+
+static void *cut_main(void *arg)
+{
+	struct cut *c = arg;
+
+	c->ret = c->fn(c->p, &c->v, &c->n);
+	return NULL;
+}
+
 int su_layout__shards(const struct su_plan *p, struct su_shard **out, size_t *n_out)
 {
+	struct cut c[3] = { { whole_shards, p, NULL, 0, 0 }, { dc_shards, p, NULL, 0, 0 }, { server_shards, p, NULL, 0, 0 } };
+	pthread_t t[3];
+	bool started[3] = { false };
 	struct su_shard *v = NULL;
-	struct masks m = { 0 };
 	size_t n = 0;
-	int ret = plan_parts(p, &v, &n);
+	int ret = 0;
 
-	if (!ret)
-		ret = ranges_shard(p, &v, &n);
-	if (!ret)
-		ret = masks__alloc(&m, p);
-	for (uint32_t d = 0; !ret && d < p->n_dcs; d++)
-		ret = dc_shard(p, d, &m, &v, &n);
-	masks__free(&m);
-	if (!ret)
-		ret = server_shards(p, &v, &n);
+	for (int i = 1; i < 3; i++)
+		started[i] = !pthread_create(&t[i], NULL, cut_main, &c[i]);
+	for (int i = 0; i < 3; i++)
+		if (!started[i])
+			cut_main(&c[i]);
+	for (int i = 0; i < 3; i++) {
+		if (started[i])
+			pthread_join(t[i], NULL);
+		ret = ret ? ret : c[i].ret;
+	}
+	if (!ret && !(v = malloc((c[0].n + c[1].n + c[2].n + 1) * sizeof(*v))))
+		ret = -ENOMEM;
+	for (int i = 0; i < 3; i++) {
+		if (!ret) {
+			memcpy(v + n, c[i].v, c[i].n * sizeof(*v));
+			n += c[i].n;
+			free(c[i].v);
+		} else {
+			su_layout__free(c[i].v, c[i].n);
+		}
+	}
 	if (ret) {
-		su_layout__free(v, n);
+		free(v);
 		return ret;
 	}
 	*out = v;

@@ -278,10 +278,125 @@ int su_store__serial(struct su_store *s, uint64_t *serial, struct su_err *err)
 
 /* ---- reading shards ---------------------------------------------------------- */
 
-static int read_shard(struct su_store *s, const struct version *v, const char *name, char **data, size_t *len,
-		      struct su_err *err)
+/* Layout 2 (a DIR ending in KEPT_MARK): a shard's record is written once,
+ * by the version that changed it, at m/NAME#DIR, and outlives that version
+ * while a kept version uses it; version V's record of NAME is the newest
+ * committed one at or before V.DIR.  Layout 1 (older writers): a record
+ * per shard per version at v/DIR/NAME/meta. */
+#define KEPT_MARK "-r"
+
+static bool records_kept(const char *dir)
 {
-	char *meta = su_store__key(s, "v/%s/%s/meta", v->dir, name), *key = NULL, datadir[64] = "";
+	size_t n = strlen(dir);
+
+	return n > strlen(KEPT_MARK) && !strcmp(dir + n - strlen(KEPT_MARK), KEPT_MARK);
+}
+
+/* Layout 2: the newest records of NAME at or before v's DIR, and the
+ * staging marks, in one transaction (one snapshot): a record whose DIR
+ * still has its staging mark is a writer's that has not committed (or
+ * lost, or died) and is skipped.  A writer puts its mark before its
+ * records and removes it only by committing or after removing them. */
+#define RECORD_LOOKBACK 4
+
+static int find_record(struct su_store *s, const struct version *v, const char *name, struct su_etcd_kv *out,
+		       bool *missing, struct su_err *err)
+{
+	char *from = su_store__key(s, "m/%s#", name), *upto = su_store__key(s, "m/%s#%s", name, v->dir);
+	char *to = upto ? su_etcd__prefix_end(upto) : NULL, *sfrom = su_store__key(s, "staging/");
+	char *sto = sfrom ? su_etcd__prefix_end(sfrom) : NULL;
+	json_t *resp = NULL, *recs, *marks;
+	int ret;
+
+	if (!from || !to || !sto) {
+		ret = su_err__set(err, ENOMEM, "out of memory");
+		goto out;
+	}
+	ret = su_etcd__call(s->etcd, "kv/txn",
+			    json_pack("{s:[{s:{s:o,s:o,s:i,s:s,s:s}},{s:{s:o,s:o,s:b}}]}", "success", "request_range",
+				      "key", su_etcd__b64s(from), "range_end", su_etcd__b64s(to), "limit",
+				      RECORD_LOOKBACK, "sort_order", "DESCEND", "sort_target", "KEY", "request_range",
+				      "key", su_etcd__b64s(sfrom), "range_end", su_etcd__b64s(sto), "keys_only", 1),
+			    &resp, err);
+	if (ret)
+		goto out;
+	recs = json_object_get(json_object_get(json_array_get(json_object_get(resp, "responses"), 0), "response_range"),
+			       "kvs");
+	marks = json_object_get(json_object_get(json_array_get(json_object_get(resp, "responses"), 1), "response_range"),
+				"kvs");
+	ret = -ENOENT;
+	for (size_t i = 0; ret == -ENOENT && i < json_array_size(recs); i++) {
+		struct su_etcd_kv kv;
+		const char *dir;
+		bool staged = false;
+
+		if (su_etcd__decode_kv(json_array_get(recs, i), &kv)) {
+			ret = fail(s, err, EBADMSG, "key %s...: undecodable record", from);
+			break;
+		}
+		dir = kv.key + strlen(from);
+		for (size_t k = 0; !staged && k < json_array_size(marks); k++) {
+			struct su_etcd_kv m;
+
+			if (!su_etcd__decode_kv(json_array_get(marks, k), &m)) {
+				staged = !strcmp(m.key + strlen(sfrom), dir) && strcmp(dir, v->dir);
+				free(m.key);
+				free(m.value);
+			}
+		}
+		if (!staged && !strchr(dir, '/') && !strchr(dir, '#')) {
+			*out = kv;
+			ret = 0;
+		} else {
+			free(kv.key);
+			free(kv.value);
+		}
+	}
+	if (ret == -ENOENT) {
+		*missing = true;
+		ret = fail(s, err, EBADMSG, "key %s missing: version %" PRIu64 " has no record of shard %s (meta missing)",
+			   upto, v->serial, name);
+	}
+out:
+	json_decref(resp);
+	free(from);
+	free(upto);
+	free(to);
+	free(sfrom);
+	free(sto);
+	return ret;
+}
+
+/* The record of shard NAME in version v, either layout.  *missing: there is
+ * none (no such shard, or a broken version). */
+static int shard_record(struct su_store *s, const struct version *v, const char *name, struct su_etcd_kv *kv,
+			bool *missing, struct su_err *err)
+{
+	char *meta;
+	struct su_err e;
+	int ret;
+
+	*missing = false;
+	if (records_kept(v->dir))
+		return find_record(s, v, name, kv, missing, err);
+	if (!(meta = su_store__key(s, "v/%s/%s/meta", v->dir, name)))
+		return su_err__set(err, ENOMEM, "out of memory");
+	ret = su_etcd__get(s->etcd, meta, kv, NULL, &e);
+	if (ret == -ENOENT) {
+		*missing = true;
+		ret = fail(s, err, EBADMSG, "key %s missing: version %" PRIu64 " points at shards that are not there",
+			   meta, v->serial);
+	} else if (ret) {
+		ret = su_err__set(err, -ret, "%s", e.msg);
+	}
+	free(meta);
+	return ret;
+}
+
+static int read_shard_x(struct su_store *s, const struct version *v, const char *name, char **data, size_t *len,
+			bool *missing, struct su_err *err)
+{
+	char *key = NULL, datadir[64] = "";
 	uint64_t serial, bytes, hash;
 	unsigned chunks;
 	struct cached *hit;
@@ -289,25 +404,21 @@ static int read_shard(struct su_store *s, const struct version *v, const char *n
 	struct su_err e;
 	char *buf = NULL;
 	size_t have = 0;
+	bool kept = records_kept(v->dir), ok;
 	int ret;
 
 	*data = NULL;
-	if (!meta)
-		return su_err__set(err, ENOMEM, "out of memory");
-	ret = su_etcd__get(s->etcd, meta, &kv, NULL, &e);
-	if (ret == -ENOENT) {
-		ret = fail(s, err, EBADMSG, "key %s missing: version %" PRIu64 " points at shards that are not there",
-			   meta, v->serial);
-		goto out;
-	}
-	if (ret) {
-		ret = su_err__set(err, -ret, "%s", e.msg);
-		goto out;
-	}
-	/* DATADIR: where the chunks are, an older version's when unchanged. */
-	ret = sscanf(kv.value, "softunicast-shard 1 %" SCNu64 " %u %" SCNu64 " %" SCNx64 " %63s", &serial, &chunks,
-		     &bytes, &hash, datadir) == 5 && serial == v->serial && bytes < (1ull << 32) ? 0 :
-		fail(s, err, EBADMSG, "key %s: bad shard record '%.60s'", meta, kv.value);
+	if ((ret = shard_record(s, v, name, &kv, missing, err)))
+		return ret;
+	/* DATADIR: where the chunks are, an older version's when unchanged
+	 * (layout 2: always the version that wrote the record, named in its key). */
+	ok = sscanf(kv.value, "softunicast-shard 1 %" SCNu64 " %u %" SCNu64 " %" SCNx64 " %63s", &serial, &chunks, &bytes,
+		    &hash, datadir) == 5 && bytes < (1ull << 32);
+	if (ok && kept)
+		ok = serial <= v->serial && !strcmp(datadir, strrchr(kv.key, '#') + 1);
+	else if (ok)
+		ok = serial == v->serial;
+	ret = ok ? 0 : fail(s, err, EBADMSG, "key %s: bad shard record '%.60s'", kv.key, kv.value);
 	free(kv.key);
 	free(kv.value);
 	if (!ret && (hit = cache_find(s, name, hash, bytes)) && (buf = malloc(bytes + 1))) {
@@ -345,7 +456,7 @@ static int read_shard(struct su_store *s, const struct version *v, const char *n
 	}
 	if (!ret && (have != bytes || su_layout__hash(buf, have) != hash))
 		ret = fail(s, err, EBADMSG, "key %s: shard corrupt (%zu bytes, checksum mismatch); not applied",
-			   key ? key : meta, have);
+			   key ? key : name, have);
 	if (!ret) {
 		buf[have] = '\0';
 		s->downloaded += have;
@@ -357,8 +468,15 @@ static int read_shard(struct su_store *s, const struct version *v, const char *n
 out:
 	free(buf);
 	free(key);
-	free(meta);
 	return ret;
+}
+
+static int read_shard(struct su_store *s, const struct version *v, const char *name, char **data, size_t *len,
+		      struct su_err *err)
+{
+	bool missing;
+
+	return read_shard_x(s, v, name, data, len, &missing, err);
 }
 
 /* Parses a shard and checks it is of the version that pointed at it. */
@@ -395,10 +513,12 @@ static int read_dc_view(struct su_store *s, const struct version *v, const char 
 		return su_err__set(err, ENOMEM, "out of memory");
 	/* The shared shard first: when it is missing, the version is broken,
 	 * whereas a missing DC shard means no such DC. */
+	bool missing = false;
+
 	ret = read_shard(s, v, "ranges", &ranges, &rlen, err);
 	if (!ret)
-		ret = read_shard(s, v, name, &text, &len, err);
-	if (ret == -EBADMSG && strstr(err ? err->msg : "", "/meta missing") && ranges)
+		ret = read_shard_x(s, v, name, &text, &len, &missing, err);
+	if (ret == -EBADMSG && missing && ranges)
 		ret = fail(s, err, ENOENT, "no data center '%s' in plan serial %" PRIu64, dc, v->serial);
 	snprintf(where, sizeof(where), "%s: %s/v/%s/%s", s->url, s->prefix, v->dir, name);
 	if (!ret && (ret = su_layout__dc_view(text, len, ranges, rlen, dc, where, out, err)) == -EINVAL)
@@ -452,15 +572,14 @@ static int read_plan_text(struct su_store *s, const struct version *v, char **da
 
 static bool shard_exists(struct su_store *s, const struct version *v, const char *name)
 {
-	char *meta = su_store__key(s, "v/%s/%s/meta", v->dir, name);
 	struct su_etcd_kv kv;
-	bool yes = meta && !su_etcd__get(s->etcd, meta, &kv, NULL, NULL);
+	bool missing;
+	bool yes = !shard_record(s, v, name, &kv, &missing, NULL);
 
 	if (yes) {
 		free(kv.key);
 		free(kv.value);
 	}
-	free(meta);
 	return yes;
 }
 
@@ -471,7 +590,7 @@ static int read_etcd(struct su_store *s, uint64_t serial, enum su_view view, con
 	char *name = NULL, *text = NULL;
 	size_t len = 0;
 	int ret = serial ? history_dir(s, serial, &v, err) : read_version(s, &v, err);
-
+	bool missing = false;
 	uint64_t before = s->downloaded;
 
 	if (ret)
@@ -484,8 +603,9 @@ static int read_etcd(struct su_store *s, uint64_t serial, enum su_view view, con
 	}
 	if (asprintf(&name, "%s%s", view == SU_VIEW_SERVER ? "server/" : "plan", view == SU_VIEW_SERVER ? vname : "") < 0)
 		return su_err__set(err, ENOMEM, "out of memory");
-	ret = view == SU_VIEW_PLAN ? read_plan_text(s, &v, &text, &len, err) : read_shard(s, &v, name, &text, &len, err);
-	if (ret == -EBADMSG && view == SU_VIEW_SERVER && strstr(err ? err->msg : "", "/meta missing") &&
+	ret = view == SU_VIEW_PLAN ? read_plan_text(s, &v, &text, &len, err) :
+				     read_shard_x(s, &v, name, &text, &len, &missing, err);
+	if (ret == -EBADMSG && view == SU_VIEW_SERVER && missing &&
 	    shard_exists(s, &v, "ranges"))
 		ret = fail(s, err, ENOENT, "no active server '%s' in plan serial %" PRIu64, vname, v.serial);
 	if (!ret)
@@ -673,25 +793,31 @@ static int batch__put(struct batch *b, char *key, const void *val, size_t len, s
 }
 
 /* Chunks under datadir/NAME only when datadir is this version's dir; an
- * unchanged shard points at the older version's chunks. */
+ * unchanged shard points at the older version's chunks.  Layout 2 writes a
+ * record only with the chunks (an unchanged shard costs nothing); layout 1
+ * wrote one per shard per version. */
 static int write_shard(struct batch *b, const char *dir, const char *datadir, uint64_t serial,
 		       const struct su_shard *sh, uint64_t hash, struct su_err *err)
 {
 	unsigned chunks = (unsigned)((sh->len + SU_STORE_CHUNK - 1) / SU_STORE_CHUNK);
+	bool changed = !strcmp(dir, datadir);
 	char meta[200];
 	int ret = 0;
 
-	for (unsigned c = 0; !ret && !strcmp(dir, datadir) && c < chunks; c++) {
+	for (unsigned c = 0; !ret && changed && c < chunks; c++) {
 		size_t off = (size_t)c * SU_STORE_CHUNK, n = sh->len - off < SU_STORE_CHUNK ? sh->len - off : SU_STORE_CHUNK;
 
 		ret = batch__put(b, su_store__key(b->s, "v/%s/%s/%04u", dir, sh->name, c), sh->data + off, n, err);
 	}
+	if (ret || (records_kept(dir) && !changed))
+		return ret;
 	snprintf(meta, sizeof(meta), "softunicast-shard 1 %" PRIu64 " %u %zu %016" PRIx64 " %s", serial, chunks, sh->len,
 		 hash, datadir);
-	/* The meta record last: a reader finding it finds every chunk. */
-	if (!ret)
-		ret = batch__put(b, su_store__key(b->s, "v/%s/%s/meta", dir, sh->name), meta, strlen(meta), err);
-	return ret;
+	/* The record last: a reader finding it finds every chunk (the batch
+	 * may reorder, but nothing is read before the commit). */
+	if (records_kept(dir))
+		return batch__put(b, su_store__key(b->s, "m/%s#%s", sh->name, dir), meta, strlen(meta), err);
+	return batch__put(b, su_store__key(b->s, "v/%s/%s/meta", dir, sh->name), meta, strlen(meta), err);
 }
 
 /* A version's index: "NAME HASH BYTES DATADIR" per shard, for the next
@@ -743,8 +869,10 @@ static int index__read(struct su_store *s, const struct version *v, struct index
 	memset(x, 0, sizeof(*x));
 	if (!v->serial)
 		return 0;
-	ret = read_shard(s, v, "index", &text, &len, err);
-	if (ret == -EBADMSG && strstr(err ? err->msg : "", "/meta missing"))
+	bool missing;
+
+	ret = read_shard_x(s, v, "index", &text, &len, &missing, err);
+	if (ret == -EBADMSG && missing)
 		ret = 0; /* older layout: nothing to share */
 	if (!ret && text)
 		ret = index__parse(x, text);
@@ -811,11 +939,42 @@ out:
 	return ret;
 }
 
+/* Layout 2: the records DIR wrote, wherever their shard names put them (a
+ * scan of the record keys: only for a writer that lost or died). */
+static int delete_records(struct su_store *s, const char *dir, struct su_err *err)
+{
+	char *from = su_store__key(s, "m/"), *to = from ? su_etcd__prefix_end(from) : NULL;
+	struct su_etcd_kv *kvs = NULL;
+	size_t n = 0, dl = strlen(dir);
+	struct batch b = { .s = s, .ops = json_array() };
+	int ret = !to || !b.ops ? -ENOMEM : su_etcd__range(s->etcd, from, to, true, 0, &kvs, &n, NULL, err);
+
+	for (size_t i = 0; !ret && i < n; i++) {
+		size_t kl = strlen(kvs[i].key);
+
+		if (kl <= dl + 1 || kvs[i].key[kl - dl - 1] != '#' || strcmp(kvs[i].key + kl - dl, dir))
+			continue;
+		if (json_array_size(b.ops) + 1 > SU_STORE_TXN_OPS)
+			ret = batch__flush(&b, err);
+		if (!ret)
+			json_array_append_new(b.ops, delete_op(kvs[i].key));
+	}
+	ret = batch__finish(&b, !ret, err) ?: ret;
+	su_etcd_kv__free(kvs, n);
+	free(from);
+	free(to);
+	return ret;
+}
+
+/* Everything of DIR, its staging mark last (readers skip records whose
+ * DIR still has a mark). */
 static int delete_dir(struct su_store *s, const char *dir, struct su_err *err)
 {
 	char *p = su_store__key(s, "v/%s/", dir), *mark = su_store__key(s, "staging/%s", dir);
 	int ret = p && mark ? su_etcd__delete_prefix(s->etcd, p, err) : -ENOMEM;
 
+	if (!ret) /* by DIR's name, not its mark: debris may be of any layout */
+		ret = delete_records(s, dir, err);
 	if (!ret)
 		ret = su_etcd__delete_prefix(s->etcd, mark, err);
 	free(p);
@@ -837,27 +996,38 @@ static int drop_version(struct su_store *s, const struct version *d, const struc
 		ret = delete_dir(s, d->dir, err);
 	for (size_t i = 0; !ret && i < x.n; i++) {
 		const struct ientry *k = index__get(kept, x.v[i].name);
-		bool used = k && !strcmp(k->datadir, d->dir);
+		bool used = k && !strcmp(k->datadir, d->dir), mine = !strcmp(x.v[i].datadir, d->dir);
+
+		/* Layout 2: D holds only the records and chunks it wrote. */
+		if (records_kept(d->dir) && (used || !mine))
+			continue;
 		char *key = su_store__key(s, "v/%s/%s/%s", d->dir, x.v[i].name, used ? "meta" : "");
 		char *end = key && !used ? su_etcd__prefix_end(key) : NULL;
+		char *rec = records_kept(d->dir) ? su_store__key(s, "m/%s#%s", x.v[i].name, d->dir) : NULL;
 
-		if (!key || (!used && !end) || !b.ops)
+		if (!key || (!used && !end) || !b.ops || (records_kept(d->dir) && !rec))
 			ret = su_err__set(err, ENOMEM, "out of memory");
-		else if (json_array_size(b.ops) + 1 > SU_STORE_TXN_OPS)
+		else if (json_array_size(b.ops) + 2 > SU_STORE_TXN_OPS)
 			ret = batch__flush(&b, err);
 		if (!ret)
 			json_array_append_new(b.ops, json_pack("{s:{s:o,s:o*}}", "request_delete_range", "key",
 							       su_etcd__b64s(key), "range_end",
 							       end ? su_etcd__b64s(end) : NULL));
+		if (!ret && rec)
+			json_array_append_new(b.ops, delete_op(rec));
+		free(rec);
 		free(key);
 		free(end);
 	}
 	ret = batch__finish(&b, !ret, err) ?: ret;
 	if (!ret && x.n) {
-		char *ixp = su_store__key(s, "v/%s/index/", d->dir);
+		char *ixp = su_store__key(s, "v/%s/index/", d->dir), *ixr = su_store__key(s, "m/index#%s", d->dir);
 
-		ret = ixp ? su_etcd__delete_prefix(s->etcd, ixp, err) : -ENOMEM;
+		ret = ixp && ixr ? su_etcd__delete_prefix(s->etcd, ixp, err) : -ENOMEM;
+		if (!ret && records_kept(d->dir))
+			ret = su_etcd__delete_prefix(s->etcd, ixr, err);
 		free(ixp);
+		free(ixr);
 	}
 	index__free(&x);
 	return ret;
@@ -943,7 +1113,9 @@ static int write_version(struct su_store *s, const struct version *cur, const st
 
 	if (ret)
 		ret = fail(s, err, -ret, "cutting plan serial %" PRIu64 " into shards: %s", p->serial, strerror(-ret));
-	if (!ret)
+	/* Sharing needs the previous version's records to outlive it: only
+	 * layout 2 has that; after a layout-1 version every shard is written. */
+	if (!ret && records_kept(cur->dir))
 		ret = index__read(s, cur, &prev, err);
 	/* The staging mark first: if we die, the next writer's GC finds the debris. */
 	if (!ret) {
@@ -987,7 +1159,7 @@ static int publish_etcd(struct su_store *s, const struct su_plan *p, uint64_t ex
 			    cur.serial);
 	if (getentropy(&nonce, sizeof(nonce)))
 		nonce = (uint64_t)getpid() << 32 ^ (uint64_t)time(NULL);
-	snprintf(dir, sizeof(dir), "%020" PRIu64 ".%016" PRIx64, p->serial, nonce);
+	snprintf(dir, sizeof(dir), "%020" PRIu64 ".%016" PRIx64 KEPT_MARK, p->serial, nonce);
 	ret = write_version(s, &cur, p, dir, extra, n_extra, err);
 	if (!ret)
 		ret = commit(s, &cur, p->serial, dir, &won, err);
@@ -1063,8 +1235,10 @@ int su_store__read_shard(struct su_store *s, uint64_t serial, const char *name, 
 	ret = serial ? history_dir(s, serial, &v, err) : read_version(s, &v, err);
 	if (ret)
 		return ret;
-	ret = read_shard(s, &v, name, data, len, err);
-	if (ret == -EBADMSG && strstr(err ? err->msg : "", "/meta missing") && shard_exists(s, &v, "ranges"))
+	bool missing;
+
+	ret = read_shard_x(s, &v, name, data, len, &missing, err);
+	if (ret == -EBADMSG && missing && shard_exists(s, &v, "ranges"))
 		ret = fail(s, err, ENOENT, "plan serial %" PRIu64 " has no %s", v.serial, name);
 	return ret;
 }

@@ -7,9 +7,15 @@
  *   PREFIX/version               "SERIAL DIR": the committed version
  *   PREFIX/history/SERIAL        "DIR" of each kept committed version
  *   PREFIX/staging/DIR           present while a writer writes DIR (GC cleans)
- *   PREFIX/v/DIR/NAME/meta       "softunicast-shard 1 SERIAL CHUNKS BYTES FNV1A64"
+ *   PREFIX/m/NAME#DIR            "softunicast-shard 1 SERIAL CHUNKS BYTES FNV1A64 DIR":
+ *                                the record of shard NAME, written only by the
+ *                                version DIR that changed it; version V's is the
+ *                                newest committed one at or before V's DIR
  *   PREFIX/v/DIR/NAME/NNNN       chunk NNNN of shard NAME (<= 1 MiB each)
- * with DIR = SERIAL.NONCE (20 + 16 digits, so two writers never share one)
+ * with DIR = SERIAL.NONCE-r (20 + 16 digits, so two writers never share one;
+ * "-r": this layout).  Older writers' versions (DIR without "-r") keep a
+ * record per shard per version at PREFIX/v/DIR/NAME/meta; they are still
+ * read, and the next publish rewrites every shard in this layout.
  * and shards NAME = plan (the whole snapshot, for the tools: a manifest
  * "softunicast-parts 1" naming its parts plan/head and plan/IP, so that a
  * small change rewrites a few parts, see layout.c), ranges (which
