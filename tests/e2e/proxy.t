@@ -6,6 +6,7 @@
 #                                                    o0 10.99.0.21 client "from GB"
 #                                                    o0 10.99.0.22 client "from FR"
 #                                                    o0 10.99.0.23 client, no country
+#                                                    o0 10.99.0.25/.26 clients "from GB/FR" (.mmdb)
 #                                                    lo 192.0.2.80 origin (whoami), 192.0.2.53 DNS
 # As in agent.t, replies to the egress prefixes come back only through the
 # GUE stand-in and the agent's decap, so every answer proves the egress path.
@@ -24,7 +25,7 @@ N=0 FAILS=0
 
 skip_all() { echo "1..0 # SKIP $*"; rm -rf "$T"; exit 0; }
 [ "$(id -u)" = 0 ] || skip_all "needs root (network namespaces, XDP, nftables)"
-for c in ip nft python3 curl; do
+for c in ip nft python3 curl perl; do
 	command -v $c >/dev/null || skip_all "$c not installed"
 done
 [ -c /dev/net/tun ] || skip_all "no /dev/net/tun for the stand-in router"
@@ -71,7 +72,7 @@ in_slice() { local r; r=$(slice_of "${1%%:*}"); [ -n "$r" ] && [ "${1##*:}" -ge 
 ip link add s0 netns $S type veth peer name o0 netns $O
 xs ip link set lo up; xs ip link set s0 up; xs ip addr add 10.99.0.2/24 dev s0
 xo ip link set lo up; xo ip link set o0 up; xo ip addr add 10.99.0.1/24 dev o0
-for a in 21 22 23 24; do xo ip addr add 10.99.0.$a/24 dev o0; done
+for a in 21 22 23 24 25 26; do xo ip addr add 10.99.0.$a/24 dev o0; done
 for a in 80 53; do xo ip addr add 192.0.2.$a/32 dev lo; done
 xs ip route add default via 10.99.0.1
 
@@ -106,6 +107,7 @@ DNS_IP=$(awk '$1=="egress" && $6 ~ /service=dns/ {print $2}' "$RUN/assignment")
 
 # ---- origins ---------------------------------------------------------------
 bgx $O $P whoami 192.0.2.80:80
+bgx $O $P whoami 192.0.2.80:81
 bgx $O $P dns 192.0.2.53:53 "$T/dns.log"
 bgx $O $P udp-echo 192.0.2.80:7
 wait_for "xo ss -ltn | grep -q 192.0.2.80:80"
@@ -117,11 +119,16 @@ cat >"$T/geo.csv" <<'CSV'
 10.99.0.22/32,FR,FR-IDF,Paris,
 10.99.0.24/32,DE,,,
 CSV
+# a MaxMind database (GeoIP2-Country shape) written with Debian's
+# MaxMind::DB::Writer; .21 says FR there, but the CSV (GB) wins
+perl "$ROOT/tests/e2e/lib/mmdb_write.pl" "$T/geo.mmdb" 10.99.0.25/32=GB 10.99.0.26/32=FR 10.99.0.21/32=FR 2>"$T/mmdb.err"
+ok $? "a test .mmdb is written (tests/e2e/lib/mmdb_write.pl)" "$(cat "$T/mmdb.err")"
 cat >"$T/proxy.conf" <<EOF
 listen 10.99.0.2:1080
 assignment $RUN/assignment
 access-log $T/access.log
 geo-csv $T/geo.csv
+geo-mmdb $T/geo.mmdb
 base-tags service=warp
 user alice s3cret service=warp,country=FR
 user-tags yes
@@ -134,6 +141,11 @@ allow 10.99.0.0/24
 EOF
 xs $SU proxy --config "$T/proxy.conf" --check >/dev/null 2>&1
 ok $? "proxy --check accepts the configuration"
+head -c 3000 /dev/urandom >"$T/bad.mmdb"
+printf 'listen 10.99.0.2:1080\ngeo-mmdb %s\n' "$T/bad.mmdb" >"$T/badmm.conf"
+ERR=$(xs $SU proxy --config "$T/badmm.conf" --check 2>&1); RC=$?
+is "$RC" 3 "geolocation: a file that is no MaxMind DB is refused by --check (exit 3)"
+like "$ERR" "bad.mmdb: " "  the error names the file"
 printf 'listen 10.99.0.2:1080\nmax-connections lots\n' >"$T/bad.conf"
 ERR=$(xs $SU proxy --config "$T/bad.conf" --check 2>&1); RC=$?
 is "$RC" 3 "a malformed configuration exits 3"
@@ -146,10 +158,16 @@ ok $? "proxy listens" "$(cat "$T/proxy.err")"
 
 # ---- step 1: tags per connection -----------------------------------------
 OUT=$(cu 10.99.0.21 --socks5-hostname 10.99.0.2:1080 http://origin.test/ 2>&1)
-is "$(eip "$OUT")" "$GB_IP" "socks5 client from GB (geolocation): egress IP tagged GB"
+is "$(eip "$OUT")" "$GB_IP" "socks5 client from GB (geolocation; the CSV wins over the .mmdb's FR): egress IP tagged GB"
 in_slice "$OUT"; ok $? "  its source port lies in this server's slice" "$OUT"
 OUT=$(cu 10.99.0.22 --socks5-hostname 10.99.0.2:1080 http://origin.test/ 2>&1)
 is "$(eip "$OUT")" "$FR_IP" "socks5 client from FR (geolocation): egress IP tagged FR"
+OUT=$(cu 10.99.0.25 --socks5-hostname 10.99.0.2:1080 http://origin.test/ 2>&1)
+is "$(eip "$OUT")" "$GB_IP" "geolocation from the .mmdb (country.iso_code GB): egress IP tagged GB"
+OUT=$(cu 10.99.0.26 -p -x http://10.99.0.2:1080 http://origin.test/ 2>&1)
+is "$(eip "$OUT")" "$FR_IP" "geolocation from the .mmdb (FR), HTTP CONNECT: egress IP tagged FR"
+grep -q "client=10.99.0.26:.*tags=service=warp,country=FR" "$T/access.log"
+ok $? "  logged with the tags the .mmdb gave" "$(tail -2 "$T/access.log")"
 OUT=$(cu 10.99.0.21 --socks5 10.99.0.2:1080 http://192.0.2.80/ 2>&1)
 is "$(eip "$OUT")" "$GB_IP" "socks5 with an IPv4 target"
 OUT=$(cu 10.99.0.21 --proxy socks5h://alice:s3cret@10.99.0.2:1080 http://origin.test/ 2>&1)
@@ -287,6 +305,46 @@ kill $H1 $H2 2>/dev/null; wait $H1 $H2 2>/dev/null
 grep -q "result=connection-limit" "$T/acl.log"; ok $? "  and logged as connection-limit" "$(cat "$T/acl.log" "$T/proxy2.err")"
 
 
+# ---- exhausted slice: every port toward one destination in use -------------
+# A third proxy reads an assignment whose GB slice is cut to two ports; two
+# relayed connections to 192.0.2.80:81 (a fresh destination: no TIME_WAIT
+# from earlier cases) hold both, so the next one to that destination must get
+# its protocol's "exhausted" error, a log line and leave no descriptor.
+awk -v ip="$GB_IP" '$1 == "egress" && $2 == ip {$4 = $3 + 1} {print}' "$RUN/assignment" >"$T/tiny.assignment"
+printf 'listen 10.98.0.3:1081\nassignment %s\naccess-log %s\ndefault-tags service=warp,country=GB\ndns-server 192.0.2.53\ndns-tags service=dns\nhandshake-timeout-ms 2000\n' \
+	"$T/tiny.assignment" "$T/ex.log" >"$T/ex.conf"
+bgx $S $SU proxy --config "$T/ex.conf" 2>"$T/proxy3.err"
+PROXY3=$!
+wait_for "xs ss -ltn | grep -q 10.98.0.3:1081"
+ok $? "a proxy with a two-port GB slice listens" "$(cat "$T/proxy3.err")"
+sleep 0.3
+FD3=$(ls /proc/$PROXY3/fd 2>/dev/null | wc -l)
+CONN81=05010005010001c00002500051   # SOCKS5 no auth, CONNECT 192.0.2.80:81
+xo $P raw 10.98.0.3:1081 $CONN81 8 10.99.0.21 >"$T/ex1.out" & X1=$!
+xo $P raw 10.98.0.3:1081 $CONN81 8 10.99.0.21 >"$T/ex2.out" & X2=$!
+held81() { [ "$(xs ss -Htn state established dst 192.0.2.80:81 | wc -l)" -ge 2 ]; }
+wait_for held81 300
+ok $? "two relayed connections hold both ports of the slice toward 192.0.2.80:81" "$(xs ss -tn dst 192.0.2.80:81)"
+is "$(xo $P raw 10.98.0.3:1081 $CONN81 2 10.99.0.21)" "050005010001000000000000 closed" \
+	"slice exhausted: SOCKS5 reply 0x01 (general failure), closed"
+is "$(xo $P raw 10.98.0.3:1081 04010051c000025000 2 10.99.0.21)" "005b000000000000 closed" \
+	"slice exhausted: SOCKS4 reply 91 (rejected), closed"
+OUT=$(cu 10.99.0.21 -D - -o /dev/null -p -x http://10.98.0.3:1081 http://192.0.2.80:81/ 2>&1)
+like "$OUT" "HTTP/1.1 503" "slice exhausted: HTTP CONNECT 503"
+like "$OUT" "X-Softunicast-Error: slice-exhausted" "  with the reason header"
+OUT=$(cu 10.99.0.21 -D - -o /dev/null -x http://10.98.0.3:1081 http://192.0.2.80:81/ 2>&1)
+like "$OUT" "HTTP/1.1 503" "slice exhausted: plain HTTP GET 503"
+like "$OUT" "X-Softunicast-Error: slice-exhausted" "  with the reason header"
+OUT=$(cu 10.99.0.21 --socks5 10.98.0.3:1081 http://192.0.2.80:80/ 2>&1)
+is "$(eip "$OUT")" "$GB_IP" "another destination still gets a port of the same two"
+is "$(grep -c "target=192.0.2.80:81 .*result=slice-exhausted" "$T/ex.log")" 4 \
+	"every exhausted request is logged as slice-exhausted" "$(cat "$T/ex.log")"
+wait $X1 $X2
+like "$(cat "$T/ex1.out")" "^050005000001" "  the two holders had been relayed"
+sleep 0.5
+is "$(ls /proc/$PROXY3/fd 2>/dev/null | wc -l)" "$FD3" "no descriptor leaked after the exhausted-slice cases"
+kill -TERM $PROXY3; wait $PROXY3; is $? 0 "  and that proxy exits 0"
+
 # ---- graceful SIGTERM: stop accepting, drain, exit ---------------------------
 # a relayed connection (SOCKS5 CONNECT 192.0.2.80:80) held open for 3 s
 xo $P raw 10.98.0.3:1080 05010005010001c00002500050 3 10.99.0.21 >"$T/held.out" &
@@ -301,8 +359,8 @@ like "$(cat "$T/held.out")" "^050005000001" "  the drained connection had been r
 wait $PROXY2; is $? 0 "  then the proxy exits 0"
 kill -TERM $PROXY; wait $PROXY; RC=$?
 is "$RC" 0 "the main proxy exits 0 on SIGTERM (under make asan: no leak)"
-! grep -E "ERROR: AddressSanitizer|runtime error|LeakSanitizer" "$T/proxy.err" "$T/proxy2.err"
-ok $? "no sanitizer report from either proxy" "$(grep -h -A5 -E "Sanitizer|runtime error" "$T/proxy.err" "$T/proxy2.err" | head -20)"
+! grep -E "ERROR: AddressSanitizer|runtime error|LeakSanitizer" "$T/proxy.err" "$T/proxy2.err" "$T/proxy3.err"
+ok $? "no sanitizer report from the proxies" "$(grep -h -A5 -E "Sanitizer|runtime error" "$T/proxy.err" "$T/proxy2.err" "$T/proxy3.err" | head -20)"
 
 echo "1..$N"
 [ "$FAILS" = 0 ]
