@@ -56,6 +56,8 @@ default-tags service=warp,country=GB
 max-connections 100000
 max-per-client 100000
 EOF
+sed -e 's/:1080$/:1085/' "$T/proxy.conf" >"$T/proxy-buffered.conf"
+echo "splice no" >>"$T/proxy-buffered.conf"
 cat >"$T/danted.conf" <<EOF
 logoutput: /dev/null
 internal: 10.0.0.1 port = 1081
@@ -128,8 +130,10 @@ want direct && measure direct direct 10.0.0.1:1 "$$"
 run_peer splice plain 1084 $GEN splice 10.0.0.1:1084 $ORIGIN
 run_peer softunicast socks5 1080 $SU proxy --config "$T/proxy.conf"
 run_peer su-http http 1080 $SU proxy --config "$T/proxy.conf"
+run_peer su-buffered socks5 1085 $SU proxy --config "$T/proxy-buffered.conf"
 command -v danted >/dev/null && run_peer dante socks5 1081 danted -f "$T/danted.conf"
 command -v microsocks >/dev/null && run_peer microsocks socks5 1082 microsocks -i 10.0.0.1 -p 1082
 command -v tinyproxy >/dev/null && run_peer tinyproxy http 1083 tinyproxy -d -c "$T/tinyproxy.conf"
 echo "(direct: the load generator straight to the origin; splice: a thread-per-direction"
-echo " splice(2) relay, the ceiling; su-http: softunicast proxy through HTTP CONNECT)"
+echo " splice(2) relay, the ceiling; su-http: softunicast proxy through HTTP CONNECT;"
+echo " su-buffered: softunicast proxy with 'splice no', the bufferevent relay)"
