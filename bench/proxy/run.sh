@@ -100,13 +100,8 @@ printf '%-12s %10s %10s %10s %10s %10s %10s\n' peer "conn/s" "Gb/s x1" "Gb/s x64
 gen() { x timeout $((SECS + 20)) $GEN "$@" || echo "- - -"; }
 measure() { # measure NAME MODE PROXY PID
 	local name=$1 mode=$2 proxy=$3 pid=$4 rate b1 b64 b1k t0 t1 bytes cpu r0 r1 idle
-	rate=$(gen rate "$mode" "$proxy" $ORIGIN 64 "$SECS" | awk '{print $1}')
-	b1=$(gen bulk "$mode" "$proxy" $ORIGIN 1 "$SECS" | awk '{print $1}')
-	t0=$(ticks "$pid")
-	read -r b64 bytes < <(gen bulk "$mode" "$proxy" $ORIGIN 64 "$SECS" | awk '{sub("bytes=", "", $3); print $1, $3}')
-	t1=$(ticks "$pid")
-	b1k=$(gen bulk "$mode" "$proxy" $ORIGIN 1024 "$SECS" | awk '{print $1}')
-	cpu=$(awk -v t=$((t1 - t0)) -v hz="$HZ" -v b="${bytes:-0}" 'BEGIN {b += 0; if (b > 0) printf "%.2f", t / hz / (b / 1e9); else printf "-"}')
+	# memory first, on the fresh process: after the bulk runs its heap keeps
+	# freed memory that new connections reuse, and the growth reads ~0
 	if [ "$mode" = direct ]; then idle=-; else
 		r0=$(rss "$pid")
 		# the holder keeps its 1000 connections until its stdin (a FIFO
@@ -123,7 +118,16 @@ measure() { # measure NAME MODE PROXY PID
 		wait $ipid 2>/dev/null
 		idle=$(awk -v a="$r0" -v b="$r1" -v n="${held:-0}" 'BEGIN {if (n + 0 > 0) printf "%.1f", (b - a) / n; else printf "-"}')
 	fi
+	rate=$(gen rate "$mode" "$proxy" $ORIGIN 64 "$SECS" | awk '{print $1}')
+	b1=$(gen bulk "$mode" "$proxy" $ORIGIN 1 "$SECS" | awk '{print $1}')
+	t0=$(ticks "$pid")
+	read -r b64 bytes < <(gen bulk "$mode" "$proxy" $ORIGIN 64 "$SECS" | awk '{sub("bytes=", "", $3); print $1, $3}')
+	t1=$(ticks "$pid")
+	b1k=$(gen bulk "$mode" "$proxy" $ORIGIN 1024 "$SECS" | awk '{print $1}')
+	cpu=$(awk -v t=$((t1 - t0)) -v hz="$HZ" -v b="${bytes:-0}" 'BEGIN {b += 0; if (b > 0) printf "%.2f", t / hz / (b / 1e9); else printf "-"}')
 	printf '%-12s %10s %10s %10s %10s %10s %10s\n' "$name" "$rate" "$b1" "$b64" "$b1k" "$cpu" "$idle"
+	# a row of zeros: say what the peer said
+	[ "${rate:-0}" != 0 ] || tail -3 "$T/$name.log" 2>/dev/null | sed "s/^/    $name: /"
 }
 want() { [ -z "$ONLY" ] || [[ ",$ONLY," == *",$1,"* ]]; }
 run_peer() { # run_peer NAME MODE PORT COMMAND...
