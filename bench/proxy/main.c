@@ -28,6 +28,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -222,8 +223,13 @@ static int dial(void)
 {
 	int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
 	uint8_t b[64];
+	/* a stalled relay must not hang the run: a read or write blocked this
+	 * long fails (and is counted) instead */
+	struct timeval tv = { .tv_sec = 5 };
 
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	if (connect(fd, (struct sockaddr *)(g_mode == M_DIRECT ? &g_target : &g_proxy), sizeof(g_proxy)))
 		goto fail;
 	if (g_mode == M_SOCKS5) {

@@ -56,6 +56,8 @@ default-tags service=warp,country=GB
 max-connections 100000
 max-per-client 100000
 EOF
+sed -e 's/:1080$/:1085/' "$T/proxy.conf" >"$T/proxy-buffered.conf"
+echo "splice no" >>"$T/proxy-buffered.conf"
 cat >"$T/danted.conf" <<EOF
 logoutput: /dev/null
 internal: 10.0.0.1 port = 1081
@@ -84,34 +86,48 @@ start() { # start NAME MODE PORT COMMAND...
 	x "$@" >"$T/$name.log" 2>&1 &
 	echo $!
 }
-# CPU ticks and RSS (kB) of a process and its children
-ticks() { local p; for p in $1 $(x ps -o pid= --ppid "$1" 2>/dev/null); do awk '{print $14 + $15}' /proc/$p/stat 2>/dev/null; done | awk '{s += $1} END {print s + 0}'; }
-rss() { local p; for p in $1 $(x ps -o pid= --ppid "$1" 2>/dev/null); do awk '/^VmRSS/ {print $2}' /proc/$p/status 2>/dev/null; done | awk '{s += $1} END {print s + 0}'; }
+# CPU ticks and RSS (kB) of a process and all its descendants (dante and
+# tinyproxy work in forked children; exited children's CPU is in cstime)
+tree() { local c; echo "$1"; for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do tree "$c"; done; }
+ticks() { local p; for p in $(tree "$1"); do awk '{print $14 + $15 + $16 + $17}' /proc/$p/stat 2>/dev/null; done | awk '{s += $1} END {print s + 0}'; }
+rss() { local p; for p in $(tree "$1"); do awk '/^VmRSS/ {print $2}' /proc/$p/status 2>/dev/null; done | awk '{s += $1} END {print s + 0}'; }
 HZ=$(getconf CLK_TCK)
 
 x $GEN origin $ORIGIN >/dev/null 2>&1 &
 sleep 0.3
 printf '%-12s %10s %10s %10s %10s %10s %10s\n' peer "conn/s" "Gb/s x1" "Gb/s x64" "Gb/s x1024" "CPU s/GB" "KiB/idle"
+# each load-generator run is bounded: a peer that stalls shows "-", not a hang
+gen() { x timeout $((SECS + 20)) $GEN "$@" || echo "- - -"; }
 measure() { # measure NAME MODE PROXY PID
 	local name=$1 mode=$2 proxy=$3 pid=$4 rate b1 b64 b1k t0 t1 bytes cpu r0 r1 idle
-	rate=$(x $GEN rate "$mode" "$proxy" $ORIGIN 64 "$SECS" | awk '{print $1}')
-	b1=$(x $GEN bulk "$mode" "$proxy" $ORIGIN 1 "$SECS" | awk '{print $1}')
-	t0=$(ticks "$pid")
-	read -r b64 bytes < <(x $GEN bulk "$mode" "$proxy" $ORIGIN 64 "$SECS" | awk '{sub("bytes=", "", $3); print $1, $3}')
-	t1=$(ticks "$pid")
-	b1k=$(x $GEN bulk "$mode" "$proxy" $ORIGIN 1024 "$SECS" | awk '{print $1}')
-	cpu=$(awk -v t=$((t1 - t0)) -v hz="$HZ" -v b="${bytes:-0}" 'BEGIN {printf (b > 0 ? "%.2f" : "-"), t / hz / (b / 1e9)}')
+	# memory first, on the fresh process: after the bulk runs its heap keeps
+	# freed memory that new connections reuse, and the growth reads ~0
 	if [ "$mode" = direct ]; then idle=-; else
 		r0=$(rss "$pid")
-		coproc IDLE { x $GEN idle "$mode" "$proxy" $ORIGIN 1000; }
-		read -r _ _ <&"${IDLE[0]}"
+		# the holder keeps its 1000 connections until its stdin (a FIFO
+		# held open here) closes; "ready N" says how many it got
+		rm -f "$T/idle.in" "$T/idle.out"; mkfifo "$T/idle.in"
+		x timeout 60 $GEN idle "$mode" "$proxy" $ORIGIN 1000 <"$T/idle.in" >"$T/idle.out" 2>/dev/null &
+		local ipid=$! held=0
+		exec 9>"$T/idle.in"
+		for _ in $(seq 150); do grep -q ready "$T/idle.out" 2>/dev/null && break; sleep 0.2; done
+		held=$(awk '/ready/ {print $2}' "$T/idle.out")
 		sleep 0.5
 		r1=$(rss "$pid")
-		exec {IDLE[1]}>&-
-		wait $IDLE_PID 2>/dev/null
-		idle=$(awk -v a="$r0" -v b="$r1" 'BEGIN {printf "%.1f", (b - a) / 1000}')
+		exec 9>&-
+		wait $ipid 2>/dev/null
+		idle=$(awk -v a="$r0" -v b="$r1" -v n="${held:-0}" 'BEGIN {if (n + 0 > 0) printf "%.1f", (b - a) / n; else printf "-"}')
 	fi
+	rate=$(gen rate "$mode" "$proxy" $ORIGIN 64 "$SECS" | awk '{print $1}')
+	b1=$(gen bulk "$mode" "$proxy" $ORIGIN 1 "$SECS" | awk '{print $1}')
+	t0=$(ticks "$pid")
+	read -r b64 bytes < <(gen bulk "$mode" "$proxy" $ORIGIN 64 "$SECS" | awk '{sub("bytes=", "", $3); print $1, $3}')
+	t1=$(ticks "$pid")
+	b1k=$(gen bulk "$mode" "$proxy" $ORIGIN 1024 "$SECS" | awk '{print $1}')
+	cpu=$(awk -v t=$((t1 - t0)) -v hz="$HZ" -v b="${bytes:-0}" 'BEGIN {b += 0; if (b > 0) printf "%.2f", t / hz / (b / 1e9); else printf "-"}')
 	printf '%-12s %10s %10s %10s %10s %10s %10s\n' "$name" "$rate" "$b1" "$b64" "$b1k" "$cpu" "$idle"
+	# a row of zeros: say what the peer said
+	[ "${rate:-0}" != 0 ] || tail -3 "$T/$name.log" 2>/dev/null | sed "s/^/    $name: /"
 }
 want() { [ -z "$ONLY" ] || [[ ",$ONLY," == *",$1,"* ]]; }
 run_peer() { # run_peer NAME MODE PORT COMMAND...
@@ -121,15 +137,24 @@ run_peer() { # run_peer NAME MODE PORT COMMAND...
 	for _ in $(seq 50); do x ss -ltn | grep -q "10.0.0.1:$port " && break; sleep 0.1; done
 	# dante's and tinyproxy's listeners are children: measure the whole family
 	measure "$name" "$mode" "10.0.0.1:$port" "$pid"
-	kill "$pid" 2>/dev/null; for p in $(x ps -o pid= --ppid "$pid" 2>/dev/null); do kill "$p" 2>/dev/null; done
+	local fam; fam=$(tree "$pid")
+	kill $fam 2>/dev/null
 	wait "$pid" 2>/dev/null
+	# the next peer gets the CPU to itself: let the last one's drain end
+	local alive
+	for _ in $(seq 50); do
+		alive=0; for p in $fam; do [ -d /proc/$p ] && alive=1; done
+		[ $alive = 0 ] && break; sleep 0.2
+	done
 }
 want direct && measure direct direct 10.0.0.1:1 "$$"
 run_peer splice plain 1084 $GEN splice 10.0.0.1:1084 $ORIGIN
 run_peer softunicast socks5 1080 $SU proxy --config "$T/proxy.conf"
 run_peer su-http http 1080 $SU proxy --config "$T/proxy.conf"
+run_peer su-buffered socks5 1085 $SU proxy --config "$T/proxy-buffered.conf"
 command -v danted >/dev/null && run_peer dante socks5 1081 danted -f "$T/danted.conf"
 command -v microsocks >/dev/null && run_peer microsocks socks5 1082 microsocks -i 10.0.0.1 -p 1082
 command -v tinyproxy >/dev/null && run_peer tinyproxy http 1083 tinyproxy -d -c "$T/tinyproxy.conf"
 echo "(direct: the load generator straight to the origin; splice: a thread-per-direction"
-echo " splice(2) relay, the ceiling; su-http: softunicast proxy through HTTP CONNECT)"
+echo " splice(2) relay, the ceiling; su-http: softunicast proxy through HTTP CONNECT;"
+echo " su-buffered: softunicast proxy with 'splice no', the bufferevent relay)"

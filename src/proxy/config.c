@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "lib/tags.h"
+#include "daemon/metrics.h"
 #include "proxy/proxy.h"
 
 void proxy_config__defaults(struct proxy_config *c)
@@ -18,7 +19,7 @@ void proxy_config__defaults(struct proxy_config *c)
 		.dns_timeout_ms = 2000, .dns_cache_max = 10000, .dns_min_ttl = 5, .dns_max_ttl = 3600,
 		.attempt_delay_ms = 250, .connect_timeout_ms = 10000,
 		.max_conns = 10000, .max_per_client = 256, .handshake_ms = 10000,
-		.idle_ms = 300000, .max_header = 16384, .drain_ms = 10000, .udp = true,
+		.idle_ms = 300000, .max_header = 16384, .drain_ms = 10000, .udp = true, .splice = true,
 	};
 }
 
@@ -45,6 +46,7 @@ void proxy_config__free(struct proxy_config *c)
 	free(c->geo_mmdb);
 	free(c->assignment);
 	free(c->access_log);
+	free(c->metrics);
 	free(c->dns_tags);
 	free(c->acl);
 	memset(c, 0, sizeof(*c));
@@ -304,6 +306,8 @@ static int directive(struct ctx *x, struct proxy_config *c, int argc, char **arg
 		return parse_bool(x, k, v, &c->user_tags);
 	if (!strcmp(k, "udp"))
 		return parse_bool(x, k, v, &c->udp);
+	if (!strcmp(k, "splice"))
+		return parse_bool(x, k, v, &c->splice);
 	if (!strcmp(k, "ipv6-direct"))
 		return parse_bool(x, k, v, &c->ipv6_direct);
 	if (!strcmp(k, "base-tags"))
@@ -320,6 +324,13 @@ static int directive(struct ctx *x, struct proxy_config *c, int argc, char **arg
 		return set_str(&c->assignment, v);
 	if (!strcmp(k, "access-log"))
 		return set_str(&c->access_log, v);
+	if (!strcmp(k, "metrics")) {
+		struct sockaddr_storage ss;
+
+		if (su_metrics__parse(v, &ss))
+			return fail(x, "metrics: '%s' is not IPv4:PORT, [IPv6]:PORT or :PORT", v);
+		return set_str(&c->metrics, v);
+	}
 	return fail(x, "unknown key '%s'", k);
 }
 

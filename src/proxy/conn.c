@@ -19,6 +19,17 @@ static double since(const struct timespec *t0)
 	return (double)(now.tv_sec - t0->tv_sec) + (double)(now.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
+void conn_bytes(struct conn *c, bool up, size_t n)
+{
+	if (up) {
+		c->up_bytes += n;
+		STAT_ADD(c->p->st.bytes_up, n);
+	} else {
+		c->down_bytes += n;
+		STAT_ADD(c->p->st.bytes_down, n);
+	}
+}
+
 void conn_touch(struct conn *c)
 {
 	clock_gettime(CLOCK_MONOTONIC, &c->last);
@@ -39,8 +50,10 @@ static void log_conn(struct conn *c)
 		.secs = since(&c->t0),
 	};
 
-	if (!c->logged)
+	if (!c->logged) {
 		proxy_log__write(c->p->log, &r);
+		proxy_stats__ended(&c->p->st, (int)c->proto, r.result);
+	}
 	c->logged = true;
 }
 
@@ -54,6 +67,7 @@ void conn_close(struct conn *c)
 	proxy_dial__cancel(c->dial);
 	http_free(c);
 	udp_free(c);
+	splice_free(c);
 	if (c->timer)
 		event_free(c->timer);
 	if (c->up)
@@ -68,7 +82,7 @@ void conn_close(struct conn *c)
 		p->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	p->st.active--;
+	STAT_SUB(p->st.active, 1);
 	free(c);
 	if (p->draining && !p->st.active)
 		event_base_loopexit(p->base, NULL);
@@ -283,7 +297,7 @@ void proxy_conn__accept(struct proxy *p, int fd, const struct sockaddr *sa, sock
 	c->client_len = len;
 	clock_gettime(CLOCK_MONOTONIC, &c->t0);
 	c->last = c->t0;
-	p->st.active++;
+	STAT_ADD(p->st.active, 1);
 	c->next = p->conns;
 	if (p->conns)
 		p->conns->prev = c;
@@ -302,7 +316,6 @@ void proxy_conn__accept(struct proxy *p, int fd, const struct sockaddr *sa, sock
 		(*c->client_count)++;
 	if (!c->client_count || *c->client_count > p->cfg.max_per_client ||
 	    p->st.active > p->cfg.max_conns) {
-		p->st.refused_limit++;
 		c->result = "connection-limit";
 		conn_close(c);
 		return;

@@ -24,6 +24,7 @@ enum conn_state {
 
 struct http_fwd; /* http.c */
 struct udp_assoc; /* udp.c */
+struct splice_relay; /* splice.c */
 
 struct conn {
 	struct proxy *p;
@@ -50,6 +51,7 @@ struct conn {
 	struct http_fwd *http;
 	struct evbuffer *http_head; /* plain HTTP: the rewritten head, until connected */
 	struct udp_assoc *udp;
+	struct splice_relay *splice; /* splice.c, while a zero-copy relay runs */
 	struct conn *next, *prev;
 };
 
@@ -65,6 +67,8 @@ int conn_select_tags(struct conn *c);
 void conn_dial(struct conn *c);
 const char *conn_errname(int err);
 void conn_touch(struct conn *c);
+/* Adds n relayed bytes (up: client -> target) to c and to the metrics. */
+void conn_bytes(struct conn *c, bool up, size_t n);
 
 /* socks.c */
 void socks5_read(struct conn *c);
@@ -72,8 +76,13 @@ void socks4_read(struct conn *c);
 /* http.c */
 void http_read(struct conn *c);
 void http_free(struct conn *c);
-/* relay.c */
+/* relay.c: relay_start picks splice (TCP <-> TCP, `splice yes`) or the
+ * buffered relay; relay_buffered is the latter, also splice.c's fallback */
 void relay_start(struct conn *c);
+void relay_buffered(struct conn *c);
+/* splice.c: 0, or -errno and c left as it was (then relay buffered) */
+int splice_start(struct conn *c);
+void splice_free(struct conn *c);
 /* udp.c */
 int udp_start(struct conn *c);
 void udp_free(struct conn *c);

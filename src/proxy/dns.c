@@ -362,6 +362,11 @@ static void on_answer(void *arg, int status, int timeouts, struct ares_addrinfo 
 		}
 	}
 	r->err = r->res.n ? 0 : status == ARES_SUCCESS ? -ENOENT : ares_err(status);
+	if (r->err && r->err != -ECANCELED)
+		STAT_ADD(r->d->p->st.dns_failures[r->err == -ENOENT      ? PROXY_DNSF_NOT_FOUND
+						 : r->err == -ETIMEDOUT ? PROXY_DNSF_TIMEOUT
+									: PROXY_DNSF_OTHER],
+			 1);
 	if (res)
 		ares_freeaddrinfo(res);
 	/* Negative answers are cached for dns-min-ttl (RFC 2308 would use the SOA
@@ -394,6 +399,7 @@ void *proxy_dns__resolve(struct proxy_dns *d, const char *name, uint16_t port, p
 	r->arg = arg;
 	r->port = port;
 	if ((e = cache_get(d, name))) {
+		STAT_ADD(d->p->st.dns_cache_hits, 1);
 		r->err = e->err;
 		if (e->n && (r->res.v = malloc(e->n * sizeof(*e->v)))) {
 			memcpy(r->res.v, e->v, e->n * sizeof(*e->v));
@@ -410,6 +416,7 @@ void *proxy_dns__resolve(struct proxy_dns *d, const char *name, uint16_t port, p
 		proxy__arm(r->ev, 0);
 		return r;
 	}
+	STAT_ADD(d->p->st.dns_queries, 1);
 	r->in_ares = r->in_call = true;
 	ares_getaddrinfo(d->ch, name, NULL,
 			 &(struct ares_addrinfo_hints){ .ai_family = AF_UNSPEC, .ai_flags = ARES_AI_NOSORT }, on_answer,

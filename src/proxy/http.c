@@ -216,7 +216,7 @@ static void fwd_pump(struct conn *c)
 			take = (size_t)rc;
 			f->req_done = f->req_ch.done;
 		}
-		c->up_bytes += take;
+		conn_bytes(c, true, take);
 		evbuffer_remove_buffer(cin, bufferevent_get_output(c->up), take);
 	}
 	if (f->req_done)
@@ -236,7 +236,7 @@ static void fwd_pump(struct conn *c)
 			return;
 		}
 		if (r.status >= 100 && r.status < 200) { /* interim: pass on, expect another head */
-			c->down_bytes += (size_t)rc;
+			conn_bytes(c, false, (size_t)rc);
 			evbuffer_remove_buffer(uin, out, (size_t)rc);
 			fwd_pump(c);
 			return;
@@ -255,7 +255,7 @@ static void fwd_pump(struct conn *c)
 						    (int)r.h[i].value_len, r.h[i].value);
 		evbuffer_add_printf(out, "%s\r\n", f->client_close ? "Connection: close\r\n"
 						     : f->client_10_keepalive ? "Connection: keep-alive\r\n" : "");
-		c->down_bytes += (size_t)rc;
+		conn_bytes(c, false, (size_t)rc);
 		evbuffer_drain(uin, (size_t)rc);
 		f->resp_head_done = true;
 		f->resp_done = f->no_body || (!f->resp_chunked && f->resp_left == 0);
@@ -277,7 +277,7 @@ static void fwd_pump(struct conn *c)
 			f->resp_left -= (int64_t)take;
 			f->resp_done = !f->resp_left;
 		}
-		c->down_bytes += take;
+		conn_bytes(c, false, take);
 		evbuffer_remove_buffer(uin, bufferevent_get_output(c->cli), take);
 	}
 	if (f->resp_done)
@@ -308,6 +308,7 @@ static void fwd_done(struct conn *c)
 		.tags = c->tags.tags, .target = c->target_str, .result = "ok",
 		.egress = (struct sockaddr *)&c->egress, .up = c->up_bytes, .down = c->down_bytes, .secs = 0,
 	});
+	proxy_stats__ended(&c->p->st, PROXY_P_HTTP, "ok");
 	c->up_bytes = c->down_bytes = 0;
 	c->result = NULL;
 	c->st = ST_HTTP_HEAD;
@@ -406,7 +407,7 @@ static int start_plain(struct conn *c, const struct http_request *r)
 			evbuffer_add_printf(tmp, "%.*s: %.*s\r\n", (int)r->h[i].name_len, r->h[i].name,
 					    (int)r->h[i].value_len, r->h[i].value);
 	evbuffer_add_printf(tmp, "Connection: close\r\n\r\n");
-	c->up_bytes += r->head_len;
+	conn_bytes(c, true, r->head_len);
 	evbuffer_drain(bufferevent_get_input(c->cli), r->head_len);
 	/* queued until the target is connected: kept on a side buffer */
 	c->http_head = tmp;

@@ -82,13 +82,12 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 {
 	struct proxy *p = arg;
 
-	p->st.accepted++;
 	if (!acl_allows(p, sa)) {
 		char a[64];
 
-		p->st.refused_acl++;
 		proxy_log__addr(sa, a, sizeof(a));
 		proxy_log__write(p->log, &(struct proxy_logrec){ .client = sa, .result = "acl-denied" });
+		proxy_stats__ended(&p->st, PROXY_P_UNKNOWN, "acl-denied");
 		close(fd);
 		return;
 	}
@@ -99,6 +98,7 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
 {
 	/* EMFILE and friends: the listener retries on the next readiness;
 	 * back off a little so the loop does not spin. */
+	STAT_ADD(((struct proxy *)arg)->st.errors[PROXY_ERR_ACCEPT], 1);
 	evconnlistener_disable(l);
 	usleep(10000);
 	evconnlistener_enable(l);
@@ -126,6 +126,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	p->draining = true;
+	STAT_ADD(p->st.draining, 1);
 	su_sd__stopping();
 	/* closed, not just paused: new clients get a refusal at once and can
 	 * go to another server instead of waiting in our backlog */
@@ -133,7 +134,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		evconnlistener_free(p->lev[i]);
 	p->nlev = 0;
 	fprintf(stderr, "softunicast proxy: %s, draining %llu connection(s) for up to %u ms\n",
-		strsignal((int)sig), p->st.active, ms);
+		strsignal((int)sig), (unsigned long long)p->st.active, ms);
 	if (!p->st.active) {
 		event_base_loopexit(p->base, NULL);
 		return;

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "proxy/parse.h"
+#include "proxy/stats.h"
 
 struct event_base;
 struct evconnlistener;
@@ -59,7 +60,9 @@ struct proxy_config {
 	struct proxy_cidr *acl;   /* none: everyone */
 	size_t nacl;
 	bool ipv6_direct;         /* IPv6 targets egress from the server's own address */
+	char *metrics;            /* Prometheus endpoint ADDR:PORT, or NULL */
 	bool udp;                 /* SOCKS5 UDP ASSOCIATE */
+	bool splice;              /* TCP relays with splice(2) (else buffered) */
 };
 
 /* Loads a JSON config; errors name the file, line and the offending value. */
@@ -90,10 +93,7 @@ int proxy_tags__select(const struct proxy_config *c, struct proxy_geo *g, const 
 		       const char *pass, const struct sockaddr *client, struct proxy_tagsel *out);
 
 /* ---- the proxy and its connections -------------------------------------- */
-struct proxy_stats {
-	unsigned long long accepted, refused_acl, refused_limit, active;
-};
-
+struct su_metrics;
 struct proxy {
 	struct proxy_config cfg;
 	struct event_base *base;
@@ -106,7 +106,8 @@ struct proxy {
 	struct event *sigterm, *sigint, *sighup, *drain_timer;
 	bool draining;
 	struct conn *conns; /* every open connection, to close them at exit */
-	struct proxy_stats st;
+	struct proxy_stats st; /* stats.h: shared with the metrics thread */
+	struct su_metrics *metrics;
 	/* per-client connection counts: a small open-addressing table */
 	struct client_slot {
 		uint8_t addr[16];

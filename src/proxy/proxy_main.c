@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "daemon/metrics.h"
 #include "proxy/conn.h"
 #include "softunicast/egress.h"
 
@@ -30,6 +31,11 @@ static void usage(FILE *out)
 		"                           $SOFTUNICAST_ASSIGNMENT or /run/softunicast/assignment)\n"
 		"  -L, --access-log FILE    one line per connection; '-' for stdout\n"
 		"  -t, --default-tags TAGS  tags when nothing else names any\n"
+		"  -M, --metrics ADDR:PORT  serve Prometheus metrics on http://ADDR:PORT/metrics:\n"
+		"                           connections by protocol and result, errors by\n"
+		"                           reason, bytes each way, relays by mode, DNS\n"
+		"                           queries, cache hits and failures, open connections\n"
+		"                           (the config's 'metrics' key; docs/proxy.md)\n"
 		"      --check              validate the configuration and exit\n"
 		"  -h, --help\n\n"
 		"Signals: SIGTERM or SIGINT stop accepting and let connections drain for\n"
@@ -55,16 +61,17 @@ static int parse_opts(int argc, char **argv, struct proxy_config *cfg, struct op
 	static const struct option lo[] = {
 		{ "listen", 1, 0, 'l' },      { "config", 1, 0, 'c' },       { "assignment", 1, 0, 'a' },
 		{ "access-log", 1, 0, 'L' }, { "default-tags", 1, 0, 't' }, { "check", 0, 0, 'C' },
+		{ "metrics", 1, 0, 'M' },
 		{ "help", 0, 0, 'h' },        { 0 },
 	};
-	char **cli_listen = NULL, *assign = NULL, *alog = NULL, *dtags = NULL;
+	char **cli_listen = NULL, *assign = NULL, *alog = NULL, *dtags = NULL, *metrics = NULL;
 	size_t ncli = 0;
 	char err[512];
 	int ch, rc = 0;
 
 	*o = (struct opts){ 0 };
 	optind = 1;
-	while (!rc && (ch = getopt_long(argc, argv, "l:c:a:L:t:h", lo, NULL)) != -1) {
+	while (!rc && (ch = getopt_long(argc, argv, "l:c:a:L:t:M:h", lo, NULL)) != -1) {
 		switch (ch) {
 		case 'l': {
 			char **nv = realloc(cli_listen, (ncli + 1) * sizeof(*nv));
@@ -80,6 +87,15 @@ static int parse_opts(int argc, char **argv, struct proxy_config *cfg, struct op
 		case 'L': alog = optarg; break;
 		case 't': dtags = optarg; break;
 		case 'C': o->check = true; break;
+		case 'M':
+			if (su_metrics__parse(optarg, &(struct sockaddr_storage){ 0 })) {
+				free(cli_listen);
+				fprintf(stderr, "%s proxy: --metrics '%s': expected IPv4:PORT, [IPv6]:PORT or :PORT\n",
+					su_prog, optarg);
+				return -EINVAL;
+			}
+			metrics = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			free(cli_listen);
@@ -116,6 +132,8 @@ static int parse_opts(int argc, char **argv, struct proxy_config *cfg, struct op
 		rc = set(&cfg->access_log, alog);
 	if (!rc && dtags)
 		rc = set(&cfg->default_tags, dtags);
+	if (!rc && metrics)
+		rc = set(&cfg->metrics, metrics);
 	if (!rc && !cfg->nlisten) {
 		fprintf(stderr, "%s proxy: nothing to listen on (--listen or 'listen' in the config)\n", su_prog);
 		return -EINVAL;
@@ -142,6 +160,14 @@ static int setup(struct proxy *p, char *err, size_t errlen)
 			return rc;
 		}
 	}
+	if (p->cfg.metrics) {
+		struct su_err e = { 0 };
+
+		if ((rc = su_metrics__start(p->cfg.metrics, proxy_stats__render, p, &p->metrics, &e))) {
+			snprintf(err, errlen, "%s", e.msg);
+			return rc;
+		}
+	}
 	if (!(p->base = event_base_new())) {
 		snprintf(err, errlen, "libevent: cannot create the event loop");
 		return -ENOMEM;
@@ -151,6 +177,9 @@ static int setup(struct proxy *p, char *err, size_t errlen)
 
 static void teardown(struct proxy *p)
 {
+	/* first: the metrics thread reads p until it stops */
+	su_metrics__stop(p->metrics);
+	p->metrics = NULL;
 	proxy_conn__close_all(p);
 	for (size_t i = 0; i < p->nlev; i++)
 		evconnlistener_free(p->lev[i]);

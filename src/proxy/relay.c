@@ -1,4 +1,5 @@
-/* Relaying bytes both ways between the client and the target: libevent
+/* Relaying bytes both ways between the client and the target: splice(2)
+ * zero-copy where it can (splice.c), else (this file) libevent
  * bufferevents with back-pressure (a side stops reading while the other's
  * output holds more than RELAY_HIGH bytes), TCP half-close carried across
  * (an EOF becomes shutdown(SHUT_WR) on the other side once its output is
@@ -45,10 +46,7 @@ static void on_read(struct bufferevent *src, void *arg)
 	struct evbuffer *in = bufferevent_get_input(src);
 	size_t n = evbuffer_get_length(in);
 
-	if (src == c->cli)
-		c->up_bytes += n;
-	else
-		c->down_bytes += n;
+	conn_bytes(c, src == c->cli, n);
 	evbuffer_add_buffer(bufferevent_get_output(dst), in);
 	conn_touch(c);
 	if (evbuffer_get_length(bufferevent_get_output(dst)) > RELAY_HIGH)
@@ -93,6 +91,16 @@ void relay_start(struct conn *c)
 	c->cli_eof = c->up_eof = false;
 	conn_touch(c);
 	proxy__arm(c->timer, ms);
+	if (c->p->cfg.splice && !splice_start(c)) {
+		STAT_ADD(c->p->st.relays[PROXY_RELAY_SPLICE], 1);
+		return;
+	}
+	relay_buffered(c);
+}
+
+void relay_buffered(struct conn *c)
+{
+	STAT_ADD(c->p->st.relays[PROXY_RELAY_BUFFERED], 1);
 	bufferevent_setwatermark(c->cli, EV_READ, 0, 0);
 	bufferevent_setcb(c->cli, on_read, on_write, on_event, c);
 	bufferevent_setcb(c->up, on_read, on_write, on_event, c);

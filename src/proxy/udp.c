@@ -64,6 +64,12 @@ static bool same_addr(const struct sockaddr_storage *a, const struct sockaddr_st
 	return same_ip((const struct sockaddr *)a, (const struct sockaddr *)b) && port_of(a) == port_of(b);
 }
 
+static void udp_dropped(struct udp_assoc *u)
+{
+	u->dropped++;
+	STAT_ADD(u->c->p->st.errors[PROXY_ERR_UDP_DROPPED], 1);
+}
+
 static void on_peer(evutil_socket_t fd, short what, void *arg)
 {
 	struct udp_peer *pe = arg;
@@ -76,7 +82,7 @@ static void on_peer(evutil_socket_t fd, short what, void *arg)
 	if (n < 0 || !u->client_port_known)
 		return;
 	if (sendto(u->fd, buf, h + (size_t)n, 0, (struct sockaddr *)&u->client, cl) >= 0)
-		u->c->down_bytes += (unsigned long long)n;
+		conn_bytes(u->c, false, (size_t)n);
 	conn_touch(u->c);
 }
 
@@ -125,10 +131,10 @@ static void send_to(struct udp_assoc *u, const struct sockaddr_storage *dst, con
 	struct udp_peer *pe = peer_for(u, dst);
 
 	if (!pe || send(pe->fd, data, len, 0) < 0) {
-		u->dropped++;
+		udp_dropped(u);
 		return;
 	}
-	u->c->up_bytes += len;
+	conn_bytes(u->c, true, len);
 }
 
 static void on_resolved(void *arg, int err, const struct proxy_addrs *a)
@@ -163,7 +169,7 @@ static void on_client(evutil_socket_t fd, short what, void *arg)
 	/* §7: only from the client that holds the association */
 	if (!same_ip((struct sockaddr *)&from, (struct sockaddr *)&u->client) ||
 	    (u->client_port_known && port_of(&from) != port_of(&u->client))) {
-		u->dropped++;
+		udp_dropped(u);
 		return;
 	}
 	if (!u->client_port_known) {
@@ -173,7 +179,7 @@ static void on_client(evutil_socket_t fd, short what, void *arg)
 	conn_touch(c);
 	h = socks5__parse_udp(buf, (size_t)n, &t);
 	if (h < 0) { /* malformed or fragmented: dropped, as §7 allows */
-		u->dropped++;
+		udp_dropped(u);
 		return;
 	}
 	proxy_target__str(&t, c->target_str, sizeof(c->target_str));
@@ -184,7 +190,7 @@ static void on_client(evutil_socket_t fd, short what, void *arg)
 		for (slot = 0; slot < 8 && u->pending[slot]; slot++)
 			;
 		if (slot == 8 || !(pd = malloc(sizeof(*pd) + (size_t)n - (size_t)h))) {
-			u->dropped++;
+			udp_dropped(u);
 			return;
 		}
 		pd->u = u;

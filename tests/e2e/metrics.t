@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Prometheus endpoints (--metrics) of the agent and the router, scraped
+# The Prometheus endpoints (--metrics) of the agent, the router and the proxy, scraped
 # with curl and checked with `promtool check metrics`: every counter and drop
 # reason is there under the labels `stats --json` uses, the agent reports
 # per slice and per busiest (slice, destination IP:port), the top-N bound
@@ -118,6 +118,14 @@ check "router: mode and interface" grep -q '^softunicast_router_info{iface="v1",
 check "router: a taken --metrics port fails before anything is attached" sh -c \
 	"ip netns exec $NS $SU router --plan $T/plan --dc cdg --iface v0 --mode skb --pin-dir $T/bpf/cdg --metrics 127.0.0.1:9102 2>&1; [ \$? = 1 ] && ! test -e $T/bpf/cdg/su_ips"
 
+# --- proxy (its counters are checked in proxy.t; here: served and well formed)
+x "$SU" proxy --listen 127.0.0.1:1080 --assignment "$T/run/assignment" --default-tags service=warp,country=GB \
+	--metrics 127.0.0.1:9103 2>"$T/proxy.err" & PIDS+=($!)
+wait_for "x curl -sf http://127.0.0.1:9103/metrics" || ok 1 "proxy started with --metrics" "$(cat "$T/proxy.err")"
+scrape 9103 >"$T/proxy.prom"
+check "proxy: promtool check metrics passes" sh -c "promtool check metrics <'$T/proxy.prom'"
+
+
 # --- plan store state: a plan file is always up; a store from the follower
 store_is() { # store_is FILE ROLE BACKEND STATE UP: the state series say STATE, up says UP
 	[ "$(value "$1" "softunicast_$2_store_up")" = "$5" ] &&
@@ -153,7 +161,7 @@ else
 fi
 
 # The dashboard and the alert rules only use metrics the endpoints serve.
-cat "$T/agent.prom" "$T/router.prom" "$T/agent-store.prom" | awk '/^# TYPE softunicast_/ {print $3}' | sort -u >"$T/served"
+cat "$T/agent.prom" "$T/router.prom" "$T/agent-store.prom" "$T/proxy.prom" | awk '/^# TYPE softunicast_/ {print $3}' | sort -u >"$T/served"
 check "grafana dashboard: valid JSON whose queries use served metrics only" sh -c \
 	"jq -r '.panels[].targets[].expr' '$ROOT/contrib/grafana/softunicast.json' | grep -o 'softunicast_[a-z_]*' | sort -u |
 	 while read -r m; do grep -qx \"\$m\" '$T/served' || { echo \"not served: \$m\"; exit 1; }; done"

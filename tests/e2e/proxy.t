@@ -6,6 +6,7 @@
 #                                                    o0 10.99.0.21 client "from GB"
 #                                                    o0 10.99.0.22 client "from FR"
 #                                                    o0 10.99.0.23 client, no country
+#                                                    o0 10.99.0.25/.26 clients "from GB/FR" (.mmdb)
 #                                                    lo 192.0.2.80 origin (whoami), 192.0.2.53 DNS
 # As in agent.t, replies to the egress prefixes come back only through the
 # GUE stand-in and the agent's decap, so every answer proves the egress path.
@@ -24,7 +25,7 @@ N=0 FAILS=0
 
 skip_all() { echo "1..0 # SKIP $*"; rm -rf "$T"; exit 0; }
 [ "$(id -u)" = 0 ] || skip_all "needs root (network namespaces, XDP, nftables)"
-for c in ip nft python3 curl; do
+for c in ip nft python3 curl perl promtool; do
 	command -v $c >/dev/null || skip_all "$c not installed"
 done
 [ -c /dev/net/tun ] || skip_all "no /dev/net/tun for the stand-in router"
@@ -71,7 +72,7 @@ in_slice() { local r; r=$(slice_of "${1%%:*}"); [ -n "$r" ] && [ "${1##*:}" -ge 
 ip link add s0 netns $S type veth peer name o0 netns $O
 xs ip link set lo up; xs ip link set s0 up; xs ip addr add 10.99.0.2/24 dev s0
 xo ip link set lo up; xo ip link set o0 up; xo ip addr add 10.99.0.1/24 dev o0
-for a in 21 22 23 24; do xo ip addr add 10.99.0.$a/24 dev o0; done
+for a in 21 22 23 24 25 26; do xo ip addr add 10.99.0.$a/24 dev o0; done
 for a in 80 53; do xo ip addr add 192.0.2.$a/32 dev lo; done
 xs ip route add default via 10.99.0.1
 
@@ -96,6 +97,10 @@ ok $? "plan built for the test fleet"
 bgx $O $H gue-router gue0 10.99.0.2 6080 10.99.0.1 >/dev/null
 wait_for "xo ip link show gue0 >/dev/null 2>&1"
 xo ip link set gue0 up
+# the stand-in sends each packet whole inside UDP over a 1500-byte veth: keep
+# the packets it carries small enough not to be fragmented (the decap reads
+# no fragments), as a real deployment sizes its tunnel MTU
+xo ip link set gue0 mtu 1400
 for p in 198.51.100.0/29 203.0.113.0/30; do xo ip route add $p dev gue0; done
 bgx $S $SU agent --plan "$T/plan" --server s1 --iface s0 --run-dir "$RUN" --state-dir "$T/state" 2>"$T/agent.log"
 wait_for "[ -s $RUN/assignment ]"
@@ -106,6 +111,8 @@ DNS_IP=$(awk '$1=="egress" && $6 ~ /service=dns/ {print $2}' "$RUN/assignment")
 
 # ---- origins ---------------------------------------------------------------
 bgx $O $P whoami 192.0.2.80:80
+bgx $O $P whoami 192.0.2.80:81
+bgx $O $P bulk-origin 192.0.2.80:83 "$T/bulk.log"
 bgx $O $P dns 192.0.2.53:53 "$T/dns.log"
 bgx $O $P udp-echo 192.0.2.80:7
 wait_for "xo ss -ltn | grep -q 192.0.2.80:80"
@@ -117,11 +124,16 @@ cat >"$T/geo.csv" <<'CSV'
 10.99.0.22/32,FR,FR-IDF,Paris,
 10.99.0.24/32,DE,,,
 CSV
+# a MaxMind database (GeoIP2-Country shape) written with Debian's
+# MaxMind::DB::Writer; .21 says FR there, but the CSV (GB) wins
+perl "$ROOT/tests/e2e/lib/mmdb_write.pl" "$T/geo.mmdb" 10.99.0.25/32=GB 10.99.0.26/32=FR 10.99.0.21/32=FR 2>"$T/mmdb.err"
+ok $? "a test .mmdb is written (tests/e2e/lib/mmdb_write.pl)" "$(cat "$T/mmdb.err")"
 cat >"$T/proxy.conf" <<EOF
 listen 10.99.0.2:1080
 assignment $RUN/assignment
 access-log $T/access.log
 geo-csv $T/geo.csv
+geo-mmdb $T/geo.mmdb
 base-tags service=warp
 user alice s3cret service=warp,country=FR
 user-tags yes
@@ -131,13 +143,25 @@ handshake-timeout-ms 2000
 max-header-bytes 4096
 max-per-client 20
 allow 10.99.0.0/24
+metrics 127.0.0.1:9181
 EOF
 xs $SU proxy --config "$T/proxy.conf" --check >/dev/null 2>&1
 ok $? "proxy --check accepts the configuration"
+head -c 3000 /dev/urandom >"$T/bad.mmdb"
+printf 'listen 10.99.0.2:1080\ngeo-mmdb %s\n' "$T/bad.mmdb" >"$T/badmm.conf"
+ERR=$(xs $SU proxy --config "$T/badmm.conf" --check 2>&1); RC=$?
+is "$RC" 3 "geolocation: a file that is no MaxMind DB is refused by --check (exit 3)"
+like "$ERR" "bad.mmdb: " "  the error names the file"
 printf 'listen 10.99.0.2:1080\nmax-connections lots\n' >"$T/bad.conf"
 ERR=$(xs $SU proxy --config "$T/bad.conf" --check 2>&1); RC=$?
 is "$RC" 3 "a malformed configuration exits 3"
 like "$ERR" "bad.conf:2: max-connections: 'lots'" "the error names file, line and value"
+printf 'listen 10.99.0.2:1080\n\nmetrics localhost:x\n' >"$T/badm.conf"
+ERR=$(xs $SU proxy --config "$T/badm.conf" --check 2>&1); RC=$?
+is "$RC:$ERR" "3:softunicast proxy: $T/badm.conf:3: metrics: 'localhost:x' is not IPv4:PORT, [IPv6]:PORT or :PORT" \
+	"a malformed metrics address in the config: file, line, value, exit 3"
+xs $SU proxy --listen 10.99.0.2:1080 --metrics 9181 >/dev/null 2>&1
+is "$?" 2 "a malformed --metrics: usage error (exit 2)"
 
 bgx $S $SU proxy --config "$T/proxy.conf" 2>"$T/proxy.err"
 PROXY=$!
@@ -146,10 +170,16 @@ ok $? "proxy listens" "$(cat "$T/proxy.err")"
 
 # ---- step 1: tags per connection -----------------------------------------
 OUT=$(cu 10.99.0.21 --socks5-hostname 10.99.0.2:1080 http://origin.test/ 2>&1)
-is "$(eip "$OUT")" "$GB_IP" "socks5 client from GB (geolocation): egress IP tagged GB"
+is "$(eip "$OUT")" "$GB_IP" "socks5 client from GB (geolocation; the CSV wins over the .mmdb's FR): egress IP tagged GB"
 in_slice "$OUT"; ok $? "  its source port lies in this server's slice" "$OUT"
 OUT=$(cu 10.99.0.22 --socks5-hostname 10.99.0.2:1080 http://origin.test/ 2>&1)
 is "$(eip "$OUT")" "$FR_IP" "socks5 client from FR (geolocation): egress IP tagged FR"
+OUT=$(cu 10.99.0.25 --socks5-hostname 10.99.0.2:1080 http://origin.test/ 2>&1)
+is "$(eip "$OUT")" "$GB_IP" "geolocation from the .mmdb (country.iso_code GB): egress IP tagged GB"
+OUT=$(cu 10.99.0.26 -p -x http://10.99.0.2:1080 http://origin.test/ 2>&1)
+is "$(eip "$OUT")" "$FR_IP" "geolocation from the .mmdb (FR), HTTP CONNECT: egress IP tagged FR"
+grep -q "client=10.99.0.26:.*tags=service=warp,country=FR" "$T/access.log"
+ok $? "  logged with the tags the .mmdb gave" "$(tail -2 "$T/access.log")"
 OUT=$(cu 10.99.0.21 --socks5 10.99.0.2:1080 http://192.0.2.80/ 2>&1)
 is "$(eip "$OUT")" "$GB_IP" "socks5 with an IPv4 target"
 OUT=$(cu 10.99.0.21 --proxy socks5h://alice:s3cret@10.99.0.2:1080 http://origin.test/ 2>&1)
@@ -231,6 +261,41 @@ in_slice "${OUT##* }"; ok $? "  from a port in this server's slice" "$OUT"
 grep -q "proto=socks5 user=country-GB tags=service=warp,country=GB egress=$GB_IP:[0-9]* target=192.0.2.80:7 up=5 down=[1-9][0-9]* .*result=ok" "$T/access.log"
 ok $? "  logged with its egress and bytes" "$(grep country-GB "$T/access.log" | tail -2)"
 
+# ---- relaying: splice(2) zero-copy, exact bytes both ways, no leaked pipe ---
+# 2 MiB of random bytes each way at once (32 pipefuls; the replies come back
+# through the Python GUE stand-in, so not more), through SOCKS5 and HTTP CONNECT:
+# the client's digests of what it sent and got must be the origin's of what
+# it got and sent (bulk-origin logs "got sent n", the client prints "sent got n":
+# the client's first digest must be the origin's first, and so on)
+pipes() { ls -l /proc/$1/fd 2>/dev/null | grep -c 'pipe:'; }
+sleep 0.3
+FDR=$(nfds); PIPR=$(pipes $PROXY)
+bulk_case() { # bulk_case PROXY MODE NAME
+	local out want
+	out=$(xo $P bulk "$1" 10.99.0.21 "$2" 192.0.2.80:83 2097152 2097152 2>&1)
+	sleep 0.2
+	want=$(tail -1 "$T/bulk.log")
+	is "$out" "$want" "$3: 2 MiB each way at once, sha256 equal both ways"
+	[ "${out##* }" = 2097152 ]; ok $? "  all 2097152 bytes came back" "$out"
+}
+bulk_case 10.99.0.2:1080 socks5 "splice relay, SOCKS5"
+bulk_case 10.99.0.2:1080 connect "splice relay, HTTP CONNECT"
+grep -q "target=192.0.2.80:83 up=2097168 down=2097152 .*result=ok" "$T/access.log"
+ok $? "  the access log counts the payload each way" "$(grep 192.0.2.80:83 "$T/access.log")"
+# a relay in progress holds one pipe per direction (4 descriptors)
+xo $P raw 10.99.0.2:1080 05010005010001c00002500051 3 10.99.0.21 >/dev/null & RH=$!
+wait_for "[ \$(xs ss -Htn state established dst 192.0.2.80:81 | wc -l) -ge 1 ]" 300
+is "$(pipes $PROXY)" "$((PIPR + 4))" "a relay in progress holds two pipes (splice, one per direction)"
+wait $RH
+# the client resets after 256 KiB of a 16 MiB download
+OUT=$(xo $P bulk 10.99.0.2:1080 10.99.0.21 socks5 192.0.2.80:83 0 16777216 262144 2>&1)
+like "$OUT" "^aborted" "a client that resets mid-download" "$OUT"
+wait_for "grep -q 'target=192.0.2.80:83 .*result=client-reset' '$T/access.log'" 100
+ok $? "  is logged as client-reset" "$(grep 192.0.2.80:83 "$T/access.log")"
+sleep 1
+is "$(nfds)" "$FDR" "no descriptor leaked after the relays (sockets and pipes)"
+is "$(pipes $PROXY)" "$PIPR" "  no pipe left open"
+
 # ---- bad input: proper reply, a log line, no leaked descriptor ---------------
 sleep 0.3
 FD0=$(nfds)
@@ -268,7 +333,7 @@ grep -q "result=header-too-large" "$T/access.log"; ok $? "oversized header logge
 # ---- limits and ACL ----------------------------------------------------------
 xs ip addr add 10.98.0.2/24 dev s0; xo ip addr add 10.98.0.1/24 dev o0
 xs ip addr add 10.98.0.3/24 dev s0
-printf 'listen 10.98.0.3:1080\nassignment %s\naccess-log %s\nallow 10.99.0.0/24\ndefault-tags service=warp,country=GB\nmax-per-client 2\ndns-server 192.0.2.53\ndns-tags service=dns\n' "$RUN/assignment" "$T/acl.log" >"$T/acl.conf"
+printf 'listen 10.98.0.3:1080\nassignment %s\naccess-log %s\nallow 10.99.0.0/24\ndefault-tags service=warp,country=GB\nmax-per-client 2\ndns-server 192.0.2.53\ndns-tags service=dns\nsplice no\n' "$RUN/assignment" "$T/acl.log" >"$T/acl.conf"
 bgx $S $SU proxy --config "$T/acl.conf" 2>"$T/proxy2.err"
 PROXY2=$!
 wait_for "xs ss -ltn | grep -q 10.98.0.3:1080"
@@ -277,6 +342,13 @@ like "$OUT" "^curl: \(" "a client outside 'allow 10.99.0.0/24' is refused"
 grep -q "client=10.98.0.1:[0-9]* .*result=acl-denied" "$T/acl.log"; ok $? "  and logged as acl-denied" "$(cat "$T/acl.log")"
 OUT=$(cu 10.99.0.23 --socks5-hostname 10.98.0.3:1080 http://origin.test/ 2>&1)
 is "$(eip "$OUT")" "$GB_IP" "default-tags apply to a client of no known country"
+FD2=$(ls /proc/$PROXY2/fd | wc -l); PIP2=$(pipes $PROXY2)
+xo $P raw 10.98.0.3:1080 05010005010001c00002500051 3 10.99.0.21 >/dev/null & RH=$!
+wait_for "[ \$(xs ss -Htn state established dst 192.0.2.80:81 | wc -l) -ge 1 ]" 300
+is "$(pipes $PROXY2)" "$PIP2" "buffered relay (splice no): a relay in progress holds no pipe"
+wait $RH
+bulk_case 10.98.0.3:1080 socks5 "buffered relay (splice no), SOCKS5"
+is "$(ls /proc/$PROXY2/fd | wc -l)" "$FD2" "  and leaks no descriptor"
 # max-per-client 2: a third concurrent connection from one address is refused
 xo $P raw 10.98.0.3:1080 "" 30 10.99.0.23 >/dev/null & H1=$!
 xo $P raw 10.98.0.3:1080 "" 30 10.99.0.23 >/dev/null & H2=$!
@@ -286,6 +358,49 @@ is "$(xo $P raw 10.98.0.3:1080 050100 1 10.99.0.23)" " closed" "max-per-client 2
 kill $H1 $H2 2>/dev/null; wait $H1 $H2 2>/dev/null
 grep -q "result=connection-limit" "$T/acl.log"; ok $? "  and logged as connection-limit" "$(cat "$T/acl.log" "$T/proxy2.err")"
 
+
+# ---- exhausted slice: every port toward one destination in use -------------
+# A third proxy reads an assignment whose GB slice is cut to two ports; two
+# relayed connections to 192.0.2.80:81 (a fresh destination: no TIME_WAIT
+# from earlier cases) hold both, so the next one to that destination must get
+# its protocol's "exhausted" error, a log line and leave no descriptor.
+awk -v ip="$GB_IP" '$1 == "egress" && $2 == ip {$4 = $3 + 1} {print}' "$RUN/assignment" >"$T/tiny.assignment"
+printf 'listen 10.98.0.3:1081\nassignment %s\naccess-log %s\ndefault-tags service=warp,country=GB\ndns-server 192.0.2.53\ndns-tags service=dns\nhandshake-timeout-ms 2000\nmetrics 127.0.0.1:9182\n' \
+	"$T/tiny.assignment" "$T/ex.log" >"$T/ex.conf"
+bgx $S $SU proxy --config "$T/ex.conf" 2>"$T/proxy3.err"
+PROXY3=$!
+wait_for "xs ss -ltn | grep -q 10.98.0.3:1081"
+ok $? "a proxy with a two-port GB slice listens" "$(cat "$T/proxy3.err")"
+sleep 0.3
+FD3=$(ls /proc/$PROXY3/fd 2>/dev/null | wc -l)
+CONN81=05010005010001c00002500051   # SOCKS5 no auth, CONNECT 192.0.2.80:81
+# (ip netns exec execs python: $! is the holder itself, for the kill below)
+ip netns exec $O $P raw 10.98.0.3:1081 $CONN81 60 10.99.0.21 >/dev/null & X1=$!
+ip netns exec $O $P raw 10.98.0.3:1081 $CONN81 60 10.99.0.21 >/dev/null & X2=$!
+held81() { [ "$(xs ss -Htn state established dst 192.0.2.80:81 | wc -l)" -ge 2 ]; }
+wait_for held81 300
+ok $? "two relayed connections hold both ports of the slice toward 192.0.2.80:81" "$(xs ss -tn dst 192.0.2.80:81)"
+is "$(xo $P raw 10.98.0.3:1081 $CONN81 2 10.99.0.21)" "050005010001000000000000 closed" \
+	"slice exhausted: SOCKS5 reply 0x01 (general failure), closed"
+is "$(xo $P raw 10.98.0.3:1081 04010051c000025000 2 10.99.0.21)" "005b000000000000 closed" \
+	"slice exhausted: SOCKS4 reply 91 (rejected), closed"
+OUT=$(cu 10.99.0.21 -D - -o /dev/null -p -x http://10.98.0.3:1081 http://192.0.2.80:81/ 2>&1)
+like "$OUT" "HTTP/1.1 503" "slice exhausted: HTTP CONNECT 503"
+like "$OUT" "X-Softunicast-Error: slice-exhausted" "  with the reason header"
+OUT=$(cu 10.99.0.21 -D - -o /dev/null -x http://10.98.0.3:1081 http://192.0.2.80:81/ 2>&1)
+like "$OUT" "HTTP/1.1 503" "slice exhausted: plain HTTP GET 503"
+like "$OUT" "X-Softunicast-Error: slice-exhausted" "  with the reason header"
+OUT=$(cu 10.99.0.21 --socks5 10.98.0.3:1081 http://192.0.2.80:80/ 2>&1)
+is "$(eip "$OUT")" "$GB_IP" "another destination still gets a port of the same two"
+is "$(grep -c "target=192.0.2.80:81 .*result=slice-exhausted" "$T/ex.log")" 4 \
+	"every exhausted request is logged as slice-exhausted" "$(cat "$T/ex.log")"
+kill $X1 $X2 2>/dev/null; wait $X1 $X2 2>/dev/null
+sleep 1
+is "$(ls /proc/$PROXY3/fd 2>/dev/null | wc -l)" "$FD3" "no descriptor leaked after the exhausted-slice cases"
+M3=$(xs curl -sS --max-time 5 http://127.0.0.1:9182/metrics 2>&1)
+like "$M3" 'softunicast_proxy_errors_total\{reason="slice-exhausted"\} 4' "metrics: errors_total{reason=slice-exhausted} counts the 4 refusals"
+like "$M3" 'softunicast_proxy_connections_total\{protocol="socks4",result="slice-exhausted"\} 1' "  and connections_total by protocol (socks4) and result"
+kill -TERM $PROXY3; wait $PROXY3; is $? 0 "  and that proxy exits 0"
 
 # ---- graceful SIGTERM: stop accepting, drain, exit ---------------------------
 # a relayed connection (SOCKS5 CONNECT 192.0.2.80:80) held open for 3 s
@@ -299,10 +414,39 @@ kill -0 $PROXY2 2>/dev/null; ok $? "  while the open connection drains" "$(cat "
 wait $HELD
 like "$(cat "$T/held.out")" "^050005000001" "  the drained connection had been relayed"
 wait $PROXY2; is $? 0 "  then the proxy exits 0"
+# ---- metrics (issue 12): everything above, counted ------------------------------
+xs curl -sS --max-time 5 -o "$T/proxy.prom" -w '%{http_code} %{content_type}' http://127.0.0.1:9181/metrics >"$T/prom.hdr" 2>&1
+like "$(cat "$T/prom.hdr")" "^200 text/plain; version=0.0.4" "metrics: GET /metrics answers 200 in the text format 0.0.4" "$(cat "$T/prom.hdr")"
+promtool check metrics <"$T/proxy.prom" >"$T/promtool.out" 2>&1
+ok $? "metrics: promtool check metrics passes" "$(cat "$T/promtool.out")"
+mval() { awk -v k="$1" '$1 == k {print $2}' "$T/proxy.prom"; }
+gt0() { local v; v=$(mval "$1"); [ -n "$v" ] && [ "${v%%.*}" -gt "${2:-0}" ]; ok $? "metrics: $1 > ${2:-0}" "got '$v'"; }
+gt0 'softunicast_proxy_connections_total{protocol="socks5",result="ok"}' 5
+gt0 'softunicast_proxy_connections_total{protocol="http",result="ok"}' 5
+gt0 'softunicast_proxy_connections_total{protocol="socks4",result="ok"}'
+gt0 'softunicast_proxy_errors_total{reason="no-egress-for-tags"}'
+gt0 'softunicast_proxy_errors_total{reason="handshake-timeout"}'
+gt0 'softunicast_proxy_errors_total{reason="header-too-large"}'
+gt0 'softunicast_proxy_errors_total{reason="dns-not-found"}'
+gt0 'softunicast_proxy_errors_total{reason="refused"}'
+is "$(mval 'softunicast_proxy_errors_total{reason="other"}')" 0 "metrics: every result the proxy logged has its own label (none counted as other)"
+gt0 'softunicast_proxy_bytes_total{direction="up"}' 10000
+gt0 'softunicast_proxy_bytes_total{direction="down"}' 1000
+gt0 'softunicast_proxy_dns_queries_total' 3
+gt0 'softunicast_proxy_dns_cache_hits_total'
+gt0 'softunicast_proxy_dns_failures_total{reason="not-found"}'
+gt0 'softunicast_proxy_dns_failures_total{reason="timeout"}'
+gt0 'softunicast_proxy_relays_total{mode="splice"}'
+is "$(mval softunicast_proxy_open_connections)" 0 "metrics: no connection open once the clients are gone"
+is "$(mval softunicast_proxy_draining)" 0 "metrics: not draining"
+# the log and the metrics tell the same story: one ended connection per line
+LOGN=$(grep -c . "$T/access.log")
+SUMN=$(awk '$1 ~ /^softunicast_proxy_connections_total/ {s += $2} END {print s}' "$T/proxy.prom")
+is "$SUMN" "$LOGN" "metrics: connections_total sums to the access log's line count"
 kill -TERM $PROXY; wait $PROXY; RC=$?
 is "$RC" 0 "the main proxy exits 0 on SIGTERM (under make asan: no leak)"
-! grep -E "ERROR: AddressSanitizer|runtime error|LeakSanitizer" "$T/proxy.err" "$T/proxy2.err"
-ok $? "no sanitizer report from either proxy" "$(grep -h -A5 -E "Sanitizer|runtime error" "$T/proxy.err" "$T/proxy2.err" | head -20)"
+! grep -E "ERROR: AddressSanitizer|runtime error|LeakSanitizer" "$T/proxy.err" "$T/proxy2.err" "$T/proxy3.err"
+ok $? "no sanitizer report from the proxies" "$(grep -h -A5 -E "Sanitizer|runtime error" "$T/proxy.err" "$T/proxy2.err" "$T/proxy3.err" | head -20)"
 
 echo "1..$N"
 [ "$FAILS" = 0 ]

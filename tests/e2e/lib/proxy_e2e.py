@@ -14,6 +14,14 @@ udp-assoc PROXY USER PASS DST_IP DST_PORT
     and prints what came back (for udp-echo: the egress IP:PORT the origin saw).
 raw PROXY HEX [WAIT [SRC]] sends the bytes (from address SRC), prints the reply as hex and "closed"
     if the proxy closed the connection within WAIT seconds (default 2).
+bulk-origin IP:PORT LOGFILE  reads "UP DOWN\n", then at once sends DOWN random
+    bytes while it reads the client's bytes to EOF; closes when both are done and
+    appends "sha256(received) sha256(sent) RECEIVED" to LOGFILE.
+bulk PROXY SRC MODE DST UP DOWN [ABORT]  through the proxy (MODE socks5 or
+    connect, i.e. HTTP CONNECT) to DST (IP:PORT of a bulk-origin): sends UP random
+    bytes (then shuts its side) while it reads to EOF; prints "sha256(sent)
+    sha256(received) RECEIVED".  With ABORT, resets the connection (SO_LINGER 0)
+    once ABORT bytes have come back.
 slow PROXY SECS           slow-loris: sends one byte of an HTTP request every
     0.5 s; prints after how many seconds the proxy closed (or "open").
 """
@@ -176,6 +184,91 @@ def raw(proxy, hexbytes, wait=2.0, src=None):
     print(out.hex(), "closed" if closed else "open")
 
 
+def bulk_origin(target, logfile):
+    import hashlib
+    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(addr(target))
+    ls.listen(64)
+
+    def serve(c):
+        f = c.makefile("rb")
+        up, down = map(int, f.readline().split())
+        data = os.urandom(down)
+        sent = hashlib.sha256(data).hexdigest()
+
+        def sender():
+            try:
+                c.sendall(data)
+                c.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+        t = threading.Thread(target=sender)
+        t.start()
+        h, n = hashlib.sha256(), 0
+        try:
+            while True:
+                b = f.read1(1 << 20)
+                if not b:
+                    break
+                h.update(b)
+                n += len(b)
+        except OSError:
+            pass
+        t.join()
+        c.close()
+        with open(logfile, "a") as log:
+            log.write("%s %s %d\n" % (h.hexdigest(), sent, n))
+    while True:
+        c, _ = ls.accept()
+        threading.Thread(target=serve, args=(c,), daemon=True).start()
+
+
+def bulk(proxy, src, mode, dst, up, down, abort=None):
+    import hashlib
+    up, down = int(up), int(down)
+    ip, port = addr(dst)
+    c = socket.create_connection(addr(proxy), timeout=60, source_address=(src, 0))
+    if mode == "socks5":
+        c.sendall(b"\x05\x01\x00\x05\x01\x00\x01" + socket.inet_aton(ip) + struct.pack("!H", port))
+        rep = b""
+        while len(rep) < 12:
+            rep += c.recv(12 - len(rep))
+        assert rep[:2] == b"\x05\x00" and rep[3] == 0, rep.hex()
+    else:
+        c.sendall(b"CONNECT %s:%d HTTP/1.1\r\nHost: %s:%d\r\n\r\n" % (ip.encode(), port, ip.encode(), port))
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += c.recv(1)
+        assert head.startswith(b"HTTP/1.1 200"), head
+    data = os.urandom(up)
+
+    def sender():
+        try:
+            c.sendall(b"%d %d\n" % (up, down))
+            c.sendall(data)
+            c.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+    t = threading.Thread(target=sender)
+    t.start()
+    h, n = hashlib.sha256(), 0
+    while True:
+        b = c.recv(1 << 20)
+        if not b:
+            break
+        h.update(b)
+        n += len(b)
+        if abort is not None and n >= int(abort):
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.close()
+            print("aborted", n)
+            return
+    t.join()
+    c.close()
+    print(hashlib.sha256(data).hexdigest(), h.hexdigest(), n)
+
+
 def slow(proxy, secs):
     c = socket.create_connection(addr(proxy), timeout=5)
     msg, t0 = b"GET http://origin.test/ HTTP/1.1\r\nHost: origin.test\r\nX-Slow: " + b"a" * 200, time.time()
@@ -200,4 +293,5 @@ def slow(proxy, secs):
 if __name__ == "__main__":
     cmd, a = sys.argv[1], sys.argv[2:]
     {"whoami": lambda: whoami(a[0]), "dns": lambda: dns(a[0], a[1]), "udp-echo": lambda: udp_echo(a[0]),
-     "udp-assoc": lambda: udp_assoc(*a), "raw": lambda: raw(*a), "slow": lambda: slow(*a)}[cmd]()
+     "udp-assoc": lambda: udp_assoc(*a),
+     "bulk-origin": lambda: bulk_origin(*a), "bulk": lambda: bulk(*a), "raw": lambda: raw(*a), "slow": lambda: slow(*a)}[cmd]()
