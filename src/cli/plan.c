@@ -49,7 +49,9 @@ static const char usage_text[] =
 	"                        at once, each slice's previous owner serving its live\n"
 	"                        flows until the drain deadline (second hop); a second\n"
 	"                        move of an IP before then is refused (exit 1).  Repeat\n"
-	"                        for several ranges.\n"
+	"                        for several ranges.  With --store the pins join the\n"
+	"                        store's operations and go out with the new fleet as\n"
+	"                        one version.\n"
 	"  -n, --now SECONDS     the current time (unix seconds) for drain deadlines;\n"
 	"                        default: the clock.  Pin it for reproducible plans.\n"
 	"  -c, --cost            add the cost per data center to the summary\n"
@@ -82,6 +84,30 @@ struct opts {
 	bool cost, json, check, dry_run;
 	struct cli_store_flags store;
 };
+
+/* --store: the --pin lines join the store's operations, so the new fleet and
+ * the move are one version (as `softunicast move` after `plan` would be two:
+ * the first would plan the new demand without the moved IP). */
+static int add_pins(const char *cmd, struct su_ops *ops, const struct su_fleet *f, void *arg)
+{
+	const struct su_ops *pins = arg;
+	char cidr[64], dc[256];
+	struct su_prefix4 px;
+
+	for (size_t i = 0; i < pins->n; i++) {
+		bool known = false;
+
+		if (sscanf(pins->v[i], "pin %63s %255s", cidr, dc) != 2 || su_prefix__parse(cidr, &px))
+			return cli_fail(SU_EXIT_FAIL, cmd, "internal: bad pin '%s'", pins->v[i]);
+		for (uint32_t d = 0; d < f->n_dcs; d++)
+			known |= !strcmp(f->dcs[d].name, dc);
+		if (!known)
+			return cli_fail(SU_EXIT_NOTFOUND, cmd, "--pin: no data center '%s' in the fleet", dc);
+		if (su_ops__pin(ops, &px, dc))
+			return cli_fail(SU_EXIT_FAIL, cmd, "out of memory");
+	}
+	return 0;
+}
 
 /* IP[/LEN]=DC: the DC is checked against the fleet once it is read. */
 static int parse_pin(const char *arg, struct su_ops *pins)
@@ -147,8 +173,6 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	}
 	if (optind < argc)
 		return cli_fail(SU_EXIT_USAGE, "plan", "unexpected argument '%s'", argv[optind]);
-	if (o->store.url && o->pins.n)
-		return cli_fail(SU_EXIT_USAGE, "plan", "--pin goes with a plan file; with --store use `softunicast move`");
 	if (o->store.url && (o->out || o->previous || o->check))
 		return cli_fail(SU_EXIT_USAGE, "plan", "--store replaces --out and --previous (and --dry-run --check)");
 	if (o->dry_run && !o->store.url)
@@ -351,9 +375,15 @@ int plan_main(int argc, char **argv)
 
 	if (ret)
 		return ret < 0 ? SU_EXIT_OK : ret;
-	if (o.store.url)
-		return cli_store_replan("plan", &o.store, &(struct cli_replan){ .fleet_path = o.fleet, .now = o.now,
-								.dry_run = o.dry_run, .json = o.json });
+	if (o.store.url) {
+		ret = cli_store_replan("plan", &o.store,
+				       &(struct cli_replan){ .fleet_path = o.fleet, .now = o.now,
+							     .dry_run = o.dry_run, .json = o.json,
+							     .edit = o.pins.n ? add_pins : NULL,
+							     .arg = &o.pins });
+		su_ops__free(&o.pins);
+		return ret;
+	}
 	if (su_fleet__load(o.fleet, &fleet, &err)) {
 		su_ops__free(&o.pins);
 		return cli_fail(SU_EXIT_INVALID, "plan", "%s", err.msg);

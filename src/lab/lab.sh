@@ -1137,12 +1137,9 @@ cmd_replan() {
 	done
 	[ -n "$fleet" ] || die "replan: --fleet FLEET.yaml is required"
 	[ -d "$STATE" ] || die "the lab is not up"
-	if on_etcd; then # routers and agents watch the store; pins are moves there
-		cp "$fleet" "$STATE/fleet.yaml" && su_store plan --fleet "$STATE/fleet.yaml" || return 1
-		for ((i = 1; i < ${#pins[@]}; i += 2)); do
-			su_store move "${pins[i]%=*}" --to "${pins[i]#*=}" || return 1
-		done
-		store_pull
+	if on_etcd; then # routers and agents watch the store; fleet and pins in one version
+		cp "$fleet" "$STATE/fleet.yaml" && su_store plan --fleet "$STATE/fleet.yaml" "${pins[@]}" &&
+			store_pull
 		return
 	fi
 	"$SU" plan --fleet "$fleet" --previous "$STATE/plan" --out "$STATE/plan.next" "${pins[@]}" || return 1
