@@ -126,7 +126,8 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR)/pkgconfig \
 	  $(DESTDIR)$(PREFIX)/include/softunicast $(DESTDIR)$(PREFIX)/share/man/man1 \
 	  $(DESTDIR)$(PREFIX)/lib/softunicast/bpf $(DESTDIR)$(UNITDIR) \
-	  $(DESTDIR)$(PREFIX)/share/softunicast/examples/etc $(DESTDIR)$(PREFIX)/share/doc/softunicast
+	  $(DESTDIR)$(PREFIX)/share/softunicast/examples/etc $(DESTDIR)$(PREFIX)/share/doc/softunicast \
+	  $(DESTDIR)$(PREFIX)/share/softunicast/grafana $(DESTDIR)$(PREFIX)/share/softunicast/prometheus
 	install -m 0755 $(CLI) $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 $(STATIC) $(DESTDIR)$(LIBDIR)/
 	install -m 0755 $(BUILD)/lib/$(SONAME) $(DESTDIR)$(LIBDIR)/
@@ -137,6 +138,8 @@ install: all
 	install -m 0755 src/lab/lab.sh $(DESTDIR)$(PREFIX)/share/softunicast/
 	install -m 0644 examples/*.yaml $(DESTDIR)$(PREFIX)/share/softunicast/examples/
 	install -m 0644 contrib/etc/*.example $(DESTDIR)$(PREFIX)/share/softunicast/examples/etc/
+	install -m 0644 contrib/grafana/*.json $(DESTDIR)$(PREFIX)/share/softunicast/grafana/
+	install -m 0644 contrib/prometheus/*.yml $(DESTDIR)$(PREFIX)/share/softunicast/prometheus/
 	install -m 0644 docs/*.md $(DESTDIR)$(PREFIX)/share/doc/softunicast/
 	install -m 0644 $(BPF_OBJ) $(DESTDIR)$(PREFIX)/lib/softunicast/bpf/
 	install -m 0644 contrib/systemd/*.service $(DESTDIR)$(UNITDIR)/

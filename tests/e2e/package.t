@@ -28,7 +28,8 @@ has() { # has PACKAGE PATH...: the package's file list holds every PATH
 # Its own build directory: never races the tree's build/ (make check's).
 check "make deb builds the packages" make -C "$ROOT" BUILD="$B" deb
 MA=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
-check "softunicast: binary, units, BPF objects, man pages, examples" has softunicast \
+check "softunicast: binary, units, BPF objects, man pages, examples, dashboard and alert rules" has softunicast \
+	/usr/share/softunicast/grafana/softunicast.json /usr/share/softunicast/prometheus/softunicast-alerts.yml \
 	/usr/bin/softunicast /lib/systemd/system/softunicast-router@.service \
 	/lib/systemd/system/softunicast-agent.service \
 	/usr/lib/softunicast/bpf/router.bpf.o /usr/lib/softunicast/bpf/decap.bpf.o \
