@@ -233,12 +233,15 @@ static int dial(void)
 	if (connect(fd, (struct sockaddr *)(g_mode == M_DIRECT ? &g_target : &g_proxy), sizeof(g_proxy)))
 		goto fail;
 	if (g_mode == M_SOCKS5) {
-		uint8_t req[13] = { 5, 1, 0, 5, 1, 0, 1 };
+		uint8_t hello[3] = { 5, 1, 0 }, req[10] = { 5, 1, 0, 1 };
 
-		memcpy(req + 7, &g_target.sin_addr, 4);
-		memcpy(req + 11, &g_target.sin_port, 2);
-		/* greeting and request in one write: no extra round trip */
-		if (write(fd, req, 13) != 13 || readn(fd, b, 2) || b[1] != 0 || readn(fd, b, 10) || b[1] != 0)
+		memcpy(req + 4, &g_target.sin_addr, 4);
+		memcpy(req + 8, &g_target.sin_port, 2);
+		/* The request only after the method reply, as RFC 1928 clients
+		 * (curl) do: microsocks drops a request pipelined behind the
+		 * greeting, and every peer pays the same round trip. */
+		if (write(fd, hello, 3) != 3 || readn(fd, b, 2) || b[1] != 0 ||
+		    write(fd, req, 10) != 10 || readn(fd, b, 10) || b[1] != 0)
 			goto fail;
 	} else if (g_mode == M_HTTP) {
 		char req[128], a[16];

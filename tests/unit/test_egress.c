@@ -809,6 +809,11 @@ int main(void)
 		cmocka_unit_test(test_strategy_names),
 	};
 
+	/* A network namespace of its own (as root), so two runs side by side
+	 * (make check and make asan, two checkouts) never share loopback ports:
+	 * they fill the same slice ports, and UDP saw the other's sockets. */
+	if (geteuid() == 0 && netns_ping_setup())
+		fprintf(stderr, "# test_egress: no private network namespace, using the current one\n");
 	cmocka_set_message_output(CM_OUTPUT_TAP);
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
