@@ -38,7 +38,8 @@ x() { ip netns exec $NS "$@"; }
 x ip link set lo up
 x ip addr add 10.0.0.1/32 dev lo
 x ip addr add 198.51.100.1/32 dev lo
-x sysctl -qw net.core.somaxconn=65535 net.ipv4.tcp_tw_reuse=1 net.ipv4.ip_local_port_range="1024 65535"
+x sysctl -qw net.core.somaxconn=65535 net.ipv4.tcp_tw_reuse=1 net.ipv4.ip_local_port_range="1024 65535" \
+	net.ipv4.ip_local_reserved_ports="1080-1090,8000" # the peers' and the origin's ports: never a client's
 ORIGIN=10.0.0.1:8000
 
 # softunicast: one egress IP whose slice is the whole port range, on lo
