@@ -8,7 +8,7 @@ BENCHES += bench-moves
 EXTRA_BINS += $(BENCH_MOVES)
 
 $(BUILD)/bench/moves-bpf/bench_moves.bpf.o: bench/moves/bench_moves.bpf.c src/bpf/decap.bpf.c \
-		$(wildcard src/bpf/*.h)
+		$(wildcard src/bpf/*.h) bench/lib/xdp_restore.bpf.h
 	@mkdir -p $(@D)
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 

@@ -8,37 +8,7 @@
  * measures the restore alone, to be subtracted. */
 #include "bpf/decap.bpf.c"
 
-#define TMPL_BYTES 64
-
-struct tmpl {
-	__u32 len;
-	__u8 bytes[TMPL_BYTES];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct tmpl);
-} bench_tmpl SEC(".maps");
-
-static __always_inline int restore(struct xdp_md *ctx)
-{
-	__u32 k = 0, len = bpf_xdp_get_buff_len(ctx);
-	struct tmpl *t = bpf_map_lookup_elem(&bench_tmpl, &k);
-	void *data, *end;
-
-	if (!t)
-		return -1;
-	if (len != t->len && bpf_xdp_adjust_head(ctx, (int)len - (int)t->len))
-		return -1;
-	data = (void *)(long)ctx->data;
-	end = (void *)(long)ctx->data_end;
-	if (data + TMPL_BYTES > end)
-		return -1;
-	__builtin_memcpy(data, t->bytes, TMPL_BYTES);
-	return 0;
-}
+#include "../lib/xdp_restore.bpf.h"
 
 SEC("xdp")
 int bench_restore(struct xdp_md *ctx)

@@ -8,7 +8,7 @@ BENCHES += bench-router
 EXTRA_BINS += $(BENCH_ROUTER)
 
 $(BUILD)/bench/router-bpf/bench_router.bpf.o: bench/router/bench_router.bpf.c src/bpf/router.bpf.c \
-		$(wildcard src/bpf/*.h)
+		$(wildcard src/bpf/*.h) bench/lib/xdp_restore.bpf.h
 	@mkdir -p $(@D)
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
