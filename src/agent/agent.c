@@ -397,13 +397,24 @@ static unsigned long long proc_start(long long pid)
 	return start;
 }
 
+/* This process's start time, read once (the record is written at every
+ * plan apply). */
+static unsigned long long own_start(void)
+{
+	static unsigned long long start;
+
+	if (!start)
+		start = proc_start(getpid());
+	return start;
+}
+
 /* Which network namespace of which boot we run in: "BOOT_ID/COOKIE".  A
  * record written in another one describes host state we cannot see from
  * here, or that died with its namespace or the last boot.  The netns
  * cookie (SO_NETNS_COOKIE, Linux 5.14) is never reused within a boot,
  * unlike the namespace's inode number, which a namespace created later
  * may get again; the boot id tells boots apart. */
-static void netns_id(char *buf, size_t size)
+static void read_netns_id(char *buf, size_t size)
 {
 	char boot[40] = "?";
 	uint64_t cookie = 0;
@@ -423,6 +434,17 @@ static void netns_id(char *buf, size_t size)
 		close(fd);
 	}
 	snprintf(buf, size, "%s/%llu", boot, (unsigned long long)cookie);
+}
+
+/* Read once: an agent never changes namespace or boot, and the record is
+ * written at every plan apply. */
+static void netns_id(char *buf, size_t size)
+{
+	static char id[80];
+
+	if (!id[0])
+		read_netns_id(id, sizeof(id));
+	snprintf(buf, size, "%s", id);
 }
 
 static json_t *state_json(struct agent *a)
@@ -449,7 +471,7 @@ static json_t *state_json(struct agent *a)
 	if (!j)
 		return NULL;
 	json_object_set_new(j, "saved_tw_reuse", json_integer(a->saved_tw_reuse));
-	json_object_set_new(j, "pid_start", json_integer((json_int_t)proc_start(getpid())));
+	json_object_set_new(j, "pid_start", json_integer((json_int_t)own_start()));
 	if (a->saved_range[0]) {
 		json_object_set_new(j, "saved_range", json_string(a->saved_range));
 		json_object_set_new(j, "saved_reserved", json_string(a->saved_reserved));
