@@ -200,7 +200,58 @@ static int publish_move(struct su_store *s, struct su_fleet *fleet, struct su_pl
 	return ret;
 }
 
-static void run_round(const char *url, struct su_store *s, const char *yaml, struct su_plan **cur, uint32_t n,
+static size_t append_body(char *ptr, size_t size, size_t n, void *arg)
+{
+	FILE *fp = arg;
+
+	return fwrite(ptr, size, n, fp);
+}
+
+/* Watchers registered in etcd (its gauge etcd_debugging_mvcc_watcher_total),
+ * or -1 when the metrics cannot be read. */
+static long etcd_watchers(int client_port)
+{
+	char url[64], *body = NULL, *at;
+	size_t len = 0;
+	FILE *fp = open_memstream(&body, &len);
+	CURL *c = curl_easy_init();
+	long n = -1;
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", client_port);
+	if (fp && c) {
+		curl_easy_setopt(c, CURLOPT_URL, url);
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, append_body);
+		curl_easy_setopt(c, CURLOPT_WRITEDATA, fp);
+		curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+		if (curl_easy_perform(c) == CURLE_OK) {
+			fflush(fp);
+			if ((at = strstr(body, "\netcd_debugging_mvcc_watcher_total ")))
+				n = (long)strtod(at + strlen("\netcd_debugging_mvcc_watcher_total "), NULL);
+		}
+	}
+	if (c)
+		curl_easy_cleanup(c);
+	if (fp)
+		fclose(fp);
+	free(body);
+	return n;
+}
+
+/* Until every watcher's watch is registered in etcd (a fleet's watches
+ * stand long before a change): a publish racing thousands of watch
+ * creations would time their set-up, not the change. */
+static void wait_watches(int client_port, uint32_t n)
+{
+	long seen = -1;
+
+	for (int k = 0; k < 1200 && (seen = etcd_watchers(client_port)) >= 0 && seen < (long)n; k++)
+		usleep(50 * 1000);
+	if (seen < (long)n)
+		fprintf(stderr, "only %ld of %u watches registered; publishing anyway\n", seen, n);
+	usleep(500 * 1000);
+}
+
+static void run_round(const char *url, int client_port, struct su_store *s, const char *yaml, struct su_plan **cur, uint32_t n,
 		      uint64_t plan_bytes, uint32_t n_dcs)
 {
 	struct watcher *w = calloc(n, sizeof(*w));
@@ -230,7 +281,7 @@ static void run_round(const char *url, struct su_store *s, const char *yaml, str
 			usleep(2000); /* nodes do not all start in the same millisecond */
 	}
 	pthread_barrier_wait(&ready);
-	sleep(1 + n / 1000); /* every watch established */
+	wait_watches(client_port, n);
 	tp = now_s();
 	if (publish_move(s, fleet, cur, &t0, &err))
 		fprintf(stderr, "publish: %s\n", err.msg);
@@ -348,7 +399,7 @@ int main(int argc, char **argv)
 	}
 	for (uint32_t n = 3; n <= max && n <= n_servers; n *= 10) {
 		if (in_list(only, n))
-			run_round(e.url, s, yaml, &plan, n, len, n_dcs);
+			run_round(e.url, e.client_port[0], s, yaml, &plan, n, len, n_dcs);
 	}
 
 	/* The file way: the whole plan to every reader, each parsing all of it. */

@@ -256,8 +256,8 @@ static int publish(const char *cmd, struct su_store *s, const struct su_plan *ne
 {
 	char *ops = su_ops__format(&b->ops);
 	struct su_shard extra[2] = {
-		{ "fleet", (char *)fleet_text, strlen(fleet_text) },
-		{ "ops", ops, ops ? strlen(ops) : 0 },
+		{ "fleet", (char *)fleet_text, strlen(fleet_text), 0 },
+		{ "ops", ops, ops ? strlen(ops) : 0, 0 },
 	};
 	uint64_t expect = b->plan ? b->plan->serial : 0;
 	struct su_err err;

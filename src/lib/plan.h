@@ -170,9 +170,33 @@ struct su_plan_view {
 	 * so a view of a few IPs among a million does not scan them all. */
 	const uint32_t *ip_list;
 	uint32_t n_ip_list;
+	/* Only a part of the text, for the store's plan/ shards: the whole
+	 * snapshot is the HEAD (header and tables), then the IPS of every IP
+	 * in order, then "end N" with N = su_plan__records(). */
+	enum su_plan_part { SU_PART_ALL, SU_PART_HEAD, SU_PART_IPS } part;
 };
 /* Formats the view (NULL: the whole plan) into a malloc'd buffer; 0 or -errno. */
 int su_plan__format_view(const struct su_plan *p, const struct su_plan_view *v, char **buf, size_t *len);
+/* The count on the whole snapshot's end line. */
+uint64_t su_plan__records(const struct su_plan *p);
+
+/* Digests of what the writer prints, computed without printing, so that a
+ * store publishing a new version cuts only the views whose input changed:
+ * equal view digests (of the same view of two plans) mean byte-identical
+ * su_plan__format_view() output, up to a 64-bit collision.  One digest per
+ * row of each table, of every field the writer prints for that row (names,
+ * not indexes, for the rows it refers to; the indexes a view's filters use
+ * are hashed too, so a renumbering only ever costs a re-cut). */
+struct su_plan_digests {
+	uint64_t head; /* the header lines (format, ports, slice, drain) */
+	uint64_t *dcs, *servers, *prefixes, *demands, *ips; /* one per row */
+};
+int su_plan_digests__build(const struct su_plan *p, struct su_plan_digests *d); /* 0 or -ENOMEM */
+void su_plan_digests__free(struct su_plan_digests *d);
+/* The digest of view v of p (NULL: the whole plan); 0 only when out of
+ * memory (0 is never a digest, so the caller cuts the view). */
+uint64_t su_plan__view_digest(const struct su_plan *p, const struct su_plan_digests *d,
+			      const struct su_plan_view *v);
 const char *su_state__name(uint8_t state); /* "active", "draining", "free" */
 
 #endif

@@ -120,12 +120,26 @@ static char *u32_text(uint32_t v, char buf[11])
 	return p;
 }
 
-static uint64_t write_ip(FILE *fp, const struct su_plan *p, const struct su_plan_ip *ip,
-			 char *const *server_text, int32_t only_server)
+/* " NAME ADDR" of server s, formatted at its first use in the view. */
+static const char *server_text(char **v, const struct su_plan *p, int32_t s)
+{
+	char a[SU_ADDR_STRLEN];
+
+	if (s < 0 || (size_t)s >= p->n_servers)
+		return NULL;
+	if (!v[s] && asprintf(&v[s], " %s %s", p->servers[s].name, su_addr__str(p->servers[s].addr, a)) < 0)
+		v[s] = NULL;
+	return v[s];
+}
+
+/* The IP's record and its slot lines (only_server's slots when >= 0):
+ * their count, or -ENOMEM. */
+static int64_t write_ip(FILE *fp, const struct su_plan *p, const struct su_plan_ip *ip, char **server_texts,
+			int32_t only_server)
 {
 	const struct su_plan_prefix *px = &p->prefixes[ip->prefix];
 	char a[SU_ADDR_STRLEN], b[SU_PREFIX_STRLEN], port[11];
-	uint64_t records = 1;
+	int64_t records = 1;
 
 	fprintf(fp, "ip %s %s %s ", su_addr__str(ip->ip, a), p->dcs[ip->dc].name,
 		su_prefix__str(&px->prefix, b));
@@ -142,33 +156,26 @@ static uint64_t write_ip(FILE *fp, const struct su_plan *p, const struct su_plan
 		if (slot->state == SU_FREE ||
 		    (only_server >= 0 && slot->server != only_server && slot->prev_server != only_server))
 			continue;
+		const char *owner = server_text(server_texts, p, slot->server);
+		const char *prev = slot->prev_server >= 0 ? server_text(server_texts, p, slot->prev_server) : "";
+
+		if (!owner || !prev)
+			return -ENOMEM;
 		fputs_unlocked("slot ", fp);
 		fputs_unlocked(a, fp);
 		fputc_unlocked(' ', fp);
 		fputs_unlocked(u32_text(su_plan__slot_lo(p, s), port), fp);
-		fputs_unlocked(server_text[slot->server], fp);
+		fputs_unlocked(owner, fp);
 		write_state(fp, slot->state, slot->deadline);
-		if (slot->prev_server >= 0) {
-			const struct su_plan_server *ps = &p->servers[slot->prev_server];
-
-			fprintf(fp, " from%s %s %" PRId64, server_text[slot->prev_server],
-				p->dcs[ps->dc].name, slot->deadline);
-		}
+		if (slot->prev_server >= 0)
+			fprintf(fp, " from%s %s %" PRId64, prev, p->dcs[p->servers[slot->prev_server].dc].name,
+				slot->deadline);
 		fputc_unlocked('\n', fp);
 		records++;
 	}
 	return records;
 }
 
-static int server_text(char **v, const struct su_plan *p, int32_t s)
-{
-	char a[SU_ADDR_STRLEN];
-
-	if (s < 0 || v[s])
-		return 0;
-	return asprintf(&v[s], " %s %s", p->servers[s].name, su_addr__str(p->servers[s].addr, a)) < 0 ?
-		       -ENOMEM : 0;
-}
 
 static int cmp_i32(const void *a, const void *b)
 {
@@ -214,58 +221,225 @@ static int one_server_peers(const struct su_plan *p, const struct su_plan_view *
 	return (int)w;
 }
 
-/* Only the kept servers' texts (of a listed one-server view: its peers'). */
-static char **server_texts(const struct su_plan *p, const struct su_plan_view *view,
-			   const int32_t *peers, int n_peers)
+static int64_t write_ips(FILE *fp, const struct su_plan *p, const struct su_plan_view *v, char **texts)
 {
-	char **v = calloc(p->n_servers + 1, sizeof(*v));
-	int rc = 0;
+	int32_t only = v ? v->only_server : -1;
+	int64_t records = 0, r = 0;
 
-	if (v && n_peers >= 0)
-		for (int k = 0; !rc && k < n_peers; k++)
-			rc = server_text(v, p, peers[k]);
+	if (v && v->ip_list)
+		for (uint32_t k = 0; r >= 0 && k < v->n_ip_list; k++, records += r)
+			r = write_ip(fp, p, &p->ips[v->ip_list[k]], texts, only);
 	else
-		for (uint32_t i = 0; v && !rc && i < p->n_servers; i++)
-			if (KEEP(view, servers, i))
-				rc = server_text(v, p, (int32_t)i);
-	if (v && rc) {
-		for (uint32_t j = 0; j < p->n_servers; j++)
-			free(v[j]);
-		free(v);
-		return NULL;
-	}
-	return v;
+		for (uint32_t i = 0; r >= 0 && i < p->n_ips; i++, records += r)
+			r = KEEP(v, ips, i) ? write_ip(fp, p, &p->ips[i], texts, only) : 0;
+	return r < 0 ? r : records;
+}
+
+static void write_header(FILE *fp, const struct su_plan *p, const struct su_plan_view *v)
+{
+	fprintf(fp, "# softunicast address plan, written by softunicast %s; do not edit by hand\n"
+		    "softunicast-plan %d\nserial %" PRIu64 "\nports %u-%u slice %u\ndrain %" PRId64 "\n",
+		SU_VERSION, SU_PLAN_FORMAT, v && v->serial0 ? 0 : p->serial, p->port_lo, p->port_hi, p->slice_size, p->drain);
 }
 
 static int write_view(FILE *fp, const struct su_plan *p, const struct su_plan_view *v)
 {
+	enum su_plan_part part = v ? v->part : SU_PART_ALL;
 	int32_t *peers = NULL;
 	bool listed = v && v->only_server >= 0 && v->ip_list; /* its IPs given: no scans */
-	int n_peers = listed ? one_server_peers(p, v, &peers) : -1;
-	char **server_text = listed && n_peers < 0 ? NULL : server_texts(p, v, peers, n_peers);
-	uint64_t records = 4;
+	int n_peers = listed && part != SU_PART_IPS ? one_server_peers(p, v, &peers) : -1;
+	/* Each server's " NAME ADDR", made at its first slot line. */
+	char **texts = calloc(p->n_servers + 1, sizeof(*texts));
+	int64_t records = 4, ips = 0;
 
-	if (!server_text) {
+	if (!texts || (listed && part != SU_PART_IPS && n_peers < 0)) {
+		free(texts);
 		free(peers);
 		return -ENOMEM;
 	}
-	fprintf(fp, "# softunicast address plan, written by softunicast %s; do not edit by hand\n"
-		    "softunicast-plan %d\nserial %" PRIu64 "\nports %u-%u slice %u\ndrain %" PRId64 "\n",
-		SU_VERSION, SU_PLAN_FORMAT, v && v->serial0 ? 0 : p->serial, p->port_lo, p->port_hi, p->slice_size, p->drain);
-	records += write_tables(fp, p, v, peers, n_peers);
+	if (part != SU_PART_IPS) {
+		write_header(fp, p, v);
+		records += (int64_t)write_tables(fp, p, v, peers, n_peers);
+	}
+	if (part != SU_PART_HEAD)
+		ips = write_ips(fp, p, v, texts);
+	if (part == SU_PART_ALL && ips >= 0)
+		fprintf(fp, "end %" PRId64 "\n", records + ips);
+	for (uint32_t i = 0; i < p->n_servers; i++)
+		free(texts[i]);
+	free(texts);
+	free(peers);
+	return ips < 0 ? (int)ips : ferror(fp) ? -EIO : 0;
+}
+
+uint64_t su_plan__records(const struct su_plan *p)
+{
+	uint64_t n = 4ull + p->n_dcs + p->n_servers + p->n_prefixes + p->n_demands + p->n_ips;
+
+	for (uint64_t k = 0; k < (uint64_t)p->n_ips * p->slices_per_ip; k++)
+		n += p->slots[k].state != SU_FREE;
+	return n;
+}
+
+/* ---- digests of what the writer prints (su_plan__view_digest) ----------------
+ * Each digest mirrors its writer above: a field printed there is hashed
+ * here (tests/unit/test_store.c "view digests" changes each one). */
+
+static uint64_t mix(uint64_t h, uint64_t v)
+{
+	v *= 0x9e3779b97f4a7c15ull;
+	v ^= v >> 29;
+	h = (h ^ v) * 0xbf58476d1ce4e5b9ull;
+	return h ^ (h >> 32);
+}
+
+static uint64_t mix_str(uint64_t h, const char *s)
+{
+	uint64_t x = 0xcbf29ce484222325ull;
+
+	for (; *s; s++)
+		x = (x ^ (unsigned char)*s) * 0x100000001b3ull;
+	return mix(h, x);
+}
+
+static uint64_t mix_tags(uint64_t h, const struct su_tags *t)
+{
+	h = mix(h, t->n);
+	for (uint32_t k = 0; k < t->n; k++)
+		h = mix_str(mix_str(h, t->v[k].key), t->v[k].value);
+	return h;
+}
+
+static uint64_t dc_digest(const struct su_plan_dc *d)
+{
+	return mix(mix(mix_str(1, d->name), d->router), d->retired);
+}
+
+static uint64_t server_digest(const struct su_plan *p, const struct su_plan_server *x)
+{
+	return mix(mix(mix_str(mix_str(2, x->name), p->dcs[x->dc].name), x->addr), x->retired);
+}
+
+static uint64_t prefix_digest(const struct su_plan *p, const struct su_plan_prefix *x)
+{
+	uint64_t h = mix(mix(mix_tags(3, &x->tags), x->prefix.addr), x->prefix.len);
+
+	for (uint32_t j = 0; j < x->n_dcs; j++)
+		h = mix_str(h, p->dcs[x->dcs[j]].name);
+	return mix(mix(h, x->n_dcs), x->retired);
+}
+
+static uint64_t demand_digest(const struct su_plan *p, const struct su_plan_demand *x)
+{
+	return mix(mix(mix_tags(mix_str(4, p->dcs[x->dc].name), &x->tags), x->slices), x->retired);
+}
+
+/* The IP's record and every slot line of it; the owners' indexes too (a
+ * one-server view keeps the slots of one index). */
+static uint64_t ip_digest(const struct su_plan *p, const struct su_plan_digests *d, const struct su_plan_ip *ip)
+{
+	const struct su_plan_prefix *px = &p->prefixes[ip->prefix];
+	uint64_t h = mix(mix_str(mix(5, ip->ip), p->dcs[ip->dc].name), d->prefixes[ip->prefix]);
+
+	h = mix(mix(mix(mix_tags(mix(h, px->prefix.addr ^ (uint64_t)px->prefix.len << 32),
+				   &p->demands[ip->demand].tags), ip->state), (uint64_t)ip->deadline), (uint64_t)ip->prev_dc);
+	if (ip->prev_dc >= 0)
+		h = mix(mix_str(h, p->dcs[ip->prev_dc].name), (uint64_t)ip->prev_deadline);
+	for (uint32_t s = 0; s < p->slices_per_ip; s++) {
+		const struct su_plan_slot *sl = &p->slots[ip->first_slot + s];
+
+		if (sl->state == SU_FREE)
+			continue;
+		h = mix(mix(mix(mix(h, s), (uint64_t)sl->server), sl->state), (uint64_t)sl->deadline);
+		h = mix(h, sl->server >= 0 ? d->servers[sl->server] : 0);
+		h = mix(mix(h, (uint64_t)sl->prev_server), sl->prev_server >= 0 ? d->servers[sl->prev_server] : 0);
+	}
+	return h;
+}
+
+void su_plan_digests__free(struct su_plan_digests *d)
+{
+	free(d->dcs);
+	free(d->servers);
+	free(d->prefixes);
+	free(d->demands);
+	free(d->ips);
+	memset(d, 0, sizeof(*d));
+}
+
+int su_plan_digests__build(const struct su_plan *p, struct su_plan_digests *d)
+{
+	d->dcs = malloc((p->n_dcs + 1) * sizeof(uint64_t));
+	d->servers = malloc((p->n_servers + 1) * sizeof(uint64_t));
+	d->prefixes = malloc((p->n_prefixes + 1) * sizeof(uint64_t));
+	d->demands = malloc((p->n_demands + 1) * sizeof(uint64_t));
+	d->ips = malloc((p->n_ips + 1) * sizeof(uint64_t));
+	if (!d->dcs || !d->servers || !d->prefixes || !d->demands || !d->ips) {
+		su_plan_digests__free(d);
+		return -ENOMEM;
+	}
+	/* The header: the slot geometry too (su_plan__slot_lo prints ports). */
+	d->head = mix_str(mix(mix(mix(mix(mix(mix(mix(6, SU_PLAN_FORMAT), p->port_lo), p->port_hi), p->slice_size),
+				  (uint64_t)p->drain), p->first_slice), p->slices_per_ip), SU_VERSION);
+	for (uint32_t i = 0; i < p->n_dcs; i++)
+		d->dcs[i] = dc_digest(&p->dcs[i]);
+	for (uint32_t i = 0; i < p->n_servers; i++)
+		d->servers[i] = server_digest(p, &p->servers[i]);
+	for (uint32_t i = 0; i < p->n_prefixes; i++)
+		d->prefixes[i] = prefix_digest(p, &p->prefixes[i]);
+	for (uint32_t i = 0; i < p->n_demands; i++)
+		d->demands[i] = demand_digest(p, &p->demands[i]);
+	for (uint32_t i = 0; i < p->n_ips; i++)
+		d->ips[i] = ip_digest(p, d, &p->ips[i]);
+	return 0;
+}
+
+/* Kept rows of one table, by index and digest (write_tables' order). */
+static uint64_t mix_rows(uint64_t h, const uint8_t *mask, const uint64_t *rows, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		if (!mask || mask[i])
+			h = mix(mix(h, i), rows[i]);
+	return mix(h, n);
+}
+
+uint64_t su_plan__view_digest(const struct su_plan *p, const struct su_plan_digests *d,
+			      const struct su_plan_view *v)
+{
+	enum su_plan_part part = v ? v->part : SU_PART_ALL;
+	bool listed = v && v->only_server >= 0 && v->ip_list;
+	uint64_t h = mix(mix(mix(mix(7, part), v ? (uint64_t)v->only_server : ~0ull), v && v->unretire),
+			 v && v->serial0 ? 0 : p->serial);
+
+	if (part != SU_PART_IPS) {
+		h = mix(h, d->head);
+		h = mix_rows(h, v ? v->dcs : NULL, d->dcs, p->n_dcs);
+		if (listed) { /* write_tables prints the peers: the same list */
+			int32_t *peers = NULL;
+			int n = one_server_peers(p, v, &peers);
+
+			if (n < 0)
+				return 0;
+			for (int k = 0; k < n; k++)
+				h = mix(mix(h, (uint64_t)peers[k]), d->servers[peers[k]]);
+			free(peers);
+		} else {
+			h = mix_rows(h, v ? v->servers : NULL, d->servers, p->n_servers);
+		}
+		h = mix_rows(h, v ? v->prefixes : NULL, d->prefixes, p->n_prefixes);
+		h = mix_rows(h, v ? v->demands : NULL, d->demands, p->n_demands);
+	}
+	if (part == SU_PART_HEAD)
+		return h | 1;
+	/* IPs by digest alone (it holds the address): an IP added before
+	 * them renumbers them and must not re-cut every view. */
 	if (v && v->ip_list)
 		for (uint32_t k = 0; k < v->n_ip_list; k++)
-			records += write_ip(fp, p, &p->ips[v->ip_list[k]], server_text, v->only_server);
+			h = mix(h, d->ips[v->ip_list[k]]);
 	else
 		for (uint32_t i = 0; i < p->n_ips; i++)
-			if (KEEP(v, ips, i))
-				records += write_ip(fp, p, &p->ips[i], server_text, v ? v->only_server : -1);
-	fprintf(fp, "end %" PRIu64 "\n", records);
-	for (uint32_t i = 0; i < p->n_servers; i++)
-		free(server_text[i]);
-	free(server_text);
-	free(peers);
-	return ferror(fp) ? -EIO : 0;
+			h = KEEP(v, ips, i) ? mix(h, d->ips[i]) : h;
+	return h | 1;
 }
 
 static int write_plan(FILE *fp, const void *arg)

@@ -592,7 +592,7 @@ static void uncommitted_version_is_never_read(void **state)
 
 	assert_int_equal(su_store__publish(s, a, 0, &err), 0);
 	/* A writer that died between its shards and its commit. */
-	assert_int_equal(su_layout__shards(b, &shards, &n), 0);
+	assert_int_equal(su_layout__shards(b, NULL, NULL, &shards, &n), 0);
 	for (size_t i = 0; i < n; i++) {
 		char *k = su_store__key(s, "v/00000000000000000002.0000000000000001/%s/0000", shards[i].name);
 
@@ -662,7 +662,7 @@ static void layout1_version_reads_and_upgrades(void **state)
 	size_t n;
 	char *k;
 
-	assert_int_equal(su_layout__shards(a, &shards, &n), 0);
+	assert_int_equal(su_layout__shards(a, NULL, NULL, &shards, &n), 0);
 	for (size_t i = 0; i < n; i++) {
 		char meta[200];
 
@@ -727,6 +727,177 @@ static void big_plan_is_chunked(void **state)
 	su_plan__free(q);
 	su_plan__free(p);
 	su_store__close(s);
+}
+
+/* Kind: a stale view.  A publish cuts only the views and plan parts whose
+ * digest of inputs changed and reuses the previous version's bytes for the
+ * others: for a change of each field the writer prints (each table, each
+ * state, the previous owners, the header), every shard not cut must be
+ * byte-identical to what cutting it would give, and the change must make
+ * some shard differ (else the case tests nothing). */
+static struct su_plan *plan_copy(const struct su_plan *p)
+{
+	struct su_plan *q = NULL;
+	struct su_err err;
+	char *text;
+	size_t len;
+
+	assert_int_equal(su_plan__format_view(p, NULL, &text, &len), 0);
+	if (su_plan__parse(text, len, "copy", &q, &err))
+		fail_msg("%s", err.msg);
+	free(text);
+	return q;
+}
+
+struct cut_of {
+	struct su_shard *v;
+	size_t n;
+};
+
+static uint64_t cut_digest(void *ctx, const char *name)
+{
+	const struct cut_of *c = ctx;
+
+	for (size_t i = 0; i < c->n; i++)
+		if (!strcmp(c->v[i].name, name))
+			return c->v[i].digest;
+	return 0;
+}
+
+static const struct su_shard *cut_find(const struct cut_of *c, const char *name)
+{
+	for (size_t i = 0; i < c->n; i++)
+		if (!strcmp(c->v[i].name, name))
+			return &c->v[i];
+	return NULL;
+}
+
+static uint32_t moved_slot(const struct su_plan *p, uint32_t i);
+
+static void mutate(struct su_plan *p, int k)
+{
+	struct su_plan_slot *sl = &p->slots[p->ips[0].first_slot];
+	uint32_t last = p->n_servers - 1;
+
+	switch (k) {
+	case 0: p->dcs[0].router ^= 1; break;
+	case 1: p->dcs[1].retired = true; break;
+	case 2: p->servers[0].addr ^= 1; break;
+	case 3: p->servers[last].retired = true; break;
+	case 4: assert_int_equal(su_tags__set(&p->prefixes[0].tags, "city", "Paris"), 0); break;
+	case 5: p->prefixes[p->n_prefixes - 1].n_dcs = 0; break;
+	case 6: p->prefixes[0].retired = true; break;
+	case 7: assert_int_equal(su_tags__set(&p->demands[0].tags, "city", "Paris"), 0); break;
+	case 8: p->demands[0].slices++; break;
+	case 9: p->demands[p->n_demands - 1].retired = true; break;
+	case 10: p->ips[0].state = SU_DRAINING; p->ips[0].deadline = NOW + 99; break;
+	case 11: p->ips[0].prev_dc = (int32_t)(p->ips[0].dc ^ 1); p->ips[0].prev_deadline = NOW + 77; break;
+	case 12: for (uint32_t j = 0; j < p->slices_per_ip; j++, sl++) /* a slot changes owner */
+			 if (sl->state != SU_FREE) {
+				 sl->server = sl->server == 0 ? 1 : 0;
+				 break;
+			 }
+		 break;
+	case 13: for (uint32_t j = 0; j < p->slices_per_ip; j++, sl++)
+			 if (sl->state != SU_FREE) {
+				 sl->state = SU_DRAINING;
+				 sl->deadline = NOW + 55;
+				 break;
+			 }
+		 break;
+	case 14: for (uint32_t j = 0; j < p->slices_per_ip; j++, sl++)
+			 if (sl->state != SU_FREE) {
+				 sl->prev_server = (int32_t)last;
+				 sl->deadline = NOW + 44;
+				 break;
+			 }
+		 break;
+	case 15: for (uint32_t j = 0; j < p->slices_per_ip; j++, sl++) /* a free slot taken */
+			 if (sl->state == SU_FREE) {
+				 sl->state = SU_ACTIVE;
+				 sl->server = (int32_t)last;
+				 break;
+			 }
+		 break;
+	case 16: p->drain += 1; break;
+	case 17: free(p->servers[0].name); p->servers[0].name = strdup("aaa-renamed"); break;
+	case 18: free(p->dcs[0].name); p->dcs[0].name = strdup("aaa"); break;
+	case 19: p->ips[p->n_ips - 1].ip += 1; break;
+	/* Each clock alone, on the IP that prepare() gave them. */
+	case 20: p->ips[2].deadline++; break;
+	case 21: p->ips[1].prev_deadline++; break;
+	case 22: p->slots[p->ips[1].first_slot + moved_slot(p, 1)].deadline++; break;
+	}
+}
+
+/* The first slot of IP i that has an owner. */
+static uint32_t moved_slot(const struct su_plan *p, uint32_t i)
+{
+	for (uint32_t j = 0; j < p->slices_per_ip; j++)
+		if (p->slots[p->ips[i].first_slot + j].state != SU_FREE)
+			return j;
+	fail_msg("IP %u has no slot", i);
+	return 0;
+}
+
+/* IP 1 moved from the other DC with one slot handed over; IP 2 draining. */
+static void prepare(struct su_plan *p)
+{
+	struct su_plan_slot *sl = &p->slots[p->ips[1].first_slot + moved_slot(p, 1)];
+
+	p->ips[2].state = SU_DRAINING;
+	p->ips[2].deadline = NOW + 300;
+	for (uint32_t j = 0; j < p->slices_per_ip; j++)
+		if (p->slots[p->ips[2].first_slot + j].state != SU_FREE) {
+			p->slots[p->ips[2].first_slot + j].state = SU_DRAINING;
+			p->slots[p->ips[2].first_slot + j].deadline = NOW + 300;
+		}
+	p->ips[1].prev_dc = (int32_t)(p->ips[1].dc ^ 1);
+	p->ips[1].prev_deadline = NOW + 200;
+	sl->prev_server = sl->server == 0 ? 1 : 0;
+	sl->deadline = NOW + 200;
+}
+
+static void views_are_cut_again_only_when_their_inputs_change(void **state)
+{
+	struct su_plan *a0 = plan_of(fleet_yaml, NULL, NOW), *a = plan_copy(a0);
+	struct cut_of ca = { 0 };
+
+	prepare(a);
+	assert_int_equal(su_layout__shards(a, NULL, NULL, &ca.v, &ca.n), 0);
+	for (int k = 0; k < 23; k++) {
+		struct su_plan *b = plan_copy(a);
+		struct cut_of inc = { 0 }, full = { 0 };
+		size_t reused = 0, differ = 0;
+
+		mutate(b, k);
+		assert_int_equal(su_layout__shards(b, cut_digest, &ca, &inc.v, &inc.n), 0);
+		assert_int_equal(su_layout__shards(b, NULL, NULL, &full.v, &full.n), 0);
+		assert_int_equal(inc.n, full.n);
+		for (size_t i = 0; i < full.n; i++) {
+			const struct su_shard *old = cut_find(&ca, full.v[i].name), *got = cut_find(&inc, full.v[i].name);
+
+			assert_non_null(got);
+			differ += !old || old->len != full.v[i].len || memcmp(old->data, full.v[i].data, old->len);
+			if (got->data) {
+				assert_true(got->len == full.v[i].len && !memcmp(got->data, full.v[i].data, got->len));
+				continue;
+			}
+			reused++;
+			assert_non_null(old);
+			if (old->len != full.v[i].len || memcmp(old->data, full.v[i].data, old->len))
+				fail_msg("change %d: shard %s reused but its bytes changed", k, full.v[i].name);
+		}
+		if (!differ)
+			fail_msg("change %d changes no shard: the case tests nothing", k);
+		print_message("# change %d: %zu of %zu shards differ, %zu reused\n", k, differ, full.n, reused);
+		su_layout__free(inc.v, inc.n);
+		su_layout__free(full.v, full.n);
+		su_plan__free(b);
+	}
+	su_layout__free(ca.v, ca.n);
+	su_plan__free(a);
+	su_plan__free(a0);
 }
 
 /* The whole plan is kept in parts (plan/head, plan/IP): one IP moved to
@@ -997,6 +1168,7 @@ int main(void)
 		cmocka_unit_test(layout1_version_reads_and_upgrades),
 		cmocka_unit_test(big_plan_is_chunked),
 		cmocka_unit_test(small_change_rewrites_few_plan_parts),
+		cmocka_unit_test(views_are_cut_again_only_when_their_inputs_change),
 		cmocka_unit_test(unreachable_store_is_named),
 		cmocka_unit_test(file_store_is_the_same_interface),
 		cmocka_unit_test(gained_slices_wait_for_the_router),

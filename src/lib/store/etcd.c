@@ -539,6 +539,7 @@ int su_etcd__lease_keepalive(struct su_etcd *e, int64_t id, struct su_err *err)
 struct watch_state {
 	struct buf b;
 	int64_t rev;
+	json_t *kv; /* the newest event's kv (a reference) */
 	bool got, failed;
 	bool (*stop)(void *);
 	void *arg;
@@ -568,8 +569,13 @@ static size_t on_watch(char *data, size_t size, size_t n, void *arg)
 		if (json_object_get(msg, "error") || json_is_true(json_object_get(res, "canceled")))
 			w->failed = true;
 		if (json_array_size(events)) {
+			/* The newest: several commits may come in one message. */
+			json_t *ev = json_array_get(events, json_array_size(events) - 1);
+
 			w->got = true;
-			w->rev = i64_field(json_object_get(json_array_get(events, 0), "kv"), "mod_revision");
+			w->rev = i64_field(json_object_get(ev, "kv"), "mod_revision");
+			if (!json_object_get(ev, "type")) /* PUT, the default, is omitted */
+				w->kv = json_incref(json_object_get(ev, "kv"));
 		}
 		json_decref(msg);
 	}
@@ -586,7 +592,7 @@ static int on_progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c, curl
 }
 
 int su_etcd__watch_once(struct su_etcd *e, const char *key, int64_t start_rev, bool (*stop)(void *),
-			void *arg, int64_t *rev, struct su_err *err)
+			void *arg, int64_t *rev, struct su_etcd_kv *kv, struct su_err *err)
 {
 	struct watch_state w = { .stop = stop, .arg = arg };
 	struct curl_slist *h;
@@ -620,6 +626,8 @@ int su_etcd__watch_once(struct su_etcd *e, const char *key, int64_t start_rev, b
 	if (w.got) {
 		*rev = w.rev;
 		ret = 0;
+		if (kv && (!w.kv || su_etcd__decode_kv(w.kv, kv)))
+			memset(kv, 0, sizeof(*kv)); /* a delete, or undecodable: no value */
 	} else if (rc == CURLE_ABORTED_BY_CALLBACK) {
 		ret = -ECANCELED;
 	} else {
@@ -631,5 +639,6 @@ int su_etcd__watch_once(struct su_etcd *e, const char *key, int64_t start_rev, b
 	curl_slist_free_all(h);
 	free(body);
 	free(w.b.p);
+	json_decref(w.kv);
 	return ret;
 }

@@ -82,9 +82,11 @@ int su_etcd__lease_grant(struct su_etcd *e, int64_t ttl, int64_t *id, struct su_
 int su_etcd__lease_keepalive(struct su_etcd *e, int64_t id, struct su_err *err);
 
 /* Blocks on a watch of key from revision start_rev until an event arrives
- * (returns 0 with *rev the event's revision), stop() returns true
- * (-ECANCELED), or the stream breaks (-errno).  Its own connection. */
+ * (returns 0 with *rev the event's revision and, when kv is not NULL, the
+ * key's new value in *kv, malloc'd, or all zero for a delete), stop()
+ * returns true (-ECANCELED), or the stream breaks (-errno).  Its own
+ * connection. */
 int su_etcd__watch_once(struct su_etcd *e, const char *key, int64_t start_rev, bool (*stop)(void *),
-			void *arg, int64_t *rev, struct su_err *err);
+			void *arg, int64_t *rev, struct su_etcd_kv *kv, struct su_err *err);
 
 #endif

@@ -57,7 +57,7 @@ static int masks__alloc(struct masks *m, const struct su_plan *p)
 	return -ENOMEM;
 }
 
-static int add_shard(struct su_shard **v, size_t *n, char *name, char *data, size_t len)
+static int add_shard(struct su_shard **v, size_t *n, char *name, char *data, size_t len, uint64_t digest)
 {
 	struct su_shard *nv = realloc(*v, (*n + 1) * sizeof(**v));
 
@@ -69,24 +69,46 @@ static int add_shard(struct su_shard **v, size_t *n, char *name, char *data, siz
 		return -ENOMEM;
 	}
 	*v = nv;
-	nv[(*n)++] = (struct su_shard){ name, data, len };
+	nv[(*n)++] = (struct su_shard){ name, data, len, digest };
 	return 0;
 }
 
-static int add_view(struct su_shard **v, size_t *n, const struct su_plan *p, const struct masks *m,
-		    int32_t only_server, const uint32_t *ip_list, uint32_t n_ip_list, char *name)
+/* What every cutter shares: the plan, its digests, the previous version's. */
+struct cut_in {
+	const struct su_plan *p;
+	struct su_plan_digests d;
+	su_layout_prev_fn prev;
+	void *ctx;
+};
+
+/* A view's shard, formatted only when its digest differs from the previous
+ * version's (an unchanged one is named with its digest and no data). */
+static int add_view(struct su_shard **v, size_t *n, const struct cut_in *in, const struct su_plan_view *view,
+		    char *name)
 {
-	struct su_plan_view view = { m->dcs, m->servers, m->prefixes, m->demands, m->ips, only_server,
-				     only_server >= 0 && p->servers[only_server].retired, true, ip_list, n_ip_list };
+	uint64_t digest = name ? su_plan__view_digest(in->p, &in->d, view) : 0;
 	char *data;
 	size_t len;
-	int ret = su_plan__format_view(p, &view, &data, &len);
+	int ret;
 
-	if (ret) {
+	if (digest && in->prev && in->prev(in->ctx, name) == digest)
+		return add_shard(v, n, name, NULL, 0, digest);
+	if ((ret = su_plan__format_view(in->p, view, &data, &len))) {
 		free(name);
 		return ret;
 	}
-	return add_shard(v, n, name, data, len);
+	return add_shard(v, n, name, data, len, digest);
+}
+
+static int add_mask_view(struct su_shard **v, size_t *n, const struct cut_in *in, const struct masks *m,
+			 int32_t only_server, const uint32_t *ip_list, uint32_t n_ip_list, char *name)
+{
+	const struct su_plan *p = in->p;
+	struct su_plan_view view = { m->dcs, m->servers, m->prefixes, m->demands, m->ips, only_server,
+				     only_server >= 0 && p->servers[only_server].retired, true, ip_list, n_ip_list,
+				     SU_PART_ALL };
+
+	return add_view(v, n, in, &view, name);
 }
 
 static char *shard_name(const char *kind, const char *x)
@@ -118,11 +140,64 @@ static int ranges_shard(const struct su_plan *p, struct su_shard **v, size_t *n)
 		free(data);
 		return -EIO;
 	}
-	return add_shard(v, n, strdup("ranges"), data, len);
+	return add_shard(v, n, strdup("ranges"), data, len, 0);
 }
 
-static int dc_shard(const struct su_plan *p, uint32_t d, struct masks *m, struct su_shard **v, size_t *n)
+/* Row indexes grouped by an owner (a DC's IPs, a server's IPs), ascending
+ * within each group: rows[start[g] .. start[g+1]). */
+struct groups {
+	uint32_t *rows;
+	uint32_t *start;
+};
+
+static void groups__free(struct groups *g)
 {
+	free(g->rows);
+	free(g->start);
+}
+
+static int dc_groups(const struct su_plan *p, struct groups *g)
+{
+	uint32_t *fill = calloc(p->n_dcs + 1, sizeof(*fill));
+
+	g->start = calloc(p->n_dcs + 2, sizeof(*g->start));
+	g->rows = malloc((p->n_ips + 1) * sizeof(*g->rows));
+	if (!fill || !g->start || !g->rows) {
+		free(fill);
+		groups__free(g);
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < p->n_ips; i++)
+		g->start[p->ips[i].dc + 1]++;
+	for (uint32_t d = 0; d < p->n_dcs; d++)
+		g->start[d + 1] += g->start[d];
+	for (uint32_t i = 0; i < p->n_ips; i++)
+		g->rows[g->start[p->ips[i].dc] + fill[p->ips[i].dc]++] = i;
+	free(fill);
+	return 0;
+}
+
+static void dc_ips_mark(const struct su_plan *p, const struct groups *g, uint32_t d, struct masks *m, uint8_t on)
+{
+	for (uint32_t k = g->start[d]; k < g->start[d + 1]; k++) {
+		const struct su_plan_ip *ip = &p->ips[g->rows[k]];
+
+		m->ips[g->rows[k]] = on;
+		m->prefixes[ip->prefix] = on;
+		/* A slot's previous owner may be in the DC the IP moved from. */
+		for (uint32_t j = 0; j < p->slices_per_ip; j++) {
+			int32_t prev = p->slots[ip->first_slot + j].prev_server;
+
+			if (on && prev >= 0 && p->slots[ip->first_slot + j].state != SU_FREE)
+				m->servers[prev] = 1; /* reset by the next DC's server pass */
+		}
+	}
+}
+
+static int dc_shard(const struct cut_in *in, uint32_t d, const struct groups *g, struct masks *m,
+		    struct su_shard **v, size_t *n)
+{
+	const struct su_plan *p = in->p;
 	int ret;
 
 	memset(m->dcs, 1, p->n_dcs); /* every DC's router: the backbone next hops */
@@ -130,20 +205,10 @@ static int dc_shard(const struct su_plan *p, uint32_t d, struct masks *m, struct
 		m->servers[s] = p->servers[s].dc == d;
 	for (uint32_t x = 0; x < p->n_demands; x++)
 		m->demands[x] = p->demands[x].dc == d;
-	memset(m->prefixes, 0, p->n_prefixes);
-	for (uint32_t i = 0; i < p->n_ips; i++) {
-		if (!(m->ips[i] = p->ips[i].dc == d))
-			continue;
-		m->prefixes[p->ips[i].prefix] = 1;
-		/* A slot's previous owner may be in the DC the IP moved from. */
-		for (uint32_t k = 0; k < p->slices_per_ip; k++) {
-			int32_t prev = p->slots[p->ips[i].first_slot + k].prev_server;
-
-			if (prev >= 0 && p->slots[p->ips[i].first_slot + k].state != SU_FREE)
-				m->servers[prev] = 1;
-		}
-	}
-	ret = add_view(v, n, p, m, -1, NULL, 0, shard_name("dc", p->dcs[d].name));
+	dc_ips_mark(p, g, d, m, 1);
+	ret = add_mask_view(v, n, in, m, -1, g->rows + g->start[d], g->start[d + 1] - g->start[d],
+			    shard_name("dc", p->dcs[d].name));
+	dc_ips_mark(p, g, d, m, 0); /* the IP and prefix masks stay all-zero between DCs */
 	return ret;
 }
 
@@ -153,7 +218,6 @@ struct owned {
 	uint32_t *ips; /* ip indexes, grouped by server: ips[start[s] .. start[s+1]) */
 	uint32_t *start;
 };
-
 /* IP i in server s's list (pass 0 counts, pass 1 fills), once. */
 static void owned__list(struct owned *o, uint32_t *count, uint32_t *seen, int32_t s, uint32_t i,
 			int pass)
@@ -235,9 +299,10 @@ static void peers_mark(const struct su_plan *p, uint32_t s, const struct owned *
 	}
 }
 
-static int server_shard(const struct su_plan *p, uint32_t s, const struct owned *o, struct masks *m,
+static int server_shard(const struct cut_in *in, uint32_t s, const struct owned *o, struct masks *m,
 			struct su_shard **v, size_t *n)
 {
+	const struct su_plan *p = in->p;
 	uint32_t d = p->servers[s].dc;
 	int ret;
 
@@ -255,7 +320,7 @@ static int server_shard(const struct su_plan *p, uint32_t s, const struct owned 
 	}
 	peers_mark(p, s, o, m, 1);
 	/* Its IPs by index (ascending): the view does not scan every IP. */
-	ret = add_view(v, n, p, m, (int32_t)s, o->ips + o->start[s], o->start[s + 1] - o->start[s],
+	ret = add_mask_view(v, n, in, m, (int32_t)s, o->ips + o->start[s], o->start[s + 1] - o->start[s],
 		       shard_name("server", p->servers[s].name));
 	/* Undo only what was set: the masks stay all-zero between servers. */
 	peers_mark(p, s, o, m, 0);
@@ -282,8 +347,9 @@ static bool first_retired(const struct su_plan *p, uint32_t s)
 	return true;
 }
 
-static int server_shards(const struct su_plan *p, struct su_shard **v, size_t *n)
+static int server_shards(const struct cut_in *in, struct su_shard **v, size_t *n)
 {
+	const struct su_plan *p = in->p;
 	struct masks m = { 0 };
 	struct owned o = { 0 };
 	int ret = masks__alloc(&m, p);
@@ -294,7 +360,7 @@ static int server_shards(const struct su_plan *p, struct su_shard **v, size_t *n
 	 * unless the name is active again elsewhere: the active one wins. */
 	for (uint32_t s = 0; !ret && s < p->n_servers; s++)
 		if (!p->servers[s].retired || first_retired(p, s))
-			ret = server_shard(p, s, &o, &m, v, n);
+			ret = server_shard(in, s, &o, &m, v, n);
 	free(o.ips);
 	free(o.start);
 	masks__free(&m);
@@ -302,139 +368,119 @@ static int server_shards(const struct su_plan *p, struct su_shard **v, size_t *n
 }
 
 /* The whole plan, for the tools, cut into parts that a small change leaves
- * mostly untouched, so a version rewrites only the parts it changed (the
- * store shares unchanged shards between versions by name and checksum):
- *   plan/head         everything before the first IP record, with serial 0
- *                     (the version gives the serial, as for the views);
+ * mostly untouched, so a version rewrites (and cuts) only the parts it
+ * changed:
+ *   plan/head         the header and the tables, with serial 0 (the version
+ *                     gives the serial, as for the views);
  *   plan/IP           IP records (with their slots) from IP on: a part ends
- *                     before the first record of a /20 block once it holds
- *                     SU_LAYOUT_PART bytes (at any record past 4 times that),
- *                     so boundaries follow addresses and move only when a
- *                     change crosses those sizes;
+ *                     before the first IP of a /20 block once it holds
+ *                     SU_LAYOUT_PART_RECORDS records (before any IP at 4
+ *                     times that), so boundaries follow addresses and move
+ *                     only when a change crosses those counts;
+ *   plan/end          the end line;
  *   plan              the manifest: "softunicast-parts 1", then the part
  *                     names in order; the plan is their concatenation. */
-static const char *next_ip_record(const char *at, const char *end)
+static uint32_t ip_records(const struct su_plan *p, uint32_t i)
 {
-	const char *q = at < end ? memmem(at, (size_t)(end - at), "\nip ", 4) : NULL;
+	uint32_t n = 1;
 
-	return q ? q + 1 : NULL;
+	for (uint32_t k = 0; k < p->slices_per_ip; k++)
+		n += p->slots[p->ips[i].first_slot + k].state != SU_FREE;
+	return n;
 }
 
-/* The address of an "ip ADDR ..." record (not sscanf: glibc's measures
- * the whole remaining text on every call). */
-static uint32_t record_ip(const char *rec)
+/* The IPs of the part starting at first: its end (exclusive). */
+static uint32_t part_end(const struct su_plan *p, uint32_t first)
 {
-	char addr[SU_ADDR_STRLEN];
-	uint32_t ip = 0;
-	size_t k = 0;
+	uint64_t records = ip_records(p, first);
+	uint32_t i = first + 1;
 
-	for (rec += 3; k + 1 < sizeof(addr) && rec[k] && rec[k] != ' ' && rec[k] != '\n'; k++)
-		addr[k] = rec[k];
-	addr[k] = '\0';
-	su_addr__parse(addr, &ip);
-	return ip;
-}
+	for (; i < p->n_ips; records += ip_records(p, i++)) {
+		bool new_block = p->ips[i].ip >> 12 != p->ips[i - 1].ip >> 12;
 
-static int add_copy(struct su_shard **v, size_t *n, const char *name, const char *data, size_t len)
-{
-	char *d = malloc(len + 1);
-
-	if (!d)
-		return -ENOMEM;
-	memcpy(d, data, len);
-	d[len] = '\0';
-	return add_shard(v, n, strdup(name), d, len);
-}
-
-/* plan/head: the text before the first IP record, its serial line made 0. */
-static int plan_head(const char *text, const char *at, struct su_shard **v, size_t *n)
-{
-	const char *serial = memmem(text, (size_t)(at - text), "\nserial ", 8);
-	const char *eol = serial ? memchr(serial + 1, '\n', (size_t)(at - serial - 1)) : NULL;
-	char *head = NULL;
-	size_t hlen = 0;
-	FILE *hf = open_memstream(&head, &hlen);
-
-	if (!hf)
-		return -ENOMEM;
-	if (serial && eol) {
-		fwrite(text, 1, (size_t)(serial - text), hf);
-		fputs("\nserial 0", hf);
-		fwrite(eol, 1, (size_t)(at - eol), hf);
-	} else {
-		fwrite(text, 1, (size_t)(at - text), hf);
+		if (records >= 4ull * SU_LAYOUT_PART_RECORDS || (records >= SU_LAYOUT_PART_RECORDS && new_block))
+			break;
 	}
-	if (fclose(hf)) {
-		free(head);
-		return -ENOMEM;
-	}
-	return add_shard(v, n, strdup("plan/head"), head, hlen);
+	return i;
 }
 
-static int plan_parts(const struct su_plan *p, struct su_shard **v, size_t *n)
+static int text_shard(struct su_shard **v, size_t *n, const char *name, char *text, size_t len)
 {
-	char *text, *manifest = NULL, name[64], a[SU_ADDR_STRLEN];
-	size_t len, mlen = 0;
-	FILE *mf;
-	int ret = su_plan__format_view(p, NULL, &text, &len);
-	const char *end, *at;
+	return text ? add_shard(v, n, strdup(name), text, len, 0) : -ENOMEM;
+}
 
-	if (ret)
-		return ret;
-	end = text + len;
-	at = next_ip_record(text, end);
-	at = at ? at : end;
-	if (!(mf = open_memstream(&manifest, &mlen))) {
-		free(text);
-		return -ENOMEM;
-	}
-	fputs("softunicast-parts 1\nplan/head\n", mf);
-	ret = plan_head(text, at, v, n);
-	while (!ret && at < end) {
-		const char *start = at, *q = at;
-		uint32_t first = record_ip(start), prev = first, ip = first;
+static int plan_parts(const struct cut_in *in, const uint32_t *all, struct su_shard **v, size_t *n)
+{
+	const struct su_plan *p = in->p;
+	struct su_plan_view head = { .only_server = -1, .serial0 = true, .part = SU_PART_HEAD };
+	char *manifest = NULL, *end = NULL, name[64], a[SU_ADDR_STRLEN];
+	size_t mlen = 0;
+	FILE *mf = open_memstream(&manifest, &mlen);
+	int ret = mf ? add_view(v, n, in, &head, strdup("plan/head")) : -ENOMEM;
 
-		/* Ends before the first record of a /20 block once big enough, or
-		 * before any record once four times that (a block dense in slots). */
-		while ((q = next_ip_record(q, end)) && (size_t)(q - start) < 4 * SU_LAYOUT_PART &&
-		       ((ip = record_ip(q)) >> 12 == prev >> 12 || (size_t)(q - start) < SU_LAYOUT_PART))
-			prev = ip;
-		at = q ? q : end;
-		snprintf(name, sizeof(name), "plan/%s", su_addr__str(first, a));
-		ret = add_copy(v, n, name, start, (size_t)(at - start));
+	if (mf)
+		fputs("softunicast-parts 1\nplan/head\n", mf);
+	for (uint32_t first = 0, last; !ret && first < p->n_ips; first = last) {
+		struct su_plan_view part = { .only_server = -1, .part = SU_PART_IPS };
+
+		last = part_end(p, first);
+		part.ip_list = all + first;
+		part.n_ip_list = last - first;
+		snprintf(name, sizeof(name), "plan/%s", su_addr__str(p->ips[first].ip, a));
+		ret = add_view(v, n, in, &part, strdup(name));
 		fprintf(mf, "%s\n", name);
 	}
-	free(text);
-	if (fclose(mf) || ret) {
+	if (mf)
+		fputs("plan/end\n", mf);
+	if (!mf || fclose(mf)) {
 		free(manifest);
 		return ret ? ret : -ENOMEM;
 	}
-	return add_shard(v, n, strdup("plan"), manifest, mlen);
+	if (!ret && asprintf(&end, "end %" PRIu64 "\n", su_plan__records(p)) < 0)
+		end = NULL;
+	if (!ret)
+		ret = text_shard(v, n, "plan/end", end, end ? strlen(end) : 0);
+	if (ret) {
+		free(manifest);
+		return ret;
+	}
+	return text_shard(v, n, "plan", manifest, mlen);
 }
 
-static int dc_shards(const struct su_plan *p, struct su_shard **v, size_t *n)
+static int dc_shards(const struct cut_in *in, struct su_shard **v, size_t *n)
 {
 	struct masks m = { 0 };
-	int ret = masks__alloc(&m, p);
+	struct groups g = { 0 };
+	int ret = masks__alloc(&m, in->p);
 
-	for (uint32_t d = 0; !ret && d < p->n_dcs; d++)
-		ret = dc_shard(p, d, &m, v, n);
+	if (!ret)
+		ret = dc_groups(in->p, &g);
+	for (uint32_t d = 0; !ret && d < in->p->n_dcs; d++)
+		ret = dc_shard(in, d, &g, &m, v, n);
+	groups__free(&g);
 	masks__free(&m);
 	return ret;
 }
 
-static int whole_shards(const struct su_plan *p, struct su_shard **v, size_t *n)
+static int whole_shards(const struct cut_in *in, struct su_shard **v, size_t *n)
 {
-	int ret = plan_parts(p, v, n);
+	uint32_t *all = malloc((in->p->n_ips + 1) * sizeof(*all)); /* 0, 1, ...: each part's IP list */
+	int ret = all ? 0 : -ENOMEM;
 
-	return ret ? ret : ranges_shard(p, v, n);
+	for (uint32_t i = 0; all && i < in->p->n_ips; i++)
+		all[i] = i;
+	if (!ret)
+		ret = plan_parts(in, all, v, n);
+	free(all);
+	return ret ? ret : ranges_shard(in->p, v, n);
 }
 
 /* The three kinds of shards are cut side by side: each only reads the plan
- * (the formatting keeps no state), and a publish waits for the slowest. */
+ * and its digests (the formatting keeps no state), and a publish waits for
+ * the slowest. */
 struct cut {
-	int (*fn)(const struct su_plan *p, struct su_shard **v, size_t *n);
-	const struct su_plan *p;
+	int (*fn)(const struct cut_in *in, struct su_shard **v, size_t *n);
+	const struct cut_in *in;
 	struct su_shard *v;
 	size_t n;
 	int ret;
@@ -444,13 +490,14 @@ static void *cut_main(void *arg)
 {
 	struct cut *c = arg;
 
-	c->ret = c->fn(c->p, &c->v, &c->n);
+	c->ret = c->fn(c->in, &c->v, &c->n);
 	return NULL;
 }
 
-int su_layout__shards(const struct su_plan *p, struct su_shard **out, size_t *n_out)
+static int cut_all(const struct cut_in *in, struct su_shard **out, size_t *n_out)
 {
-	struct cut c[3] = { { whole_shards, p, NULL, 0, 0 }, { dc_shards, p, NULL, 0, 0 }, { server_shards, p, NULL, 0, 0 } };
+	struct cut c[3] = { { whole_shards, in, NULL, 0, 0 }, { dc_shards, in, NULL, 0, 0 },
+			    { server_shards, in, NULL, 0, 0 } };
 	pthread_t t[3];
 	bool started[3] = { false };
 	struct su_shard *v = NULL;
@@ -485,6 +532,18 @@ int su_layout__shards(const struct su_plan *p, struct su_shard **out, size_t *n_
 	*out = v;
 	*n_out = n;
 	return 0;
+}
+
+int su_layout__shards(const struct su_plan *p, su_layout_prev_fn prev, void *ctx, struct su_shard **out,
+		      size_t *n_out)
+{
+	struct cut_in in = { .p = p, .prev = prev, .ctx = ctx };
+	int ret = su_plan_digests__build(p, &in.d);
+
+	if (!ret)
+		ret = cut_all(&in, out, n_out);
+	su_plan_digests__free(&in.d);
+	return ret;
 }
 
 /* ---- reading a router's view ------------------------------------------------ */

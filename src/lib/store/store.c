@@ -16,6 +16,12 @@
 #include "lib/store/store.h"
 #include "lib/strmap.h"
 
+struct version {
+	uint64_t serial;
+	char dir[64];
+	int64_t mod_rev; /* 0: no version key */
+};
+
 struct su_store {
 	char *url;    /* as given, for messages */
 	char *endpoints; /* etcd: for the writer's extra lanes (batch) */
@@ -26,6 +32,8 @@ struct su_store {
 	struct su_etcd *etcd;
 	unsigned keep;
 	int64_t rev; /* store revision of the last version-key read */
+	struct version seen; /* the version a watch event carried, unread yet */
+	bool seen_valid;
 	uint64_t downloaded; /* shard bytes fetched from etcd (cache hits: none) */
 	/* The last shards read (a node reads the same one or two each time):
 	 * an unchanged shard (same checksum) is not downloaded again. */
@@ -191,12 +199,6 @@ static int fail(const struct su_store *s, struct su_err *err, int code, const ch
 }
 
 /* ---- the version key --------------------------------------------------------- */
-
-struct version {
-	uint64_t serial;
-	char dir[64];
-	int64_t mod_rev; /* 0: no version key */
-};
 
 static int parse_version(const struct su_store *s, const char *key, const char *val, struct version *v,
 			 struct su_err *err)
@@ -589,10 +591,14 @@ static int read_etcd(struct su_store *s, uint64_t serial, enum su_view view, con
 	struct version v = { 0 };
 	char *name = NULL, *text = NULL;
 	size_t len = 0;
-	int ret = serial ? history_dir(s, serial, &v, err) : read_version(s, &v, err);
+	int ret = serial ? history_dir(s, serial, &v, err) : s->seen_valid ? 0 : read_version(s, &v, err);
 	bool missing = false;
 	uint64_t before = s->downloaded;
 
+	if (!serial && s->seen_valid) { /* once: a retry asks the store again */
+		v = s->seen;
+		s->seen_valid = false;
+	}
 	if (ret)
 		return ret;
 	if (view == SU_VIEW_DC) {
@@ -820,11 +826,13 @@ static int write_shard(struct batch *b, const char *dir, const char *datadir, ui
 	return batch__put(b, su_store__key(b->s, "v/%s/%s/meta", dir, sh->name), meta, strlen(meta), err);
 }
 
-/* A version's index: "NAME HASH BYTES DATADIR" per shard, for the next
- * writer (dedup) and the GC (which chunks a kept version still uses). */
+/* A version's index: "NAME HASH BYTES DATADIR [DIGEST]" per shard, for the
+ * next writer (dedup; DIGEST: the inputs a view was cut from, so an
+ * unchanged view is not even cut) and the GC (which chunks a kept version
+ * still uses).  Older writers wrote no DIGEST: every view is cut once. */
 struct index {
 	struct su_strmap names;
-	struct ientry { char name[200]; uint64_t hash, bytes; char datadir[64]; } *v;
+	struct ientry { char name[200]; uint64_t hash, bytes; char datadir[64]; uint64_t digest; } *v;
 	size_t n;
 };
 
@@ -840,9 +848,11 @@ static int index__parse(struct index *x, char *text)
 	size_t cap = 0;
 
 	for (char *save = NULL, *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
-		struct ientry e;
+		struct ientry e = { .digest = 0 };
+		int got = sscanf(l, "%199s %" SCNx64 " %" SCNu64 " %63s %" SCNx64, e.name, &e.hash, &e.bytes, e.datadir,
+				 &e.digest);
 
-		if (sscanf(l, "%199s %" SCNx64 " %" SCNu64 " %63s", e.name, &e.hash, &e.bytes, e.datadir) != 4)
+		if (got < 4)
 			continue;
 		if (x->n == cap) {
 			struct ientry *nv = realloc(x->v, (cap = cap ? 2 * cap : 256) * sizeof(*nv));
@@ -1034,8 +1044,8 @@ static int drop_version(struct su_store *s, const struct version *d, const struc
 }
 
 /* Keeps the newest `keep` committed versions; drops older ones and what
- * writers that died before committing left behind (older than the current). */
-static int gc(struct su_store *s, uint64_t current, struct su_err *err)
+ * writers that died before committing left behind (not newer than current). */
+static int gc(struct su_store *s, uint64_t current, unsigned keep, struct su_err *err)
 {
 	char *from = su_store__key(s, "history/"), *to = from ? su_etcd__prefix_end(from) : NULL;
 	char *sfrom = su_store__key(s, "staging/"), *sto = sfrom ? su_etcd__prefix_end(sfrom) : NULL;
@@ -1044,13 +1054,13 @@ static int gc(struct su_store *s, uint64_t current, struct su_err *err)
 	size_t n = 0;
 	int ret = !to || !sto ? -ENOMEM : su_etcd__range(s->etcd, from, to, false, 0, &kvs, &n, NULL, err);
 
-	if (!ret && n > s->keep) {
-		struct version k = { .serial = strtoull(kvs[n - s->keep].key + strlen(from), NULL, 10) };
+	if (!ret && n > keep) {
+		struct version k = { .serial = strtoull(kvs[n - keep].key + strlen(from), NULL, 10) };
 
-		snprintf(k.dir, sizeof(k.dir), "%s", kvs[n - s->keep].value);
+		snprintf(k.dir, sizeof(k.dir), "%s", kvs[n - keep].value);
 		ret = index__read(s, &k, &kept, err);
 	}
-	for (size_t i = 0; !ret && n > s->keep && i < n - s->keep; i++) {
+	for (size_t i = 0; !ret && n > keep && i < n - keep; i++) {
 		struct version d = { .serial = strtoull(kvs[i].key + strlen(from), NULL, 10) };
 
 		snprintf(d.dir, sizeof(d.dir), "%s", kvs[i].value);
@@ -1091,32 +1101,46 @@ static int write_all(struct su_store *s, struct batch *b, const char *dir, uint6
 	int ret = 0;
 
 	for (size_t i = 0; !ret && i < n; i++) {
-		uint64_t hash = su_layout__hash(v[i].data, v[i].len);
 		const struct ientry *e = index__get(prev, v[i].name);
-		const char *datadir = e && e->hash == hash && e->bytes == v[i].len ? e->datadir : dir;
+		struct su_shard sh = v[i];
+		uint64_t hash;
+		const char *datadir;
 
-		ret = write_shard(b, dir, datadir, serial, &v[i], hash, err);
-		fprintf(index, "%s %016" PRIx64 " %zu %s\n", v[i].name, hash, v[i].len, datadir);
+		if (!sh.data && (!e || e->digest != sh.digest)) /* the layout reuses only what prev_digest gave */
+			return fail(s, err, EINVAL, "shard %s: not cut and not in the previous version", sh.name);
+		/* Not cut: the previous version's bytes, wherever they are. */
+		hash = sh.data ? su_layout__hash(sh.data, sh.len) : e->hash;
+		sh.len = sh.data ? sh.len : e->bytes;
+		datadir = e && e->hash == hash && e->bytes == sh.len ? e->datadir : dir;
+		ret = write_shard(b, dir, datadir, serial, &sh, hash, err);
+		fprintf(index, "%s %016" PRIx64 " %zu %s %016" PRIx64 "\n", sh.name, hash, sh.len, datadir, sh.digest);
 	}
 	return ret;
+}
+
+static uint64_t prev_digest(void *ctx, const char *name)
+{
+	const struct ientry *e = index__get(ctx, name);
+
+	return e ? e->digest : 0;
 }
 
 static int write_version(struct su_store *s, const struct version *cur, const struct su_plan *p, const char *dir,
 			 const struct su_shard *extra, size_t n_extra, struct su_err *err)
 {
 	struct batch b = { .s = s, .ops = json_array() };
-	struct su_shard *shards = NULL, ix = { "index", NULL, 0 };
+	struct su_shard *shards = NULL, ix = { "index", NULL, 0, 0 };
 	struct index prev = { 0 };
 	size_t n = 0;
 	FILE *index = open_memstream(&ix.data, &ix.len);
-	int ret = index ? su_layout__shards(p, &shards, &n) : -ENOMEM;
+	int ret = index ? 0 : -ENOMEM;
 
-	if (ret)
-		ret = fail(s, err, -ret, "cutting plan serial %" PRIu64 " into shards: %s", p->serial, strerror(-ret));
 	/* Sharing needs the previous version's records to outlive it: only
 	 * layout 2 has that; after a layout-1 version every shard is written. */
 	if (!ret && records_kept(cur->dir))
 		ret = index__read(s, cur, &prev, err);
+	if (!ret && (ret = su_layout__shards(p, prev_digest, &prev, &shards, &n)))
+		ret = fail(s, err, -ret, "cutting plan serial %" PRIu64 " into shards: %s", p->serial, strerror(-ret));
 	/* The staging mark first: if we die, the next writer's GC finds the debris. */
 	if (!ret) {
 		char *mark = su_store__key(s, "staging/%s", dir);
@@ -1145,7 +1169,8 @@ static int publish_etcd(struct su_store *s, const struct su_plan *p, uint64_t ex
 	struct version cur;
 	char dir[64];
 	bool won = false;
-	int ret = read_version(s, &cur, err);
+	int ret = read_version(s, &cur, err), gc_ret;
+	struct su_err gc_err;
 	uint64_t nonce;
 
 	if (ret && ret != -ENOENT)
@@ -1160,6 +1185,12 @@ static int publish_etcd(struct su_store *s, const struct su_plan *p, uint64_t ex
 	if (getentropy(&nonce, sizeof(nonce)))
 		nonce = (uint64_t)getpid() << 32 ^ (uint64_t)time(NULL);
 	snprintf(dir, sizeof(dir), "%020" PRIu64 ".%016" PRIx64 KEPT_MARK, p->serial, nonce);
+	/* Old versions go before the new one is written, not after its commit,
+	 * when thousands of nodes read at once and the GC's requests would
+	 * queue with theirs: one fewer is kept, so the commit makes `keep` (the
+	 * current version always stays).  A failed GC does not stop the
+	 * publish; it is reported after it. */
+	gc_ret = gc(s, cur.serial, s->keep > 1 ? s->keep - 1 : 1, &gc_err);
 	ret = write_version(s, &cur, p, dir, extra, n_extra, err);
 	if (!ret)
 		ret = commit(s, &cur, p->serial, dir, &won, err);
@@ -1175,7 +1206,12 @@ static int publish_etcd(struct su_store *s, const struct su_plan *p, uint64_t ex
 		delete_dir(s, dir, &ignore);
 		return ret;
 	}
-	return gc(s, p->serial, err);
+	if (!gc_ret && s->keep == 1) /* the current version stayed for readers until now */
+		gc_ret = gc(s, p->serial, 1, &gc_err);
+	if (gc_ret && err)
+		su_err__set(err, -gc_ret, "published serial %" PRIu64 ", but old versions were not removed: %s", p->serial,
+			    gc_err.msg);
+	return gc_ret;
 }
 
 static int publish_file(struct su_store *s, const struct su_plan *p, uint64_t expect, struct su_err *err)
@@ -1273,6 +1309,7 @@ out:
 
 int su_store__wait(struct su_store *s, int64_t seen_rev, bool (*stop)(void *), void *arg, struct su_err *err)
 {
+	struct su_etcd_kv kv = { 0 };
 	char *key;
 	int64_t rev;
 	int ret;
@@ -1282,7 +1319,17 @@ int su_store__wait(struct su_store *s, int64_t seen_rev, bool (*stop)(void *), v
 	if (!(key = su_store__key(s, "version")))
 		return su_err__set(err, ENOMEM, "out of memory");
 	/* From the revision after the one we read: nothing between is missed. */
-	ret = su_etcd__watch_once(s->etcd, key, seen_rev ? seen_rev + 1 : 0, stop, arg, &rev, err);
+	ret = su_etcd__watch_once(s->etcd, key, seen_rev ? seen_rev + 1 : 0, stop, arg, &rev, &kv, err);
+	/* The event carries the committed version: the next read of the
+	 * current version starts from it instead of asking again (one request
+	 * less per node per version, thousands at once after a commit). */
+	s->seen_valid = !ret && kv.value && !parse_version(s, key, kv.value, &s->seen, NULL);
+	if (s->seen_valid) {
+		s->seen.mod_rev = kv.mod_revision;
+		s->rev = rev;
+	}
+	free(kv.key);
+	free(kv.value);
 	free(key);
 	return ret;
 }

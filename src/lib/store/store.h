@@ -46,7 +46,7 @@
 #define SU_STORE_DEFAULT_KEEP 10
 #define SU_STORE_CHUNK (1u << 20) /* etcd's request limit is 1.5 MiB */
 #define SU_STORE_TXN_OPS 128      /* etcd's --max-txn-ops default */
-#define SU_LAYOUT_PART (256u << 10) /* the whole plan is kept in parts of about this */
+#define SU_LAYOUT_PART_RECORDS 4096 /* the whole plan is kept in parts of about this many lines (~256 KiB) */
 
 struct su_store_opts {
 	struct su_etcd_opts etcd;
@@ -105,11 +105,19 @@ int64_t su_store__revision(const struct su_store *s);
 /* Shard and view building (layout.c). */
 struct su_shard {
 	char *name;
-	char *data;
+	char *data;      /* NULL: not cut, its digest is the previous version's */
 	size_t len;
+	uint64_t digest; /* of the shard's inputs (su_plan__view_digest); 0: none */
 };
-/* Every shard of p: plan, ranges, dc/X per DC, server/X per active server. */
-int su_layout__shards(const struct su_plan *p, struct su_shard **out, size_t *n);
+/* The previous version's digest of shard NAME, 0 when unknown. */
+typedef uint64_t (*su_layout_prev_fn)(void *ctx, const char *name);
+/* Every shard of p: plan (its parts), ranges, dc/X per DC, server/X per
+ * active server.  With prev, a view or plan part whose digest equals the
+ * previous version's is not cut: its data is NULL and the caller reuses the
+ * previous version's bytes (so a one-IP move cuts a handful of views, not
+ * 30,000).  0 or -ENOMEM. */
+int su_layout__shards(const struct su_plan *p, su_layout_prev_fn prev, void *ctx, struct su_shard **out,
+		      size_t *n);
 void su_layout__free(struct su_shard *v, size_t n);
 /* A DC view: its shard plus the IPs of other DCs from the ranges shard. */
 int su_layout__dc_view(const char *dc_text, size_t dc_len, const char *ranges, size_t ranges_len,
