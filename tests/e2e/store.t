@@ -147,7 +147,7 @@ wait_for '[ "$(serial_of)" = 5 ]' 200
 ok $? "the agent applies serial 5 once the store is back" "$(tail -3 "$T/agent.log")"
 
 # ---- a version never committed is never applied --------------------------------
-DIR=$(etcdctl_ get --print-value-only /su/version | cut -d' ' -f2)
+DIR=$(etcdctl_ get --print-value-only /su/version | head -1 | cut -d' ' -f2)
 # s1's record: written by the version that last changed s1's view (layout 2:
 # /su/m/NAME#DIR), the newest at or before the committed DIR.
 REC=$(etcdctl_ get --keys-only --prefix "/su/m/server/s1#" | grep . | awk -v lim="/su/m/server/s1#$DIR" '$0 <= lim' | tail -1)

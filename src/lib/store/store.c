@@ -16,11 +16,27 @@
 #include "lib/store/store.h"
 #include "lib/strmap.h"
 
+/* The version key's value: "SERIAL DIR", then (writers since the change
+ * list) "\nchanged NAME NAME ...": the shards whose record this version
+ * wrote, or "\nchanged *" when too many to list.  A node whose last read
+ * was of SERIAL-1 and whose shard is not listed knows its record is the
+ * same without asking (the watch event carries the value). */
+#define CHANGED_MAX 2048
 struct version {
 	uint64_t serial;
 	char dir[64];
 	int64_t mod_rev; /* 0: no version key */
+	bool listed;     /* changed[] is the whole list */
+	char changed[CHANGED_MAX]; /* " NAME NAME ... " */
 };
+
+/* A shard record a node resolved last, to skip the look-up when the next
+ * version did not change it. */
+struct known_record {
+	char *name, *key, *value;
+	uint64_t serial;
+};
+#define KNOWN_RECORDS 4
 
 struct su_store {
 	char *url;    /* as given, for messages */
@@ -34,6 +50,8 @@ struct su_store {
 	int64_t rev; /* store revision of the last version-key read */
 	struct version seen; /* the version a watch event carried, unread yet */
 	bool seen_valid;
+	struct known_record known[KNOWN_RECORDS];
+	unsigned known_next;
 	uint64_t downloaded; /* shard bytes fetched from etcd (cache hits: none) */
 	/* The last shards read (a node reads the same one or two each time):
 	 * an unchanged shard (same checksum) is not downloaded again. */
@@ -133,6 +151,11 @@ void su_store__close(struct su_store *s)
 		free(s->cache[i].name);
 		free(s->cache[i].data);
 	}
+	for (unsigned i = 0; i < KNOWN_RECORDS; i++) {
+		free(s->known[i].name);
+		free(s->known[i].key);
+		free(s->known[i].value);
+	}
 	for (int i = 0; i < 5; i++)
 		free(s->opt_strs[i]);
 	free(s->endpoints);
@@ -203,9 +226,28 @@ static int fail(const struct su_store *s, struct su_err *err, int code, const ch
 static int parse_version(const struct su_store *s, const char *key, const char *val, struct version *v,
 			 struct su_err *err)
 {
+	static const char tag[] = "\nchanged ";
+	const char *list = strstr(val, tag);
+
 	if (sscanf(val, "%" SCNu64 " %63s", &v->serial, v->dir) != 2 || !v->serial)
 		return fail(s, err, EBADMSG, "key %s: bad version record '%.60s'", key, val);
+	list = list ? list + strlen(tag) : NULL;
+	v->listed = list && *list != '*' && strlen(list) + 2 < sizeof(v->changed);
+	if (v->listed) /* spaces around each name: a search for " NAME " */
+		snprintf(v->changed, sizeof(v->changed), " %.*s ", (int)strcspn(list, "\n"), list);
 	return 0;
+}
+
+/* Shard NAME is unchanged in v, for a node that last resolved it at
+ * serial `since` (v's list covers v alone). */
+static bool unchanged_since(const struct version *v, const char *name, uint64_t since)
+{
+	char pat[256];
+
+	if (!v->listed || since + 1 != v->serial || strlen(name) + 3 > sizeof(pat))
+		return false;
+	snprintf(pat, sizeof(pat), " %s ", name);
+	return !strstr(v->changed, pat);
 }
 
 static int read_version(struct su_store *s, struct version *v, struct su_err *err)
@@ -369,6 +411,57 @@ out:
 	return ret;
 }
 
+static struct known_record *known_find(struct su_store *s, const char *name)
+{
+	for (unsigned i = 0; i < KNOWN_RECORDS; i++)
+		if (s->known[i].name && !strcmp(s->known[i].name, name))
+			return &s->known[i];
+	return NULL;
+}
+
+static bool known_record(struct su_store *s, const struct version *v, const char *name, struct su_etcd_kv *kv)
+{
+	struct known_record *k = known_find(s, name);
+
+	if (!k || !unchanged_since(v, name, k->serial))
+		return false;
+	memset(kv, 0, sizeof(*kv));
+	kv->key = strdup(k->key);
+	kv->value = strdup(k->value);
+	if (!kv->key || !kv->value) {
+		free(kv->key);
+		free(kv->value);
+		return false;
+	}
+	kv->value_len = strlen(kv->value);
+	k->serial = v->serial;
+	return true;
+}
+
+static void known_free(struct known_record *k)
+{
+	free(k->name);
+	free(k->key);
+	free(k->value);
+	memset(k, 0, sizeof(*k));
+}
+
+static void remember_record(struct su_store *s, const struct version *v, const char *name,
+			    const struct su_etcd_kv *kv)
+{
+	struct known_record *k = known_find(s, name);
+
+	if (!k)
+		k = &s->known[s->known_next++ % KNOWN_RECORDS];
+	known_free(k);
+	k->name = strdup(name);
+	k->key = strdup(kv->key);
+	k->value = strdup(kv->value);
+	k->serial = v->serial;
+	if (!k->name || !k->key || !k->value)
+		known_free(k);
+}
+
 /* The record of shard NAME in version v, either layout.  *missing: there is
  * none (no such shard, or a broken version). */
 static int shard_record(struct su_store *s, const struct version *v, const char *name, struct su_etcd_kv *kv,
@@ -379,8 +472,14 @@ static int shard_record(struct su_store *s, const struct version *v, const char 
 	int ret;
 
 	*missing = false;
-	if (records_kept(v->dir))
-		return find_record(s, v, name, kv, missing, err);
+	if (records_kept(v->dir)) {
+		if (known_record(s, v, name, kv))
+			return 0;
+		ret = find_record(s, v, name, kv, missing, err);
+		if (!ret)
+			remember_record(s, v, name, kv);
+		return ret;
+	}
 	if (!(meta = su_store__key(s, "v/%s/%s/meta", v->dir, name)))
 		return su_err__set(err, ENOMEM, "out of memory");
 	ret = su_etcd__get(s->etcd, meta, kv, NULL, &e);
@@ -922,11 +1021,11 @@ static json_t *delete_op(const char *key)
 
 /* One transaction: if the version key is still what we read, point it at
  * dir, record it in the history and drop the staging mark. */
-static int commit(struct su_store *s, const struct version *cur, uint64_t serial, const char *dir, bool *won,
-		  struct su_err *err)
+static int commit(struct su_store *s, const struct version *cur, uint64_t serial, const char *dir,
+		  const char *changed, bool *won, struct su_err *err)
 {
 	char *vkey = su_store__key(s, "version"), *hkey = su_store__key(s, "history/%020" PRIu64, serial),
-	     *skey = su_store__key(s, "staging/%s", dir), val[128];
+	     *skey = su_store__key(s, "staging/%s", dir), val[CHANGED_MAX + 128];
 	json_t *resp = NULL;
 	int ret;
 
@@ -934,7 +1033,7 @@ static int commit(struct su_store *s, const struct version *cur, uint64_t serial
 		ret = su_err__set(err, ENOMEM, "out of memory");
 		goto out;
 	}
-	snprintf(val, sizeof(val), "%" PRIu64 " %s", serial, dir);
+	snprintf(val, sizeof(val), "%" PRIu64 " %s\nchanged %s\n", serial, dir, *changed ? changed : "*");
 	ret = su_etcd__call(s->etcd, "kv/txn",
 			    json_pack("{s:[o],s:[o,o,o]}", "compare", compare_version(vkey, cur->mod_rev), "success",
 				      put_op(vkey, val), put_op(hkey, dir), delete_op(skey)),
@@ -1095,8 +1194,23 @@ static int changed_under_you(struct su_store *s, struct su_err *err)
 	return fail(s, err, EAGAIN, "the plan changed under you (serial %" PRIu64 "), re-run", now);
 }
 
+/* " NAME" of each shard whose record the version writes, for the version
+ * key (readers skip the look-up of the others); "*" once too long. */
+static void changed__add(char *list, const char *name)
+{
+	size_t len = strlen(list);
+
+	if (!strcmp(list, "*"))
+		return;
+	if (len + strlen(name) + 2 >= CHANGED_MAX - 16)
+		strcpy(list, "*");
+	else
+		snprintf(list + len, CHANGED_MAX - len, "%s%s", len ? " " : "", name);
+}
+
 static int write_all(struct su_store *s, struct batch *b, const char *dir, uint64_t serial,
-		     const struct su_shard *v, size_t n, const struct index *prev, FILE *index, struct su_err *err)
+		     const struct su_shard *v, size_t n, const struct index *prev, FILE *index, char *changed,
+		     struct su_err *err)
 {
 	int ret = 0;
 
@@ -1112,6 +1226,8 @@ static int write_all(struct su_store *s, struct batch *b, const char *dir, uint6
 		hash = sh.data ? su_layout__hash(sh.data, sh.len) : e->hash;
 		sh.len = sh.data ? sh.len : e->bytes;
 		datadir = e && e->hash == hash && e->bytes == sh.len ? e->datadir : dir;
+		if (datadir == dir)
+			changed__add(changed, sh.name);
 		ret = write_shard(b, dir, datadir, serial, &sh, hash, err);
 		fprintf(index, "%s %016" PRIx64 " %zu %s %016" PRIx64 "\n", sh.name, hash, sh.len, datadir, sh.digest);
 	}
@@ -1126,7 +1242,7 @@ static uint64_t prev_digest(void *ctx, const char *name)
 }
 
 static int write_version(struct su_store *s, const struct version *cur, const struct su_plan *p, const char *dir,
-			 const struct su_shard *extra, size_t n_extra, struct su_err *err)
+			 const struct su_shard *extra, size_t n_extra, char *changed, struct su_err *err)
 {
 	struct batch b = { .s = s, .ops = json_array() };
 	struct su_shard *shards = NULL, ix = { "index", NULL, 0, 0 };
@@ -1149,13 +1265,15 @@ static int write_version(struct su_store *s, const struct version *cur, const st
 		free(mark);
 	}
 	if (!ret)
-		ret = write_all(s, &b, dir, p->serial, extra, n_extra, &prev, index, err);
+		ret = write_all(s, &b, dir, p->serial, extra, n_extra, &prev, index, changed, err);
 	if (!ret)
-		ret = write_all(s, &b, dir, p->serial, shards, n, &prev, index, err);
+		ret = write_all(s, &b, dir, p->serial, shards, n, &prev, index, changed, err);
 	if (index && fclose(index) && !ret)
 		ret = -EIO;
-	if (!ret)
+	if (!ret) {
+		changed__add(changed, ix.name);
 		ret = write_shard(&b, dir, dir, p->serial, &ix, su_layout__hash(ix.data, ix.len), err);
+	}
 	ret = batch__finish(&b, !ret, err) ?: ret;
 	free(ix.data);
 	index__free(&prev);
@@ -1170,6 +1288,7 @@ static int publish_etcd(struct su_store *s, const struct su_plan *p, uint64_t ex
 	char dir[64];
 	bool won = false;
 	int ret = read_version(s, &cur, err), gc_ret;
+	char changed[CHANGED_MAX] = "";
 	struct su_err gc_err;
 	uint64_t nonce;
 
@@ -1191,9 +1310,9 @@ static int publish_etcd(struct su_store *s, const struct su_plan *p, uint64_t ex
 	 * current version always stays).  A failed GC does not stop the
 	 * publish; it is reported after it. */
 	gc_ret = gc(s, cur.serial, s->keep > 1 ? s->keep - 1 : 1, &gc_err);
-	ret = write_version(s, &cur, p, dir, extra, n_extra, err);
+	ret = write_version(s, &cur, p, dir, extra, n_extra, changed, err);
 	if (!ret)
-		ret = commit(s, &cur, p->serial, dir, &won, err);
+		ret = commit(s, &cur, p->serial, dir, changed, &won, err);
 	if (!ret && !won) {
 		struct su_err ignore;
 
