@@ -953,6 +953,84 @@ static void views_are_cut_again_only_when_their_inputs_change(void **state)
 	su_plan__free(a0);
 }
 
+/* Two DCs of 300 servers, 32 tag-sets each in a /22 of its own (d0's t0
+ * wants `t0_slices` slices). */
+static char *big_fleet_yaml(int t0_slices)
+{
+	char *yaml = NULL;
+	size_t len = 0;
+	FILE *fp = open_memstream(&yaml, &len);
+
+	fprintf(fp, "ports: {range: 1024-65535, slice: 16384}\ndrain: 5m\ndatacenters:\n");
+	for (int d = 0; d < 2; d++) {
+		fprintf(fp, "  d%d:\n    router: 10.%d.0.1\n    servers:\n", d, d + 1);
+		for (int i = 0; i < 300; i++)
+			fprintf(fp, "      d%d-s%d: 10.%d.%d.%d\n", d, i, d + 1, 1 + i / 200, 1 + i % 200);
+		fprintf(fp, "    egress:\n");
+		for (int t = 0; t < 32; t++)
+			fprintf(fp, "      - {service: t%d, slices: %d}\n", t, d == 0 && t == 0 ? t0_slices : 1);
+	}
+	fprintf(fp, "prefixes:\n");
+	for (int t = 0; t < 32; t++) /* each tag-set in a /20 block of its own */
+		fprintf(fp, "  - {prefix: 100.%d.%d.0/22, tags: {service: t%d}}\n", 64 + t / 16, 16 * (t % 16), t);
+	fclose(fp);
+	return yaml;
+}
+
+/* A change of many views: the version key carries a Bloom filter of their
+ * names instead of the list; readers of unchanged views still skip the
+ * look-up, and every view read is the one a fresh reader gets. */
+static void many_changes_travel_as_a_bloom_filter(void **state)
+{
+	struct su_store *s = store_open(0), *known, *fresh;
+	char *ya = big_fleet_yaml(1), *yb = big_fleet_yaml(3), *key, *names[] = { "d1-s5", "d1-s200", "d0-s0", "d0-s150" }; /* a reader remembers 4 */
+	struct su_plan *a = plan_of(ya, NULL, NOW), *b = plan_of(yb, a, NOW + 60), *q, *r;
+	struct su_etcd_kv kv;
+	struct su_err err;
+	unsigned skipped = 0;
+
+	assert_int_equal(su_store__open(su_store__url(s), NULL, &known, &err), 0);
+	assert_int_equal(su_store__open(su_store__url(s), NULL, &fresh, &err), 0);
+	assert_int_equal(su_store__publish(s, a, 0, &err), 0);
+	for (size_t i = 0; i < sizeof(names) / sizeof(*names); i++) {
+		assert_int_equal(su_store__read(known, 0, SU_VIEW_SERVER, names[i], &q, NULL, &err), 0);
+		su_plan__free(q);
+	}
+	assert_int_equal(su_store__publish(s, b, a->serial, &err), 0);
+	key = su_store__key(s, "version");
+	assert_int_equal(su_etcd__get(su_store__etcd(s), key, &kv, NULL, &err), 0);
+	assert_non_null(strstr(kv.value, "\nchanged-bloom "));
+	free(kv.key);
+	free(kv.value);
+	free(key);
+	for (size_t i = 0; i < sizeof(names) / sizeof(*names); i++) {
+		uint64_t r0 = su_etcd__requests(su_store__etcd(known));
+		char *x, *y;
+		size_t xl, yl;
+
+		assert_int_equal(su_store__read(known, 0, SU_VIEW_SERVER, names[i], &q, NULL, &err), 0);
+		skipped += su_etcd__requests(su_store__etcd(known)) - r0 == 1;
+		assert_int_equal(su_store__read(fresh, 0, SU_VIEW_SERVER, names[i], &r, NULL, &err), 0);
+		assert_int_equal(su_plan__format_view(q, NULL, &x, &xl), 0);
+		assert_int_equal(su_plan__format_view(r, NULL, &y, &yl), 0);
+		if (xl != yl || memcmp(x, y, xl))
+			fail_msg("%s: the view read after the filter differs from a fresh read", names[i]);
+		free(x);
+		free(y);
+		su_plan__free(q);
+		su_plan__free(r);
+	}
+	print_message("# %u of %zu readers skipped the look-up\n", skipped, sizeof(names) / sizeof(*names));
+	assert_true(skipped >= 1);
+	free(ya);
+	free(yb);
+	su_plan__free(a);
+	su_plan__free(b);
+	su_store__close(known);
+	su_store__close(fresh);
+	su_store__close(s);
+}
+
 /* The whole plan is kept in parts (plan/head, plan/IP): one IP moved to
  * another DC rewrites the parts holding what changed, not the whole plan,
  * and the plan reads back whole. */
@@ -965,23 +1043,9 @@ static void small_change_rewrites_few_plan_parts(void **state)
 	struct su_ops ops = { 0 };
 	struct su_prefix4 px = { 0, 32 };
 	struct su_err err;
-	char *yaml = NULL, *dir, *vdir, *manifest;
+	char *yaml = big_fleet_yaml(1), *dir, *vdir, *manifest;
 	size_t len = 0, parts = 0, written = 0;
-	FILE *fp = open_memstream(&yaml, &len);
 
-	fprintf(fp, "ports: {range: 1024-65535, slice: 16384}\ndrain: 5m\ndatacenters:\n");
-	for (int d = 0; d < 2; d++) {
-		fprintf(fp, "  d%d:\n    router: 10.%d.0.1\n    servers:\n", d, d + 1);
-		for (int i = 0; i < 300; i++)
-			fprintf(fp, "      d%d-s%d: 10.%d.%d.%d\n", d, i, d + 1, 1 + i / 200, 1 + i % 200);
-		fprintf(fp, "    egress:\n");
-		for (int t = 0; t < 32; t++)
-			fprintf(fp, "      - {service: t%d}\n", t);
-	}
-	fprintf(fp, "prefixes:\n");
-	for (int t = 0; t < 32; t++) /* each tag-set in a /20 block of its own */
-		fprintf(fp, "  - {prefix: 100.%d.%d.0/22, tags: {service: t%d}}\n", 64 + t / 16, 16 * (t % 16), t);
-	fclose(fp);
 	a = plan_of(yaml, NULL, NOW);
 	assert_int_equal(su_store__publish(s, a, 0, &err), 0);
 	for (uint32_t i = 0; i < a->n_ips && !px.addr; i++)
@@ -1214,6 +1278,7 @@ int main(void)
 		cmocka_unit_test(unchanged_views_are_shared),
 		cmocka_unit_test(cas_race_has_one_winner),
 		cmocka_unit_test(readers_skip_the_lookup_of_unchanged_shards),
+		cmocka_unit_test(many_changes_travel_as_a_bloom_filter),
 		cmocka_unit_test(gc_keeps_the_newest_versions),
 		cmocka_unit_test(corrupt_shard_is_refused),
 		cmocka_unit_test(version_pointing_at_missing_shards),

@@ -1,4 +1,5 @@
 /* The store interface and its two backends (see store.h). */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -18,16 +19,27 @@
 
 /* The version key's value: "SERIAL DIR", then (writers since the change
  * list) "\nchanged NAME NAME ...": the shards whose record this version
- * wrote, or "\nchanged *" when too many to list.  A node whose last read
- * was of SERIAL-1 and whose shard is not listed knows its record is the
- * same without asking (the watch event carries the value). */
-#define CHANGED_MAX 2048
+ * wrote, or, when too many to list, "\nchanged-bloom HEX": a Bloom filter
+ * of their names (CHANGED_BLOOM bits, 4 hashes; a false positive costs a
+ * look-up, never a stale view).  A node whose last read was of SERIAL-1 and
+ * whose shard is not in it knows its record is the same without asking
+ * (the watch event carries the value). */
+#define CHANGED_MAX 1024
+#define CHANGED_BLOOM 4096
+#define BLOOM_HASHES 4
+struct changes {
+	char list[CHANGED_MAX]; /* "NAME NAME ..." */
+	bool overflow;          /* list too long: the filter alone */
+	uint8_t bloom[CHANGED_BLOOM / 8];
+};
+
 struct version {
 	uint64_t serial;
 	char dir[64];
 	int64_t mod_rev; /* 0: no version key */
-	bool listed;     /* changed[] is the whole list */
-	char changed[CHANGED_MAX]; /* " NAME NAME ... " */
+	enum { CHANGES_UNKNOWN, CHANGES_LISTED, CHANGES_BLOOM } has;
+	char changed[CHANGED_MAX + 2]; /* listed: " NAME NAME ... " */
+	uint8_t bloom[CHANGED_BLOOM / 8];
 };
 
 /* A shard record a node resolved last, to skip the look-up when the next
@@ -223,19 +235,64 @@ static int fail(const struct su_store *s, struct su_err *err, int code, const ch
 
 /* ---- the version key --------------------------------------------------------- */
 
+static void hex_encode(const uint8_t *b, size_t n, char *out)
+{
+	for (size_t i = 0; i < n; i++)
+		sprintf(out + 2 * i, "%02x", b[i]);
+}
+
+/* Exactly 2n hex digits into b; -EINVAL otherwise. */
+static int hex_decode(const char *in, uint8_t *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned x;
+
+		if (!isxdigit((unsigned char)in[2 * i]) || !isxdigit((unsigned char)in[2 * i + 1]) ||
+		    sscanf(in + 2 * i, "%2x", &x) != 1)
+			return -EINVAL;
+		b[i] = (uint8_t)x;
+	}
+	return isxdigit((unsigned char)in[2 * n]) ? -EINVAL : 0;
+}
+
 static int parse_version(const struct su_store *s, const char *key, const char *val, struct version *v,
 			 struct su_err *err)
 {
-	static const char tag[] = "\nchanged ";
-	const char *list = strstr(val, tag);
+	const char *list = strstr(val, "\nchanged ");
+	const char *bloom = strstr(val, "\nchanged-bloom ");
 
 	if (sscanf(val, "%" SCNu64 " %63s", &v->serial, v->dir) != 2 || !v->serial)
 		return fail(s, err, EBADMSG, "key %s: bad version record '%.60s'", key, val);
-	list = list ? list + strlen(tag) : NULL;
-	v->listed = list && *list != '*' && strlen(list) + 2 < sizeof(v->changed);
-	if (v->listed) /* spaces around each name: a search for " NAME " */
+	v->has = CHANGES_UNKNOWN;
+	if (list && (list += strlen("\nchanged ")) && *list != '*' && strcspn(list, "\n") < CHANGED_MAX) {
+		v->has = CHANGES_LISTED; /* spaces around each name: a search for " NAME " */
 		snprintf(v->changed, sizeof(v->changed), " %.*s ", (int)strcspn(list, "\n"), list);
+	} else if (bloom && !hex_decode(bloom + strlen("\nchanged-bloom "), v->bloom, sizeof(v->bloom))) {
+		v->has = CHANGES_BLOOM;
+	}
 	return 0;
+}
+
+static uint32_t bloom_bit(const char *name, unsigned i)
+{
+	uint64_t h = su_layout__hash(name, strlen(name));
+
+	/* Kirsch-Mitzenmacher: k indexes from the two halves of one hash. */
+	return (uint32_t)(((h & 0xffffffffu) + i * ((h >> 32) | 1)) % CHANGED_BLOOM);
+}
+
+static void bloom_add(uint8_t *bloom, const char *name)
+{
+	for (unsigned i = 0; i < BLOOM_HASHES; i++)
+		bloom[bloom_bit(name, i) / 8] |= (uint8_t)(1u << (bloom_bit(name, i) % 8));
+}
+
+static bool bloom_has(const uint8_t *bloom, const char *name)
+{
+	for (unsigned i = 0; i < BLOOM_HASHES; i++)
+		if (!(bloom[bloom_bit(name, i) / 8] & (1u << (bloom_bit(name, i) % 8))))
+			return false;
+	return true;
 }
 
 /* Shard NAME is unchanged in v, for a node that last resolved it at
@@ -244,7 +301,11 @@ static bool unchanged_since(const struct version *v, const char *name, uint64_t 
 {
 	char pat[256];
 
-	if (!v->listed || since + 1 != v->serial || strlen(name) + 3 > sizeof(pat))
+	if (since + 1 != v->serial)
+		return false;
+	if (v->has == CHANGES_BLOOM)
+		return !bloom_has(v->bloom, name);
+	if (v->has != CHANGES_LISTED || strlen(name) + 3 > sizeof(pat))
 		return false;
 	snprintf(pat, sizeof(pat), " %s ", name);
 	return !strstr(v->changed, pat);
@@ -1022,10 +1083,10 @@ static json_t *delete_op(const char *key)
 /* One transaction: if the version key is still what we read, point it at
  * dir, record it in the history and drop the staging mark. */
 static int commit(struct su_store *s, const struct version *cur, uint64_t serial, const char *dir,
-		  const char *changed, bool *won, struct su_err *err)
+		  const struct changes *changed, bool *won, struct su_err *err)
 {
 	char *vkey = su_store__key(s, "version"), *hkey = su_store__key(s, "history/%020" PRIu64, serial),
-	     *skey = su_store__key(s, "staging/%s", dir), val[CHANGED_MAX + 128];
+	     *skey = su_store__key(s, "staging/%s", dir), val[CHANGED_MAX + CHANGED_BLOOM / 4 + 128];
 	json_t *resp = NULL;
 	int ret;
 
@@ -1033,7 +1094,14 @@ static int commit(struct su_store *s, const struct version *cur, uint64_t serial
 		ret = su_err__set(err, ENOMEM, "out of memory");
 		goto out;
 	}
-	snprintf(val, sizeof(val), "%" PRIu64 " %s\nchanged %s\n", serial, dir, *changed ? changed : "*");
+	if (!changed->overflow) {
+		snprintf(val, sizeof(val), "%" PRIu64 " %s\nchanged %s\n", serial, dir, changed->list);
+	} else {
+		int at = snprintf(val, sizeof(val), "%" PRIu64 " %s\nchanged-bloom ", serial, dir);
+
+		hex_encode(changed->bloom, sizeof(changed->bloom), val + at);
+		strcat(val, "\n");
+	}
 	ret = su_etcd__call(s->etcd, "kv/txn",
 			    json_pack("{s:[o],s:[o,o,o]}", "compare", compare_version(vkey, cur->mod_rev), "success",
 				      put_op(vkey, val), put_op(hkey, dir), delete_op(skey)),
@@ -1194,23 +1262,21 @@ static int changed_under_you(struct su_store *s, struct su_err *err)
 	return fail(s, err, EAGAIN, "the plan changed under you (serial %" PRIu64 "), re-run", now);
 }
 
-/* " NAME" of each shard whose record the version writes, for the version
- * key (readers skip the look-up of the others); "*" once too long. */
-static void changed__add(char *list, const char *name)
+/* Each shard whose record the version writes, for the version key. */
+static void changes__add(struct changes *c, const char *name)
 {
-	size_t len = strlen(list);
+	size_t len = strlen(c->list);
 
-	if (!strcmp(list, "*"))
-		return;
-	if (len + strlen(name) + 2 >= CHANGED_MAX - 16)
-		strcpy(list, "*");
-	else
-		snprintf(list + len, CHANGED_MAX - len, "%s%s", len ? " " : "", name);
+	bloom_add(c->bloom, name);
+	if (!c->overflow && len + strlen(name) + 2 > CHANGED_MAX)
+		c->overflow = true;
+	if (!c->overflow)
+		snprintf(c->list + len, CHANGED_MAX - len, "%s%s", len ? " " : "", name);
 }
 
 static int write_all(struct su_store *s, struct batch *b, const char *dir, uint64_t serial,
-		     const struct su_shard *v, size_t n, const struct index *prev, FILE *index, char *changed,
-		     struct su_err *err)
+		     const struct su_shard *v, size_t n, const struct index *prev, FILE *index,
+		     struct changes *changed, struct su_err *err)
 {
 	int ret = 0;
 
@@ -1227,7 +1293,7 @@ static int write_all(struct su_store *s, struct batch *b, const char *dir, uint6
 		sh.len = sh.data ? sh.len : e->bytes;
 		datadir = e && e->hash == hash && e->bytes == sh.len ? e->datadir : dir;
 		if (datadir == dir)
-			changed__add(changed, sh.name);
+			changes__add(changed, sh.name);
 		ret = write_shard(b, dir, datadir, serial, &sh, hash, err);
 		fprintf(index, "%s %016" PRIx64 " %zu %s %016" PRIx64 "\n", sh.name, hash, sh.len, datadir, sh.digest);
 	}
@@ -1242,7 +1308,7 @@ static uint64_t prev_digest(void *ctx, const char *name)
 }
 
 static int write_version(struct su_store *s, const struct version *cur, const struct su_plan *p, const char *dir,
-			 const struct su_shard *extra, size_t n_extra, char *changed, struct su_err *err)
+			 const struct su_shard *extra, size_t n_extra, struct changes *changed, struct su_err *err)
 {
 	struct batch b = { .s = s, .ops = json_array() };
 	struct su_shard *shards = NULL, ix = { "index", NULL, 0, 0 };
@@ -1271,7 +1337,7 @@ static int write_version(struct su_store *s, const struct version *cur, const st
 	if (index && fclose(index) && !ret)
 		ret = -EIO;
 	if (!ret) {
-		changed__add(changed, ix.name);
+		changes__add(changed, ix.name);
 		ret = write_shard(&b, dir, dir, p->serial, &ix, su_layout__hash(ix.data, ix.len), err);
 	}
 	ret = batch__finish(&b, !ret, err) ?: ret;
@@ -1288,7 +1354,7 @@ static int publish_etcd(struct su_store *s, const struct su_plan *p, uint64_t ex
 	char dir[64];
 	bool won = false;
 	int ret = read_version(s, &cur, err), gc_ret;
-	char changed[CHANGED_MAX] = "";
+	struct changes changed = { "", false, { 0 } };
 	struct su_err gc_err;
 	uint64_t nonce;
 
@@ -1310,9 +1376,9 @@ static int publish_etcd(struct su_store *s, const struct su_plan *p, uint64_t ex
 	 * current version always stays).  A failed GC does not stop the
 	 * publish; it is reported after it. */
 	gc_ret = gc(s, cur.serial, s->keep > 1 ? s->keep - 1 : 1, &gc_err);
-	ret = write_version(s, &cur, p, dir, extra, n_extra, changed, err);
+	ret = write_version(s, &cur, p, dir, extra, n_extra, &changed, err);
 	if (!ret)
-		ret = commit(s, &cur, p->serial, dir, changed, &won, err);
+		ret = commit(s, &cur, p->serial, dir, &changed, &won, err);
 	if (!ret && !won) {
 		struct su_err ignore;
 
