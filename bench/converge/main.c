@@ -171,33 +171,82 @@ static int cmp_d(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* Moves the first active IP of dc000 to dc001 and publishes: a one-IP change. */
-static int publish_move(struct su_store *s, struct su_fleet *fleet, struct su_plan **cur, double *store_t0,
+/* The operators' pins, kept across versions as the store keeps them, and
+ * the IPs the rounds move: carved out of their prefixes by the warm-up, so
+ * each round is the usual move (one /32 changes DC), not a prefix split. */
+#define CARVED 8
+static struct su_ops pins;
+static uint32_t carved[CARVED], n_carved, n_moved;
+
+/* Applies every pin, re-plans against *cur and publishes. */
+static int publish_pins(struct su_store *s, const char *yaml, struct su_plan **cur, double *store_t0,
 			struct su_err *err)
 {
-	struct su_ops ops = { 0 };
+	struct su_fleet *fleet;
 	struct su_plan *next;
 	struct su_plan_report r;
-	struct su_prefix4 px = { 0, 32 };
-	int ret;
+	int ret = su_fleet__parse(yaml, strlen(yaml), "bench", &fleet, err);
 
-	for (uint32_t i = 0; i < (*cur)->n_ips; i++)
-		if ((*cur)->ips[i].dc == 0 && (*cur)->ips[i].state == SU_ACTIVE) {
-			px.addr = (*cur)->ips[i].ip;
-			break;
-		}
-	su_ops__pin(&ops, &px, "dc001");
-	if ((ret = su_ops__apply(&ops, fleet, true, err)) || (ret = su_planner__run(fleet, *cur, NOW + 60, &next, &r, err))) {
-		su_ops__free(&ops);
-		return ret;
+	if (!ret && !(ret = su_ops__apply(&pins, fleet, true, err)))
+		ret = su_planner__run(fleet, *cur, NOW + 60, &next, &r, err);
+	if (!ret) {
+		atomic_store(&target, next->serial);
+		*store_t0 = now_s(); /* the re-plan is the operator's; the store's part starts here */
+		ret = su_store__publish(s, next, (*cur)->serial, err);
+		su_plan__free(*cur);
+		*cur = next;
 	}
-	su_ops__free(&ops);
-	atomic_store(&target, next->serial);
-	*store_t0 = now_s(); /* the re-plan is the operator's; the store's part starts here */
-	ret = su_store__publish(s, next, (*cur)->serial, err);
-	su_plan__free(*cur);
-	*cur = next;
+	su_fleet__free(fleet);
 	return ret;
+}
+
+/* The warm-up: the first CARVED active IPs of dc000 pinned where they are. */
+static int carve(struct su_store *s, const char *yaml, struct su_plan **cur, double *store_t0, struct su_err *err)
+{
+	for (uint32_t i = 0; i < (*cur)->n_ips && n_carved < CARVED; i++)
+		if ((*cur)->ips[i].dc == 0 && (*cur)->ips[i].state == SU_ACTIVE) {
+			struct su_prefix4 px = { (*cur)->ips[i].ip, 32 };
+
+			carved[n_carved++] = px.addr;
+			su_ops__pin(&pins, &px, "dc000");
+		}
+	return publish_pins(s, yaml, cur, store_t0, err);
+}
+
+/* One carved IP moves from dc000 to dc001: a one-IP change. */
+static int publish_move(struct su_store *s, const char *yaml, struct su_plan **cur, double *store_t0,
+			struct su_err *err)
+{
+	struct su_prefix4 px = { carved[n_moved++ % CARVED], 32 };
+
+	su_ops__pin(&pins, &px, "dc001");
+	return publish_pins(s, yaml, cur, store_t0, err);
+}
+
+/* Shards the current version wrote (changed), of all: from its index,
+ * whose lines are "NAME HASH BYTES DATADIR DIGEST" (the newest DATADIR is
+ * the version's own). */
+static void changed_shards(struct su_store *s, size_t *changed, size_t *total)
+{
+	char *index = NULL, newest[64] = "", dir[64];
+	size_t len;
+	struct su_err err;
+
+	*changed = *total = 0;
+	if (su_store__read_shard(s, 0, "index", &index, &len, &err))
+		return;
+	for (int pass = 0; pass < 2; pass++)
+		for (const char *l = index; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
+			if (sscanf(l, "%*s %*s %*s %63s", dir) != 1)
+				continue;
+			if (pass == 0 && strcmp(dir, newest) > 0)
+				snprintf(newest, sizeof(newest), "%s", dir);
+			if (pass == 1) {
+				*total += 1;
+				*changed += !strcmp(dir, newest);
+			}
+		}
+	free(index);
 }
 
 static size_t append_body(char *ptr, size_t size, size_t n, void *arg)
@@ -258,11 +307,10 @@ static void run_round(const char *url, int client_port, struct su_store *s, cons
 	double *lat = calloc(n, sizeof(*lat)), tp, t0 = 0, t1, last = 0;
 	uint64_t agent_bytes = 0, router_bytes = 0, reqs = 0, rbytes = 0;
 	uint32_t n_agents = 0, n_routers = 0, done = 0;
-	struct su_fleet *fleet;
+	size_t changed, shards;
 	pthread_attr_t attr;
 	struct su_err err;
 
-	su_fleet__parse(yaml, strlen(yaml), "bench", &fleet, &err);
 	pthread_attr_init(&attr);
 	pthread_attr_setstacksize(&attr, 256 * 1024);
 	pthread_barrier_init(&ready, NULL, n + 1);
@@ -283,7 +331,7 @@ static void run_round(const char *url, int client_port, struct su_store *s, cons
 	pthread_barrier_wait(&ready);
 	wait_watches(client_port, n);
 	tp = now_s();
-	if (publish_move(s, fleet, cur, &t0, &err))
+	if (publish_move(s, yaml, cur, &t0, &err))
 		fprintf(stderr, "publish: %s\n", err.msg);
 	t1 = now_s();
 	for (int k = 0; k < 600 && done < n; k++) {
@@ -312,13 +360,13 @@ static void run_round(const char *url, int client_port, struct su_store *s, cons
 		}
 	}
 	qsort(lat, done, sizeof(*lat), cmp_d);
-	printf("%6u %6u %7.3f %8.3f %8.3f %8.3f %8.3f %8.3f %10.0f %8.4f%% %10.0f %7.3f%% %9" PRIu64 " %10.1f\n", n, done,
+	changed_shards(s, &changed, &shards);
+	printf("%6u %6u %7.3f %8.3f %8.3f %8.3f %8.3f %8.3f %10.0f %8.4f%% %10.0f %7.3f%% %9" PRIu64 " %10.1f %6zu/%zu\n", n, done,
 	       t0 - tp, t1 - t0, done ? lat[done / 2] : 0, done ? lat[done * 99 / 100] : 0, last, last - (t1 - t0),
 	       n_agents ? (double)agent_bytes / n_agents : 0, n_agents ? 100.0 * agent_bytes / n_agents / plan_bytes : 0,
 	       n_routers ? (double)router_bytes / n_routers : 0,
-	       n_routers ? 100.0 * router_bytes / n_routers / plan_bytes : 0, reqs, rbytes / 1e6);
+	       n_routers ? 100.0 * router_bytes / n_routers / plan_bytes : 0, reqs, rbytes / 1e6, changed, shards);
 	fflush(stdout);
-	su_fleet__free(fleet);
 	free(w);
 	free(lat);
 }
@@ -380,22 +428,20 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	printf("first publish (every shard): %.2f s\n\n", now_s() - t0);
-	printf("%6s %6s %7s %8s %8s %8s %8s %8s %10s %9s %10s %8s %9s %10s\n", "N", "DONE", "REPLAN", "PUBLISH", "P50",
+	printf("%6s %6s %7s %8s %8s %8s %8s %8s %10s %9s %10s %8s %9s %10s %s\n", "N", "DONE", "REPLAN", "PUBLISH", "P50",
 	       "P99", "LAST", "AFTER",
-	       "AGENT-B", "OF-PLAN", "ROUTER-B", "OF-PLAN", "REQS", "MB-MOVED");
-	/* The first pin splits its prefix, and every server with a slot in it
-	 * gets a new view: timed apart, so the rounds show the usual move. */
+	       "AGENT-B", "OF-PLAN", "ROUTER-B", "OF-PLAN", "REQS", "MB-MOVED", "CHANGED");
+	/* The first pins split their prefixes, and every server with a slot in
+	 * them gets a new view: timed apart, so the rounds show the usual move. */
 	{
-		struct su_fleet *f;
 		double tp = now_s(), ts = tp;
+		size_t changed, shards;
 
-		if (!su_fleet__parse(yaml, strlen(yaml), "bench", &f, &err)) {
-			if (publish_move(s, f, &plan, &ts, &err))
-				fprintf(stderr, "publish: %s\n", err.msg);
-			printf("%6s %6s %7.3f %8.3f  (warm-up: the first pin splits a prefix every server uses)\n", "-",
-			       "-", ts - tp, now_s() - ts);
-			su_fleet__free(f);
-		}
+		if (carve(s, yaml, &plan, &ts, &err))
+			fprintf(stderr, "publish: %s\n", err.msg);
+		changed_shards(s, &changed, &shards);
+		printf("%6s %6s %7.3f %8.3f  (warm-up: %u IPs pinned where they are, splitting their prefixes: %zu/%zu shards changed)\n",
+		       "-", "-", ts - tp, now_s() - ts, n_carved, changed, shards);
 	}
 	for (uint32_t n = 3; n <= max && n <= n_servers; n *= 10) {
 		if (in_list(only, n))
@@ -422,5 +468,6 @@ int main(int argc, char **argv)
 	free(text);
 	free(yaml);
 	su_plan__free(plan);
+	su_ops__free(&pins);
 	return 0;
 }
