@@ -189,7 +189,9 @@ uint64_t su_plan__records(const struct su_plan *p);
  * are hashed too, so a renumbering only ever costs a re-cut). */
 struct su_plan_digests {
 	uint64_t head; /* the header lines (format, ports, slice, drain) */
-	uint64_t *dcs, *servers, *prefixes, *demands, *ips; /* one per row */
+	uint64_t *dcs, *servers, *prefixes, *demands, *ips; /* one per row (IPs: with every slot) */
+	uint64_t *ip_heads; /* the IP's own line (a one-server view adds its slots) */
+	uint64_t *server_texts; /* a server as slot lines name it: " NAME ADDR" */
 };
 int su_plan_digests__build(const struct su_plan *p, struct su_plan_digests *d); /* 0 or -ENOMEM */
 void su_plan_digests__free(struct su_plan_digests *d);

@@ -315,9 +315,10 @@ static uint64_t dc_digest(const struct su_plan_dc *d)
 	return mix(mix(mix_str(1, d->name), d->router), d->retired);
 }
 
+/* Without its retired flag: a view prints it or not (su_plan_view.unretire). */
 static uint64_t server_digest(const struct su_plan *p, const struct su_plan_server *x)
 {
-	return mix(mix(mix_str(mix_str(2, x->name), p->dcs[x->dc].name), x->addr), x->retired);
+	return mix(mix_str(mix_str(2, x->name), p->dcs[x->dc].name), x->addr);
 }
 
 static uint64_t prefix_digest(const struct su_plan *p, const struct su_plan_prefix *x)
@@ -334,25 +335,41 @@ static uint64_t demand_digest(const struct su_plan *p, const struct su_plan_dema
 	return mix(mix(mix_tags(mix_str(4, p->dcs[x->dc].name), &x->tags), x->slices), x->retired);
 }
 
-/* The IP's record and every slot line of it; the owners' indexes too (a
- * one-server view keeps the slots of one index). */
-static uint64_t ip_digest(const struct su_plan *p, const struct su_plan_digests *d, const struct su_plan_ip *ip)
+/* The IP's own line. */
+static uint64_t ip_head_digest(const struct su_plan *p, const struct su_plan_digests *d, const struct su_plan_ip *ip)
 {
 	const struct su_plan_prefix *px = &p->prefixes[ip->prefix];
-	uint64_t h = mix(mix_str(mix(5, ip->ip), p->dcs[ip->dc].name), d->prefixes[ip->prefix]);
+	uint64_t h = mix_tags(mix_str(mix(5, ip->ip), p->dcs[ip->dc].name), &px->tags); /* CIDR below */
 
+	/* Deadlines as write_state prints them: only a draining one (an
+	 * active record's clock is not printed, and hashing it would re-cut
+	 * views that did not change). */
 	h = mix(mix(mix(mix_tags(mix(h, px->prefix.addr ^ (uint64_t)px->prefix.len << 32),
-				   &p->demands[ip->demand].tags), ip->state), (uint64_t)ip->deadline), (uint64_t)ip->prev_dc);
+				   &p->demands[ip->demand].tags), ip->state),
+		    ip->state == SU_DRAINING ? (uint64_t)ip->deadline : 0), (uint64_t)ip->prev_dc);
 	if (ip->prev_dc >= 0)
 		h = mix(mix_str(h, p->dcs[ip->prev_dc].name), (uint64_t)ip->prev_deadline);
+	return h;
+}
+
+/* The IP's line and its slot lines, only_server's alone when >= 0, as
+ * write_ip prints them; the owners' indexes too (the filter uses them). */
+static uint64_t ip_digest(const struct su_plan *p, const struct su_plan_digests *d, uint32_t i, int32_t only_server)
+{
+	const struct su_plan_ip *ip = &p->ips[i];
+	uint64_t h = d->ip_heads[i];
+
 	for (uint32_t s = 0; s < p->slices_per_ip; s++) {
 		const struct su_plan_slot *sl = &p->slots[ip->first_slot + s];
 
-		if (sl->state == SU_FREE)
+		if (sl->state == SU_FREE || (only_server >= 0 && sl->server != only_server && sl->prev_server != only_server))
 			continue;
-		h = mix(mix(mix(mix(h, s), (uint64_t)sl->server), sl->state), (uint64_t)sl->deadline);
-		h = mix(h, sl->server >= 0 ? d->servers[sl->server] : 0);
-		h = mix(mix(h, (uint64_t)sl->prev_server), sl->prev_server >= 0 ? d->servers[sl->prev_server] : 0);
+		h = mix(mix(mix(mix(h, s), (uint64_t)sl->server), sl->state),
+			sl->state == SU_DRAINING || sl->prev_server >= 0 ? (uint64_t)sl->deadline : 0);
+		/* " NAME ADDR" of the owner; of the previous one, its DC too. */
+		h = mix(h, sl->server >= 0 ? d->server_texts[sl->server] : 0);
+		h = mix(mix(h, (uint64_t)sl->prev_server), sl->prev_server >= 0 ?
+			mix_str(d->server_texts[sl->prev_server], p->dcs[p->servers[sl->prev_server].dc].name) : 0);
 	}
 	return h;
 }
@@ -364,6 +381,8 @@ void su_plan_digests__free(struct su_plan_digests *d)
 	free(d->prefixes);
 	free(d->demands);
 	free(d->ips);
+	free(d->ip_heads);
+	free(d->server_texts);
 	memset(d, 0, sizeof(*d));
 }
 
@@ -374,7 +393,9 @@ int su_plan_digests__build(const struct su_plan *p, struct su_plan_digests *d)
 	d->prefixes = malloc((p->n_prefixes + 1) * sizeof(uint64_t));
 	d->demands = malloc((p->n_demands + 1) * sizeof(uint64_t));
 	d->ips = malloc((p->n_ips + 1) * sizeof(uint64_t));
-	if (!d->dcs || !d->servers || !d->prefixes || !d->demands || !d->ips) {
+	d->ip_heads = malloc((p->n_ips + 1) * sizeof(uint64_t));
+	d->server_texts = malloc((p->n_servers + 1) * sizeof(uint64_t));
+	if (!d->dcs || !d->servers || !d->prefixes || !d->demands || !d->ips || !d->ip_heads || !d->server_texts) {
 		su_plan_digests__free(d);
 		return -ENOMEM;
 	}
@@ -383,24 +404,51 @@ int su_plan_digests__build(const struct su_plan *p, struct su_plan_digests *d)
 				  (uint64_t)p->drain), p->first_slice), p->slices_per_ip), SU_VERSION);
 	for (uint32_t i = 0; i < p->n_dcs; i++)
 		d->dcs[i] = dc_digest(&p->dcs[i]);
-	for (uint32_t i = 0; i < p->n_servers; i++)
+	for (uint32_t i = 0; i < p->n_servers; i++) {
 		d->servers[i] = server_digest(p, &p->servers[i]);
+		d->server_texts[i] = mix(mix_str(8, p->servers[i].name), p->servers[i].addr);
+	}
 	for (uint32_t i = 0; i < p->n_prefixes; i++)
 		d->prefixes[i] = prefix_digest(p, &p->prefixes[i]);
 	for (uint32_t i = 0; i < p->n_demands; i++)
 		d->demands[i] = demand_digest(p, &p->demands[i]);
-	for (uint32_t i = 0; i < p->n_ips; i++)
-		d->ips[i] = ip_digest(p, d, &p->ips[i]);
+	for (uint32_t i = 0; i < p->n_ips; i++) {
+		d->ip_heads[i] = ip_head_digest(p, d, &p->ips[i]);
+		d->ips[i] = ip_digest(p, d, i, -1);
+	}
 	return 0;
 }
 
 /* Kept rows of one table, by index and digest (write_tables' order). */
 static uint64_t mix_rows(uint64_t h, const uint8_t *mask, const uint64_t *rows, uint32_t n)
 {
-	for (uint32_t i = 0; i < n; i++)
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t word;
+
+		/* A one-server view keeps a few rows of tables of thousands:
+		 * skip eight unkept rows at a time. */
+		if (mask && !(i & 7) && i + 8 <= n && (memcpy(&word, mask + i, 8), !word)) {
+			i += 7;
+			continue;
+		}
 		if (!mask || mask[i])
 			h = mix(mix(h, i), rows[i]);
+	}
 	return mix(h, n);
+}
+
+/* A server's line as view v prints it (retired, unless v unretires). */
+static uint64_t server_row(uint64_t h, const struct su_plan *p, const struct su_plan_digests *d,
+			   const struct su_plan_view *v, uint32_t i)
+{
+	return mix(mix(mix(h, i), d->servers[i]), p->servers[i].retired && !(v && v->unretire));
+}
+
+/* An IP as view v prints it: a one-server view only that server's slots. */
+static uint64_t ip_view_digest(const struct su_plan *p, const struct su_plan_digests *d,
+			       const struct su_plan_view *v, uint32_t i)
+{
+	return v && v->only_server >= 0 ? ip_digest(p, d, i, v->only_server) : d->ips[i];
 }
 
 uint64_t su_plan__view_digest(const struct su_plan *p, const struct su_plan_digests *d,
@@ -408,11 +456,10 @@ uint64_t su_plan__view_digest(const struct su_plan *p, const struct su_plan_dige
 {
 	enum su_plan_part part = v ? v->part : SU_PART_ALL;
 	bool listed = v && v->only_server >= 0 && v->ip_list;
-	uint64_t h = mix(mix(mix(mix(7, part), v ? (uint64_t)v->only_server : ~0ull), v && v->unretire),
-			 v && v->serial0 ? 0 : p->serial);
+	uint64_t h = mix(mix(7, part), v ? (uint64_t)v->only_server : ~0ull);
 
-	if (part != SU_PART_IPS) {
-		h = mix(h, d->head);
+	if (part != SU_PART_IPS) { /* the header: serial, ports, drain */
+		h = mix(mix(h, v && v->serial0 ? 0 : p->serial), d->head);
 		h = mix_rows(h, v ? v->dcs : NULL, d->dcs, p->n_dcs);
 		if (listed) { /* write_tables prints the peers: the same list */
 			int32_t *peers = NULL;
@@ -421,10 +468,11 @@ uint64_t su_plan__view_digest(const struct su_plan *p, const struct su_plan_dige
 			if (n < 0)
 				return 0;
 			for (int k = 0; k < n; k++)
-				h = mix(mix(h, (uint64_t)peers[k]), d->servers[peers[k]]);
+				h = server_row(h, p, d, v, (uint32_t)peers[k]);
 			free(peers);
 		} else {
-			h = mix_rows(h, v ? v->servers : NULL, d->servers, p->n_servers);
+			for (uint32_t i = 0; i < p->n_servers; i++)
+				h = KEEP(v, servers, i) ? server_row(h, p, d, v, i) : h;
 		}
 		h = mix_rows(h, v ? v->prefixes : NULL, d->prefixes, p->n_prefixes);
 		h = mix_rows(h, v ? v->demands : NULL, d->demands, p->n_demands);
@@ -435,10 +483,10 @@ uint64_t su_plan__view_digest(const struct su_plan *p, const struct su_plan_dige
 	 * them renumbers them and must not re-cut every view. */
 	if (v && v->ip_list)
 		for (uint32_t k = 0; k < v->n_ip_list; k++)
-			h = mix(h, d->ips[v->ip_list[k]]);
+			h = mix(h, ip_view_digest(p, d, v, v->ip_list[k]));
 	else
 		for (uint32_t i = 0; i < p->n_ips; i++)
-			h = KEEP(v, ips, i) ? mix(h, d->ips[i]) : h;
+			h = KEEP(v, ips, i) ? mix(h, ip_view_digest(p, d, v, i)) : h;
 	return h | 1;
 }
 

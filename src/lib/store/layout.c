@@ -372,11 +372,9 @@ static int server_shards(const struct cut_in *in, struct su_shard **v, size_t *n
  * changed:
  *   plan/head         the header and the tables, with serial 0 (the version
  *                     gives the serial, as for the views);
- *   plan/IP           IP records (with their slots) from IP on: a part ends
- *                     before the first IP of a /20 block once it holds
- *                     SU_LAYOUT_PART_RECORDS records (before any IP at 4
- *                     times that), so boundaries follow addresses and move
- *                     only when a change crosses those counts;
+ *   plan/IP           IP records (with their slots) from IP on, ending at
+ *                     address block starts (part_end), so boundaries follow
+ *                     addresses and a change rarely moves one;
  *   plan/end          the end line;
  *   plan              the manifest: "softunicast-parts 1", then the part
  *                     names in order; the plan is their concatenation. */
@@ -389,16 +387,28 @@ static uint32_t ip_records(const struct su_plan *p, uint32_t i)
 	return n;
 }
 
-/* The IPs of the part starting at first: its end (exclusive). */
+/* The IPs of the part starting at first: its end (exclusive).  A part ends
+ * only before an IP that starts an address block, a /20 once it holds
+ * SU_LAYOUT_PART_RECORDS records, a /26 at twice that (a dense /20), any
+ * address at 8 times: so a boundary depends on addresses, and a change that
+ * adds or drops a few records moves none (or one, to the next block start)
+ * instead of shifting every later part. */
+static bool block_start(uint32_t ip, uint32_t prev, unsigned bits)
+{
+	return ip >> bits != prev >> bits;
+}
+
 static uint32_t part_end(const struct su_plan *p, uint32_t first)
 {
 	uint64_t records = ip_records(p, first);
 	uint32_t i = first + 1;
 
 	for (; i < p->n_ips; records += ip_records(p, i++)) {
-		bool new_block = p->ips[i].ip >> 12 != p->ips[i - 1].ip >> 12;
+		uint32_t ip = p->ips[i].ip, prev = p->ips[i - 1].ip;
 
-		if (records >= 4ull * SU_LAYOUT_PART_RECORDS || (records >= SU_LAYOUT_PART_RECORDS && new_block))
+		if ((records >= SU_LAYOUT_PART_RECORDS && block_start(ip, prev, 12)) ||
+		    (records >= 2ull * SU_LAYOUT_PART_RECORDS && block_start(ip, prev, 6)) ||
+		    records >= 8ull * SU_LAYOUT_PART_RECORDS)
 			break;
 	}
 	return i;

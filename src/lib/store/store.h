@@ -4,7 +4,11 @@
  *   etcd://HOST:PORT[,HOST:PORT...][/PREFIX]  etcd v3 (JSON gateway).
  *
  * etcd layout under PREFIX (default /softunicast):
- *   PREFIX/version               "SERIAL DIR": the committed version
+ *   PREFIX/version               "SERIAL DIR\nchanged NAME ...\n" (or
+ *                                "\nchanged-bloom HEX\n", a 4096-bit Bloom
+ *                                filter, when the list passes 1 KiB): the
+ *                                committed version and the shards it wrote;
+ *                                older writers: "SERIAL DIR" alone
  *   PREFIX/history/SERIAL        "DIR" of each kept committed version
  *   PREFIX/staging/DIR           present while a writer writes DIR (GC cleans)
  *   PREFIX/m/NAME#DIR            "softunicast-shard 1 SERIAL CHUNKS BYTES FNV1A64 DIR":
@@ -17,8 +21,11 @@
  * record per shard per version at PREFIX/v/DIR/NAME/meta; they are still
  * read, and the next publish rewrites every shard in this layout.
  * and shards NAME = plan (the whole snapshot, for the tools: a manifest
- * "softunicast-parts 1" naming its parts plan/head and plan/IP, so that a
- * small change rewrites a few parts, see layout.c), ranges (which
+ * "softunicast-parts 1" naming its parts plan/head, plan/IP and plan/end,
+ * so that a small change rewrites a few parts, see layout.c), index ("NAME
+ * HASH BYTES DATADIR DIGEST" per shard: the next writer shares unchanged
+ * shards by HASH and does not even cut those whose input DIGEST is the
+ * same, see su_plan__view_digest), ranges (which
  * DC owns each IP, as runs), dc/DC (a DC's IPs, slots and servers: the
  * router's view with ranges), server/SERVER (one server's slots: the agent's
  * view).  Views are snapshots themselves (see su_plan__format_view).
