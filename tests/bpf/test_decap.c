@@ -326,10 +326,13 @@ static void w_mv_echo_after(struct pb *p) { icmp_echo_id(p, 0, P_MOVED_EXP); eth
 static void b_mv_err_echo_after(struct pb *p) { icmp_err_echo(p, P_MOVED_EXP); gue(p); }
 static void w_mv_err_echo_after(struct pb *p) { icmp_err_echo(p, P_MOVED_EXP); eth(p); }
 static void b_mv_exp(struct pb *p) { tcp(p, P_MOVED_EXP, TCP_ACK, 10, 0); gue(p); }
+static void b_mv_exp_udp(struct pb *p) { udp(p, EGRESS, P_MOVED_EXP, 9); gue(p); }
+static void b_mv_exp_err(struct pb *p) { icmp_err(p, IPPROTO_TCP, EGRESS, P_MOVED_EXP, O_TCP); gue(p); }
 static void b_hop_est(struct pb *p) { tcp(p, P_EST, TCP_ACK, 100, 0); hop_from(p, NEW); }
 static void b_hop_udp(struct pb *p) { udp(p, EGRESS, P_UDP_CONN, 30); hop_from(p, NEW); }
 static void w_hop_udp(struct pb *p) { udp(p, EGRESS, P_UDP_CONN, 30); eth(p); }
 static void b_hop_err(struct pb *p) { icmp_err(p, IPPROTO_TCP, EGRESS, P_EST, O_TCP); hop_from(p, NEW); }
+static void b_hop_err_udp(struct pb *p) { icmp_err(p, IPPROTO_UDP, EGRESS, P_UDP, O_UDP); hop_from(p, NEW); }
 static void b_hop_none(struct pb *p) { tcp(p, P_NONE, TCP_ACK, 10, 0); hop_from(p, NEW); }
 static void b_hop_moved(struct pb *p) { tcp(p, P_MOVED, TCP_ACK, 10, 0); hop_from(p, NEW); }
 static void b_hop_stranger(struct pb *p) { tcp(p, P_EST, TCP_ACK, 10, 0); hop_from(p, IP4(10, 99, 0, 9)); }
@@ -448,6 +451,10 @@ static const struct fixture {
 	  XDP_DROP, NULL, DECAP_STAT_SECOND_HOP_REFUSED_EXPIRED },
 	{ "second hop: ICMP error quoting an old TCP flow of a moved slice", b_mv_err_tcp, XDP_TX,
 	  w_mv_err_tcp, DECAP_STAT_SECOND_HOP_SENT },
+	{ "second hop: UDP on a moved slice past its deadline: refused, counted expired", b_mv_exp_udp,
+	  XDP_DROP, NULL, DECAP_STAT_SECOND_HOP_REFUSED_EXPIRED },
+	{ "second hop: ICMP error about a TCP flow of a moved slice past its deadline: refused, counted expired",
+	  b_mv_exp_err, XDP_DROP, NULL, DECAP_STAT_SECOND_HOP_REFUSED_EXPIRED },
 	/* the echo kind: decided by the clock, never by a look-up */
 	{ "second hop echo: echo reply on a moved slice before the deadline goes to the previous owner",
 	  b_mv_echo, XDP_TX, w_mv_echo, DECAP_STAT_SECOND_HOP_SENT },
@@ -467,6 +474,8 @@ static const struct fixture {
 	{ "second hop in: a connected UDP flow", b_hop_udp, XDP_PASS, w_hop_udp,
 	  DECAP_STAT_SECOND_HOP_RECEIVED },
 	{ "second hop in: an ICMP error about a local flow", b_hop_err, XDP_PASS, w_err_tcp,
+	  DECAP_STAT_SECOND_HOP_RECEIVED },
+	{ "second hop in: an ICMP error about a local UDP flow", b_hop_err_udp, XDP_PASS, w_err_udp,
 	  DECAP_STAT_SECOND_HOP_RECEIVED },
 	{ "second hop in: no local socket either: refused, never a third hop", b_hop_none, XDP_DROP,
 	  NULL, DECAP_STAT_SECOND_HOP_REFUSED_LOOP },
@@ -582,6 +591,7 @@ static void test_fixtures(void **state)
  * does not. */
 #define MTU_DEV "sumtu0"
 #define MTU 1428
+#define ICMP_RATE 4 /* answers per second: enough for the fixtures below */
 
 static void big_tcp(struct pb *p) { tcp(p, P_MOVED, TCP_ACK, 1360, 0); set_df(p); }
 static void big_tcp_nodf(struct pb *p) { tcp(p, P_MOVED, TCP_ACK, 1360, 0); }
@@ -656,6 +666,41 @@ static void test_second_hop_mtu(void **state)
 	for (size_t i = 0; i < sizeof(k_mtu_fixtures) / sizeof(k_mtu_fixtures[0]); i++)
 		bad += run_fixture_on(&k_mtu_fixtures[i], ifindex);
 	assert_int_equal(bad, 0);
+}
+
+/* The answers are rate-limited (ICMP_RATE per second per CPU, set in the
+ * skeleton's rodata at setup): a burst of oversize second hops gets some
+ * answers, then drops counted under their own reason.  The bucket is per
+ * CPU, so the burst runs on one. */
+static void test_second_hop_ratelimit(void **state)
+{
+	int ifindex = (int)if_nametoindex(MTU_DEV), limited = 0, answered = 0;
+	uint64_t before = stat_sum(DECAP_STAT_SECOND_HOP_DROP_ICMP_RATE);
+	cpu_set_t all, one;
+	uint8_t out[PB_CAP];
+	uint32_t len;
+	struct pb in;
+
+	assert_int_equal(sched_getaffinity(0, sizeof(all), &all), 0);
+	CPU_ZERO(&one);
+	CPU_SET(sched_getcpu(), &one);
+	assert_int_equal(sched_setaffinity(0, sizeof(one), &one), 0);
+	for (int i = 0; i < 4 * ICMP_RATE; i++) {
+		pb_init(&in);
+		b_big_tcp(&in);
+		switch (run_on(skel->progs.decap, &in, out, &len, ifindex)) {
+		case XDP_TX:
+			answered++;
+			break;
+		case XDP_DROP:
+			limited++;
+			break;
+		}
+	}
+	sched_setaffinity(0, sizeof(all), &all);
+	assert_true(limited >= 1);
+	assert_true(answered <= 2 * ICMP_RATE); /* a second's worth, and a refill */
+	assert_int_equal(stat_sum(DECAP_STAT_SECOND_HOP_DROP_ICMP_RATE), before + (uint64_t)limited);
 }
 
 /* The tc program on lo: this host's own packets to an egress IP. */
@@ -847,8 +892,11 @@ static int setup(void **state)
 		print_message("# cannot set up the sockets: %s\n", strerror(errno));
 		return -1;
 	}
-	skel = decap__open_and_load();
+	skel = decap__open();
 	if (!skel)
+		return -1;
+	skel->rodata->cfg_icmp_rate = ICMP_RATE;
+	if (decap__load(skel))
 		return -1;
 	if (bpf_map__update_elem(skel->maps.decap_config, &zero, sizeof(zero), &cfg, sizeof(cfg),
 				 BPF_ANY) ||
@@ -879,6 +927,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fixtures),
 		cmocka_unit_test(test_second_hop_mtu),
+		cmocka_unit_test(test_second_hop_ratelimit),
 		cmocka_unit_test(test_local),
 		cmocka_unit_test(test_checksum_verdict),
 		cmocka_unit_test(test_disabled),
