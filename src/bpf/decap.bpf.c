@@ -558,8 +558,10 @@ static __attribute__((noinline)) int second_hop_too_big(struct xdp_md *ctx, __u3
 	ip->ihl = 5;
 	ip->tos = 0xc0; /* internetwork control, as Linux's icmp_send() */
 	ip->tot_len = bpf_htons(sizeof(*ip) + sizeof(*ih) + quote);
+	/* An atomic datagram (DF, never fragmented: 70 bytes at most), whose
+	 * identification may be 0 (RFC 6864 section 4.1). */
 	ip->id = 0;
-	ip->frag_off = 0;
+	ip->frag_off = bpf_htons(IP_DF);
 	ip->ttl = 64;
 	ip->protocol = IPPROTO_ICMP;
 	ip->saddr = egress;

@@ -622,7 +622,7 @@ static void ptb(struct pb *p, void (*inner)(struct pb *))
 	inner(&in);
 	pb_bytes(p, pb_data(&in), 28);
 	pb_icmp(p, 3, 4, 0, MTU - 36);
-	pb_ip(p, EGRESS, ORIGIN, IPPROTO_ICMP, 0, 0, 64);
+	pb_ip(p, EGRESS, ORIGIN, IPPROTO_ICMP, 0, PB_DF, 64);
 	finish(p, 0xc0);
 	pb_eth(p, k_mac_rtr, k_mac_srv, ETH_P_IP);
 }
