@@ -1576,6 +1576,11 @@ run_move_step() {
 	rc=$?
 	check "$name1 takes no ping identifier in its slices of $xip before the deadline (they are handed): exit $rc" \
 		"$([ $rc = 1 ] && grep -q 'exhausted' "$STATE/ping1.out"; echo $?)" "$(cat "$STATE/ping1.out")"
+	deadline=$(awk -v ip="$xip" '$1 == "ip" && $2 == ip {print $NF}' "$STATE/plan")
+	seen=$(x "$ns1" "$SU" agent status --run-dir "$STATE/run/$name1" --json |
+		jq -r --arg ip "$xip" '[.slices[] | select(.ip == $ip) | .handed_until] | unique | map(tostring) | join(",")')
+	check "$name1's agent status shows its slices of $xip handed until $seen (the move's deadline)" \
+		"$([ "$seen" = "$deadline" ]; echo $?)"
 	seen=$(x "$(origin_ns "$(origin_of 2)")" ss -Htn state established "sport = :7007" | awk '{print $4}' | grep -c "^$xip:")
 	check "the origin still sees the stream from $xip" "$([ "$seen" -ge 1 ]; echo $?)"
 	sent1=$(sum_decap second_hop_sent "$DC1") recv1=$(decap_counter "$ns" "$name" second_hop_received)
