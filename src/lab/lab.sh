@@ -1566,6 +1566,18 @@ run_move_step() {
 	p1=$(grep -c '^reply from' "$STATE/ping.out") r1=$(decap_counter "$ns" "$name" second_hop_received)
 	check "$name's ping keeps its replies after the move ($((p1 - p0)) in 2 s), each a second hop to it (second_hop_received $r0 -> $r1)" \
 		"$([ $((p1 - p0)) -ge 10 ] && [ $((r1 - r0)) -ge $((p1 - p0 - 2)) ]; echo $?)" "$(tail -3 "$STATE/ping.out")"
+	# Full-size segments: the origin's 1472-byte packets (after the routers'
+	# own PMTU answers) fill the server uplink once in GUE, so their second
+	# hop (8 bytes more) does not fit: the new owner answers the origin with
+	# fragmentation needed, and the origin's smaller segments go through.
+	p0=$(sum_decap second_hop_frag_needed "$DC1")
+	printf 'big-%04000d\n' 0 >"$STATE/big.line"
+	cat "$STATE/big.line" >&7
+	wait_for "grep -qxF -f $STATE/big.line $STATE/stream.out"
+	rc=$?
+	p1=$(sum_decap second_hop_frag_needed "$DC1")
+	check "a 4 KB line of the stream comes back whole through the second hop ($DC1's second_hop_frag_needed $p0 -> $p1: full-size segments did not fit with the mark, the origin shrank them)" \
+		"$([ $rc = 0 ] && [ "$p1" -gt "$p0" ]; echo $?)" "$(tail -c 300 "$STATE/stream.out")"
 	only=$(assignment_only "$name1" "$xip")
 	seen=$({ printf 'GET / HTTP/1.0\r\n\r\n'; sleep 1.5; } | x "$ns1" env SOFTUNICAST_ASSIGNMENT="$only" \
 		timeout 5 "$SU" connect --tags service=cdn "$(origin_of 1)" 80 2>/dev/null | tail -1 | tr -d '\r')
