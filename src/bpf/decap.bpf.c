@@ -16,7 +16,7 @@
  *    for ICMP errors; echo replies go to the kernel's ping sockets, which
  *    match them by identifier (there is no BPF look-up for ping sockets,
  *    so on a slice taken over in a live move they follow the clock, see
- *    DECAP_ECHO_QUIET_S).
+ *    DECAP_ECHO_QUIET_S; later fragments follow their first fragment).
  *    Wildcard listeners and wildcard UDP sockets never see a packet to an
  *    egress IP; a bare SYN is never let in.
  * Every refusal is counted under its own reason (decap_abi.h). */
@@ -84,6 +84,27 @@ struct {
 	__type(key, struct decap_hop_key);
 	__type(value, struct decap_hop);
 } decap_hops SEC(".maps");
+
+/* Fragmented datagrams of a second hop: later fragments carry no port to
+ * find the slice by, so the first fragment's verdict is kept for them, by
+ * the datagram's identity (RFC 791: source, destination, protocol, ID), for
+ * the kernel's reassembly time at most.  The value is a decap_hop: on the
+ * new owner MOVED_IN (send them on to peer), on the previous owner HELD
+ * (accept them from peer). */
+struct frag_key {
+	__be32 src, dst;
+	__be16 id;
+	__u8 proto, pad;
+};
+
+#define FRAG_TTL_NS (30 * NS_PER_S) /* net.ipv4.ipfrag_time's default */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, DECAP_MAX_FRAG_HOPS);
+	__type(key, struct frag_key);
+	__type(value, struct decap_hop);
+} decap_frag_hops SEC(".maps");
 
 struct bucket {
 	__u64 last_ns;
@@ -444,6 +465,45 @@ static __always_inline struct decap_hop *hop_of(const struct decap_cfg *cfg, __b
 	return h && h->kind == kind ? h : NULL;
 }
 
+static __always_inline void frag_key_of(struct frag_key *k, const struct iphdr *in)
+{
+	__builtin_memset(k, 0, sizeof(*k));
+	k->src = in->saddr;
+	k->dst = in->daddr;
+	k->id = in->id;
+	k->proto = in->protocol;
+}
+
+static __always_inline int frag_later(const struct iphdr *in)
+{
+	return !!(in->frag_off & bpf_htons(IP_OFFSET));
+}
+
+/* A first fragment's second-hop verdict, for the later ones: until the
+ * move's deadline or the reassembly time, whichever comes first. */
+static __always_inline void frag_note(const struct iphdr *in, __be32 peer, __u32 kind, __u64 until)
+{
+	struct decap_hop v = { .peer = peer, .kind = kind };
+	__u64 ttl = bpf_ktime_get_boot_ns() + FRAG_TTL_NS;
+	struct frag_key k;
+
+	if (!(in->frag_off & bpf_htons(IP_MF)) || frag_later(in))
+		return;
+	v.until_ns = until < ttl ? until : ttl;
+	frag_key_of(&k, in);
+	bpf_map_update_elem(&decap_frag_hops, &k, &v, BPF_ANY);
+}
+
+static __always_inline struct decap_hop *frag_of(const struct iphdr *in, __u32 kind)
+{
+	struct frag_key k;
+	struct decap_hop *v;
+
+	frag_key_of(&k, in);
+	v = bpf_map_lookup_elem(&decap_frag_hops, &k);
+	return v && v->kind == kind && bpf_ktime_get_boot_ns() < v->until_ns ? v : NULL;
+}
+
 /* "No socket here" verdicts: what a previous owner may still have one for. */
 static __always_inline int not_here(int why)
 {
@@ -654,12 +714,19 @@ static __always_inline int second_hop_in(const struct decap_cfg *cfg, struct iph
 {
 	struct decap_hop *h = lport ? hop_of(cfg, in->daddr, lport, DECAP_HOP_HELD) : NULL;
 
+	/* A later fragment: only of a datagram whose first fragment came
+	 * from the same new owner and was accepted (the kernel reassembles). */
+	if (frag_later(in)) {
+		h = frag_of(in, DECAP_HOP_HELD);
+		return h && h->peer == ip->saddr ? why : DECAP_STAT_SECOND_HOP_REFUSED_SOURCE;
+	}
 	if (!h || h->peer != ip->saddr)
 		return DECAP_STAT_SECOND_HOP_REFUSED_SOURCE;
 	if (bpf_ktime_get_boot_ns() >= h->until_ns)
 		return DECAP_STAT_SECOND_HOP_REFUSED_EXPIRED;
 	if (not_here(why))
 		return DECAP_STAT_SECOND_HOP_REFUSED_LOOP;
+	frag_note(in, ip->saddr, DECAP_HOP_HELD, h->until_ns);
 	return why; /* PING: the slice is handed, so the ping socket is ours */
 }
 
@@ -672,12 +739,14 @@ static __always_inline int second_hop_in(const struct decap_cfg *cfg, struct iph
  * are refused, after it they are this server's own.  Stateless: the clock
  * and the plan decide, never a table of pings. */
 static __always_inline int moved_in(struct xdp_md *ctx, const struct decap_cfg *cfg,
-				    const struct decap_hop *h, int *why)
+				    const struct decap_hop *h, const struct iphdr *in, int *why)
 {
 	__u64 now = bpf_ktime_get_boot_ns();
 
-	if (now < h->until_ns)
+	if (now < h->until_ns) {
+		frag_note(in, h->peer, DECAP_HOP_MOVED_IN, h->until_ns);
 		return second_hop(ctx, cfg, h->peer);
+	}
 	if (*why == PING) {
 		if (now - h->until_ns < DECAP_ECHO_QUIET_S * NS_PER_S)
 			return count(DECAP_STAT_SECOND_HOP_REFUSED_EXPIRED, XDP_DROP);
@@ -731,9 +800,12 @@ static __always_inline int decap_main(struct xdp_md *ctx)
 		   (h = hop_of(cfg, in->daddr, lport, DECAP_HOP_MOVED_IN))) {
 		/* A slice taken over in a live move: its previous owner may
 		 * have the socket, until the deadline. */
-		act = moved_in(ctx, cfg, h, &why);
+		act = moved_in(ctx, cfg, h, in, &why);
 		if (act >= 0)
 			return act;
+	} else if (frag_later(in) && (h = frag_of(in, DECAP_HOP_MOVED_IN))) {
+		/* The rest of a datagram whose first fragment was sent on. */
+		return second_hop(ctx, cfg, h->peer);
 	}
 	if (why == PING)
 		why = ADMIT;

@@ -10,6 +10,7 @@
 #define DECAP_MAX_EGRESS 4096       /* egress IPs on one server */
 
 #define DECAP_MAX_HOPS 16384        /* slices with a previous or a new owner */
+#define DECAP_MAX_FRAG_HOPS 4096    /* fragmented datagrams of second hops in flight */
 #define DECAP_ICMP_RATE_DEFAULT 1000 /* second-hop frag-needed answers per second per CPU */
 
 /* decap_config[0]; network byte order, as compared in the packet. */

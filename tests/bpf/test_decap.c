@@ -333,6 +333,32 @@ static void b_hop_udp(struct pb *p) { udp(p, EGRESS, P_UDP_CONN, 30); hop_from(p
 static void w_hop_udp(struct pb *p) { udp(p, EGRESS, P_UDP_CONN, 30); eth(p); }
 static void b_hop_err(struct pb *p) { icmp_err(p, IPPROTO_TCP, EGRESS, P_EST, O_TCP); hop_from(p, NEW); }
 static void b_hop_err_udp(struct pb *p) { icmp_err(p, IPPROTO_UDP, EGRESS, P_UDP, O_UDP); hop_from(p, NEW); }
+
+/* Fragmented datagrams (IP ID id): the first fragment carries the ports,
+ * the later one (offset 72) none. */
+static void frag_first(struct pb *p, uint16_t dport, uint16_t id)
+{
+	pb_fill(p, 64, 0xcd);
+	pb_udp(p, O_UDP, dport);
+	pb_ip(p, ORIGIN, EGRESS, IPPROTO_UDP, id, PB_MF, 60);
+}
+static void frag_rest(struct pb *p, uint16_t id)
+{
+	pb_fill(p, 64, 0xce);
+	pb_ip(p, ORIGIN, EGRESS, IPPROTO_UDP, id, 9, 60);
+}
+static void b_mv_frag1(struct pb *p) { frag_first(p, P_MOVED, 501); gue(p); }
+static void w_mv_frag1(struct pb *p) { frag_first(p, P_MOVED, 501); sent_on(p); }
+static void b_mv_frag2(struct pb *p) { frag_rest(p, 501); gue(p); }
+static void w_mv_frag2(struct pb *p) { frag_rest(p, 501); sent_on(p); }
+static void b_frag2_other(struct pb *p) { frag_rest(p, 502); gue(p); }
+static void w_frag2_other(struct pb *p) { frag_rest(p, 502); eth(p); }
+static void b_hop_frag1(struct pb *p) { frag_first(p, P_UDP_CONN, 601); hop_from(p, NEW); }
+static void w_hop_frag1(struct pb *p) { frag_first(p, P_UDP_CONN, 601); eth(p); }
+static void b_hop_frag2(struct pb *p) { frag_rest(p, 601); hop_from(p, NEW); }
+static void w_hop_frag2(struct pb *p) { frag_rest(p, 601); eth(p); }
+static void b_hop_frag2_unknown(struct pb *p) { frag_rest(p, 602); hop_from(p, NEW); }
+static void b_hop_frag2_stranger(struct pb *p) { frag_rest(p, 601); hop_from(p, IP4(10, 99, 0, 9)); }
 static void b_hop_none(struct pb *p) { tcp(p, P_NONE, TCP_ACK, 10, 0); hop_from(p, NEW); }
 static void b_hop_moved(struct pb *p) { tcp(p, P_MOVED, TCP_ACK, 10, 0); hop_from(p, NEW); }
 static void b_hop_stranger(struct pb *p) { tcp(p, P_EST, TCP_ACK, 10, 0); hop_from(p, IP4(10, 99, 0, 9)); }
@@ -496,6 +522,21 @@ static const struct fixture {
 	{ "second hop in echo: for a slice this server took over (a loop): refused", b_hop_echo_moved,
 	  XDP_DROP, NULL, DECAP_STAT_SECOND_HOP_REFUSED_SOURCE },
 	{ "second hop in echo: from another host than the slice's new owner", b_hop_echo_stranger,
+	  XDP_DROP, NULL, DECAP_STAT_SECOND_HOP_REFUSED_SOURCE },
+	/* the fragment kind: later fragments follow their first */
+	{ "second hop fragments: a first fragment on a moved slice is sent on", b_mv_frag1, XDP_TX,
+	  w_mv_frag1, DECAP_STAT_SECOND_HOP_SENT },
+	{ "second hop fragments: its later fragment (no port) follows it", b_mv_frag2, XDP_TX,
+	  w_mv_frag2, DECAP_STAT_SECOND_HOP_SENT },
+	{ "second hop fragments: a later fragment of another datagram is left to the kernel as ever",
+	  b_frag2_other, XDP_PASS, w_frag2_other, DECAP_STAT_DECAPSULATED },
+	{ "second hop in fragments: a first fragment of a local flow from the new owner", b_hop_frag1,
+	  XDP_PASS, w_hop_frag1, DECAP_STAT_SECOND_HOP_RECEIVED },
+	{ "second hop in fragments: its later fragment from the same new owner", b_hop_frag2, XDP_PASS,
+	  w_hop_frag2, DECAP_STAT_SECOND_HOP_RECEIVED },
+	{ "second hop in fragments: a later fragment of no datagram accepted here", b_hop_frag2_unknown,
+	  XDP_DROP, NULL, DECAP_STAT_SECOND_HOP_REFUSED_SOURCE },
+	{ "second hop in fragments: a later fragment from another host", b_hop_frag2_stranger,
 	  XDP_DROP, NULL, DECAP_STAT_SECOND_HOP_REFUSED_SOURCE },
 	{ "outer: GUE variant 0 that is not the second-hop mark", b_gue0_other, XDP_DROP, NULL,
 	  DECAP_STAT_MALFORMED },
