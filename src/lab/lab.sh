@@ -1548,6 +1548,10 @@ run_move_step() {
 	PING_PID=$!
 	wait_for "grep -q '^reply from' $STATE/ping.out"
 	check "$name pings $(origin_of 2) from $xip: replies by identifier" $? "$(tail -3 "$STATE/ping.out")"
+	open_big_udp "$ns" "$(origin_of 2)"
+	echo hello >&9
+	wait_for "grep -qx hello $STATE/bigudp.out"
+	check "$name has a UDP flow from $xip to a UDP echo at $(origin_of 2):5354" $?
 	sent0=$(sum_decap second_hop_sent "$DC1") recv0=$(decap_counter "$ns" "$name" second_hop_received)
 	fwd0=$(counter "$DC2" second_hop_forwarded)
 	fleet=$STATE/fleet.move.yaml
@@ -1578,6 +1582,12 @@ run_move_step() {
 	p1=$(sum_decap second_hop_frag_needed "$DC1")
 	check "a 4 KB line of the stream comes back whole through the second hop ($DC1's second_hop_frag_needed $p0 -> $p1: full-size segments did not fit with the mark, the origin shrank them)" \
 		"$([ $rc = 0 ] && [ "$p1" -gt "$p0" ]; echo $?)" "$(tail -c 300 "$STATE/stream.out")"
+	# The origin's PMTU to X is now what a second hop fits: a 3000-byte UDP
+	# answer leaves it in fragments, and the later ones (no port) must
+	# follow their first fragment on both hops.
+	head -c 3000 /dev/zero | tr '\0' u >&9
+	wait_for "[ \$(wc -c <$STATE/bigudp.out) -ge 3006 ]"
+	check "a 3000-byte UDP answer, fragmented by the origin, comes back whole through the second hop ($(wc -c <"$STATE/bigudp.out") bytes)" $?
 	only=$(assignment_only "$name1" "$xip")
 	seen=$({ printf 'GET / HTTP/1.0\r\n\r\n'; sleep 1.5; } | x "$ns1" env SOFTUNICAST_ASSIGNMENT="$only" \
 		timeout 5 "$SU" connect --tags service=cdn "$(origin_of 1)" 80 2>/dev/null | tail -1 | tr -d '\r')
@@ -1622,7 +1632,31 @@ run_move_step() {
 	kill "$STREAM_PID" "$UDP_PID" 2>/dev/null
 	close_stream
 	close_udp
-	wait "$PING_PID" 2>/dev/null
+	exec 9>&-
+	wait "$PING_PID" "$BIGUDP_PID" "$BIGECHO_PID" 2>/dev/null
+}
+
+# A UDP echo at ORIGIN:5354 (quits after 15 s without a datagram), and a
+# connected UDP flow to it on fd 9 from X (the ping's assignment: X only).
+open_big_udp() { # open_big_udp NS ORIGIN
+	x "$(origin_ns "$2")" python3 -c 'import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 5354))
+s.settimeout(15)
+try:
+    while True:
+        d, a = s.recvfrom(65535)
+        s.sendto(d, a)
+except socket.timeout:
+    pass' "$2" &
+	BIGECHO_PID=$!
+	rm -f "$STATE/bigudp.in" "$STATE/bigudp.out"
+	mkfifo "$STATE/bigudp.in"
+	wait_for "x $(origin_ns "$2") ss -lun | grep -q ':5354'"
+	x "$1" env SOFTUNICAST_ASSIGNMENT="$STATE/assignment.ping" "$SU" connect --udp -w 1000 --tags service=cdn \
+		"$2" 5354 <"$STATE/bigudp.in" >"$STATE/bigudp.out" 2>&1 &
+	BIGUDP_PID=$!
+	exec 9>"$STATE/bigudp.in"
 }
 
 run_handover_step() {
