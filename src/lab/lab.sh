@@ -1565,6 +1565,21 @@ run_move_step() {
 		"$(tail -3 "$STATE/stream.out")"
 	udp_answers
 	check "the connected UDP flow keeps its answers" $?
+	only=$(assignment_only "$name1" "$xip")
+	x "$ns1" env SOFTUNICAST_ASSIGNMENT="$only" "$SU" connect --ping -c 1 --tags service=cdn "$(origin_of 1)" \
+		>"$STATE/ping1.out" 2>&1
+	rc=$?
+	check "$name1 takes no ping identifier in its slices of $xip before the deadline (they are handed): exit $rc" \
+		"$([ $rc = 1 ] && grep -q 'exhausted' "$STATE/ping1.out"; echo $?)" "$(cat "$STATE/ping1.out")"
+	deadline=$(awk -v ip="$xip" '$1 == "ip" && $2 == ip {print $NF}' "$STATE/plan")
+	seen=$(x "$ns1" "$SU" agent status --run-dir "$STATE/run/$name1" --json |
+		jq -r --arg ip "$xip" '[.slices[] | select(.ip == $ip) | .handed_until] | unique | map(tostring) | join(",")')
+	check "$name1's agent status shows its slices of $xip handed until $seen (the move's deadline)" \
+		"$([ "$seen" = "$deadline" ]; echo $?)"
+	seen=$({ printf 'GET / HTTP/1.0\r\n\r\n'; sleep 1.5; } | x "$ns1" env SOFTUNICAST_ASSIGNMENT="$only" \
+		timeout 5 "$SU" connect --tags service=cdn "$(origin_of 1)" 80 2>/dev/null | tail -1 | tr -d '\r')
+	check "a new connection from $name1 on $xip works at once: origin saw $seen" \
+		"$([ "${seen%:*}" = "$xip" ]; echo $?)"
 	p0=$(grep -c '^reply from' "$STATE/ping.out") r0=$(decap_counter "$ns" "$name" second_hop_received)
 	sleep 2
 	p1=$(grep -c '^reply from' "$STATE/ping.out") r1=$(decap_counter "$ns" "$name" second_hop_received)
@@ -1587,22 +1602,8 @@ run_move_step() {
 	# follow their first fragment on both hops.
 	head -c 3000 /dev/zero | tr '\0' u >&9
 	wait_for "[ \$(wc -c <$STATE/bigudp.out) -ge 3006 ]"
-	check "a 3000-byte UDP answer, fragmented by the origin, comes back whole through the second hop ($(wc -c <"$STATE/bigudp.out") bytes)" $?
-	only=$(assignment_only "$name1" "$xip")
-	seen=$({ printf 'GET / HTTP/1.0\r\n\r\n'; sleep 1.5; } | x "$ns1" env SOFTUNICAST_ASSIGNMENT="$only" \
-		timeout 5 "$SU" connect --tags service=cdn "$(origin_of 1)" 80 2>/dev/null | tail -1 | tr -d '\r')
-	check "a new connection from $name1 on $xip works at once: origin saw $seen" \
-		"$([ "${seen%:*}" = "$xip" ]; echo $?)"
-	x "$ns1" env SOFTUNICAST_ASSIGNMENT="$only" "$SU" connect --ping -c 1 --tags service=cdn "$(origin_of 1)" \
-		>"$STATE/ping1.out" 2>&1
 	rc=$?
-	check "$name1 takes no ping identifier in its slices of $xip before the deadline (they are handed): exit $rc" \
-		"$([ $rc = 1 ] && grep -q 'exhausted' "$STATE/ping1.out"; echo $?)" "$(cat "$STATE/ping1.out")"
-	deadline=$(awk -v ip="$xip" '$1 == "ip" && $2 == ip {print $NF}' "$STATE/plan")
-	seen=$(x "$ns1" "$SU" agent status --run-dir "$STATE/run/$name1" --json |
-		jq -r --arg ip "$xip" '[.slices[] | select(.ip == $ip) | .handed_until] | unique | map(tostring) | join(",")')
-	check "$name1's agent status shows its slices of $xip handed until $seen (the move's deadline)" \
-		"$([ "$seen" = "$deadline" ]; echo $?)"
+	check "a 3000-byte UDP answer, fragmented by the origin, comes back whole through the second hop ($(wc -c <"$STATE/bigudp.out") bytes)" $rc
 	seen=$(x "$(origin_ns "$(origin_of 2)")" ss -Htn state established "sport = :7007" | awk '{print $4}' | grep -c "^$xip:")
 	check "the origin still sees the stream from $xip" "$([ "$seen" -ge 1 ]; echo $?)"
 	sent1=$(sum_decap second_hop_sent "$DC1") recv1=$(decap_counter "$ns" "$name" second_hop_received)
