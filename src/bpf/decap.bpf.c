@@ -551,8 +551,8 @@ static __always_inline int icmp_allowed(void)
 
 /* RFC 1812 section 4.3.2.7, RFC 1122 section 3.2.2: no ICMP error about an
  * ICMP error, or to a source that is not one host (0/8, 127/8, multicast,
- * class E, limited broadcast).  Later fragments never get here: they carry
- * no port, so they are never second-hopped. */
+ * class E, limited broadcast).  Nor about a later fragment: a fragmented
+ * datagram never has DF, so second_hop_too_big() drops it before asking. */
 static __always_inline int icmp_forbidden(struct iphdr *in, void *end)
 {
 	__u32 src = bpf_ntohl(in->saddr);
@@ -659,9 +659,8 @@ static __always_inline int second_hop(struct xdp_md *ctx, const struct decap_cfg
 	struct ethhdr eth, *neth;
 	struct iphdr oip, *ip;
 	struct udphdr oudp, *udp;
-	__u8 *g;
-
 	__u32 mtu = 0;
+	__u8 *g;
 
 	ip = data + sizeof(eth);
 	udp = (void *)(ip + 1);
