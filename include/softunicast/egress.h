@@ -14,7 +14,10 @@
  *   -ENOENT          no assignment published (is the agent running?)
  *   -EPROTONOSUPPORT the assignment file has a format this library cannot read
  *   -ESRCH           no active egress of this server matches the tags
- *   -EADDRNOTAVAIL   every matching slice is exhausted for that destination
+ *   -EADDRNOTAVAIL   every matching slice is exhausted for that destination;
+ *                    (ping) or every matching slice was handed to this server
+ *                    by a live move whose previous owner's echo replies still
+ *                    arrive (until the move's deadline + 6 s)
  *   -EAFNOSUPPORT    destination is not IPv4 (soft-unicast shares IPv4 space):
  *                    neither AF_INET nor AF_INET6 with an IPv4-mapped address
  *                    ::ffff:a.b.c.d (RFC 4291 section 2.5.5.2), which is taken
@@ -36,7 +39,9 @@ extern "C" {
 
 /* ICMP echo through a ping socket (SOCK_DGRAM, IPPROTO_ICMP): the echo
  * identifier is the "port" and lies inside the slice, which is how the
- * router sends the reply to this server.  Not a valid SOCK_* value. */
+ * router sends the reply to this server.  A slice handed to this server by a
+ * live move gives no identifier until the previous owner's echoes are over
+ * (docs/operator.md, "Live moves").  Not a valid SOCK_* value. */
 #define SU_SOCK_PING 0x40
 
 /* Source port selection.  They differ in speed near exhaustion, not in

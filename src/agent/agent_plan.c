@@ -73,6 +73,14 @@ static int add_ip_slots(const struct su_plan *p, const struct su_plan_ip *ip, in
 			return -ENOMEM;
 		rc = su_assignment__add(a, ip->ip, (uint16_t)lo, (uint16_t)(lo + p->slice_size - 1),
 					state, tags);
+		/* Taken over in a live move: the library keeps its ping
+		 * identifiers off the slice while the previous owner's echo
+		 * replies may still come (assignment.h, "handed"); it compares
+		 * the clock itself, as the decap does, so the record stays as
+		 * long as the plan names the previous owner. */
+		if (!rc && slot->server == me && slot->prev_server >= 0 && slot->prev_server != me &&
+		    slot->deadline)
+			rc = su_assignment__hand(a, ip->ip, (uint16_t)lo, slot->deadline);
 	}
 	free(tags);
 	return rc;

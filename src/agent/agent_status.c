@@ -70,6 +70,8 @@ static json_t *slice_json(const struct report *r, uint32_t i)
 			      "utilization", util(s->busiest, e), "warning",
 			      util(s->busiest, e) >= AGENT_WARN_UTIL);
 
+	if (e->handed_until) /* a live move's: no ping identifier here until then + 6 s */
+		json_object_set_new(j, "handed_until", json_integer(e->handed_until));
 	if (s->busiest)
 		json_object_set_new(j, "busiest",
 				    json_pack("{s:s, s:i, s:s, s:i}", "dst", ip_s(s->busiest_dst, dst),

@@ -14,7 +14,9 @@
  *    egress IP owns its flow: a TCP socket past LISTEN (so SYN-ACK reaches
  *    SYN-SENT), a UDP socket bound to the egress IP, the quoted flow's socket
  *    for ICMP errors; echo replies go to the kernel's ping sockets, which
- *    match them by identifier (there is no BPF look-up for ping sockets).
+ *    match them by identifier (there is no BPF look-up for ping sockets,
+ *    so on a slice taken over in a live move they follow the clock, see
+ *    DECAP_ECHO_QUIET_S; later fragments follow their first fragment).
  *    Wildcard listeners and wildcard UDP sockets never see a packet to an
  *    egress IP; a bare SYN is never let in.
  * Every refusal is counted under its own reason (decap_abi.h). */
@@ -30,10 +32,14 @@
 
 #include "bpf/decap_abi.h"
 
+#define IP_DF 0x4000
 #define IP_MF 0x2000
 #define IP_OFFSET 0x1fff
 #define ICMP_ECHOREPLY 0
 #define ICMP_DEST_UNREACH 3
+#define ICMP_FRAG_NEEDED 4 /* code of DEST_UNREACH */
+#define ICMP_SOURCE_QUENCH 4
+#define ICMP_REDIRECT 5
 #define ICMP_ECHO 8
 #define ICMP_TIME_EXCEEDED 11
 #define ICMP_PARAMETERPROB 12
@@ -45,6 +51,15 @@
  * frames fit (single-buffer XDP frames are far shorter). */
 #define CSUM_CHUNK 64
 #define CSUM_MAX_CHUNKS 144
+/* Outer IPv4 + UDP + the second-hop mark: what a second hop adds to the
+ * inner packet. */
+#define HOP_OVERHEAD (20 + 8 + DECAP_GUE_HOP_LEN)
+#define NS_PER_S 1000000000ull
+
+/* Fragmentation-needed answers per second per CPU (0: none), like the
+ * router's --icmp-rate: whoever can make us answer must not make us send
+ * ICMP at line rate to a spoofed source. */
+const volatile __u32 cfg_icmp_rate = DECAP_ICMP_RATE_DEFAULT;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -70,6 +85,39 @@ struct {
 	__type(value, struct decap_hop);
 } decap_hops SEC(".maps");
 
+/* Fragmented datagrams of a second hop: later fragments carry no port to
+ * find the slice by, so the first fragment's verdict is kept for them, by
+ * the datagram's identity (RFC 791: source, destination, protocol, ID), for
+ * the kernel's reassembly time at most.  The value is a decap_hop: on the
+ * new owner MOVED_IN (send them on to peer), on the previous owner HELD
+ * (accept them from peer). */
+struct frag_key {
+	__be32 src, dst;
+	__be16 id;
+	__u8 proto, pad;
+};
+
+#define FRAG_TTL_NS (30 * NS_PER_S) /* net.ipv4.ipfrag_time's default */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, DECAP_MAX_FRAG_HOPS);
+	__type(key, struct frag_key);
+	__type(value, struct decap_hop);
+} decap_frag_hops SEC(".maps");
+
+struct bucket {
+	__u64 last_ns;
+	__u64 tokens;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct bucket);
+} decap_icmp_bucket SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, DECAP_STAT_MAX);
@@ -78,8 +126,11 @@ struct {
 } decap_stats SEC(".maps");
 
 /* Verdict of the checks below: DECAP_STAT_DECAPSULATED (let it in) or the
- * drop reason. */
+ * drop reason; PING (not a counter) is "let in, the kernel's ping socket
+ * decides by identifier": echo replies and errors quoting an echo request,
+ * which no BPF look-up can check. */
 #define ADMIT DECAP_STAT_DECAPSULATED
+#define PING (DECAP_STAT_MAX + 1)
 
 static __always_inline int count(__u32 stat, int verdict)
 {
@@ -181,15 +232,17 @@ static __always_inline int icmp_error_owner(void *ctx, struct iphdr *in, void *q
 		return udp_owner(ctx, q->daddr, q->saddr, l4[1], l4[0]);
 	case IPPROTO_ICMP:
 		/* About an echo request of ours: ping_err() matches the ping
-		 * socket by identifier, as for echo replies. */
-		return ((struct icmph *)l4)->type == ICMP_ECHO ? ADMIT : DECAP_STAT_ICMP_QUOTE;
+		 * socket by identifier, as for echo replies; the identifier
+		 * (not the type and code) is what picks the slice. */
+		*lport = ((struct icmph *)l4)->id;
+		return ((struct icmph *)l4)->type == ICMP_ECHO ? PING : DECAP_STAT_ICMP_QUOTE;
 	}
 	return DECAP_STAT_ICMP_QUOTE;
 }
 
 /* Who may receive the inner packet `in` (its L4 header at l4).  *lport is
- * set to the local port the verdict is about (the slice it belongs to), or
- * left 0 when there is none (fragments, echo replies). */
+ * set to the local port (echo identifier) the verdict is about, the slice
+ * it belongs to, or left 0 when there is none (later fragments). */
 static __always_inline int admit(void *ctx, struct iphdr *in, void *l4, void *end, __be16 *lport)
 {
 	/* A later fragment has no ports: it joins its datagram only if the
@@ -225,7 +278,8 @@ static __always_inline int admit(void *ctx, struct iphdr *in, void *l4, void *en
 			return DECAP_STAT_MALFORMED;
 		switch (ih->type) {
 		case ICMP_ECHOREPLY:
-			return ADMIT; /* ping_rcv(): identifier + bound address */
+			*lport = ih->id; /* the router's "port" of an echo */
+			return PING; /* ping_rcv(): identifier + bound address */
 		case ICMP_DEST_UNREACH:
 		case ICMP_TIME_EXCEEDED:
 		case ICMP_PARAMETERPROB:
@@ -411,6 +465,45 @@ static __always_inline struct decap_hop *hop_of(const struct decap_cfg *cfg, __b
 	return h && h->kind == kind ? h : NULL;
 }
 
+static __always_inline void frag_key_of(struct frag_key *k, const struct iphdr *in)
+{
+	__builtin_memset(k, 0, sizeof(*k));
+	k->src = in->saddr;
+	k->dst = in->daddr;
+	k->id = in->id;
+	k->proto = in->protocol;
+}
+
+static __always_inline int frag_later(const struct iphdr *in)
+{
+	return !!(in->frag_off & bpf_htons(IP_OFFSET));
+}
+
+/* A first fragment's second-hop verdict, for the later ones: until the
+ * move's deadline or the reassembly time, whichever comes first. */
+static __always_inline void frag_note(const struct iphdr *in, __be32 peer, __u32 kind, __u64 until)
+{
+	struct decap_hop v = { .peer = peer, .kind = kind };
+	__u64 ttl = bpf_ktime_get_boot_ns() + FRAG_TTL_NS;
+	struct frag_key k;
+
+	if (!(in->frag_off & bpf_htons(IP_MF)) || frag_later(in))
+		return;
+	v.until_ns = until < ttl ? until : ttl;
+	frag_key_of(&k, in);
+	bpf_map_update_elem(&decap_frag_hops, &k, &v, BPF_ANY);
+}
+
+static __always_inline struct decap_hop *frag_of(const struct iphdr *in, __u32 kind)
+{
+	struct frag_key k;
+	struct decap_hop *v;
+
+	frag_key_of(&k, in);
+	v = bpf_map_lookup_elem(&decap_frag_hops, &k);
+	return v && v->kind == kind && bpf_ktime_get_boot_ns() < v->until_ns ? v : NULL;
+}
+
 /* "No socket here" verdicts: what a previous owner may still have one for. */
 static __always_inline int not_here(int why)
 {
@@ -428,6 +521,133 @@ static __always_inline void ipv4_csum(struct iphdr *ip)
 	ip->check = (__u16)~fold(s);
 }
 
+/* Like the kernel's icmp_global_allow() and the router's bucket: a token
+ * bucket of cfg_icmp_rate per second per CPU, at most that many in a burst;
+ * the clock advances only by the time the tokens it added were worth. */
+static __always_inline int icmp_allowed(void)
+{
+	__u32 k = 0;
+	struct bucket *b = bpf_map_lookup_elem(&decap_icmp_bucket, &k);
+	__u64 now = bpf_ktime_get_coarse_ns(), elapsed, add;
+
+	if (!b || !cfg_icmp_rate)
+		return 0;
+	elapsed = now - b->last_ns;
+	if (elapsed >= NS_PER_S) {
+		b->tokens = cfg_icmp_rate;
+		b->last_ns = now;
+	} else {
+		add = elapsed * cfg_icmp_rate / NS_PER_S;
+		if (add) {
+			b->tokens = b->tokens + add > cfg_icmp_rate ? cfg_icmp_rate : b->tokens + add;
+			b->last_ns += add * NS_PER_S / cfg_icmp_rate;
+		}
+	}
+	if (!b->tokens)
+		return 0;
+	b->tokens--;
+	return 1;
+}
+
+/* RFC 1812 section 4.3.2.7, RFC 1122 section 3.2.2: no ICMP error about an
+ * ICMP error, or to a source that is not one host (0/8, 127/8, multicast,
+ * class E, limited broadcast).  Nor about a later fragment: a fragmented
+ * datagram never has DF, so second_hop_too_big() drops it before asking. */
+static __always_inline int icmp_forbidden(struct iphdr *in, void *end)
+{
+	__u32 src = bpf_ntohl(in->saddr);
+	__u8 *type = (void *)in + ((in->ihl * 4) & 0x3c);
+
+	if ((src >> 24) == 0 || (src >> 24) == 127 || (src >> 28) >= 0xe)
+		return 1;
+	if (in->protocol != IPPROTO_ICMP)
+		return 0;
+	if ((void *)(type + 1) > end)
+		return 1;
+	switch (*type) {
+	case ICMP_DEST_UNREACH:
+	case ICMP_SOURCE_QUENCH:
+	case ICMP_REDIRECT:
+	case ICMP_TIME_EXCEEDED:
+	case ICMP_PARAMETERPROB:
+		return 1;
+	}
+	return 0;
+}
+
+/* A second hop that would not fit the uplink (its MTU is mtu): XDP cannot
+ * fragment, and the 8 bytes of the mark come on top of the GUE the router
+ * sized the packet for.  RFC 1191 section 4: answer the origin with
+ * "fragmentation needed" and the inner MTU that fits a second hop (mtu - 36),
+ * from the egress IP it wrote to, so its PMTU discovery shrinks the flow's
+ * packets while the flow is second-hopped.  The answer is built over the
+ * frame: the new IPv4 + ICMP headers take exactly the place of the outer
+ * IPv4 + UDP (20 + 8 bytes), the quote (the inner IP header and 64 bits,
+ * RFC 792) is already in place after them, the tail is cut.  It goes back
+ * out toward the router like any packet of this server to the Internet. */
+static __attribute__((noinline)) int second_hop_too_big(struct xdp_md *ctx, __u32 mtu)
+{
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = (void *)(eth + 1), *in;
+	struct icmph *ih;
+	__u8 mac[ETH_ALEN];
+	__be32 origin, egress;
+	__u32 quote;
+	__s64 sum;
+
+	in = (void *)ip + sizeof(*ip) + sizeof(struct udphdr);
+	if ((void *)(in + 1) > end)
+		return count(DECAP_STAT_MALFORMED, XDP_DROP);
+	quote = ((in->ihl * 4) & 0x3c) + 8;
+	if (quote < sizeof(*in) + 8 || (void *)in + quote > end || bpf_ntohs(in->tot_len) < quote)
+		return count(DECAP_STAT_MALFORMED, XDP_DROP);
+	/* DF clear: the origin allowed fragmentation, which XDP cannot do;
+	 * an MTU that leaves less than RFC 791's 68 bytes is a fault. */
+	if (!(in->frag_off & bpf_htons(IP_DF)) || mtu < HOP_OVERHEAD + 68 || icmp_forbidden(in, end))
+		return count(DECAP_STAT_SECOND_HOP_DROP_MTU, XDP_DROP);
+	if (!icmp_allowed())
+		return count(DECAP_STAT_SECOND_HOP_DROP_ICMP_RATE, XDP_DROP);
+	origin = in->saddr;
+	egress = in->daddr;
+	__builtin_memcpy(mac, eth->h_dest, ETH_ALEN);
+	__builtin_memcpy(eth->h_dest, eth->h_source, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, mac, ETH_ALEN);
+	eth->h_proto = bpf_htons(ETH_P_IP);
+	ip->version = 4;
+	ip->ihl = 5;
+	ip->tos = 0xc0; /* internetwork control, as Linux's icmp_send() */
+	ip->tot_len = bpf_htons(sizeof(*ip) + sizeof(*ih) + quote);
+	/* An atomic datagram (DF, never fragmented: 70 bytes at most), whose
+	 * identification may be 0 (RFC 6864 section 4.1). */
+	ip->id = 0;
+	ip->frag_off = bpf_htons(IP_DF);
+	ip->ttl = 64;
+	ip->protocol = IPPROTO_ICMP;
+	ip->saddr = egress;
+	ip->daddr = origin;
+	ipv4_csum(ip);
+	ih = (void *)(ip + 1);
+	ih->type = ICMP_DEST_UNREACH;
+	ih->code = ICMP_FRAG_NEEDED;
+	ih->check = 0;
+	ih->id = 0;                               /* unused (RFC 1191 section 4) */
+	ih->seq = bpf_htons(mtu - HOP_OVERHEAD); /* Next-Hop MTU */
+	if (bpf_xdp_adjust_tail(ctx, (int)(sizeof(*eth) + sizeof(*ip) + sizeof(*ih) + quote) -
+					 (int)(end - data)))
+		return count(DECAP_STAT_MALFORMED, XDP_DROP);
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	ih = data + sizeof(*eth) + sizeof(*ip);
+	if ((void *)(ih + 1) > end)
+		return count(DECAP_STAT_MALFORMED, XDP_DROP);
+	sum = sum_bytes((__u8 *)ih, end, sizeof(*ih) + quote, 0);
+	if (sum < 0)
+		return count(DECAP_STAT_MALFORMED, XDP_DROP);
+	ih->check = (__u16)~fold((__u32)sum);
+	return count(DECAP_STAT_SECOND_HOP_FRAG_NEEDED, XDP_TX);
+}
+
 /* Re-encapsulates the GUE packet in place to the previous owner `to`: the
  * same outer headers moved 8 bytes forward, the second-hop mark written
  * between UDP and the inner packet, back out of the interface it came in
@@ -439,12 +659,18 @@ static __always_inline int second_hop(struct xdp_md *ctx, const struct decap_cfg
 	struct ethhdr eth, *neth;
 	struct iphdr oip, *ip;
 	struct udphdr oudp, *udp;
+	__u32 mtu = 0;
 	__u8 *g;
 
 	ip = data + sizeof(eth);
 	udp = (void *)(ip + 1);
 	if ((void *)(udp + 1) > end || ip->ihl != 5)
 		return count(DECAP_STAT_MALFORMED, XDP_DROP);
+	/* The uplink's MTU (XDP_TX leaves by the interface the frame came
+	 * in on); the rest of the path is the MTU contract (docs/operator.md,
+	 * "Live moves": DC network and backbone at least edge MTU + 36). */
+	if (bpf_check_mtu(ctx, 0, &mtu, DECAP_GUE_HOP_LEN, 0) == BPF_MTU_CHK_RET_FRAG_NEEDED)
+		return second_hop_too_big(ctx, mtu);
 	__builtin_memcpy(&eth, data, sizeof(eth));
 	__builtin_memcpy(&oip, ip, sizeof(oip));
 	__builtin_memcpy(&oudp, udp, sizeof(oudp));
@@ -487,13 +713,47 @@ static __always_inline int second_hop_in(const struct decap_cfg *cfg, struct iph
 {
 	struct decap_hop *h = lport ? hop_of(cfg, in->daddr, lport, DECAP_HOP_HELD) : NULL;
 
+	/* A later fragment: only of a datagram whose first fragment came
+	 * from the same new owner and was accepted (the kernel reassembles). */
+	if (frag_later(in)) {
+		h = frag_of(in, DECAP_HOP_HELD);
+		return h && h->peer == ip->saddr ? why : DECAP_STAT_SECOND_HOP_REFUSED_SOURCE;
+	}
 	if (!h || h->peer != ip->saddr)
 		return DECAP_STAT_SECOND_HOP_REFUSED_SOURCE;
 	if (bpf_ktime_get_boot_ns() >= h->until_ns)
 		return DECAP_STAT_SECOND_HOP_REFUSED_EXPIRED;
 	if (not_here(why))
 		return DECAP_STAT_SECOND_HOP_REFUSED_LOOP;
-	return why;
+	frag_note(in, ip->saddr, DECAP_HOP_HELD, h->until_ns);
+	return why; /* PING: the slice is handed, so the ping socket is ours */
+}
+
+/* On a slice taken over in a live move (h), a packet with no local socket:
+ * -1 to go on with verdict *why, else the XDP action.  Before the deadline
+ * it goes to the previous owner.  Echo replies and errors about echoes
+ * (PING) cannot be looked up, but none is ours then: libsoftunicast picks
+ * no identifier in a handed slice until the deadline + DECAP_ECHO_QUIET_S
+ * (+1 s), so they all are the previous owner's; during the quiet time they
+ * are refused, after it they are this server's own.  Stateless: the clock
+ * and the plan decide, never a table of pings. */
+static __always_inline int moved_in(struct xdp_md *ctx, const struct decap_cfg *cfg,
+				    const struct decap_hop *h, const struct iphdr *in, int *why)
+{
+	__u64 now = bpf_ktime_get_boot_ns();
+
+	if (now < h->until_ns) {
+		frag_note(in, h->peer, DECAP_HOP_MOVED_IN, h->until_ns);
+		return second_hop(ctx, cfg, h->peer);
+	}
+	if (*why == PING) {
+		if (now - h->until_ns < DECAP_ECHO_QUIET_S * NS_PER_S)
+			return count(DECAP_STAT_SECOND_HOP_REFUSED_EXPIRED, XDP_DROP);
+		return -1;
+	}
+	/* Refused as before (its own reason), and counted as expired too. */
+	count(DECAP_STAT_SECOND_HOP_REFUSED_EXPIRED, 0);
+	return -1;
 }
 
 /* The whole XDP program, inlinable: bench/moves wraps it. */
@@ -507,7 +767,7 @@ static __always_inline int decap_main(struct xdp_md *ctx)
 	struct udphdr *udp = NULL;
 	struct decap_hop *h;
 	__be16 lport = 0;
-	int why, hop = 0;
+	int why, hop = 0, act;
 
 	if (!cfg || !cfg->enabled)
 		return XDP_PASS;
@@ -535,14 +795,19 @@ static __always_inline int decap_main(struct xdp_md *ctx)
 	why = admit(ctx, in, (void *)in + ihl, end, &lport);
 	if (hop) {
 		why = second_hop_in(cfg, ip, in, why, lport);
-	} else if (not_here(why) && lport && (h = hop_of(cfg, in->daddr, lport, DECAP_HOP_MOVED_IN))) {
+	} else if ((not_here(why) || why == PING) && lport &&
+		   (h = hop_of(cfg, in->daddr, lport, DECAP_HOP_MOVED_IN))) {
 		/* A slice taken over in a live move: its previous owner may
-		 * have the socket, until the deadline (then refused as before,
-		 * and counted as expired too). */
-		if (bpf_ktime_get_boot_ns() < h->until_ns)
-			return second_hop(ctx, cfg, h->peer);
-		count(DECAP_STAT_SECOND_HOP_REFUSED_EXPIRED, 0);
+		 * have the socket, until the deadline. */
+		act = moved_in(ctx, cfg, h, in, &why);
+		if (act >= 0)
+			return act;
+	} else if (frag_later(in) && (h = frag_of(in, DECAP_HOP_MOVED_IN))) {
+		/* The rest of a datagram whose first fragment was sent on. */
+		return second_hop(ctx, cfg, h->peer);
 	}
+	if (why == PING)
+		why = ADMIT;
 	if (why != ADMIT)
 		return count(why, XDP_DROP);
 	if (!inner_csum_ok(in, (void *)in + ihl, end))

@@ -10,6 +10,8 @@
 #define DECAP_MAX_EGRESS 4096       /* egress IPs on one server */
 
 #define DECAP_MAX_HOPS 16384        /* slices with a previous or a new owner */
+#define DECAP_MAX_FRAG_HOPS 4096    /* fragmented datagrams of second hops in flight */
+#define DECAP_ICMP_RATE_DEFAULT 1000 /* second-hop frag-needed answers per second per CPU */
 
 /* decap_config[0]; network byte order, as compared in the packet. */
 struct decap_cfg {
@@ -49,6 +51,18 @@ struct decap_hop {
 	__u64 until_ns; /* CLOCK_BOOTTIME (bpf_ktime_get_boot_ns): the deadline */
 };
 
+/* Echo replies (and ICMP errors quoting an echo request) have no socket
+ * look-up in BPF, so on a slice taken over in a live move they are decided
+ * by the clock alone: before the deadline they belong to the previous owner
+ * (libsoftunicast on the new owner picks no identifier in a handed slice,
+ * see lib/assignment.h "handed"), for DECAP_ECHO_QUIET_S after it they are
+ * refused (the previous owner's last requests left before its agent let go
+ * of the slice; their replies must not reach a new socket of this server
+ * with the same identifier), then they are this server's.  The library
+ * waits one second more than this, so the two clocks (CLOCK_REALTIME there,
+ * CLOCK_BOOTTIME converted by the agent here) never disagree. */
+#define DECAP_ECHO_QUIET_S 5
+
 /* Per-CPU counters; labels double as metric names. */
 #define DECAP_STAT_LIST(X)                                                            \
 	X(DECAPSULATED, "decapsulated", "GUE packets from the router, inner passed up") \
@@ -73,7 +87,10 @@ struct decap_hop {
 	X(SECOND_HOP_RECEIVED, "second_hop_received", "second hop from a slice's new owner, inner passed up") \
 	X(SECOND_HOP_REFUSED_EXPIRED, "second_hop_refused_expired", "second hop not sent or refused: the move's deadline passed") \
 	X(SECOND_HOP_REFUSED_LOOP, "second_hop_refused_loop", "second hop with no local socket either: never forwarded a third time") \
-	X(SECOND_HOP_REFUSED_SOURCE, "second_hop_refused_source", "second hop for a slice not held here, or not from its new owner")
+	X(SECOND_HOP_REFUSED_SOURCE, "second_hop_refused_source", "second hop for a slice not held here, or not from its new owner") \
+	X(SECOND_HOP_FRAG_NEEDED, "second_hop_frag_needed", "second hop too big for the uplink: ICMP fragmentation needed sent to the origin (RFC 1191)") \
+	X(SECOND_HOP_DROP_MTU, "second_hop_drop_mtu", "second hop too big for the uplink, and no ICMP may answer it (DF clear, ICMP error, not one host)") \
+	X(SECOND_HOP_DROP_ICMP_RATE, "second_hop_drop_icmp_ratelimit", "second hop too big for the uplink, fragmentation-needed answers over their rate")
 
 enum decap_stat {
 #define DECAP_STAT_ENUM(name, label, help) DECAP_STAT_##name,

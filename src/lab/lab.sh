@@ -1488,9 +1488,10 @@ sum_decap() { # sum_decap DC NAME: a decap counter summed over DC's servers
 	echo "$total"
 }
 
-# Only IP's lines of SERVER's assignment: a connection that must leave from IP.
+# Only IP's lines of SERVER's assignment: a connection that must leave from IP
+# (a slice's "handed" line goes with its egress line).
 assignment_only() { # assignment_only SERVER IP -> file
-	awk -v ip="$2" '$1 != "egress" || $2 == ip' "$(assignment_of "$1")" >"$STATE/assignment.$2"
+	awk -v ip="$2" '($1 != "egress" && $1 != "handed") || $2 == ip' "$(assignment_of "$1")" >"$STATE/assignment.$2"
 	echo "$STATE/assignment.$2"
 }
 
@@ -1526,6 +1527,7 @@ PY
 run_move_step() {
 	step "11. An egress IP moves from $DC2 to $DC1 under a live stream (second hop)"
 	local ns name xip fleet seen stream sent0 recv0 fwd0 exp0 exp1 sent1 recv1 fwd1 deadline ns1 name1 only
+	local p0 p1 r0 r1 rc
 	read -r ns name _ < <(awk -v d="$DC2" '$3 == d' "$STATE/servers" | head -1)
 	read -r ns1 name1 _ < <(awk -v d="$DC1" '$3 == d' "$STATE/servers" | head -1)
 	xip=$(awk -v d="$DC2" '$1 == "ip" && $3 == d && $6 == "service=cdn" && $7 == "active" {print $2; exit}' "$STATE/plan")
@@ -1538,6 +1540,18 @@ run_move_step() {
 	open_udp "$ns" "$name" "service=cdn" "$(origin_of 2)"
 	udp_answers
 	check "$name has a connected UDP flow from $xip" $?
+	# An echo flow too: ping sockets have no BPF look-up, so the clock and
+	# the library decide whose an echo reply is (docs/operator.md).
+	cp "$(assignment_only "$name" "$xip")" "$STATE/assignment.ping"
+	x "$ns" env SOFTUNICAST_ASSIGNMENT="$STATE/assignment.ping" timeout 40 "$SU" connect --ping -c 400 \
+		-i 0.1 -w 500 --tags service=cdn "$(origin_of 2)" >"$STATE/ping.out" 2>&1 &
+	PING_PID=$!
+	wait_for "grep -q '^reply from' $STATE/ping.out"
+	check "$name pings $(origin_of 2) from $xip: replies by identifier" $? "$(tail -3 "$STATE/ping.out")"
+	open_big_udp "$ns" "$(origin_of 2)"
+	echo hello >&9
+	wait_for "grep -qx hello $STATE/bigudp.out"
+	check "$name has a UDP flow from $xip to a UDP echo at $(origin_of 2):5354" $?
 	sent0=$(sum_decap second_hop_sent "$DC1") recv0=$(decap_counter "$ns" "$name" second_hop_received)
 	fwd0=$(counter "$DC2" second_hop_forwarded)
 	fleet=$STATE/fleet.move.yaml
@@ -1552,10 +1566,44 @@ run_move_step() {
 	udp_answers
 	check "the connected UDP flow keeps its answers" $?
 	only=$(assignment_only "$name1" "$xip")
+	x "$ns1" env SOFTUNICAST_ASSIGNMENT="$only" "$SU" connect --ping -c 1 --tags service=cdn "$(origin_of 1)" \
+		>"$STATE/ping1.out" 2>&1
+	rc=$?
+	check "$name1 takes no ping identifier in its slices of $xip before the deadline (they are handed): exit $rc" \
+		"$([ $rc = 1 ] && grep -q 'exhausted' "$STATE/ping1.out"; echo $?)" "$(cat "$STATE/ping1.out")"
+	deadline=$(awk -v ip="$xip" '$1 == "ip" && $2 == ip {print $NF}' "$STATE/plan")
+	seen=$(x "$ns1" "$SU" agent status --run-dir "$STATE/run/$name1" --json |
+		jq -r --arg ip "$xip" '[.slices[] | select(.ip == $ip) | .handed_until] | unique | map(tostring) | join(",")')
+	check "$name1's agent status shows its slices of $xip handed until $seen (the move's deadline)" \
+		"$([ "$seen" = "$deadline" ]; echo $?)"
 	seen=$({ printf 'GET / HTTP/1.0\r\n\r\n'; sleep 1.5; } | x "$ns1" env SOFTUNICAST_ASSIGNMENT="$only" \
 		timeout 5 "$SU" connect --tags service=cdn "$(origin_of 1)" 80 2>/dev/null | tail -1 | tr -d '\r')
 	check "a new connection from $name1 on $xip works at once: origin saw $seen" \
 		"$([ "${seen%:*}" = "$xip" ]; echo $?)"
+	p0=$(grep -c '^reply from' "$STATE/ping.out") r0=$(decap_counter "$ns" "$name" second_hop_received)
+	sleep 2
+	p1=$(grep -c '^reply from' "$STATE/ping.out") r1=$(decap_counter "$ns" "$name" second_hop_received)
+	check "$name's ping keeps its replies after the move ($((p1 - p0)) in 2 s), each a second hop to it (second_hop_received $r0 -> $r1)" \
+		"$([ $((p1 - p0)) -ge 10 ] && [ $((r1 - r0)) -ge $((p1 - p0 - 2)) ]; echo $?)" "$(tail -3 "$STATE/ping.out")"
+	# Full-size segments: the origin's 1472-byte packets (after the routers'
+	# own PMTU answers) fill the server uplink once in GUE, so their second
+	# hop (8 bytes more) does not fit: the new owner answers the origin with
+	# fragmentation needed, and the origin's smaller segments go through.
+	p0=$(sum_decap second_hop_frag_needed "$DC1")
+	printf 'big-%04000d\n' 0 >"$STATE/big.line"
+	cat "$STATE/big.line" >&7
+	wait_for "grep -qxF -f $STATE/big.line $STATE/stream.out"
+	rc=$?
+	p1=$(sum_decap second_hop_frag_needed "$DC1")
+	check "a 4 KB line of the stream comes back whole through the second hop ($DC1's second_hop_frag_needed $p0 -> $p1: full-size segments did not fit with the mark, the origin shrank them)" \
+		"$([ $rc = 0 ] && [ "$p1" -gt "$p0" ]; echo $?)" "$(tail -c 300 "$STATE/stream.out")"
+	# The origin's PMTU to X is now what a second hop fits: a 3000-byte UDP
+	# answer leaves it in fragments, and the later ones (no port) must
+	# follow their first fragment on both hops.
+	head -c 3000 /dev/zero | tr '\0' u >&9
+	wait_for "[ \$(wc -c <$STATE/bigudp.out) -ge 3006 ]"
+	rc=$?
+	check "a 3000-byte UDP answer, fragmented by the origin, comes back whole through the second hop ($(wc -c <"$STATE/bigudp.out") bytes)" $rc
 	seen=$(x "$(origin_ns "$(origin_of 2)")" ss -Htn state established "sport = :7007" | awk '{print $4}' | grep -c "^$xip:")
 	check "the origin still sees the stream from $xip" "$([ "$seen" -ge 1 ]; echo $?)"
 	sent1=$(sum_decap second_hop_sent "$DC1") recv1=$(decap_counter "$ns" "$name" second_hop_received)
@@ -1576,9 +1624,40 @@ run_move_step() {
 	exp1=$(sum_decap second_hop_refused_expired "$DC1") sent1=$(sum_decap second_hop_sent "$DC1")
 	check "a late segment of it is refused and counted: $DC1's second_hop_refused_expired $exp0 -> $exp1, second_hop_sent stays $sent1" \
 		"$([ "$exp1" -gt "$exp0" ] && [ "$sent1" = "$sent0" ]; echo $?)"
+	wait_for "[ \$(date +%s) -gt $((deadline + 6)) ]" || sleep 5
+	only=$(assignment_only "$name1" "$xip")
+	x "$ns1" env SOFTUNICAST_ASSIGNMENT="$only" "$SU" connect --ping -c 2 --tags service=cdn "$(origin_of 1)" \
+		>"$STATE/ping1.out" 2>&1
+	check "after the deadline and the echo quiet time $name1 pings from $xip: replies by identifier" $? \
+		"$(cat "$STATE/ping1.out")"
 	kill "$STREAM_PID" "$UDP_PID" 2>/dev/null
 	close_stream
 	close_udp
+	exec 9>&-
+	wait "$PING_PID" "$BIGUDP_PID" "$BIGECHO_PID" 2>/dev/null
+}
+
+# A UDP echo at ORIGIN:5354 (quits after 15 s without a datagram), and a
+# connected UDP flow to it on fd 9 from X (the ping's assignment: X only).
+open_big_udp() { # open_big_udp NS ORIGIN
+	x "$(origin_ns "$2")" python3 -c 'import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 5354))
+s.settimeout(15)
+try:
+    while True:
+        d, a = s.recvfrom(65535)
+        s.sendto(d, a)
+except socket.timeout:
+    pass' "$2" &
+	BIGECHO_PID=$!
+	rm -f "$STATE/bigudp.in" "$STATE/bigudp.out"
+	mkfifo "$STATE/bigudp.in"
+	wait_for "x $(origin_ns "$2") ss -lun | grep -q ':5354'"
+	x "$1" env SOFTUNICAST_ASSIGNMENT="$STATE/assignment.ping" "$SU" connect --udp -w 1000 --tags service=cdn \
+		"$2" 5354 <"$STATE/bigudp.in" >"$STATE/bigudp.out" 2>&1 &
+	BIGUDP_PID=$!
+	exec 9>"$STATE/bigudp.in"
 }
 
 run_handover_step() {
@@ -1604,7 +1683,8 @@ run_handover_step() {
 	check "the stream keeps flowing through the hand-over: 40 lines, each back within 1 s" $? \
 		"$(tail -3 "$STATE/stream.out")"
 	only=$STATE/assignment.$xip.$lo
-	awk -v ip="$xip" -v lo="$lo" '$1 != "egress" || ($2 == ip && $3 == lo)' "$(assignment_of "$name1")" >"$only"
+	awk -v ip="$xip" -v lo="$lo" '($1 != "egress" && $1 != "handed") || ($2 == ip && $3 == lo)' \
+		"$(assignment_of "$name1")" >"$only"
 	seen=$({ printf 'GET / HTTP/1.0\r\n\r\n'; sleep 1.5; } | x "$ns1" env SOFTUNICAST_ASSIGNMENT="$only" \
 		timeout 5 "$SU" connect --tags "$tags" "$(origin_of 2)" 80 2>/dev/null | tail -1 | tr -d '\r')
 	check "a new connection from $name1 in that slice works at once: origin saw $seen" \

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bpf/decap_abi.h"
 #include "lib/assignment.h"
 #include "lib/tags.h"
 #include "lib/util.h"
@@ -84,6 +85,46 @@ int su_assignment__add(struct su_assignment *a, uint32_t ip, uint16_t lo, uint16
 	return 0;
 }
 
+int su_assignment__hand(struct su_assignment *a, uint32_t ip, uint16_t lo, int64_t until)
+{
+	for (uint32_t i = 0; i < a->n; i++) {
+		if (a->v[i].ip == ip && a->v[i].lo == lo) {
+			a->v[i].handed_until = until;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+/* One second past the decap's quiet time: the agent converts the deadline
+ * to CLOCK_BOOTTIME for the decap, the library reads CLOCK_REALTIME, and the
+ * two must never disagree on whose an echo reply is. */
+bool su_assignment__echo_quiet(const struct su_assignment_entry *e, int64_t now)
+{
+	return e->handed_until && now < e->handed_until + DECAP_ECHO_QUIET_S + 1;
+}
+
+/* "handed IP LO UNTIL" with the keyword consumed: its egress line first. */
+static int parse_handed(struct su_assignment *a, char **f, int nf, const char *name, int line,
+			struct su_err *err)
+{
+	uint32_t ip;
+	uint64_t lo, until;
+
+	if (nf != 3)
+		return su_err__set(err, EINVAL, "%s:%d: handed wants IP LO UNTIL", name, line);
+	if (parse_ip(f[0], &ip))
+		return su_err__set(err, EINVAL, "%s:%d: bad handed address '%s'", name, line, f[0]);
+	if (parse_u64(f[1], 65535, &lo))
+		return su_err__set(err, EINVAL, "%s:%d: bad handed port '%s'", name, line, f[1]);
+	if (parse_u64(f[2], INT64_MAX / 2, &until) || !until)
+		return su_err__set(err, EINVAL, "%s:%d: bad handed deadline '%s'", name, line, f[2]);
+	if (su_assignment__hand(a, ip, (uint16_t)lo, (int64_t)until))
+		return su_err__set(err, EINVAL, "%s:%d: handed %s %s follows no egress line of that slice",
+				   name, line, f[0], f[1]);
+	return 0;
+}
+
 /* "egress IP LO HI STATE TAGS" with the keyword already consumed. */
 static int parse_egress(struct su_assignment *a, char **f, int nf, const char *name, int line,
 			struct su_err *err)
@@ -149,6 +190,8 @@ static int parse_record(struct su_assignment *a, char **f, int nf, const char *n
 
 	if (!strcmp(f[0], "egress"))
 		return parse_egress(a, f + 1, nf - 1, name, line, err);
+	if (!strcmp(f[0], "handed"))
+		return parse_handed(a, f + 1, nf - 1, name, line, err);
 	if (!strcmp(f[0], "serial") || !strcmp(f[0], "updated")) {
 		if (nf != 2 || parse_u64(f[1], INT64_MAX, &v))
 			return su_err__set(err, EINVAL, "%s:%d: bad %s", name, line, f[0]);
@@ -329,6 +372,9 @@ char *su_assignment__format(const struct su_assignment *a)
 		inet_ntop(AF_INET, &in, ip, sizeof(ip));
 		rc = append(&buf, &len, &cap, "egress %s %u %u %s %s\n", ip, e->lo, e->hi,
 			    su_slice_state__str(e->state), e->tags);
+		if (!rc && e->handed_until)
+			rc = append(&buf, &len, &cap, "handed %s %u %" PRId64 "\n", ip, e->lo,
+				    e->handed_until);
 	}
 	if (rc) {
 		free(buf);

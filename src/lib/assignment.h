@@ -14,10 +14,21 @@
  *   updated 1763776000                 <- unix seconds
  *   egress 198.51.100.7 38912 40959 active service=warp,country=GB
  *   egress 198.51.100.9 4096 6143 draining service=warp,country=GB
+ *   handed 198.51.100.7 38912 1763776300   <- IP LO UNTIL (unix seconds)
  *
  * A reader must reject an unknown format version (a newer agent may change
  * field meaning) but ignore unknown record keywords (it may add records).
- * Addresses are host byte order in memory. */
+ * Addresses are host byte order in memory.
+ *
+ * `handed` (after its egress line) says that slice was handed to this
+ * server by a live move whose previous owner keeps its flows until UNTIL
+ * (docs/operator.md, "Live moves").  TCP and UDP may use it at once: the
+ * decap tells their flows apart by socket.  Echo identifiers may not: the
+ * decap cannot look up ping sockets, so on a handed slice it gives every
+ * echo reply to the previous owner until UNTIL and refuses them for
+ * DECAP_ECHO_QUIET_S more (bpf/decap_abi.h); the library picks no ping
+ * identifier in the slice until UNTIL + DECAP_ECHO_QUIET_S + 1.  Readers of
+ * format 1 without this rule skip the record (unknown keyword). */
 #ifndef SU_ASSIGNMENT_H
 #define SU_ASSIGNMENT_H
 
@@ -44,6 +55,7 @@ struct su_assignment_entry {
 	uint32_t ip;       /* host byte order */
 	uint16_t lo, hi;   /* inclusive port range of the slice */
 	uint8_t state;     /* enum su_slice_state */
+	int64_t handed_until; /* unix seconds: the live move's deadline, 0: not handed */
 	char *tags;        /* canonical "k=v,k=v" text */
 	struct su_tags set; /* the same, parsed once: connect() matches against it */
 };
@@ -69,6 +81,12 @@ char *su_assignment__format(const struct su_assignment *a);
 int su_assignment__write(const struct su_assignment *a, const char *path, struct su_err *err);
 int su_assignment__add(struct su_assignment *a, uint32_t ip, uint16_t lo, uint16_t hi,
 		       uint8_t state, const char *tags);
+/* Marks the slice at (ip, lo) handed until `until` (unix seconds);
+ * -ENOENT when no entry starts there. */
+int su_assignment__hand(struct su_assignment *a, uint32_t ip, uint16_t lo, int64_t until);
+/* Whether the entry's ping identifiers are off limits at `now` (unix
+ * seconds): handed, and its previous owner's echoes not yet over. */
+bool su_assignment__echo_quiet(const struct su_assignment_entry *e, int64_t now);
 void su_assignment__free(struct su_assignment *a);
 
 /* Tag queries: "k=v,k=v" (order free, percent escapes allowed) or "*" for

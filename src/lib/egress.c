@@ -258,11 +258,17 @@ static int dst_v4(const struct sockaddr *dst, socklen_t len, struct sockaddr_in 
 }
 
 /* Indexes of active entries matching tags, starting at a random one so the
- * load spreads over a tag-set's IPs. */
-static uint32_t candidates(const struct su_assignment *a, const char *tags, uint32_t *idx)
+ * load spreads over a tag-set's IPs.  Ping sockets skip a slice handed here
+ * by a live move until its previous owner's echoes are over (assignment.h,
+ * "handed"): the decap sends every echo reply of that slice on to the
+ * previous owner until then, so one of ours would be lost.  *quiet counts
+ * the entries skipped so. */
+static uint32_t candidates(const struct su_assignment *a, const char *tags, int type,
+			   uint32_t *idx, uint32_t *quiet)
 {
 	uint32_t n = 0, start = a->n ? su_port__random() % a->n : 0;
-	bool any = !strcmp(tags, "*");
+	bool any = !strcmp(tags, "*"), ping = (type & 0xff) == SU_SOCK_PING;
+	int64_t now = ping ? (int64_t)time(NULL) : 0;
 	struct su_tags want = { 0 };
 
 	/* The query is parsed once; the entries were parsed when loaded. */
@@ -271,7 +277,11 @@ static uint32_t candidates(const struct su_assignment *a, const char *tags, uint
 	for (uint32_t k = 0; k < a->n; k++) {
 		uint32_t i = (start + k) % a->n;
 
-		if (a->v[i].state == SU_SLICE_ACTIVE && (any || su_tags__contains(&a->v[i].set, &want)))
+		if (a->v[i].state != SU_SLICE_ACTIVE || !(any || su_tags__contains(&a->v[i].set, &want)))
+			continue;
+		if (ping && su_assignment__echo_quiet(&a->v[i], now))
+			(*quiet)++;
+		else
 			idx[n++] = i;
 	}
 	su_tags__free(&want);
@@ -293,9 +303,10 @@ static void count(const struct snapshot *s, const struct su_assignment_entry *en
 		su_counter__inc(&c->exhausted);
 }
 
-static int prepare(struct su_egress *e, const char *tags, struct snapshot **snap, uint32_t **idx,
-		   uint32_t *n)
+static int prepare(struct su_egress *e, const char *tags, int type, struct snapshot **snap,
+		   uint32_t **idx, uint32_t *n)
 {
+	uint32_t quiet = 0;
 	int rc = 0;
 
 	if (!tags || su_assignment__check_tags(tags, NULL))
@@ -309,11 +320,11 @@ static int prepare(struct su_egress *e, const char *tags, struct snapshot **snap
 		snapshot_put(*snap);
 		return -ENOMEM;
 	}
-	*n = candidates((*snap)->a, tags, *idx);
+	*n = candidates((*snap)->a, tags, type, *idx, &quiet);
 	if (!*n) {
 		free(*idx);
 		snapshot_put(*snap);
-		return -ESRCH;
+		return quiet ? -EADDRNOTAVAIL : -ESRCH; /* no identifier free yet */
 	}
 	return 0;
 }
@@ -338,7 +349,7 @@ int su_egress__connect(struct su_egress *e, const char *tags, const struct socka
 	int rc = dst_v4(dst, len, &d);
 
 	if (!rc)
-		rc = prepare(e, tags, &snap, &idx, &n);
+		rc = prepare(e, tags, type, &snap, &idx, &n);
 	if (rc)
 		return rc;
 	rc = -EADDRNOTAVAIL;
@@ -389,7 +400,7 @@ static int on_fd(struct su_egress *e, int fd, const char *tags, const struct soc
 	if (!rc && dst && !(rc = dst_v4(dst, len, &d)))
 		rc = check_fd_family(fd, family, dst);
 	if (!rc)
-		rc = prepare(e, tags, &snap, &idx, &n);
+		rc = prepare(e, tags, type, &snap, &idx, &n);
 	if (rc)
 		return rc;
 	for (uint32_t k = 0; k < n; k++) {

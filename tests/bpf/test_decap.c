@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -117,12 +118,34 @@ static void udp(struct pb *p, uint32_t dst, uint16_t dport, size_t payload)
 	finish(p, 0);
 }
 
-static void icmp_echo(struct pb *p, uint8_t type)
+static void icmp_echo_id(struct pb *p, uint8_t type, uint16_t id)
 {
 	pb_fill(p, 12, 0x11); /* a multiple of 4: pb_icmp writes an aligned header */
-	pb_icmp(p, type, 0, 2600, 1);
+	pb_icmp(p, type, 0, id, 1);
 	pb_ip(p, ORIGIN, EGRESS, IPPROTO_ICMP, 9, 0, 60);
 	finish(p, 0);
+}
+
+static void icmp_echo(struct pb *p, uint8_t type) { icmp_echo_id(p, type, 2600); }
+
+/* ICMP unreachable about the echo request (identifier id) we sent. */
+static void icmp_err_echo(struct pb *p, uint16_t id)
+{
+	pb_icmp(p, 8, 0, id, 1);
+	pb_ip(p, EGRESS, ORIGIN, IPPROTO_ICMP, 5, PB_DF, 64);
+	pb_icmp(p, 3, 1, 0, 0);
+	pb_ip(p, ORIGIN, EGRESS, IPPROTO_ICMP, 10, 0, 60);
+	finish(p, 0);
+}
+
+/* Sets DF on the IPv4 packet at the front of p (its header re-summed). */
+static void set_df(struct pb *p)
+{
+	pb_iphdr *h = (pb_iphdr *)pb_data(p);
+
+	h->frag_off = htons(PB_DF);
+	h->check = 0;
+	h->check = su_csum(h, 20);
 }
 
 /* ICMP unreachable about the packet EGRESS:sport -> ORIGIN:dport we sent. */
@@ -175,6 +198,8 @@ static void w_echo(struct pb *p) { icmp_echo(p, 0); eth(p); }
 static void b_err_tcp(struct pb *p) { icmp_err(p, IPPROTO_TCP, EGRESS, P_EST, O_TCP); gue(p); }
 static void w_err_tcp(struct pb *p) { icmp_err(p, IPPROTO_TCP, EGRESS, P_EST, O_TCP); eth(p); }
 static void b_err_udp(struct pb *p) { icmp_err(p, IPPROTO_UDP, EGRESS, P_UDP, O_UDP); gue(p); }
+static void b_err_echo(struct pb *p) { icmp_err_echo(p, 2600); gue(p); }
+static void w_err_echo(struct pb *p) { icmp_err_echo(p, 2600); eth(p); }
 static void w_err_udp(struct pb *p) { icmp_err(p, IPPROTO_UDP, EGRESS, P_UDP, O_UDP); eth(p); }
 static void b_udp_nocsum(struct pb *p)
 {
@@ -247,12 +272,13 @@ static void b_truncated(struct pb *p)
 }
 
 /* Live moves (issue 10): slices of EGRESS (slice size 2048) this server took
- * over from PREV (slice 3: P_MOVED; slice 4: its deadline passed), and slice
- * 1 (every socket's port) which it handed to NEW and still holds; slice 5
- * handed to NEW, deadline passed. */
+ * over from PREV (slice 3: P_MOVED; slice 4: its deadline long passed; slice
+ * 6: deadline one second ago, echoes in their quiet time), and slice 1
+ * (every socket's port, and echo identifier 2600) which it handed to NEW and
+ * still holds; slice 5 handed to NEW, deadline passed. */
 #define PREV IP4(10, 99, 0, 4)
 #define NEW IP4(10, 99, 0, 3)
-enum { P_MOVED = 6200, P_MOVED_EXP = 8300, P_HELD_EXP = 10300 };
+enum { P_MOVED = 6200, P_MOVED_EXP = 8300, P_HELD_EXP = 10300, P_MOVED_QUIET = 12400 };
 
 /* The second-hop mark: GUE variant 0, Hlen 1, proto 4, private "SU2H". */
 static void mark(struct pb *p)
@@ -285,16 +311,64 @@ static void w_mv_udp(struct pb *p) { udp(p, EGRESS, P_MOVED, 9); sent_on(p); }
 static void b_mv_err(struct pb *p) { icmp_err(p, IPPROTO_UDP, EGRESS, P_MOVED, O_UDP); gue(p); }
 static void w_mv_err(struct pb *p) { icmp_err(p, IPPROTO_UDP, EGRESS, P_MOVED, O_UDP); sent_on(p); }
 static void b_mv_syn(struct pb *p) { tcp(p, P_MOVED, TCP_SYN, 0, 0); gue(p); }
+static void b_mv_err_tcp(struct pb *p) { icmp_err(p, IPPROTO_TCP, EGRESS, P_MOVED, O_TCP); gue(p); }
+static void w_mv_err_tcp(struct pb *p) { icmp_err(p, IPPROTO_TCP, EGRESS, P_MOVED, O_TCP); sent_on(p); }
+/* Echoes: no look-up; on a handed slice, none is this server's before the
+ * deadline (the library picks no identifier there). */
+static void b_mv_echo(struct pb *p) { icmp_echo_id(p, 0, P_MOVED); gue(p); }
+static void w_mv_echo(struct pb *p) { icmp_echo_id(p, 0, P_MOVED); sent_on(p); }
+static void b_mv_err_echo(struct pb *p) { icmp_err_echo(p, P_MOVED); gue(p); }
+static void w_mv_err_echo(struct pb *p) { icmp_err_echo(p, P_MOVED); sent_on(p); }
+static void b_mv_echo_quiet(struct pb *p) { icmp_echo_id(p, 0, P_MOVED_QUIET); gue(p); }
+static void b_mv_err_echo_quiet(struct pb *p) { icmp_err_echo(p, P_MOVED_QUIET); gue(p); }
+static void b_mv_echo_after(struct pb *p) { icmp_echo_id(p, 0, P_MOVED_EXP); gue(p); }
+static void w_mv_echo_after(struct pb *p) { icmp_echo_id(p, 0, P_MOVED_EXP); eth(p); }
+static void b_mv_err_echo_after(struct pb *p) { icmp_err_echo(p, P_MOVED_EXP); gue(p); }
+static void w_mv_err_echo_after(struct pb *p) { icmp_err_echo(p, P_MOVED_EXP); eth(p); }
 static void b_mv_exp(struct pb *p) { tcp(p, P_MOVED_EXP, TCP_ACK, 10, 0); gue(p); }
+static void b_mv_exp_udp(struct pb *p) { udp(p, EGRESS, P_MOVED_EXP, 9); gue(p); }
+static void b_mv_exp_err(struct pb *p) { icmp_err(p, IPPROTO_TCP, EGRESS, P_MOVED_EXP, O_TCP); gue(p); }
 static void b_hop_est(struct pb *p) { tcp(p, P_EST, TCP_ACK, 100, 0); hop_from(p, NEW); }
 static void b_hop_udp(struct pb *p) { udp(p, EGRESS, P_UDP_CONN, 30); hop_from(p, NEW); }
 static void w_hop_udp(struct pb *p) { udp(p, EGRESS, P_UDP_CONN, 30); eth(p); }
 static void b_hop_err(struct pb *p) { icmp_err(p, IPPROTO_TCP, EGRESS, P_EST, O_TCP); hop_from(p, NEW); }
+static void b_hop_err_udp(struct pb *p) { icmp_err(p, IPPROTO_UDP, EGRESS, P_UDP, O_UDP); hop_from(p, NEW); }
+
+/* Fragmented datagrams (IP ID id): the first fragment carries the ports,
+ * the later one (offset 72) none. */
+static void frag_first(struct pb *p, uint16_t dport, uint16_t id)
+{
+	pb_fill(p, 64, 0xcd);
+	pb_udp(p, O_UDP, dport);
+	pb_ip(p, ORIGIN, EGRESS, IPPROTO_UDP, id, PB_MF, 60);
+}
+static void frag_rest(struct pb *p, uint16_t id)
+{
+	pb_fill(p, 64, 0xce);
+	pb_ip(p, ORIGIN, EGRESS, IPPROTO_UDP, id, 9, 60);
+}
+static void b_mv_frag1(struct pb *p) { frag_first(p, P_MOVED, 501); gue(p); }
+static void w_mv_frag1(struct pb *p) { frag_first(p, P_MOVED, 501); sent_on(p); }
+static void b_mv_frag2(struct pb *p) { frag_rest(p, 501); gue(p); }
+static void w_mv_frag2(struct pb *p) { frag_rest(p, 501); sent_on(p); }
+static void b_frag2_other(struct pb *p) { frag_rest(p, 502); gue(p); }
+static void w_frag2_other(struct pb *p) { frag_rest(p, 502); eth(p); }
+static void b_hop_frag1(struct pb *p) { frag_first(p, P_UDP_CONN, 601); hop_from(p, NEW); }
+static void w_hop_frag1(struct pb *p) { frag_first(p, P_UDP_CONN, 601); eth(p); }
+static void b_hop_frag2(struct pb *p) { frag_rest(p, 601); hop_from(p, NEW); }
+static void w_hop_frag2(struct pb *p) { frag_rest(p, 601); eth(p); }
+static void b_hop_frag2_unknown(struct pb *p) { frag_rest(p, 602); hop_from(p, NEW); }
+static void b_hop_frag2_stranger(struct pb *p) { frag_rest(p, 601); hop_from(p, IP4(10, 99, 0, 9)); }
 static void b_hop_none(struct pb *p) { tcp(p, P_NONE, TCP_ACK, 10, 0); hop_from(p, NEW); }
 static void b_hop_moved(struct pb *p) { tcp(p, P_MOVED, TCP_ACK, 10, 0); hop_from(p, NEW); }
 static void b_hop_stranger(struct pb *p) { tcp(p, P_EST, TCP_ACK, 10, 0); hop_from(p, IP4(10, 99, 0, 9)); }
 static void b_hop_router(struct pb *p) { tcp(p, P_EST, TCP_ACK, 10, 0); hop_from(p, ROUTER); }
 static void b_hop_exp(struct pb *p) { tcp(p, P_HELD_EXP, TCP_ACK, 10, 0); hop_from(p, NEW); }
+static void b_hop_echo(struct pb *p) { icmp_echo(p, 0); hop_from(p, NEW); }
+static void b_hop_err_echo(struct pb *p) { icmp_err_echo(p, 2600); hop_from(p, NEW); }
+static void b_hop_echo_exp(struct pb *p) { icmp_echo_id(p, 0, P_HELD_EXP); hop_from(p, NEW); }
+static void b_hop_echo_moved(struct pb *p) { icmp_echo_id(p, 0, P_MOVED); hop_from(p, NEW); }
+static void b_hop_echo_stranger(struct pb *p) { icmp_echo(p, 0); hop_from(p, IP4(10, 99, 0, 9)); }
 static void b_gue0_other(struct pb *p)
 {
 	tcp(p, P_EST, TCP_ACK, 10, 0);
@@ -328,6 +402,8 @@ static const struct fixture {
 	{ "return: ICMP error quoting our TCP flow", b_err_tcp, XDP_PASS, w_err_tcp,
 	  DECAP_STAT_DECAPSULATED },
 	{ "return: ICMP error quoting our bound UDP flow", b_err_udp, XDP_PASS, w_err_udp,
+	  DECAP_STAT_DECAPSULATED },
+	{ "return: ICMP error quoting an echo request of ours", b_err_echo, XDP_PASS, w_err_echo,
 	  DECAP_STAT_DECAPSULATED },
 	/* unsolicited: refused, each under its reason */
 	{ "unsolicited: SYN to a wildcard listener", b_syn_any, XDP_DROP, NULL,
@@ -399,12 +475,33 @@ static const struct fixture {
 	  XDP_DROP, NULL, DECAP_STAT_TCP_SYN },
 	{ "second hop: the move's deadline passed: refused as before, counted expired", b_mv_exp,
 	  XDP_DROP, NULL, DECAP_STAT_SECOND_HOP_REFUSED_EXPIRED },
+	{ "second hop: ICMP error quoting an old TCP flow of a moved slice", b_mv_err_tcp, XDP_TX,
+	  w_mv_err_tcp, DECAP_STAT_SECOND_HOP_SENT },
+	{ "second hop: UDP on a moved slice past its deadline: refused, counted expired", b_mv_exp_udp,
+	  XDP_DROP, NULL, DECAP_STAT_SECOND_HOP_REFUSED_EXPIRED },
+	{ "second hop: ICMP error about a TCP flow of a moved slice past its deadline: refused, counted expired",
+	  b_mv_exp_err, XDP_DROP, NULL, DECAP_STAT_SECOND_HOP_REFUSED_EXPIRED },
+	/* the echo kind: decided by the clock, never by a look-up */
+	{ "second hop echo: echo reply on a moved slice before the deadline goes to the previous owner",
+	  b_mv_echo, XDP_TX, w_mv_echo, DECAP_STAT_SECOND_HOP_SENT },
+	{ "second hop echo: ICMP error quoting an echo request on a moved slice (its identifier, not its type, picks the slice)",
+	  b_mv_err_echo, XDP_TX, w_mv_err_echo, DECAP_STAT_SECOND_HOP_SENT },
+	{ "second hop echo: echo reply in the quiet time after the deadline: refused, counted expired",
+	  b_mv_echo_quiet, XDP_DROP, NULL, DECAP_STAT_SECOND_HOP_REFUSED_EXPIRED },
+	{ "second hop echo: ICMP error about an echo in the quiet time: refused, counted expired",
+	  b_mv_err_echo_quiet, XDP_DROP, NULL, DECAP_STAT_SECOND_HOP_REFUSED_EXPIRED },
+	{ "second hop echo: after the quiet time the slice's echo replies are this server's own",
+	  b_mv_echo_after, XDP_PASS, w_mv_echo_after, DECAP_STAT_DECAPSULATED },
+	{ "second hop echo: after the quiet time errors about its echoes are this server's own",
+	  b_mv_err_echo_after, XDP_PASS, w_mv_err_echo_after, DECAP_STAT_DECAPSULATED },
 	/* live moves: the previous owner's side */
 	{ "second hop in: from the new owner, for a local TCP connection: decapsulated", b_hop_est,
 	  XDP_PASS, w_tcp_est, DECAP_STAT_SECOND_HOP_RECEIVED },
 	{ "second hop in: a connected UDP flow", b_hop_udp, XDP_PASS, w_hop_udp,
 	  DECAP_STAT_SECOND_HOP_RECEIVED },
 	{ "second hop in: an ICMP error about a local flow", b_hop_err, XDP_PASS, w_err_tcp,
+	  DECAP_STAT_SECOND_HOP_RECEIVED },
+	{ "second hop in: an ICMP error about a local UDP flow", b_hop_err_udp, XDP_PASS, w_err_udp,
 	  DECAP_STAT_SECOND_HOP_RECEIVED },
 	{ "second hop in: no local socket either: refused, never a third hop", b_hop_none, XDP_DROP,
 	  NULL, DECAP_STAT_SECOND_HOP_REFUSED_LOOP },
@@ -416,6 +513,31 @@ static const struct fixture {
 	  DECAP_STAT_SECOND_HOP_REFUSED_SOURCE },
 	{ "second hop in: the slice's deadline passed", b_hop_exp, XDP_DROP, NULL,
 	  DECAP_STAT_SECOND_HOP_REFUSED_EXPIRED },
+	{ "second hop in echo: echo reply from the new owner on a held slice: to our ping socket",
+	  b_hop_echo, XDP_PASS, w_echo, DECAP_STAT_SECOND_HOP_RECEIVED },
+	{ "second hop in echo: ICMP error about our echo request from the new owner", b_hop_err_echo,
+	  XDP_PASS, w_err_echo, DECAP_STAT_SECOND_HOP_RECEIVED },
+	{ "second hop in echo: the held slice's deadline passed", b_hop_echo_exp, XDP_DROP, NULL,
+	  DECAP_STAT_SECOND_HOP_REFUSED_EXPIRED },
+	{ "second hop in echo: for a slice this server took over (a loop): refused", b_hop_echo_moved,
+	  XDP_DROP, NULL, DECAP_STAT_SECOND_HOP_REFUSED_SOURCE },
+	{ "second hop in echo: from another host than the slice's new owner", b_hop_echo_stranger,
+	  XDP_DROP, NULL, DECAP_STAT_SECOND_HOP_REFUSED_SOURCE },
+	/* the fragment kind: later fragments follow their first */
+	{ "second hop fragments: a first fragment on a moved slice is sent on", b_mv_frag1, XDP_TX,
+	  w_mv_frag1, DECAP_STAT_SECOND_HOP_SENT },
+	{ "second hop fragments: its later fragment (no port) follows it", b_mv_frag2, XDP_TX,
+	  w_mv_frag2, DECAP_STAT_SECOND_HOP_SENT },
+	{ "second hop fragments: a later fragment of another datagram is left to the kernel as ever",
+	  b_frag2_other, XDP_PASS, w_frag2_other, DECAP_STAT_DECAPSULATED },
+	{ "second hop in fragments: a first fragment of a local flow from the new owner", b_hop_frag1,
+	  XDP_PASS, w_hop_frag1, DECAP_STAT_SECOND_HOP_RECEIVED },
+	{ "second hop in fragments: its later fragment from the same new owner", b_hop_frag2, XDP_PASS,
+	  w_hop_frag2, DECAP_STAT_SECOND_HOP_RECEIVED },
+	{ "second hop in fragments: a later fragment of no datagram accepted here", b_hop_frag2_unknown,
+	  XDP_DROP, NULL, DECAP_STAT_SECOND_HOP_REFUSED_SOURCE },
+	{ "second hop in fragments: a later fragment from another host", b_hop_frag2_stranger,
+	  XDP_DROP, NULL, DECAP_STAT_SECOND_HOP_REFUSED_SOURCE },
 	{ "outer: GUE variant 0 that is not the second-hop mark", b_gue0_other, XDP_DROP, NULL,
 	  DECAP_STAT_MALFORMED },
 };
@@ -433,10 +555,19 @@ static uint64_t stat_sum(int k)
 	return sum;
 }
 
-static int run(const struct bpf_program *prog, struct pb *in, uint8_t *out, uint32_t *out_len)
+/* ifindex: the device the frame "came in" on (its MTU is what
+ * bpf_check_mtu sees); 0: the namespace's loopback. */
+static int run_on(const struct bpf_program *prog, struct pb *in, uint8_t *out, uint32_t *out_len,
+		  int ifindex)
 {
 	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_out = out, .data_size_out = PB_CAP);
+	struct xdp_md ctx = { .ingress_ifindex = (uint32_t)ifindex };
 
+	if (ifindex) {
+		ctx.data_end = (uint32_t)pb_len(in); /* the kernel's rule: no metadata */
+		opts.ctx_in = &ctx;
+		opts.ctx_size_in = sizeof(ctx);
+	}
 	opts.data_in = pb_data(in);
 	opts.data_size_in = (uint32_t)pb_len(in);
 	assert_int_equal(bpf_prog_test_run_opts(bpf_program__fd(prog), &opts), 0);
@@ -444,7 +575,12 @@ static int run(const struct bpf_program *prog, struct pb *in, uint8_t *out, uint
 	return (int)opts.retval;
 }
 
-static int run_fixture(const struct fixture *f)
+static int run(const struct bpf_program *prog, struct pb *in, uint8_t *out, uint32_t *out_len)
+{
+	return run_on(prog, in, out, out_len, 0);
+}
+
+static int run_fixture_on(const struct fixture *f, int ifindex)
 {
 	struct pb in, want;
 	uint8_t out[PB_CAP];
@@ -456,7 +592,7 @@ static int run_fixture(const struct fixture *f)
 	f->build(&in);
 	pb_init(&want);
 	(f->want ? f->want : f->build)(&want);
-	verdict = run(skel->progs.decap, &in, out, &len);
+	verdict = run_on(skel->progs.decap, &in, out, &len, ifindex);
 	if (verdict != f->verdict) {
 		print_message("# %s: verdict %d, want %d\n", f->desc, verdict, f->verdict);
 		bad = 1;
@@ -466,10 +602,18 @@ static int run_fixture(const struct fixture *f)
 		bad = 1;
 	}
 	if (f->stat >= 0 && stat_sum(f->stat) != before + 1) {
+		if (getenv("DEBUG_STATS"))
+			for (int k = 0; k < DECAP_STAT_MAX; k++)
+				print_message("#   stat %d = %llu\n", k, (unsigned long long)stat_sum(k));
 		print_message("# %s: counter %d did not move\n", f->desc, f->stat);
 		bad = 1;
 	}
 	return bad;
+}
+
+static int run_fixture(const struct fixture *f)
+{
+	return run_fixture_on(f, 0);
 }
 
 static void test_fixtures(void **state)
@@ -479,6 +623,125 @@ static void test_fixtures(void **state)
 	for (size_t i = 0; i < sizeof(k_fixtures) / sizeof(k_fixtures[0]); i++)
 		bad += run_fixture(&k_fixtures[i]);
 	assert_int_equal(bad, 0);
+}
+
+/* ---- the second hop and the uplink's MTU ------------------------------------ */
+
+/* The uplink of these fixtures: a veth with MTU 1428, so a first hop of a
+ * 1400-byte inner packet fits exactly and its second hop (8 bytes more)
+ * does not. */
+#define MTU_DEV "sumtu0"
+#define MTU 1428
+#define ICMP_RATE 4 /* answers per second: enough for the fixtures below */
+
+static void big_tcp(struct pb *p) { tcp(p, P_MOVED, TCP_ACK, 1360, 0); set_df(p); }
+static void big_tcp_nodf(struct pb *p) { tcp(p, P_MOVED, TCP_ACK, 1360, 0); }
+static void big_udp(struct pb *p) { udp(p, EGRESS, P_MOVED, 1372); set_df(p); }
+static void big_udp_nodf(struct pb *p) { udp(p, EGRESS, P_MOVED, 1372); }
+static void big_echo(struct pb *p)
+{
+	pb_fill(p, 1372, 0x11);
+	pb_icmp(p, 0, 0, P_MOVED, 1);
+	pb_ip(p, ORIGIN, EGRESS, IPPROTO_ICMP, 9, PB_DF, 60);
+	finish(p, 0);
+}
+static void big_err(struct pb *p)
+{
+	pb_fill(p, 1344, 0x22);
+	icmp_err(p, IPPROTO_TCP, EGRESS, P_MOVED, O_TCP);
+	set_df(p);
+}
+
+/* What the origin gets: fragmentation needed (RFC 1191) from the egress IP,
+ * with the inner MTU that fits a second hop, quoting the inner header and
+ * 64 bits; back toward the router's MAC. */
+static void ptb(struct pb *p, void (*inner)(struct pb *))
+{
+	struct pb in;
+
+	pb_init(&in);
+	inner(&in);
+	pb_bytes(p, pb_data(&in), 28);
+	pb_icmp(p, 3, 4, 0, MTU - 36);
+	pb_ip(p, EGRESS, ORIGIN, IPPROTO_ICMP, 0, PB_DF, 64);
+	finish(p, 0xc0);
+	pb_eth(p, k_mac_rtr, k_mac_srv, ETH_P_IP);
+}
+
+static void b_big_tcp(struct pb *p) { big_tcp(p); gue(p); }
+static void w_big_tcp(struct pb *p) { ptb(p, big_tcp); }
+static void b_big_udp(struct pb *p) { big_udp(p); gue(p); }
+static void w_big_udp(struct pb *p) { ptb(p, big_udp); }
+static void b_big_echo(struct pb *p) { big_echo(p); gue(p); }
+static void w_big_echo(struct pb *p) { ptb(p, big_echo); }
+static void b_big_tcp_nodf(struct pb *p) { big_tcp_nodf(p); gue(p); }
+static void b_big_udp_nodf(struct pb *p) { big_udp_nodf(p); gue(p); }
+static void b_big_err(struct pb *p) { big_err(p); gue(p); }
+static void b_big_est(struct pb *p) { tcp(p, P_EST, TCP_ACK, 1360, 0); set_df(p); gue(p); }
+static void w_big_est(struct pb *p) { tcp(p, P_EST, TCP_ACK, 1360, 0); set_df(p); eth(p); }
+
+static const struct fixture k_mtu_fixtures[] = {
+	{ "second hop MTU: a TCP segment that fits once marked is sent on", b_mv_tcp, XDP_TX,
+	  w_mv_tcp, DECAP_STAT_SECOND_HOP_SENT },
+	{ "second hop MTU: a full-size DF TCP segment: fragmentation needed to the origin (MTU - 36)",
+	  b_big_tcp, XDP_TX, w_big_tcp, DECAP_STAT_SECOND_HOP_FRAG_NEEDED },
+	{ "second hop MTU: a full-size DF UDP datagram: fragmentation needed to the origin", b_big_udp,
+	  XDP_TX, w_big_udp, DECAP_STAT_SECOND_HOP_FRAG_NEEDED },
+	{ "second hop MTU: a full-size DF echo reply: fragmentation needed to the origin", b_big_echo,
+	  XDP_TX, w_big_echo, DECAP_STAT_SECOND_HOP_FRAG_NEEDED },
+	{ "second hop MTU: a full-size TCP segment without DF: dropped (XDP cannot fragment)",
+	  b_big_tcp_nodf, XDP_DROP, NULL, DECAP_STAT_SECOND_HOP_DROP_MTU },
+	{ "second hop MTU: a full-size UDP datagram without DF: dropped", b_big_udp_nodf, XDP_DROP,
+	  NULL, DECAP_STAT_SECOND_HOP_DROP_MTU },
+	{ "second hop MTU: a full-size ICMP error: no ICMP error about an ICMP error (RFC 1812)",
+	  b_big_err, XDP_DROP, NULL, DECAP_STAT_SECOND_HOP_DROP_MTU },
+	{ "second hop MTU: the first hop of the same size is decapsulated as ever", b_big_est,
+	  XDP_PASS, w_big_est, DECAP_STAT_DECAPSULATED },
+};
+
+static void test_second_hop_mtu(void **state)
+{
+	int ifindex = (int)if_nametoindex(MTU_DEV), bad = 0;
+
+	assert_true(ifindex > 0);
+	for (size_t i = 0; i < sizeof(k_mtu_fixtures) / sizeof(k_mtu_fixtures[0]); i++)
+		bad += run_fixture_on(&k_mtu_fixtures[i], ifindex);
+	assert_int_equal(bad, 0);
+}
+
+/* The answers are rate-limited (ICMP_RATE per second per CPU, set in the
+ * skeleton's rodata at setup): a burst of oversize second hops gets some
+ * answers, then drops counted under their own reason.  The bucket is per
+ * CPU, so the burst runs on one. */
+static void test_second_hop_ratelimit(void **state)
+{
+	int ifindex = (int)if_nametoindex(MTU_DEV), limited = 0, answered = 0;
+	uint64_t before = stat_sum(DECAP_STAT_SECOND_HOP_DROP_ICMP_RATE);
+	cpu_set_t all, one;
+	uint8_t out[PB_CAP];
+	uint32_t len;
+	struct pb in;
+
+	assert_int_equal(sched_getaffinity(0, sizeof(all), &all), 0);
+	CPU_ZERO(&one);
+	CPU_SET(sched_getcpu(), &one);
+	assert_int_equal(sched_setaffinity(0, sizeof(one), &one), 0);
+	for (int i = 0; i < 4 * ICMP_RATE; i++) {
+		pb_init(&in);
+		b_big_tcp(&in);
+		switch (run_on(skel->progs.decap, &in, out, &len, ifindex)) {
+		case XDP_TX:
+			answered++;
+			break;
+		case XDP_DROP:
+			limited++;
+			break;
+		}
+	}
+	sched_setaffinity(0, sizeof(all), &all);
+	assert_true(limited >= 1);
+	assert_true(answered <= 2 * ICMP_RATE); /* a second's worth, and a refill */
+	assert_int_equal(stat_sum(DECAP_STAT_SECOND_HOP_DROP_ICMP_RATE), before + (uint64_t)limited);
 }
 
 /* The tc program on lo: this host's own packets to an egress IP. */
@@ -629,7 +892,8 @@ static int sockets(void)
 
 	if (unshare(CLONE_NEWNET) ||
 	    system("ip link set lo up && ip addr add 198.51.100.7/32 dev lo && "
-		   "ip addr add 192.0.2.80/32 dev lo"))
+		   "ip addr add 192.0.2.80/32 dev lo && "
+		   "ip link add " MTU_DEV " mtu 1428 type veth peer name sumtu1"))
 		return -1;
 	l = sock(SOCK_STREAM, ORIGIN, O_TCP);
 	c = sock(SOCK_STREAM, EGRESS, P_EST);
@@ -658,14 +922,22 @@ static int setup(void **state)
 		{ P_MOVED_EXP >> 11, PREV, DECAP_HOP_MOVED_IN, 1 },
 		{ P_EST >> 11, NEW, DECAP_HOP_HELD, UINT64_MAX },
 		{ P_HELD_EXP >> 11, NEW, DECAP_HOP_HELD, 1 },
+		{ P_MOVED_QUIET >> 11, PREV, DECAP_HOP_MOVED_IN, 0 }, /* set below */
 	};
+	struct timespec boot;
 
+	/* A deadline one second ago (CLOCK_BOOTTIME, bpf_ktime_get_boot_ns). */
+	clock_gettime(CLOCK_BOOTTIME, &boot);
+	hops[4].until = (uint64_t)boot.tv_sec * 1000000000ull + (uint64_t)boot.tv_nsec - 1000000000ull;
 	if (sockets()) {
 		print_message("# cannot set up the sockets: %s\n", strerror(errno));
 		return -1;
 	}
-	skel = decap__open_and_load();
+	skel = decap__open();
 	if (!skel)
+		return -1;
+	skel->rodata->cfg_icmp_rate = ICMP_RATE;
+	if (decap__load(skel))
 		return -1;
 	if (bpf_map__update_elem(skel->maps.decap_config, &zero, sizeof(zero), &cfg, sizeof(cfg),
 				 BPF_ANY) ||
@@ -695,6 +967,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fixtures),
+		cmocka_unit_test(test_second_hop_mtu),
+		cmocka_unit_test(test_second_hop_ratelimit),
 		cmocka_unit_test(test_local),
 		cmocka_unit_test(test_checksum_verdict),
 		cmocka_unit_test(test_disabled),
