@@ -589,6 +589,17 @@ static int add_remote(struct su_plan *p, uint32_t first, uint32_t last, uint32_t
 	return 0;
 }
 
+size_t su_layout__max_view_bytes = (size_t)4 << 30;
+
+/* A corrupt or hostile range ("0.0.0.0 255.255.255.255") would have the
+ * router allocate an entry and its slots per address: refused fast. */
+static bool too_big(const struct su_plan *p, uint64_t more)
+{
+	uint64_t per_ip = sizeof(struct su_plan_ip) + (uint64_t)p->slices_per_ip * sizeof(struct su_plan_slot);
+
+	return (p->n_ips + more) * per_ip > su_layout__max_view_bytes;
+}
+
 static int parse_ranges(struct su_plan *p, char *text, const char *name, uint32_t self, struct su_err *err)
 {
 	struct su_prefix4 any = { 0, 0 };
@@ -618,6 +629,9 @@ static int parse_ranges(struct su_plan *p, char *text, const char *name, uint32_
 		if (sscanf(l, "range %31s %31s %255s", a, b, dc) != 3 || su_addr__parse(a, &first) ||
 		    su_addr__parse(b, &last) || last < first || (d = su_plan__find_dc(p, dc)) < 0)
 			ret = su_err__set(err, EBADMSG, "%s:%u: bad range record", name, line);
+		else if ((uint32_t)d != self && too_big(p, (uint64_t)last - first + 1))
+			ret = su_err__set(err, EFBIG, "%s:%u: range %s-%s: more addresses than a view holds (%zu bytes at most)",
+					  name, line, a, b, su_layout__max_view_bytes);
 		else if ((uint32_t)d != self)
 			ret = add_remote(p, first, last, (uint32_t)d, (uint32_t)prefix, cache);
 	}
@@ -638,9 +652,11 @@ int su_layout__dc_view(const char *dc_text, size_t dc_len, const char *ranges, s
 	if (ret)
 		return ret;
 	if (sscanf(ranges, "softunicast-ranges 1\nserial %" SCNu64, &serial) != 1 || serial != p->serial) {
+		uint64_t shard_serial = p->serial;
+
 		su_plan__free(p);
 		return su_err__set(err, EBADMSG, "%s: ranges of serial %" PRIu64 " with a DC shard of serial %" PRIu64,
-				   name, serial, p->serial);
+				   name, serial, shard_serial);
 	}
 	if ((self = su_plan__find_dc(p, dc)) < 0) {
 		su_plan__free(p);

@@ -1,5 +1,4 @@
 /* The store interface and its two backends (see store.h). */
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -15,32 +14,8 @@
 #include <unistd.h>
 
 #include "lib/store/store.h"
+#include "lib/store/version.h"
 #include "lib/strmap.h"
-
-/* The version key's value: "SERIAL DIR", then (writers since the change
- * list) "\nchanged NAME NAME ...": the shards whose record this version
- * wrote, or, when too many to list, "\nchanged-bloom HEX": a Bloom filter
- * of their names (CHANGED_BLOOM bits, 4 hashes; a false positive costs a
- * look-up, never a stale view).  A node whose last read was of SERIAL-1 and
- * whose shard is not in it knows its record is the same without asking
- * (the watch event carries the value). */
-#define CHANGED_MAX 1024
-#define CHANGED_BLOOM 4096
-#define BLOOM_HASHES 4
-struct changes {
-	char list[CHANGED_MAX]; /* "NAME NAME ..." */
-	bool overflow;          /* list too long: the filter alone */
-	uint8_t bloom[CHANGED_BLOOM / 8];
-};
-
-struct version {
-	uint64_t serial;
-	char dir[64];
-	int64_t mod_rev; /* 0: no version key */
-	enum { CHANGES_UNKNOWN, CHANGES_LISTED, CHANGES_BLOOM } has;
-	char changed[CHANGED_MAX + 2]; /* listed: " NAME NAME ... " */
-	uint8_t bloom[CHANGED_BLOOM / 8];
-};
 
 /* A shard record a node resolved last, to skip the look-up when the next
  * version did not change it. */
@@ -60,7 +35,7 @@ struct su_store {
 	struct su_etcd *etcd;
 	unsigned keep;
 	int64_t rev; /* store revision of the last version-key read */
-	struct version seen; /* the version a watch event carried, unread yet */
+	struct su_version seen; /* the version a watch event carried, unread yet */
 	bool seen_valid;
 	struct known_record known[KNOWN_RECORDS];
 	unsigned known_next;
@@ -235,83 +210,15 @@ static int fail(const struct su_store *s, struct su_err *err, int code, const ch
 
 /* ---- the version key --------------------------------------------------------- */
 
-static void hex_encode(const uint8_t *b, size_t n, char *out)
-{
-	for (size_t i = 0; i < n; i++)
-		sprintf(out + 2 * i, "%02x", b[i]);
-}
-
-/* Exactly 2n hex digits into b; -EINVAL otherwise. */
-static int hex_decode(const char *in, uint8_t *b, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		unsigned x;
-
-		if (!isxdigit((unsigned char)in[2 * i]) || !isxdigit((unsigned char)in[2 * i + 1]) ||
-		    sscanf(in + 2 * i, "%2x", &x) != 1)
-			return -EINVAL;
-		b[i] = (uint8_t)x;
-	}
-	return isxdigit((unsigned char)in[2 * n]) ? -EINVAL : 0;
-}
-
-static int parse_version(const struct su_store *s, const char *key, const char *val, struct version *v,
+static int parse_version(const struct su_store *s, const char *key, const char *val, struct su_version *v,
 			 struct su_err *err)
 {
-	const char *list = strstr(val, "\nchanged ");
-	const char *bloom = strstr(val, "\nchanged-bloom ");
-
-	if (sscanf(val, "%" SCNu64 " %63s", &v->serial, v->dir) != 2 || !v->serial)
+	if (su_version__parse(val, v))
 		return fail(s, err, EBADMSG, "key %s: bad version record '%.60s'", key, val);
-	v->has = CHANGES_UNKNOWN;
-	if (list && (list += strlen("\nchanged ")) && *list != '*' && strcspn(list, "\n") < CHANGED_MAX) {
-		v->has = CHANGES_LISTED; /* spaces around each name: a search for " NAME " */
-		snprintf(v->changed, sizeof(v->changed), " %.*s ", (int)strcspn(list, "\n"), list);
-	} else if (bloom && !hex_decode(bloom + strlen("\nchanged-bloom "), v->bloom, sizeof(v->bloom))) {
-		v->has = CHANGES_BLOOM;
-	}
 	return 0;
 }
 
-static uint32_t bloom_bit(const char *name, unsigned i)
-{
-	uint64_t h = su_layout__hash(name, strlen(name));
-
-	/* Kirsch-Mitzenmacher: k indexes from the two halves of one hash. */
-	return (uint32_t)(((h & 0xffffffffu) + i * ((h >> 32) | 1)) % CHANGED_BLOOM);
-}
-
-static void bloom_add(uint8_t *bloom, const char *name)
-{
-	for (unsigned i = 0; i < BLOOM_HASHES; i++)
-		bloom[bloom_bit(name, i) / 8] |= (uint8_t)(1u << (bloom_bit(name, i) % 8));
-}
-
-static bool bloom_has(const uint8_t *bloom, const char *name)
-{
-	for (unsigned i = 0; i < BLOOM_HASHES; i++)
-		if (!(bloom[bloom_bit(name, i) / 8] & (1u << (bloom_bit(name, i) % 8))))
-			return false;
-	return true;
-}
-
-/* Shard NAME is unchanged in v, for a node that last resolved it at
- * serial `since` (v's list covers v alone). */
-static bool unchanged_since(const struct version *v, const char *name, uint64_t since)
-{
-	char pat[256];
-
-	if (since + 1 != v->serial)
-		return false;
-	if (v->has == CHANGES_BLOOM)
-		return !bloom_has(v->bloom, name);
-	if (v->has != CHANGES_LISTED || strlen(name) + 3 > sizeof(pat))
-		return false;
-	snprintf(pat, sizeof(pat), " %s ", name);
-	return !strstr(v->changed, pat);
-}
-
-static int read_version(struct su_store *s, struct version *v, struct su_err *err)
+static int read_version(struct su_store *s, struct su_version *v, struct su_err *err)
 {
 	char *key = su_store__key(s, "version");
 	struct su_etcd_kv kv;
@@ -337,7 +244,7 @@ static int read_version(struct su_store *s, struct version *v, struct su_err *er
 }
 
 /* The DIR of committed serial n, from the history. */
-static int history_dir(struct su_store *s, uint64_t n, struct version *v, struct su_err *err)
+static int history_dir(struct su_store *s, uint64_t n, struct su_version *v, struct su_err *err)
 {
 	char *key = su_store__key(s, "history/%020" PRIu64, n);
 	struct su_etcd_kv kv;
@@ -363,7 +270,7 @@ static int history_dir(struct su_store *s, uint64_t n, struct version *v, struct
 
 int su_store__serial(struct su_store *s, uint64_t *serial, struct su_err *err)
 {
-	struct version v;
+	struct su_version v;
 	int ret;
 
 	if (!s->etcd) {
@@ -404,7 +311,7 @@ static bool records_kept(const char *dir)
  * records and removes it only by committing or after removing them. */
 #define RECORD_LOOKBACK 4
 
-static int find_record(struct su_store *s, const struct version *v, const char *name, struct su_etcd_kv *out,
+static int find_record(struct su_store *s, const struct su_version *v, const char *name, struct su_etcd_kv *out,
 		       bool *missing, struct su_err *err)
 {
 	char *from = su_store__key(s, "m/%s#", name), *upto = su_store__key(s, "m/%s#%s", name, v->dir);
@@ -480,11 +387,11 @@ static struct known_record *known_find(struct su_store *s, const char *name)
 	return NULL;
 }
 
-static bool known_record(struct su_store *s, const struct version *v, const char *name, struct su_etcd_kv *kv)
+static bool known_record(struct su_store *s, const struct su_version *v, const char *name, struct su_etcd_kv *kv)
 {
 	struct known_record *k = known_find(s, name);
 
-	if (!k || !unchanged_since(v, name, k->serial))
+	if (!k || !su_version__unchanged(v, name, k->serial))
 		return false;
 	memset(kv, 0, sizeof(*kv));
 	kv->key = strdup(k->key);
@@ -507,7 +414,7 @@ static void known_free(struct known_record *k)
 	memset(k, 0, sizeof(*k));
 }
 
-static void remember_record(struct su_store *s, const struct version *v, const char *name,
+static void remember_record(struct su_store *s, const struct su_version *v, const char *name,
 			    const struct su_etcd_kv *kv)
 {
 	struct known_record *k = known_find(s, name);
@@ -525,7 +432,7 @@ static void remember_record(struct su_store *s, const struct version *v, const c
 
 /* The record of shard NAME in version v, either layout.  *missing: there is
  * none (no such shard, or a broken version). */
-static int shard_record(struct su_store *s, const struct version *v, const char *name, struct su_etcd_kv *kv,
+static int shard_record(struct su_store *s, const struct su_version *v, const char *name, struct su_etcd_kv *kv,
 			bool *missing, struct su_err *err)
 {
 	char *meta;
@@ -555,7 +462,7 @@ static int shard_record(struct su_store *s, const struct version *v, const char 
 	return ret;
 }
 
-static int read_shard_x(struct su_store *s, const struct version *v, const char *name, char **data, size_t *len,
+static int read_shard_x(struct su_store *s, const struct su_version *v, const char *name, char **data, size_t *len,
 			bool *missing, struct su_err *err)
 {
 	char *key = NULL, datadir[64] = "";
@@ -633,7 +540,7 @@ out:
 	return ret;
 }
 
-static int read_shard(struct su_store *s, const struct version *v, const char *name, char **data, size_t *len,
+static int read_shard(struct su_store *s, const struct su_version *v, const char *name, char **data, size_t *len,
 		      struct su_err *err)
 {
 	bool missing;
@@ -642,7 +549,7 @@ static int read_shard(struct su_store *s, const struct version *v, const char *n
 }
 
 /* Parses a shard and checks it is of the version that pointed at it. */
-static int parse_shard(struct su_store *s, const struct version *v, const char *name, const char *data,
+static int parse_shard(struct su_store *s, const struct su_version *v, const char *name, const char *data,
 		       size_t len, struct su_plan **out, struct su_err *err)
 {
 	char where[512];
@@ -664,7 +571,7 @@ static int parse_shard(struct su_store *s, const struct version *v, const char *
 	return ret;
 }
 
-static int read_dc_view(struct su_store *s, const struct version *v, const char *dc, struct su_plan **out,
+static int read_dc_view(struct su_store *s, const struct su_version *v, const char *dc, struct su_plan **out,
 			uint64_t *bytes, struct su_err *err)
 {
 	char *name = NULL, *text = NULL, *ranges = NULL, where[512];
@@ -695,7 +602,7 @@ static int read_dc_view(struct su_store *s, const struct version *v, const char 
 
 /* The whole plan: the "plan" manifest and its parts, concatenated (a plan
  * written whole, by an older writer, is read as it is). */
-static int read_plan_text(struct su_store *s, const struct version *v, char **data, size_t *len,
+static int read_plan_text(struct su_store *s, const struct su_version *v, char **data, size_t *len,
 			  struct su_err *err)
 {
 	static const char magic[] = "softunicast-parts 1\n";
@@ -732,7 +639,7 @@ static int read_plan_text(struct su_store *s, const struct version *v, char **da
 	return 0;
 }
 
-static bool shard_exists(struct su_store *s, const struct version *v, const char *name)
+static bool shard_exists(struct su_store *s, const struct su_version *v, const char *name)
 {
 	struct su_etcd_kv kv;
 	bool missing;
@@ -748,7 +655,7 @@ static bool shard_exists(struct su_store *s, const struct version *v, const char
 static int read_etcd(struct su_store *s, uint64_t serial, enum su_view view, const char *vname,
 		     struct su_plan **out, uint64_t *bytes, struct su_err *err)
 {
-	struct version v = { 0 };
+	struct su_version v = { 0 };
 	char *name = NULL, *text = NULL;
 	size_t len = 0;
 	int ret = serial ? history_dir(s, serial, &v, err) : s->seen_valid ? 0 : read_version(s, &v, err);
@@ -1030,7 +937,7 @@ static int index__parse(struct index *x, char *text)
 }
 
 /* The index of committed version v; an empty one when it has none. */
-static int index__read(struct su_store *s, const struct version *v, struct index *x, struct su_err *err)
+static int index__read(struct su_store *s, const struct su_version *v, struct index *x, struct su_err *err)
 {
 	char *text = NULL;
 	size_t len;
@@ -1082,11 +989,11 @@ static json_t *delete_op(const char *key)
 
 /* One transaction: if the version key is still what we read, point it at
  * dir, record it in the history and drop the staging mark. */
-static int commit(struct su_store *s, const struct version *cur, uint64_t serial, const char *dir,
-		  const struct changes *changed, bool *won, struct su_err *err)
+static int commit(struct su_store *s, const struct su_version *cur, uint64_t serial, const char *dir,
+		  const struct su_changes *changed, bool *won, struct su_err *err)
 {
 	char *vkey = su_store__key(s, "version"), *hkey = su_store__key(s, "history/%020" PRIu64, serial),
-	     *skey = su_store__key(s, "staging/%s", dir), val[CHANGED_MAX + CHANGED_BLOOM / 4 + 128];
+	     *skey = su_store__key(s, "staging/%s", dir), val[SU_VERSION_VALUE_MAX];
 	json_t *resp = NULL;
 	int ret;
 
@@ -1094,14 +1001,7 @@ static int commit(struct su_store *s, const struct version *cur, uint64_t serial
 		ret = su_err__set(err, ENOMEM, "out of memory");
 		goto out;
 	}
-	if (!changed->overflow) {
-		snprintf(val, sizeof(val), "%" PRIu64 " %s\nchanged %s\n", serial, dir, changed->list);
-	} else {
-		int at = snprintf(val, sizeof(val), "%" PRIu64 " %s\nchanged-bloom ", serial, dir);
-
-		hex_encode(changed->bloom, sizeof(changed->bloom), val + at);
-		strcat(val, "\n");
-	}
+	su_version__format(serial, dir, changed, val, sizeof(val));
 	ret = su_etcd__call(s->etcd, "kv/txn",
 			    json_pack("{s:[o],s:[o,o,o]}", "compare", compare_version(vkey, cur->mod_rev), "success",
 				      put_op(vkey, val), put_op(hkey, dir), delete_op(skey)),
@@ -1163,7 +1063,7 @@ static int delete_dir(struct su_store *s, const char *dir, struct su_err *err)
  * records always, its chunks unless the oldest kept version points at them
  * (references only ever point back at a shard's first unchanged version, so
  * a later version using D's chunk implies the oldest kept one does). */
-static int drop_version(struct su_store *s, const struct version *d, const struct index *kept, struct su_err *err)
+static int drop_version(struct su_store *s, const struct su_version *d, const struct index *kept, struct su_err *err)
 {
 	struct batch b = { .s = s, .ops = json_array() };
 	struct index x;
@@ -1222,13 +1122,13 @@ static int gc(struct su_store *s, uint64_t current, unsigned keep, struct su_err
 	int ret = !to || !sto ? -ENOMEM : su_etcd__range(s->etcd, from, to, false, 0, &kvs, &n, NULL, err);
 
 	if (!ret && n > keep) {
-		struct version k = { .serial = strtoull(kvs[n - keep].key + strlen(from), NULL, 10) };
+		struct su_version k = { .serial = strtoull(kvs[n - keep].key + strlen(from), NULL, 10) };
 
 		snprintf(k.dir, sizeof(k.dir), "%s", kvs[n - keep].value);
 		ret = index__read(s, &k, &kept, err);
 	}
 	for (size_t i = 0; !ret && n > keep && i < n - keep; i++) {
-		struct version d = { .serial = strtoull(kvs[i].key + strlen(from), NULL, 10) };
+		struct su_version d = { .serial = strtoull(kvs[i].key + strlen(from), NULL, 10) };
 
 		snprintf(d.dir, sizeof(d.dir), "%s", kvs[i].value);
 		if (!(ret = drop_version(s, &d, &kept, err)))
@@ -1256,27 +1156,15 @@ static int gc(struct su_store *s, uint64_t current, unsigned keep, struct su_err
 
 static int changed_under_you(struct su_store *s, struct su_err *err)
 {
-	struct version v;
+	struct su_version v;
 	uint64_t now = read_version(s, &v, NULL) ? 0 : v.serial;
 
 	return fail(s, err, EAGAIN, "the plan changed under you (serial %" PRIu64 "), re-run", now);
 }
 
-/* Each shard whose record the version writes, for the version key. */
-static void changes__add(struct changes *c, const char *name)
-{
-	size_t len = strlen(c->list);
-
-	bloom_add(c->bloom, name);
-	if (!c->overflow && len + strlen(name) + 2 > CHANGED_MAX)
-		c->overflow = true;
-	if (!c->overflow)
-		snprintf(c->list + len, CHANGED_MAX - len, "%s%s", len ? " " : "", name);
-}
-
 static int write_all(struct su_store *s, struct batch *b, const char *dir, uint64_t serial,
 		     const struct su_shard *v, size_t n, const struct index *prev, FILE *index,
-		     struct changes *changed, struct su_err *err)
+		     struct su_changes *changed, struct su_err *err)
 {
 	int ret = 0;
 
@@ -1293,7 +1181,7 @@ static int write_all(struct su_store *s, struct batch *b, const char *dir, uint6
 		sh.len = sh.data ? sh.len : e->bytes;
 		datadir = e && e->hash == hash && e->bytes == sh.len ? e->datadir : dir;
 		if (datadir == dir)
-			changes__add(changed, sh.name);
+			su_changes__add(changed, sh.name);
 		ret = write_shard(b, dir, datadir, serial, &sh, hash, err);
 		fprintf(index, "%s %016" PRIx64 " %zu %s %016" PRIx64 "\n", sh.name, hash, sh.len, datadir, sh.digest);
 	}
@@ -1307,8 +1195,8 @@ static uint64_t prev_digest(void *ctx, const char *name)
 	return e ? e->digest : 0;
 }
 
-static int write_version(struct su_store *s, const struct version *cur, const struct su_plan *p, const char *dir,
-			 const struct su_shard *extra, size_t n_extra, struct changes *changed, struct su_err *err)
+static int write_version(struct su_store *s, const struct su_version *cur, const struct su_plan *p, const char *dir,
+			 const struct su_shard *extra, size_t n_extra, struct su_changes *changed, struct su_err *err)
 {
 	struct batch b = { .s = s, .ops = json_array() };
 	struct su_shard *shards = NULL, ix = { "index", NULL, 0, 0 };
@@ -1337,7 +1225,7 @@ static int write_version(struct su_store *s, const struct version *cur, const st
 	if (index && fclose(index) && !ret)
 		ret = -EIO;
 	if (!ret) {
-		changes__add(changed, ix.name);
+		su_changes__add(changed, ix.name);
 		ret = write_shard(&b, dir, dir, p->serial, &ix, su_layout__hash(ix.data, ix.len), err);
 	}
 	ret = batch__finish(&b, !ret, err) ?: ret;
@@ -1350,11 +1238,11 @@ static int write_version(struct su_store *s, const struct version *cur, const st
 static int publish_etcd(struct su_store *s, const struct su_plan *p, uint64_t expect, const struct su_shard *extra,
 			size_t n_extra, struct su_err *err)
 {
-	struct version cur;
+	struct su_version cur;
 	char dir[64];
 	bool won = false;
 	int ret = read_version(s, &cur, err), gc_ret;
-	struct changes changed = { "", false, { 0 } };
+	struct su_changes changed = { "", false, { 0 } };
 	struct su_err gc_err;
 	uint64_t nonce;
 
@@ -1447,7 +1335,7 @@ int su_store__publish(struct su_store *s, const struct su_plan *p, uint64_t expe
 int su_store__read_shard(struct su_store *s, uint64_t serial, const char *name, char **data, size_t *len,
 			 struct su_err *err)
 {
-	struct version v = { 0 };
+	struct su_version v = { 0 };
 	int ret;
 
 	*data = NULL;

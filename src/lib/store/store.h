@@ -126,7 +126,11 @@ typedef uint64_t (*su_layout_prev_fn)(void *ctx, const char *name);
 int su_layout__shards(const struct su_plan *p, su_layout_prev_fn prev, void *ctx, struct su_shard **out,
 		      size_t *n);
 void su_layout__free(struct su_shard *v, size_t n);
-/* A DC view: its shard plus the IPs of other DCs from the ranges shard. */
+/* A DC view: its shard plus the IPs of other DCs from the ranges shard.
+ * -EBADMSG (malformed, serials differ), -EFBIG (the ranges name more
+ * addresses than su_layout__max_view_bytes of plan entries: default 4 GiB;
+ * the fuzz harness lowers it), -ENOMEM. */
+extern size_t su_layout__max_view_bytes;
 int su_layout__dc_view(const char *dc_text, size_t dc_len, const char *ranges, size_t ranges_len,
 		       const char *dc, const char *name, struct su_plan **out, struct su_err *err);
 uint64_t su_layout__hash(const void *buf, size_t len); /* FNV-1a 64 */
