@@ -295,11 +295,7 @@ static uint64_t mix(uint64_t h, uint64_t v)
 
 static uint64_t mix_str(uint64_t h, const char *s)
 {
-	uint64_t x = 0xcbf29ce484222325ull;
-
-	for (; *s; s++)
-		x = (x ^ (unsigned char)*s) * 0x100000001b3ull;
-	return mix(h, x);
+	return mix(h, su_fnv1a64(s, strlen(s)));
 }
 
 static uint64_t mix_tags(uint64_t h, const struct su_tags *t)

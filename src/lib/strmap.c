@@ -3,14 +3,11 @@
 #include <string.h>
 
 #include "lib/strmap.h"
+#include "lib/util.h"
 
 static uint64_t hash(const char *s)
 {
-	uint64_t h = 0xcbf29ce484222325ull;
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
-	return h;
+	return su_fnv1a64(s, strlen(s));
 }
 
 static struct su_strmap_slot *probe(const struct su_strmap *m, const char *key)

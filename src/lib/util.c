@@ -248,6 +248,16 @@ const char *su_number__ambiguity(const char *s)
 	return NULL;
 }
 
+uint64_t su_fnv1a64(const void *buf, size_t len)
+{
+	const unsigned char *p = buf;
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ p[i]) * 0x100000001b3ull;
+	return h;
+}
+
 int su_uint__parse(const char *s, uint64_t max, uint64_t *out)
 {
 	uint64_t v = 0;

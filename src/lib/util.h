@@ -40,4 +40,9 @@ int su_uint__parse(const char *s, uint64_t max, uint64_t *out);
  * NULL when it is plain decimal or no number at all. */
 const char *su_number__ambiguity(const char *s);
 
+/* FNV-1a, 64 bits, of len bytes: the one hash of the project's tables,
+ * shard checksums and digests (not for anything an attacker may choose to
+ * collide). */
+uint64_t su_fnv1a64(const void *buf, size_t len);
+
 #endif

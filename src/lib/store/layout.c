@@ -12,16 +12,6 @@
 
 #include "lib/store/store.h"
 
-uint64_t su_layout__hash(const void *buf, size_t len)
-{
-	const unsigned char *p = buf;
-	uint64_t h = 0xcbf29ce484222325ull;
-
-	for (size_t i = 0; i < len; i++)
-		h = (h ^ p[i]) * 0x100000001b3ull;
-	return h;
-}
-
 void su_layout__free(struct su_shard *v, size_t n)
 {
 	for (size_t i = 0; v && i < n; i++) {
@@ -212,14 +202,10 @@ static int dc_shard(const struct cut_in *in, uint32_t d, const struct groups *g,
 	return ret;
 }
 
-/* IPs holding a slot of each server, so a server's view is built without
- * scanning the whole plan once per server. */
-struct owned {
-	uint32_t *ips; /* ip indexes, grouped by server: ips[start[s] .. start[s+1]) */
-	uint32_t *start;
-};
-/* IP i in server s's list (pass 0 counts, pass 1 fills), once. */
-static void owned__list(struct owned *o, uint32_t *count, uint32_t *seen, int32_t s, uint32_t i,
+/* IPs holding a slot of each server (or handing one over), so a server's
+ * view is built without scanning the whole plan once per server: IP i in
+ * server s's group (pass 0 counts, pass 1 fills), once. */
+static void server_group_add(struct groups *o, uint32_t *count, uint32_t *seen, int32_t s, uint32_t i,
 			int pass)
 {
 	if (s < 0 || seen[s] == i + 1)
@@ -228,10 +214,10 @@ static void owned__list(struct owned *o, uint32_t *count, uint32_t *seen, int32_
 	if (pass == 0)
 		count[s]++;
 	else
-		o->ips[o->start[s] + count[s]++] = i;
+		o->rows[o->start[s] + count[s]++] = i;
 }
 
-static int owned__build(const struct su_plan *p, struct owned *o)
+static int server_groups(const struct su_plan *p, struct groups *o)
 {
 	uint32_t *count = calloc(p->n_servers + 1, sizeof(*count)), total = 0;
 	uint32_t *seen = calloc(p->n_servers + 1, sizeof(*seen)); /* last IP listed + 1, per server */
@@ -250,8 +236,8 @@ static int owned__build(const struct su_plan *p, struct owned *o)
 				 * until its deadline: the IP is in its view too. */
 				if (sl->state == SU_FREE || sl->server < 0)
 					continue;
-				owned__list(o, count, seen, sl->prev_server, i, pass);
-				owned__list(o, count, seen, sl->server, i, pass);
+				server_group_add(o, count, seen, sl->prev_server, i, pass);
+				server_group_add(o, count, seen, sl->server, i, pass);
 			}
 		}
 		if (pass == 0) {
@@ -261,7 +247,7 @@ static int owned__build(const struct su_plan *p, struct owned *o)
 			}
 			o->start[p->n_servers] = total;
 			memset(count, 0, (p->n_servers + 1) * sizeof(*count));
-			if (!(o->ips = malloc((total + 1) * sizeof(*o->ips))))
+			if (!(o->rows = malloc((total + 1) * sizeof(*o->rows))))
 				goto nomem;
 		}
 	}
@@ -278,11 +264,11 @@ nomem:
 /* The other end of each handed slot of server s (its new owner, or its
  * previous one) is named on the slot line: that server and its DC are in
  * the view (the second hop's address). */
-static void peers_mark(const struct su_plan *p, uint32_t s, const struct owned *o, struct masks *m,
+static void peers_mark(const struct su_plan *p, uint32_t s, const struct groups *o, struct masks *m,
 		       uint8_t on)
 {
 	for (uint32_t k = o->start[s]; k < o->start[s + 1]; k++) {
-		const struct su_plan_ip *ip = &p->ips[o->ips[k]];
+		const struct su_plan_ip *ip = &p->ips[o->rows[k]];
 
 		for (uint32_t j = 0; j < p->slices_per_ip; j++) {
 			const struct su_plan_slot *sl = &p->slots[ip->first_slot + j];
@@ -299,7 +285,7 @@ static void peers_mark(const struct su_plan *p, uint32_t s, const struct owned *
 	}
 }
 
-static int server_shard(const struct cut_in *in, uint32_t s, const struct owned *o, struct masks *m,
+static int server_shard(const struct cut_in *in, uint32_t s, const struct groups *o, struct masks *m,
 			struct su_shard **v, size_t *n)
 {
 	const struct su_plan *p = in->p;
@@ -309,9 +295,9 @@ static int server_shard(const struct cut_in *in, uint32_t s, const struct owned 
 	m->dcs[d] = 1;
 	m->servers[s] = 1;
 	for (uint32_t k = o->start[s]; k < o->start[s + 1]; k++) {
-		const struct su_plan_ip *ip = &p->ips[o->ips[k]];
+		const struct su_plan_ip *ip = &p->ips[o->rows[k]];
 
-		m->ips[o->ips[k]] = 1;
+		m->ips[o->rows[k]] = 1;
 		m->prefixes[ip->prefix] = 1;
 		m->demands[ip->demand] = 1;
 		/* A prefix record names the DCs it allows: they must be in the view. */
@@ -320,18 +306,18 @@ static int server_shard(const struct cut_in *in, uint32_t s, const struct owned 
 	}
 	peers_mark(p, s, o, m, 1);
 	/* Its IPs by index (ascending): the view does not scan every IP. */
-	ret = add_mask_view(v, n, in, m, (int32_t)s, o->ips + o->start[s], o->start[s + 1] - o->start[s],
+	ret = add_mask_view(v, n, in, m, (int32_t)s, o->rows + o->start[s], o->start[s + 1] - o->start[s],
 		       shard_name("server", p->servers[s].name));
 	/* Undo only what was set: the masks stay all-zero between servers. */
 	peers_mark(p, s, o, m, 0);
 	m->dcs[d] = 0;
 	m->servers[s] = 0;
 	for (uint32_t k = o->start[s]; k < o->start[s + 1]; k++) {
-		for (uint32_t j = 0; j < p->prefixes[p->ips[o->ips[k]].prefix].n_dcs; j++)
-			m->dcs[p->prefixes[p->ips[o->ips[k]].prefix].dcs[j]] = 0;
-		m->ips[o->ips[k]] = 0;
-		m->prefixes[p->ips[o->ips[k]].prefix] = 0;
-		m->demands[p->ips[o->ips[k]].demand] = 0;
+		for (uint32_t j = 0; j < p->prefixes[p->ips[o->rows[k]].prefix].n_dcs; j++)
+			m->dcs[p->prefixes[p->ips[o->rows[k]].prefix].dcs[j]] = 0;
+		m->ips[o->rows[k]] = 0;
+		m->prefixes[p->ips[o->rows[k]].prefix] = 0;
+		m->demands[p->ips[o->rows[k]].demand] = 0;
 	}
 	return ret;
 }
@@ -351,18 +337,17 @@ static int server_shards(const struct cut_in *in, struct su_shard **v, size_t *n
 {
 	const struct su_plan *p = in->p;
 	struct masks m = { 0 };
-	struct owned o = { 0 };
+	struct groups o = { 0 };
 	int ret = masks__alloc(&m, p);
 
 	if (!ret)
-		ret = owned__build(p, &o);
+		ret = server_groups(p, &o);
 	/* A retired server's view too (a drained one whose slices still drain),
 	 * unless the name is active again elsewhere: the active one wins. */
 	for (uint32_t s = 0; !ret && s < p->n_servers; s++)
 		if (!p->servers[s].retired || first_retired(p, s))
 			ret = server_shard(in, s, &o, &m, v, n);
-	free(o.ips);
-	free(o.start);
+	groups__free(&o);
 	masks__free(&m);
 	return ret;
 }

@@ -16,6 +16,7 @@
 #include "lib/store/store.h"
 #include "lib/store/version.h"
 #include "lib/strmap.h"
+#include "lib/util.h"
 
 /* A shard record a node resolved last, to skip the look-up when the next
  * version did not change it. */
@@ -523,7 +524,7 @@ static int read_shard_x(struct su_store *s, const struct su_version *v, const ch
 			free(kv.value);
 		}
 	}
-	if (!ret && (have != bytes || su_layout__hash(buf, have) != hash))
+	if (!ret && (have != bytes || su_fnv1a64(buf, have) != hash))
 		ret = fail(s, err, EBADMSG, "key %s: shard corrupt (%zu bytes, checksum mismatch); not applied",
 			   key ? key : name, have);
 	if (!ret) {
@@ -658,14 +659,17 @@ static int read_etcd(struct su_store *s, uint64_t serial, enum su_view view, con
 	struct su_version v = { 0 };
 	char *name = NULL, *text = NULL;
 	size_t len = 0;
-	int ret = serial ? history_dir(s, serial, &v, err) : s->seen_valid ? 0 : read_version(s, &v, err);
 	bool missing = false;
 	uint64_t before = s->downloaded;
+	int ret = 0;
 
-	if (!serial && s->seen_valid) { /* once: a retry asks the store again */
+	if (serial)
+		ret = history_dir(s, serial, &v, err);
+	else if (s->seen_valid) { /* the watch event's, once: a retry asks the store again */
 		v = s->seen;
 		s->seen_valid = false;
-	}
+	} else
+		ret = read_version(s, &v, err);
 	if (ret)
 		return ret;
 	if (view == SU_VIEW_DC) {
@@ -1177,7 +1181,7 @@ static int write_all(struct su_store *s, struct batch *b, const char *dir, uint6
 		if (!sh.data && (!e || e->digest != sh.digest)) /* the layout reuses only what prev_digest gave */
 			return fail(s, err, EINVAL, "shard %s: not cut and not in the previous version", sh.name);
 		/* Not cut: the previous version's bytes, wherever they are. */
-		hash = sh.data ? su_layout__hash(sh.data, sh.len) : e->hash;
+		hash = sh.data ? su_fnv1a64(sh.data, sh.len) : e->hash;
 		sh.len = sh.data ? sh.len : e->bytes;
 		datadir = e && e->hash == hash && e->bytes == sh.len ? e->datadir : dir;
 		if (datadir == dir)
@@ -1226,7 +1230,7 @@ static int write_version(struct su_store *s, const struct su_version *cur, const
 		ret = -EIO;
 	if (!ret) {
 		su_changes__add(changed, ix.name);
-		ret = write_shard(&b, dir, dir, p->serial, &ix, su_layout__hash(ix.data, ix.len), err);
+		ret = write_shard(&b, dir, dir, p->serial, &ix, su_fnv1a64(ix.data, ix.len), err);
 	}
 	ret = batch__finish(&b, !ret, err) ?: ret;
 	free(ix.data);

@@ -133,6 +133,5 @@ void su_layout__free(struct su_shard *v, size_t n);
 extern size_t su_layout__max_view_bytes;
 int su_layout__dc_view(const char *dc_text, size_t dc_len, const char *ranges, size_t ranges_len,
 		       const char *dc, const char *name, struct su_plan **out, struct su_err *err);
-uint64_t su_layout__hash(const void *buf, size_t len); /* FNV-1a 64 */
 
 #endif

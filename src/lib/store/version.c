@@ -5,14 +5,14 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "lib/store/store.h"
 #include "lib/store/version.h"
+#include "lib/util.h"
 
 #define BLOOM_HASHES 4
 
 static uint32_t bloom_bit(const char *name, unsigned i)
 {
-	uint64_t h = su_layout__hash(name, strlen(name));
+	uint64_t h = su_fnv1a64(name, strlen(name));
 
 	/* Kirsch-Mitzenmacher: k indexes from the two halves of one hash. */
 	return (uint32_t)(((h & 0xffffffffu) + i * ((h >> 32) | 1)) % SU_CHANGED_BLOOM);
