@@ -99,31 +99,79 @@ int su_plan__add_demand(struct su_plan *p, uint32_t dc, const struct su_tags *ta
 	return su_tags__copy(&d->tags, tags) ? -ENOMEM : (int)(p->n_demands - 1);
 }
 
-int su_plan__add_ip(struct su_plan *p, uint32_t ip, uint32_t dc, uint32_t demand, uint32_t prefix,
-		    uint8_t state, int64_t deadline)
+/* Room for `more` slots at the end of p->slots (capacity doubles). */
+static int reserve_slots(struct su_plan *p, uint64_t more)
 {
-	size_t n_slots = (size_t)p->n_ips * p->slices_per_ip;
-	struct su_plan_ip *x;
+	uint64_t cap = p->cap_slots ? p->cap_slots : 16;
 	struct su_plan_slot *slots;
 
-	/* Slots grow with the IPs: same power-of-two trick, scaled. */
-	if (!p->n_ips || !(p->n_ips & (p->n_ips - 1))) {
-		size_t cap = (size_t)(p->n_ips ? 2 * p->n_ips : 1) * p->slices_per_ip;
+	if ((uint64_t)p->n_slots + more <= p->cap_slots)
+		return 0;
+	while (cap < (uint64_t)p->n_slots + more)
+		cap *= 2;
+	if (cap > UINT32_MAX)
+		return -EFBIG;
+	if (!(slots = realloc(p->slots, cap * sizeof(*slots))))
+		return -ENOMEM;
+	p->slots = slots;
+	p->cap_slots = (uint32_t)cap;
+	return 0;
+}
 
-		slots = realloc(p->slots, cap * sizeof(*slots));
-		if (!slots)
-			return -ENOMEM;
-		p->slots = slots;
-	}
-	x = APPEND(p->ips, p->n_ips);
+/* slices_per_ip free slots at the end; the first one's index. */
+static int64_t add_free_slots(struct su_plan *p)
+{
+	uint32_t first = p->n_slots;
+	int ret = reserve_slots(p, p->slices_per_ip);
+
+	if (ret)
+		return ret;
+	for (uint32_t i = 0; i < p->slices_per_ip; i++)
+		p->slots[first + i] = (struct su_plan_slot){ .server = -1, .prev_server = -1 };
+	p->n_slots += p->slices_per_ip;
+	return first;
+}
+
+static int append_ip(struct su_plan *p, uint32_t ip, uint32_t dc, uint32_t demand, uint32_t prefix,
+		     uint8_t state, int64_t deadline, uint32_t first_slot)
+{
+	struct su_plan_ip *x = APPEND(p->ips, p->n_ips);
+
 	if (!x)
 		return -ENOMEM;
 	*x = (struct su_plan_ip){ .ip = ip, .dc = dc, .demand = demand, .prefix = prefix,
 				  .state = state, .deadline = deadline, .prev_dc = -1,
-				  .first_slot = (uint32_t)n_slots };
-	for (uint32_t i = 0; i < p->slices_per_ip; i++)
-		p->slots[n_slots + i] = (struct su_plan_slot){ .server = -1, .prev_server = -1 };
+				  .first_slot = first_slot };
 	return (int)(p->n_ips - 1);
+}
+
+int su_plan__add_ip(struct su_plan *p, uint32_t ip, uint32_t dc, uint32_t demand, uint32_t prefix,
+		    uint8_t state, int64_t deadline)
+{
+	int64_t first = add_free_slots(p);
+
+	return first < 0 ? (int)first : append_ip(p, ip, dc, demand, prefix, state, deadline, (uint32_t)first);
+}
+
+int su_plan__add_slotless_ips(struct su_plan *p, uint32_t first, uint32_t last, uint32_t dc, uint32_t demand,
+			      uint32_t prefix, uint8_t state, int64_t deadline)
+{
+	if ((uint64_t)p->n_ips + ((uint64_t)last - first + 1) > INT32_MAX)
+		return -EFBIG;
+	if (!p->shared_free) {
+		int64_t at = add_free_slots(p);
+
+		if (at < 0)
+			return (int)at;
+		p->shared_free = (uint32_t)at + 1;
+	}
+	for (uint64_t ip = first; ip <= last; ip++) {
+		int ret = append_ip(p, (uint32_t)ip, dc, demand, prefix, state, deadline, p->shared_free - 1);
+
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
 }
 
 /* ---- canonical order ---------------------------------------------------- */
@@ -302,7 +350,7 @@ int su_plan__canonicalize(struct su_plan *p, struct su_err *err)
 	});
 	if (!ret)
 		ret = SORT_TABLE(p, p->servers, p->n_servers, cmp_server, {
-			for (size_t i = 0; i < (size_t)p->n_ips * p->slices_per_ip; i++) {
+			for (size_t i = 0; i < p->n_slots; i++) {
 				if (p->slots[i].server >= 0)
 					p->slots[i].server = (int32_t)remap[p->slots[i].server];
 				if (p->slots[i].prev_server >= 0)

@@ -100,7 +100,11 @@ struct su_plan {
 	uint32_t n_demands;
 	struct su_plan_ip *ips;          /* sorted by address */
 	uint32_t n_ips;
-	struct su_plan_slot *slots;      /* n_ips * slices_per_ip */
+	/* Each IP's slices_per_ip slots from its first_slot; n_slots in all
+	 * (cap_slots allocated).  IPs added by su_plan__add_slotless_ips share
+	 * one block of free slots (shared_free - 1; 0: none yet). */
+	struct su_plan_slot *slots;
+	uint32_t n_slots, cap_slots, shared_free;
 };
 
 /* Building blocks shared by the planner and the snapshot loader (plan.c).
@@ -119,6 +123,12 @@ int su_plan__add_demand(struct su_plan *p, uint32_t dc, const struct su_tags *ta
 /* Appends an IP with all its slots free. */
 int su_plan__add_ip(struct su_plan *p, uint32_t ip, uint32_t dc, uint32_t demand, uint32_t prefix,
 		    uint8_t state, int64_t deadline);
+/* Appends IPs first..last (host order) whose slots a view does not hold (a
+ * router's view of the other DCs' IPs): they all read one block of free
+ * slots, so a million of them cost their entries alone.  Their slots must
+ * never be written.  0, -ENOMEM, or -EFBIG past 2^32 slots or IPs. */
+int su_plan__add_slotless_ips(struct su_plan *p, uint32_t first, uint32_t last, uint32_t dc, uint32_t demand,
+			      uint32_t prefix, uint8_t state, int64_t deadline);
 int su_plan__canonicalize(struct su_plan *p, struct su_err *err);
 /* Same content, serial aside. */
 bool su_plan__equal(const struct su_plan *a, const struct su_plan *b);

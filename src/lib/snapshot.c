@@ -276,7 +276,7 @@ uint64_t su_plan__records(const struct su_plan *p)
 {
 	uint64_t n = 4ull + p->n_dcs + p->n_servers + p->n_prefixes + p->n_demands + p->n_ips;
 
-	for (uint64_t k = 0; k < (uint64_t)p->n_ips * p->slices_per_ip; k++)
+	for (uint64_t k = 0; k < p->n_slots; k++)
 		n += p->slots[k].state != SU_FREE;
 	return n;
 }

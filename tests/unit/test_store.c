@@ -145,10 +145,24 @@ static void dc_view_routes_as_plan(const struct su_plan *p, const struct su_plan
 		assert_non_null(vi);
 		assert_string_equal(v->dcs[vi->dc].name, p->dcs[ip->dc].name);
 		assert_int_equal(v->dcs[vi->dc].router, p->dcs[ip->dc].router);
-		if (!strcmp(p->dcs[ip->dc].name, dc))
-			for (uint32_t k = 0; k < p->slices_per_ip; k++)
+		for (uint32_t k = 0; k < p->slices_per_ip; k++)
+			if (!strcmp(p->dcs[ip->dc].name, dc))
 				same_slot_owner(p, ip, v, vi, k);
+			else /* other DCs' slots are not the router's business */
+				assert_int_equal(v->slots[vi->first_slot + k].state, SU_FREE);
 	}
+}
+
+/* ...and costs no slot arrays for them: its own IPs' slots, plus the one
+ * free block every other DC's IP shares (a router of a million-IP fleet). */
+static void dc_view_holds_own_slots_only(const struct su_plan *v, const char *dc)
+{
+	uint32_t own = 0;
+
+	for (uint32_t i = 0; i < v->n_ips; i++)
+		own += !strcmp(v->dcs[v->ips[i].dc].name, dc);
+	assert_true(own < v->n_ips);
+	assert_int_equal(v->n_slots, (own + 1) * v->slices_per_ip);
 }
 
 /* An agent's view holds exactly its server's slots. */
@@ -210,6 +224,7 @@ static void layout_views_and_whole_plan(void **state)
 	for (uint32_t d = 0; d < p->n_dcs; d++) {
 		assert_int_equal(su_store__read(s, 0, SU_VIEW_DC, p->dcs[d].name, &q, &bytes, &err), 0);
 		dc_view_routes_as_plan(p, q, p->dcs[d].name);
+		dc_view_holds_own_slots_only(q, p->dcs[d].name);
 		view_persists(q, p->dcs[d].name);
 		su_plan__free(q);
 	}

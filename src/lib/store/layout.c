@@ -562,27 +562,19 @@ static int add_remote(struct su_plan *p, uint32_t first, uint32_t last, uint32_t
 	/* A retired DC only holds IPs that drain: say so, as the plan does. */
 	uint8_t state = p->dcs[dc].retired ? SU_DRAINING : SU_ACTIVE;
 
-	if (demand < 0)
-		return demand;
-	for (uint64_t ip = first; ip <= last; ip++) {
-		int ret = su_plan__add_ip(p, (uint32_t)ip, dc, (uint32_t)demand, prefix, state,
-					  state == SU_DRAINING ? 1 : 0);
-
-		if (ret < 0)
-			return ret;
-	}
-	return 0;
+	/* Another DC's slots are never this router's business: its IPs share
+	 * one block of free slots (a million IPs cost their entries alone). */
+	return demand < 0 ? demand : su_plan__add_slotless_ips(p, first, last, dc, (uint32_t)demand, prefix, state,
+							       state == SU_DRAINING ? 1 : 0);
 }
 
-size_t su_layout__max_view_bytes = (size_t)4 << 30;
+size_t su_layout__max_view_bytes = (size_t)1 << 30;
 
 /* A corrupt or hostile range ("0.0.0.0 255.255.255.255") would have the
- * router allocate an entry and its slots per address: refused fast. */
+ * router allocate an entry per address: refused fast. */
 static bool too_big(const struct su_plan *p, uint64_t more)
 {
-	uint64_t per_ip = sizeof(struct su_plan_ip) + (uint64_t)p->slices_per_ip * sizeof(struct su_plan_slot);
-
-	return (p->n_ips + more) * per_ip > su_layout__max_view_bytes;
+	return (p->n_ips + more) * sizeof(struct su_plan_ip) > su_layout__max_view_bytes;
 }
 
 static int parse_ranges(struct su_plan *p, char *text, const char *name, uint32_t self, struct su_err *err)
@@ -617,13 +609,13 @@ static int parse_ranges(struct su_plan *p, char *text, const char *name, uint32_
 		else if ((uint32_t)d != self && too_big(p, (uint64_t)last - first + 1))
 			ret = su_err__set(err, EFBIG, "%s:%u: range %s-%s: more addresses than a view holds (%zu bytes at most)",
 					  name, line, a, b, su_layout__max_view_bytes);
-		else if ((uint32_t)d != self)
-			ret = add_remote(p, first, last, (uint32_t)d, (uint32_t)prefix, cache);
+		else if ((uint32_t)d != self && (ret = add_remote(p, first, last, (uint32_t)d, (uint32_t)prefix, cache)))
+			ret = su_err__set(err, -ret, "%s:%u: %s", name, line, strerror(-ret));
 	}
 	free(cache);
 	if (!ret && !ended)
 		ret = su_err__set(err, EBADMSG, "%s: no 'end' record: truncated", name);
-	return ret == -ENOMEM ? su_err__set(err, ENOMEM, "out of memory") : ret;
+	return ret;
 }
 
 int su_layout__dc_view(const char *dc_text, size_t dc_len, const char *ranges, size_t ranges_len,

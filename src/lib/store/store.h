@@ -128,7 +128,8 @@ int su_layout__shards(const struct su_plan *p, su_layout_prev_fn prev, void *ctx
 void su_layout__free(struct su_shard *v, size_t n);
 /* A DC view: its shard plus the IPs of other DCs from the ranges shard.
  * -EBADMSG (malformed, serials differ), -EFBIG (the ranges name more
- * addresses than su_layout__max_view_bytes of plan entries: default 4 GiB;
+ * addresses than su_layout__max_view_bytes of plan entries: default 1 GiB,
+ * 22 million IPs;
  * the fuzz harness lowers it), -ENOMEM. */
 extern size_t su_layout__max_view_bytes;
 int su_layout__dc_view(const char *dc_text, size_t dc_len, const char *ranges, size_t ranges_len,
