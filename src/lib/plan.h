@@ -180,6 +180,12 @@ struct su_plan_view {
 	 * so a view of a few IPs among a million does not scan them all. */
 	const uint32_t *ip_list;
 	uint32_t n_ip_list;
+	/* Optional with only_server and ip_list: only_server's slots (those it
+	 * owns or hands over; never a free one), as indexes into plan->slots,
+	 * in ip_list's order and ascending within an IP, so its digest visits
+	 * those, not every slot of its IPs. */
+	const uint32_t *slot_list;
+	uint32_t n_slot_list;
 	/* Only a part of the text, for the store's plan/ shards: the whole
 	 * snapshot is the HEAD (header and tables), then the IPS of every IP
 	 * in order, then "end N" with N = su_plan__records(). */

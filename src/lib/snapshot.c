@@ -188,29 +188,35 @@ static int cmp_i32(const void *a, const void *b)
  * each slot it hands over or takes over (named on the slot line), ascending
  * and unique, without a scan of all 30,000.  Returns the count (malloc'd
  * *out) or -ENOMEM. */
+/* The other ends of only_server's handed slots (named on their lines). */
+static size_t slot_peers(const struct su_plan_slot *sl, int32_t s, int32_t *v)
+{
+	size_t n = 0;
+
+	if (sl->state == SU_FREE || (sl->server != s && sl->prev_server != s))
+		return 0;
+	if (sl->server >= 0 && sl->server != s)
+		v[n++] = sl->server;
+	if (sl->prev_server >= 0 && sl->prev_server != s)
+		v[n++] = sl->prev_server;
+	return n;
+}
+
 static int one_server_peers(const struct su_plan *p, const struct su_plan_view *view, int32_t **out)
 {
 	int32_t s = view->only_server, *v;
-	size_t n = 0, cap = 1 + 2 * (size_t)(view->ip_list ? view->n_ip_list : 0) * p->slices_per_ip;
+	size_t n = 0, cap = 1 + 2 * (view->slot_list ? view->n_slot_list :
+				      (size_t)(view->ip_list ? view->n_ip_list : 0) * p->slices_per_ip);
 
 	if (!(v = malloc(cap * sizeof(*v))))
 		return -ENOMEM;
 	if (KEEP(view, servers, s))
 		v[n++] = s;
-	for (uint32_t k = 0; view->ip_list && k < view->n_ip_list; k++) {
-		const struct su_plan_ip *ip = &p->ips[view->ip_list[k]];
-
-		for (uint32_t j = 0; j < p->slices_per_ip; j++) {
-			const struct su_plan_slot *sl = &p->slots[ip->first_slot + j];
-
-			if (sl->state == SU_FREE || (sl->server != s && sl->prev_server != s))
-				continue;
-			if (sl->server >= 0 && sl->server != s)
-				v[n++] = sl->server;
-			if (sl->prev_server >= 0 && sl->prev_server != s)
-				v[n++] = sl->prev_server;
-		}
-	}
+	for (uint32_t k = 0; view->slot_list && k < view->n_slot_list; k++)
+		n += slot_peers(&p->slots[view->slot_list[k]], s, v + n);
+	for (uint32_t k = 0; !view->slot_list && view->ip_list && k < view->n_ip_list; k++)
+		for (uint32_t j = 0; j < p->slices_per_ip; j++)
+			n += slot_peers(&p->slots[p->ips[view->ip_list[k]].first_slot + j], s, v + n);
 	qsort(v, n, sizeof(*v), cmp_i32);
 	size_t w = 0;
 
@@ -348,8 +354,21 @@ static uint64_t ip_head_digest(const struct su_plan *p, const struct su_plan_dig
 	return h;
 }
 
+/* Slot line s of an IP as write_ip prints it; the owners' indexes too (a
+ * one-server view's filter uses them). */
+static uint64_t slot_digest(uint64_t h, const struct su_plan *p, const struct su_plan_digests *d, uint32_t s,
+			    const struct su_plan_slot *sl)
+{
+	h = mix(mix(mix(mix(h, s), (uint64_t)sl->server), sl->state),
+		sl->state == SU_DRAINING || sl->prev_server >= 0 ? (uint64_t)sl->deadline : 0);
+	/* " NAME ADDR" of the owner; of the previous one, its DC too. */
+	h = mix(h, sl->server >= 0 ? d->server_texts[sl->server] : 0);
+	return mix(mix(h, (uint64_t)sl->prev_server), sl->prev_server >= 0 ?
+		   mix_str(d->server_texts[sl->prev_server], p->dcs[p->servers[sl->prev_server].dc].name) : 0);
+}
+
 /* The IP's line and its slot lines, only_server's alone when >= 0, as
- * write_ip prints them; the owners' indexes too (the filter uses them). */
+ * write_ip prints them. */
 static uint64_t ip_digest(const struct su_plan *p, const struct su_plan_digests *d, uint32_t i, int32_t only_server)
 {
 	const struct su_plan_ip *ip = &p->ips[i];
@@ -360,12 +379,7 @@ static uint64_t ip_digest(const struct su_plan *p, const struct su_plan_digests 
 
 		if (sl->state == SU_FREE || (only_server >= 0 && sl->server != only_server && sl->prev_server != only_server))
 			continue;
-		h = mix(mix(mix(mix(h, s), (uint64_t)sl->server), sl->state),
-			sl->state == SU_DRAINING || sl->prev_server >= 0 ? (uint64_t)sl->deadline : 0);
-		/* " NAME ADDR" of the owner; of the previous one, its DC too. */
-		h = mix(h, sl->server >= 0 ? d->server_texts[sl->server] : 0);
-		h = mix(mix(h, (uint64_t)sl->prev_server), sl->prev_server >= 0 ?
-			mix_str(d->server_texts[sl->prev_server], p->dcs[p->servers[sl->prev_server].dc].name) : 0);
+		h = slot_digest(h, p, d, s, sl);
 	}
 	return h;
 }
@@ -415,16 +429,36 @@ int su_plan_digests__build(const struct su_plan *p, struct su_plan_digests *d)
 	return 0;
 }
 
+/* Unkept rows from i (a multiple of 8) on, in whole blocks of 64 rows
+ * while they last, then of 8: a one-server view keeps a few rows of tables
+ * of thousands. */
+static uint32_t unkept_run(const uint8_t *mask, uint32_t i, uint32_t n)
+{
+	uint32_t run = 0;
+	uint64_t w[8];
+
+	for (; !((i + run) & 63) && i + run + 64 <= n; run += 64) {
+		uint64_t any = 0;
+
+		memcpy(w, mask + i + run, sizeof(w));
+		for (int k = 0; k < 8; k++)
+			any |= w[k];
+		if (any)
+			break;
+	}
+	for (; i + run + 8 <= n && (memcpy(w, mask + i + run, 8), !w[0]); run += 8)
+		;
+	return run;
+}
+
 /* Kept rows of one table, by index and digest (write_tables' order). */
 static uint64_t mix_rows(uint64_t h, const uint8_t *mask, const uint64_t *rows, uint32_t n)
 {
 	for (uint32_t i = 0; i < n; i++) {
-		uint64_t word;
+		uint32_t skip = mask && !(i & 7) ? unkept_run(mask, i, n) : 0;
 
-		/* A one-server view keeps a few rows of tables of thousands:
-		 * skip eight unkept rows at a time. */
-		if (mask && !(i & 7) && i + 8 <= n && (memcpy(&word, mask + i, 8), !word)) {
-			i += 7;
+		if (skip) {
+			i += skip - 1;
 			continue;
 		}
 		if (!mask || mask[i])
@@ -445,6 +479,24 @@ static uint64_t ip_view_digest(const struct su_plan *p, const struct su_plan_dig
 			       const struct su_plan_view *v, uint32_t i)
 {
 	return v && v->only_server >= 0 ? ip_digest(p, d, i, v->only_server) : d->ips[i];
+}
+
+/* ip_view_digest of each listed IP, from the view's slot list: the same
+ * slots, in the same order, as the filter over every slot of the IP. */
+static uint64_t listed_ips_digest(uint64_t h, const struct su_plan *p, const struct su_plan_digests *d,
+				  const struct su_plan_view *v)
+{
+	uint32_t at = 0;
+
+	for (uint32_t k = 0; k < v->n_ip_list; k++) {
+		const struct su_plan_ip *ip = &p->ips[v->ip_list[k]];
+		uint64_t x = d->ip_heads[v->ip_list[k]];
+
+		for (; at < v->n_slot_list && v->slot_list[at] - ip->first_slot < p->slices_per_ip; at++)
+			x = slot_digest(x, p, d, v->slot_list[at] - ip->first_slot, &p->slots[v->slot_list[at]]);
+		h = mix(h, x);
+	}
+	return h;
 }
 
 uint64_t su_plan__view_digest(const struct su_plan *p, const struct su_plan_digests *d,
@@ -477,7 +529,9 @@ uint64_t su_plan__view_digest(const struct su_plan *p, const struct su_plan_dige
 		return h | 1;
 	/* IPs by digest alone (it holds the address): an IP added before
 	 * them renumbers them and must not re-cut every view. */
-	if (v && v->ip_list)
+	if (listed && v->slot_list)
+		h = listed_ips_digest(h, p, d, v);
+	else if (v && v->ip_list)
 		for (uint32_t k = 0; k < v->n_ip_list; k++)
 			h = mix(h, ip_view_digest(p, d, v, v->ip_list[k]));
 	else

@@ -90,15 +90,14 @@ static int add_view(struct su_shard **v, size_t *n, const struct cut_in *in, con
 	return add_shard(v, n, name, data, len, digest);
 }
 
-static int add_mask_view(struct su_shard **v, size_t *n, const struct cut_in *in, const struct masks *m,
-			 int32_t only_server, const uint32_t *ip_list, uint32_t n_ip_list, char *name)
+/* The view the masks select, content-addressed (serial 0); a retired
+ * server's own view unretires it. */
+static struct su_plan_view mask_view(const struct su_plan *p, const struct masks *m, int32_t only_server)
 {
-	const struct su_plan *p = in->p;
-	struct su_plan_view view = { m->dcs, m->servers, m->prefixes, m->demands, m->ips, only_server,
-				     only_server >= 0 && p->servers[only_server].retired, true, ip_list, n_ip_list,
-				     SU_PART_ALL };
-
-	return add_view(v, n, in, &view, name);
+	return (struct su_plan_view){ .dcs = m->dcs, .servers = m->servers, .prefixes = m->prefixes,
+				      .demands = m->demands, .ips = m->ips, .only_server = only_server,
+				      .unretire = only_server >= 0 && p->servers[only_server].retired,
+				      .serial0 = true, .part = SU_PART_ALL };
 }
 
 static char *shard_name(const char *kind, const char *x)
@@ -188,6 +187,7 @@ static int dc_shard(const struct cut_in *in, uint32_t d, const struct groups *g,
 		    struct su_shard **v, size_t *n)
 {
 	const struct su_plan *p = in->p;
+	struct su_plan_view view;
 	int ret;
 
 	memset(m->dcs, 1, p->n_dcs); /* every DC's router: the backbone next hops */
@@ -196,129 +196,158 @@ static int dc_shard(const struct cut_in *in, uint32_t d, const struct groups *g,
 	for (uint32_t x = 0; x < p->n_demands; x++)
 		m->demands[x] = p->demands[x].dc == d;
 	dc_ips_mark(p, g, d, m, 1);
-	ret = add_mask_view(v, n, in, m, -1, g->rows + g->start[d], g->start[d + 1] - g->start[d],
-			    shard_name("dc", p->dcs[d].name));
+	view = mask_view(p, m, -1);
+	view.ip_list = g->rows + g->start[d];
+	view.n_ip_list = g->start[d + 1] - g->start[d];
+	ret = add_view(v, n, in, &view, shard_name("dc", p->dcs[d].name));
 	dc_ips_mark(p, g, d, m, 0); /* the IP and prefix masks stay all-zero between DCs */
 	return ret;
 }
 
-/* IPs holding a slot of each server (or handing one over), so a server's
- * view is built without scanning the whole plan once per server: IP i in
- * server s's group (pass 0 counts, pass 1 fills), once. */
-static void server_group_add(struct groups *o, uint32_t *count, uint32_t *seen, int32_t s, uint32_t i,
-			int pass)
+/* Each server's slots (as owner, or handing one over as the previous
+ * owner: it serves the slot until the deadline), as indexes into
+ * plan->slots, and the IPs they are on, each once, in IP order: a server's
+ * view is built from them without a scan of the plan, or of every slot of
+ * its IPs, per server. */
+struct server_index {
+	struct groups ips, slots;
+};
+
+static void server_index__free(struct server_index *o)
 {
-	if (s < 0 || seen[s] == i + 1)
-		return;
-	seen[s] = i + 1;
-	if (pass == 0)
-		count[s]++;
-	else
-		o->rows[o->start[s] + count[s]++] = i;
+	groups__free(&o->ips);
+	groups__free(&o->slots);
 }
 
-static int server_groups(const struct su_plan *p, struct groups *o)
+/* Pass 0 counts, pass 1 fills. */
+static void server_slot_add(struct server_index *o, uint32_t *n_ips, uint32_t *n_slots, uint32_t *last_ip, int32_t s,
+			    uint32_t i, uint32_t slot, int pass)
 {
-	uint32_t *count = calloc(p->n_servers + 1, sizeof(*count)), total = 0;
-	uint32_t *seen = calloc(p->n_servers + 1, sizeof(*seen)); /* last IP listed + 1, per server */
+	if (s < 0)
+		return;
+	if (last_ip[s] != i + 1) {
+		last_ip[s] = i + 1;
+		if (pass)
+			o->ips.rows[o->ips.start[s] + n_ips[s]] = i;
+		n_ips[s]++;
+	}
+	if (pass)
+		o->slots.rows[o->slots.start[s] + n_slots[s]] = slot;
+	n_slots[s]++;
+}
 
-	o->start = calloc(p->n_servers + 2, sizeof(*o->start));
-	if (!count || !seen || !o->start)
-		goto nomem;
-	for (int pass = 0; pass < 2; pass++) {
-		memset(seen, 0, (p->n_servers + 1) * sizeof(*seen));
-		for (uint32_t i = 0; i < p->n_ips; i++) {
-			for (uint32_t k = 0; k < p->slices_per_ip; k++) {
-				const struct su_plan_slot *sl = &p->slots[p->ips[i].first_slot + k];
+static void server_index_pass(const struct su_plan *p, struct server_index *o, uint32_t *n_ips, uint32_t *n_slots,
+			      uint32_t *last_ip, int pass)
+{
+	memset(last_ip, 0, (p->n_servers + 1) * sizeof(*last_ip));
+	for (uint32_t i = 0; i < p->n_ips; i++) {
+		for (uint32_t k = 0; k < p->slices_per_ip; k++) {
+			uint32_t g = p->ips[i].first_slot + k;
+			const struct su_plan_slot *sl = &p->slots[g];
 
-				/* Each IP once per server, ascending: the view's IP
-				 * list.  The previous owner of a handed slot serves it
-				 * until its deadline: the IP is in its view too. */
-				if (sl->state == SU_FREE || sl->server < 0)
-					continue;
-				server_group_add(o, count, seen, sl->prev_server, i, pass);
-				server_group_add(o, count, seen, sl->server, i, pass);
-			}
-		}
-		if (pass == 0) {
-			for (uint32_t s = 0; s < p->n_servers; s++) {
-				o->start[s] = total;
-				total += count[s];
-			}
-			o->start[p->n_servers] = total;
-			memset(count, 0, (p->n_servers + 1) * sizeof(*count));
-			if (!(o->rows = malloc((total + 1) * sizeof(*o->rows))))
-				goto nomem;
+			if (sl->state == SU_FREE || sl->server < 0)
+				continue;
+			server_slot_add(o, n_ips, n_slots, last_ip, sl->server, i, g, pass);
+			if (sl->prev_server != sl->server)
+				server_slot_add(o, n_ips, n_slots, last_ip, sl->prev_server, i, g, pass);
 		}
 	}
-	free(count);
-	free(seen);
-	return 0;
-nomem:
-	free(seen);
-	free(count);
-	free(o->start);
-	return -ENOMEM;
+}
+
+/* Turns per-server counts into group starts (counts reset); -ENOMEM. */
+static int groups_from_counts(struct groups *g, uint32_t *count, uint32_t n)
+{
+	uint32_t total = 0;
+
+	for (uint32_t s = 0; s < n; s++) {
+		g->start[s] = total;
+		total += count[s];
+		count[s] = 0;
+	}
+	g->start[n] = total;
+	return (g->rows = malloc((total + 1) * sizeof(*g->rows))) ? 0 : -ENOMEM;
+}
+
+static int server_index(const struct su_plan *p, struct server_index *o)
+{
+	uint32_t *n_ips = calloc(p->n_servers + 1, sizeof(*n_ips));
+	uint32_t *n_slots = calloc(p->n_servers + 1, sizeof(*n_slots));
+	uint32_t *last_ip = malloc((p->n_servers + 1) * sizeof(*last_ip)); /* last IP listed + 1, per server */
+	int ret = -ENOMEM;
+
+	o->ips.start = calloc(p->n_servers + 2, sizeof(*o->ips.start));
+	o->slots.start = calloc(p->n_servers + 2, sizeof(*o->slots.start));
+	if (n_ips && n_slots && last_ip && o->ips.start && o->slots.start) {
+		server_index_pass(p, o, n_ips, n_slots, last_ip, 0);
+		ret = groups_from_counts(&o->ips, n_ips, p->n_servers);
+		if (!ret)
+			ret = groups_from_counts(&o->slots, n_slots, p->n_servers);
+	}
+	if (!ret)
+		server_index_pass(p, o, n_ips, n_slots, last_ip, 1);
+	free(n_ips);
+	free(n_slots);
+	free(last_ip);
+	if (ret)
+		server_index__free(o);
+	return ret;
 }
 
 /* The other end of each handed slot of server s (its new owner, or its
  * previous one) is named on the slot line: that server and its DC are in
- * the view (the second hop's address). */
-static void peers_mark(const struct su_plan *p, uint32_t s, const struct groups *o, struct masks *m,
+ * the view (the second hop's address); so is the DC an IP moved from. */
+static void peers_mark(const struct su_plan *p, uint32_t s, const struct server_index *o, struct masks *m,
 		       uint8_t on)
 {
-	for (uint32_t k = o->start[s]; k < o->start[s + 1]; k++) {
-		const struct su_plan_ip *ip = &p->ips[o->rows[k]];
+	for (uint32_t k = o->slots.start[s]; k < o->slots.start[s + 1]; k++) {
+		const struct su_plan_slot *sl = &p->slots[o->slots.rows[k]];
+		int32_t peer = sl->prev_server == (int32_t)s ? sl->server : sl->prev_server;
 
-		for (uint32_t j = 0; j < p->slices_per_ip; j++) {
-			const struct su_plan_slot *sl = &p->slots[ip->first_slot + j];
-			int32_t peer = sl->prev_server == (int32_t)s ? sl->server :
-				       sl->server == (int32_t)s ? sl->prev_server : -1;
-
-			if (sl->state == SU_FREE || peer < 0)
-				continue;
-			m->servers[peer] = on;
-			m->dcs[p->servers[peer].dc] = on;
-		}
-		if (ip->prev_dc >= 0)
-			m->dcs[ip->prev_dc] = on;
+		if (peer < 0 || peer == (int32_t)s)
+			continue;
+		m->servers[peer] = on;
+		m->dcs[p->servers[peer].dc] = on;
 	}
+	for (uint32_t k = o->ips.start[s]; k < o->ips.start[s + 1]; k++)
+		if (p->ips[o->ips.rows[k]].prev_dc >= 0)
+			m->dcs[p->ips[o->ips.rows[k]].prev_dc] = on;
 }
 
-static int server_shard(const struct cut_in *in, uint32_t s, const struct groups *o, struct masks *m,
-			struct su_shard **v, size_t *n)
+static void server_ips_mark(const struct su_plan *p, uint32_t s, const struct server_index *o, struct masks *m,
+			    uint8_t on)
 {
-	const struct su_plan *p = in->p;
-	uint32_t d = p->servers[s].dc;
-	int ret;
+	m->dcs[p->servers[s].dc] = on;
+	m->servers[s] = on;
+	for (uint32_t k = o->ips.start[s]; k < o->ips.start[s + 1]; k++) {
+		const struct su_plan_ip *ip = &p->ips[o->ips.rows[k]];
 
-	m->dcs[d] = 1;
-	m->servers[s] = 1;
-	for (uint32_t k = o->start[s]; k < o->start[s + 1]; k++) {
-		const struct su_plan_ip *ip = &p->ips[o->rows[k]];
-
-		m->ips[o->rows[k]] = 1;
-		m->prefixes[ip->prefix] = 1;
-		m->demands[ip->demand] = 1;
+		m->ips[o->ips.rows[k]] = on;
+		m->prefixes[ip->prefix] = on;
+		m->demands[ip->demand] = on;
 		/* A prefix record names the DCs it allows: they must be in the view. */
 		for (uint32_t j = 0; j < p->prefixes[ip->prefix].n_dcs; j++)
-			m->dcs[p->prefixes[ip->prefix].dcs[j]] = 1;
+			m->dcs[p->prefixes[ip->prefix].dcs[j]] = on;
 	}
-	peers_mark(p, s, o, m, 1);
-	/* Its IPs by index (ascending): the view does not scan every IP. */
-	ret = add_mask_view(v, n, in, m, (int32_t)s, o->rows + o->start[s], o->start[s + 1] - o->start[s],
-		       shard_name("server", p->servers[s].name));
+	peers_mark(p, s, o, m, on);
+}
+
+static int server_shard(const struct cut_in *in, uint32_t s, const struct server_index *o, struct masks *m,
+			struct su_shard **v, size_t *n)
+{
+	struct su_plan_view view;
+	int ret;
+
+	server_ips_mark(in->p, s, o, m, 1);
+	/* Its IPs and slots by index: the view scans neither every IP nor
+	 * every slot of its IPs. */
+	view = mask_view(in->p, m, (int32_t)s);
+	view.ip_list = o->ips.rows + o->ips.start[s];
+	view.n_ip_list = o->ips.start[s + 1] - o->ips.start[s];
+	view.slot_list = o->slots.rows + o->slots.start[s];
+	view.n_slot_list = o->slots.start[s + 1] - o->slots.start[s];
+	ret = add_view(v, n, in, &view, shard_name("server", in->p->servers[s].name));
 	/* Undo only what was set: the masks stay all-zero between servers. */
-	peers_mark(p, s, o, m, 0);
-	m->dcs[d] = 0;
-	m->servers[s] = 0;
-	for (uint32_t k = o->start[s]; k < o->start[s + 1]; k++) {
-		for (uint32_t j = 0; j < p->prefixes[p->ips[o->rows[k]].prefix].n_dcs; j++)
-			m->dcs[p->prefixes[p->ips[o->rows[k]].prefix].dcs[j]] = 0;
-		m->ips[o->rows[k]] = 0;
-		m->prefixes[p->ips[o->rows[k]].prefix] = 0;
-		m->demands[p->ips[o->rows[k]].demand] = 0;
-	}
+	server_ips_mark(in->p, s, o, m, 0);
 	return ret;
 }
 
@@ -337,17 +366,17 @@ static int server_shards(const struct cut_in *in, struct su_shard **v, size_t *n
 {
 	const struct su_plan *p = in->p;
 	struct masks m = { 0 };
-	struct groups o = { 0 };
+	struct server_index o = { 0 };
 	int ret = masks__alloc(&m, p);
 
 	if (!ret)
-		ret = server_groups(p, &o);
+		ret = server_index(p, &o);
 	/* A retired server's view too (a drained one whose slices still drain),
 	 * unless the name is active again elsewhere: the active one wins. */
 	for (uint32_t s = 0; !ret && s < p->n_servers; s++)
 		if (!p->servers[s].retired || first_retired(p, s))
 			ret = server_shard(in, s, &o, &m, v, n);
-	groups__free(&o);
+	server_index__free(&o);
 	masks__free(&m);
 	return ret;
 }
