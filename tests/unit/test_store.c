@@ -773,13 +773,12 @@ static void layout1_version_reads_and_upgrades(void **state)
 /* A plan bigger than etcd's 1.5 MiB request limit goes in chunks. */
 static void big_plan_is_chunked(void **state)
 {
-	struct su_store *s = store_open(0);
+	struct su_store *s = store_open(0), *reader;
 	struct su_plan *p, *q;
 	struct su_err err;
-	char *yaml = NULL;
-	size_t len = 0;
+	char *yaml = NULL, *dir, *vdir;
+	size_t len = 0, chunk = su_store__chunk_bytes;
 	FILE *fp = open_memstream(&yaml, &len);
-	uint64_t bytes;
 
 	fprintf(fp, "ports:\n  range: 1024-65535\n  slice: 64\ndrain: 5m\ndatacenters:\n  big:\n    router: 10.9.0.1\n    servers:\n");
 	for (int i = 0; i < 700; i++)
@@ -789,11 +788,25 @@ static void big_plan_is_chunked(void **state)
 	fclose(fp);
 	p = plan_of(yaml, NULL, NOW);
 	free(yaml);
+	/* Deflated, this plan's parts fit a 1 MiB chunk: smaller chunks (and
+	 * transactions) show the splitting, read back by a default reader. */
+	su_store__chunk_bytes = 16 << 10;
 	assert_int_equal(su_store__publish(s, p, 0, &err), 0);
-	assert_int_equal(su_store__read(s, 0, SU_VIEW_PLAN, NULL, &q, &bytes, &err), 0);
-	assert_true(bytes > 3 * SU_STORE_CHUNK / 2);
+	su_store__chunk_bytes = chunk;
+	dir = committed_dir(s);
+	assert_true(asprintf(&vdir, "v/%s/", dir) > 0);
+	print_message("# %zu keys are second chunks\n", count_keys_with(s, vdir, "/0001"));
+	assert_true(count_keys_with(s, vdir, "/0001") >= 2);
+	assert_int_equal(su_store__open(su_store__url(s), NULL, &reader, &err), 0);
+	assert_int_equal(su_store__read(reader, 0, SU_VIEW_PLAN, NULL, &q, NULL, &err), 0);
 	assert_true(su_plan__equal(p, q));
 	su_plan__free(q);
+	assert_int_equal(su_store__read(reader, 0, SU_VIEW_DC, "big", &q, NULL, &err), 0);
+	dc_view_routes_as_plan(p, q, "big");
+	su_plan__free(q);
+	su_store__close(reader);
+	free(vdir);
+	free(dir);
 	su_plan__free(p);
 	su_store__close(s);
 }
@@ -1056,23 +1069,58 @@ static void many_changes_travel_as_a_bloom_filter(void **state)
 	su_store__close(s);
 }
 
-/* The whole plan is kept in parts (plan/head, plan/IP): one IP moved to
- * another DC rewrites the parts holding what changed, not the whole plan,
- * and the plan reads back whole. */
-static void small_change_rewrites_few_plan_parts(void **state)
+/* Parts of shard NAME ("plan", "ranges") in the committed version, and how
+ * many of them it wrote itself (the others it shares with older versions). */
+static void count_parts(struct su_store *s, const char *name, size_t *parts, size_t *written)
 {
-	struct su_store *s = store_open(0);
+	char *dir = committed_dir(s), *vdir, *manifest;
+	size_t len = 0;
+	struct su_err err;
+
+	assert_true(asprintf(&vdir, "v/%s/", dir) > 0);
+	assert_int_equal(su_store__read_shard(s, 0, name, &manifest, &len, &err), 0);
+	assert_non_null(strstr(manifest, "softunicast-parts 1\n"));
+	*parts = *written = 0;
+	for (char *save = NULL, *l = strtok_r(manifest, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+		char *sub;
+
+		if (strncmp(l, name, strlen(name)) || l[strlen(name)] != '/' || !strcmp(strchr(l, '/'), "/head") ||
+		    !strcmp(strchr(l, '/'), "/end"))
+			continue;
+		(*parts)++;
+		assert_true(asprintf(&sub, "%s/0000", l) > 0);
+		*written += count_keys_with(s, vdir, sub) > 0;
+		free(sub);
+	}
+	free(manifest);
+	free(vdir);
+	free(dir);
+}
+
+/* The whole plan and the ranges are kept in parts (plan/IP, ranges/IP):
+ * one IP moved to another DC rewrites the parts holding what changed, not
+ * the whole plan or every router's ranges; the plan reads back whole, and a
+ * router that read its view before downloads the changed parts alone. */
+static void small_change_rewrites_few_parts(void **state)
+{
+	struct su_store *s = store_open(0), *router, *fresh;
 	struct su_plan *a, *b, *q;
 	struct su_fleet *f;
 	struct su_plan_report r;
 	struct su_ops ops = { 0 };
 	struct su_prefix4 px = { 0, 32 };
 	struct su_err err;
-	char *yaml = big_fleet_yaml(1), *dir, *vdir, *manifest;
-	size_t len = 0, parts = 0, written = 0;
+	char *yaml = big_fleet_yaml(1);
+	size_t parts, written, rparts, rwritten;
+	uint64_t first_read, after_move, fresh_read;
+	uint32_t runs = su_layout__range_runs;
 
+	su_layout__range_runs = 4; /* this fleet holds about 70 runs: parts of 4 */
 	a = plan_of(yaml, NULL, NOW);
 	assert_int_equal(su_store__publish(s, a, 0, &err), 0);
+	assert_int_equal(su_store__open(su_store__url(s), NULL, &router, &err), 0);
+	assert_int_equal(su_store__read(router, 0, SU_VIEW_DC, "d1", &q, &first_read, &err), 0);
+	su_plan__free(q);
 	for (uint32_t i = 0; i < a->n_ips && !px.addr; i++)
 		if (a->ips[i].dc == 0 && a->ips[i].state == SU_ACTIVE)
 			px.addr = a->ips[i].ip;
@@ -1081,29 +1129,34 @@ static void small_change_rewrites_few_plan_parts(void **state)
 	assert_int_equal(su_ops__apply(&ops, f, true, &err), 0);
 	assert_int_equal(su_planner__run(f, a, NOW + 60, &b, &r, &err), 0);
 	assert_int_equal(su_store__publish(s, b, a->serial, &err), 0);
-	dir = committed_dir(s);
-	assert_true(asprintf(&vdir, "v/%s/", dir) > 0);
-	assert_int_equal(su_store__read_shard(s, 0, "plan", &manifest, &len, &err), 0);
-	assert_non_null(strstr(manifest, "softunicast-parts 1\n"));
-	for (char *save = NULL, *l = strtok_r(manifest, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
-		char *sub;
-
-		if (strncmp(l, "plan/", 5))
-			continue;
-		parts++;
-		assert_true(asprintf(&sub, "%s/0000", l) > 0);
-		written += count_keys_with(s, vdir, sub) > 0;
-		free(sub);
-	}
-	print_message("# %zu plan parts, %zu rewritten for one IP moved\n", parts, written);
+	count_parts(s, "plan", &parts, &written);
+	count_parts(s, "ranges", &rparts, &rwritten);
+	print_message("# %zu plan parts, %zu rewritten for one IP moved; %zu ranges parts, %zu rewritten\n", parts,
+		      written, rparts, rwritten);
 	assert_true(parts >= 6);
 	assert_true(written <= 3);
+	assert_true(rparts >= 6);
+	/* The moved IP's part, the one of the IP its old DC takes instead, and
+	 * a part the new run boundary may split off. */
+	assert_true(rwritten >= 1 && rwritten <= 3);
 	assert_int_equal(su_store__read(s, 0, SU_VIEW_PLAN, NULL, &q, NULL, &err), 0);
 	assert_true(su_plan__equal(b, q));
 	su_plan__free(q);
-	free(manifest);
-	free(vdir);
-	free(dir);
+	/* The router: its DC's shard changed (it gained the IP), and one or two
+	 * ranges parts; and its view is the whole plan's routing. */
+	assert_int_equal(su_store__read(router, 0, SU_VIEW_DC, "d1", &q, &after_move, &err), 0);
+	dc_view_routes_as_plan(b, q, "d1");
+	su_plan__free(q);
+	q = NULL;
+	assert_int_equal(su_store__open(su_store__url(s), NULL, &fresh, &err), 0);
+	assert_int_equal(su_store__read(fresh, 0, SU_VIEW_DC, "d1", &q, &fresh_read, &err), 0);
+	su_plan__free(q);
+	su_store__close(fresh);
+	print_message("# router: %" PRIu64 " bytes at first, %" PRIu64 " after the move (a fresh reader %" PRIu64 ")\n",
+		      first_read, after_move, fresh_read);
+	assert_true(after_move < fresh_read);
+	su_layout__range_runs = runs;
+	su_store__close(router);
 	free(yaml);
 	su_ops__free(&ops);
 	su_fleet__free(f);
@@ -1311,7 +1364,7 @@ int main(void)
 		cmocka_unit_test(staged_records_are_skipped),
 		cmocka_unit_test(layout1_version_reads_and_upgrades),
 		cmocka_unit_test(big_plan_is_chunked),
-		cmocka_unit_test(small_change_rewrites_few_plan_parts),
+		cmocka_unit_test(small_change_rewrites_few_parts),
 		cmocka_unit_test(views_are_cut_again_only_when_their_inputs_change),
 		cmocka_unit_test(unreachable_store_is_named),
 		cmocka_unit_test(file_store_is_the_same_interface),

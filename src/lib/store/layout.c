@@ -107,31 +107,6 @@ static char *shard_name(const char *kind, const char *x)
 	return asprintf(&s, "%s/%s", kind, x) < 0 ? NULL : s;
 }
 
-/* "range FIRST LAST DC": runs of consecutive IPs of one DC, in address order. */
-static int ranges_shard(const struct su_plan *p, struct su_shard **v, size_t *n)
-{
-	char a[SU_ADDR_STRLEN], b[SU_ADDR_STRLEN], *data = NULL;
-	size_t len = 0;
-	uint64_t runs = 0;
-	FILE *fp = open_memstream(&data, &len);
-
-	if (!fp)
-		return -errno;
-	fprintf(fp, "softunicast-ranges 1\nserial 0\n"); /* content-addressed, as the views */
-	for (uint32_t i = 0, j; i < p->n_ips; i = j, runs++) {
-		for (j = i + 1; j < p->n_ips && p->ips[j].dc == p->ips[i].dc && p->ips[j].ip == p->ips[j - 1].ip + 1; j++)
-			;
-		fprintf(fp, "range %s %s %s\n", su_addr__str(p->ips[i].ip, a), su_addr__str(p->ips[j - 1].ip, b),
-			p->dcs[p->ips[i].dc].name);
-	}
-	fprintf(fp, "end %" PRIu64 "\n", runs);
-	if (fclose(fp)) {
-		free(data);
-		return -EIO;
-	}
-	return add_shard(v, n, strdup("ranges"), data, len, 0);
-}
-
 /* Row indexes grouped by an owner (a DC's IPs, a server's IPs), ascending
  * within each group: rows[start[g] .. start[g+1]). */
 struct groups {
@@ -412,19 +387,20 @@ static bool block_start(uint32_t ip, uint32_t prev, unsigned bits)
 	return ip >> bits != prev >> bits;
 }
 
+static bool part_boundary(uint64_t n, uint64_t limit, uint32_t ip, uint32_t prev)
+{
+	return (n >= limit && block_start(ip, prev, 12)) || (n >= 2 * limit && block_start(ip, prev, 6)) ||
+	       n >= 8 * limit;
+}
+
 static uint32_t part_end(const struct su_plan *p, uint32_t first)
 {
 	uint64_t records = ip_records(p, first);
 	uint32_t i = first + 1;
 
-	for (; i < p->n_ips; records += ip_records(p, i++)) {
-		uint32_t ip = p->ips[i].ip, prev = p->ips[i - 1].ip;
-
-		if ((records >= SU_LAYOUT_PART_RECORDS && block_start(ip, prev, 12)) ||
-		    (records >= 2ull * SU_LAYOUT_PART_RECORDS && block_start(ip, prev, 6)) ||
-		    records >= 8ull * SU_LAYOUT_PART_RECORDS)
-			break;
-	}
+	for (; i < p->n_ips && !part_boundary(records, SU_LAYOUT_PART_RECORDS, p->ips[i].ip, p->ips[i - 1].ip);
+	     records += ip_records(p, i++))
+		;
 	return i;
 }
 
@@ -471,6 +447,97 @@ static int plan_parts(const struct cut_in *in, const uint32_t *all, struct su_sh
 	return text_shard(v, n, "plan", manifest, mlen);
 }
 
+uint32_t su_layout__range_runs = SU_LAYOUT_RANGE_RUNS;
+
+/* The run of consecutive IPs of one DC from IP index i: its end (exclusive). */
+static uint32_t run_end(const struct su_plan *p, uint32_t i)
+{
+	uint32_t j = i + 1;
+
+	for (; j < p->n_ips && p->ips[j].dc == p->ips[i].dc && p->ips[j].ip == p->ips[j - 1].ip + 1; j++)
+		;
+	return j;
+}
+
+/* A ranges part ends before a run whose first address hashes to 0 mod the
+ * runs wanted per part (once it holds a quarter of them; at 8 times, at
+ * any run): where parts end depends on the runs there alone, so a move
+ * that splits or joins runs changes one or two parts, never shifts the
+ * boundaries after it (a count from the start would; two runs per /20
+ * and parts of four showed it). */
+static bool ranges_boundary(uint64_t n, uint32_t ip)
+{
+	uint64_t want = su_layout__range_runs ? su_layout__range_runs : 1;
+
+	return (4 * n >= want && ((uint64_t)ip * 0x9e3779b97f4a7c15ull >> 32) % want == 0) || n >= 8 * want;
+}
+
+/* The runs from IP index first on, "range FIRST LAST DC" each, to the next
+ * boundary: the end (exclusive); *runs counts them. */
+static uint32_t ranges_part(const struct su_plan *p, uint32_t first, FILE *fp, uint64_t *runs)
+{
+	char a[SU_ADDR_STRLEN], b[SU_ADDR_STRLEN];
+	uint64_t n = 0;
+	uint32_t i = first;
+
+	do {
+		uint32_t j = run_end(p, i);
+
+		fprintf(fp, "range %s %s %s\n", su_addr__str(p->ips[i].ip, a), su_addr__str(p->ips[j - 1].ip, b),
+			p->dcs[p->ips[i].dc].name);
+		n++;
+		i = j;
+	} while (i < p->n_ips && !ranges_boundary(n, p->ips[i].ip));
+	*runs += n;
+	return i;
+}
+
+/* Which DC owns each IP, as runs, the second half of every router's view,
+ * kept in parts as the plan is (a move rewrites one part, and a router
+ * downloads that one):
+ *   ranges/head   "softunicast-ranges 1", "serial 0" (content-addressed);
+ *   ranges/IP     the runs from IP on (ranges_part);
+ *   ranges/end    "end RUNS";
+ *   ranges        the manifest: "softunicast-parts 1", then the part names;
+ * the ranges text su_layout__dc_view reads is their concatenation. */
+static int ranges_parts(const struct su_plan *p, struct su_shard **v, size_t *n)
+{
+	static const char head[] = "softunicast-ranges 1\nserial 0\n";
+	char *manifest = NULL, *end = NULL, *part = NULL, name[64], a[SU_ADDR_STRLEN];
+	size_t mlen = 0, plen = 0;
+	uint64_t runs = 0;
+	FILE *mf = open_memstream(&manifest, &mlen), *fp;
+	int ret = mf ? text_shard(v, n, "ranges/head", strdup(head), sizeof(head) - 1) : -ENOMEM;
+
+	if (mf)
+		fputs("softunicast-parts 1\nranges/head\n", mf);
+	for (uint32_t first = 0, last; !ret && first < p->n_ips; first = last) {
+		if (!(fp = open_memstream(&part, &plen))) {
+			ret = -ENOMEM;
+			break;
+		}
+		last = ranges_part(p, first, fp, &runs);
+		snprintf(name, sizeof(name), "ranges/%s", su_addr__str(p->ips[first].ip, a));
+		ret = fclose(fp) ? -ENOMEM : text_shard(v, n, name, part, plen);
+		fprintf(mf, "%s\n", name);
+	}
+	if (mf)
+		fputs("ranges/end\n", mf);
+	if (!mf || fclose(mf)) {
+		free(manifest);
+		return ret ? ret : -ENOMEM;
+	}
+	if (!ret && asprintf(&end, "end %" PRIu64 "\n", runs) < 0)
+		end = NULL;
+	if (!ret)
+		ret = text_shard(v, n, "ranges/end", end, end ? strlen(end) : 0);
+	if (ret) {
+		free(manifest);
+		return ret;
+	}
+	return text_shard(v, n, "ranges", manifest, mlen);
+}
+
 static int dc_shards(const struct cut_in *in, struct su_shard **v, size_t *n)
 {
 	struct masks m = { 0 };
@@ -496,7 +563,7 @@ static int whole_shards(const struct cut_in *in, struct su_shard **v, size_t *n)
 	if (!ret)
 		ret = plan_parts(in, all, v, n);
 	free(all);
-	return ret ? ret : ranges_shard(in->p, v, n);
+	return ret ? ret : ranges_parts(in->p, v, n);
 }
 
 /* The three kinds of shards are cut side by side: each only reads the plan

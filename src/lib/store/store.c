@@ -12,6 +12,7 @@
 #include <sys/inotify.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "lib/store/store.h"
 #include "lib/store/version.h"
@@ -19,12 +20,15 @@
 #include "lib/util.h"
 
 /* A shard record a node resolved last, to skip the look-up when the next
- * version did not change it. */
+ * version did not change it.  A node reads the same few shards each time
+ * (an agent one; a router its DC's and the ranges' parts, about 20 for
+ * the bench fleet), so a few dozen are remembered, and their bytes cached. */
 struct known_record {
 	char *name, *key, *value;
 	uint64_t serial;
 };
-#define KNOWN_RECORDS 4
+#define KNOWN_RECORDS 64
+#define CACHED_SHARDS 64
 
 struct su_store {
 	char *url;    /* as given, for messages */
@@ -41,15 +45,15 @@ struct su_store {
 	struct known_record known[KNOWN_RECORDS];
 	unsigned known_next;
 	uint64_t downloaded; /* shard bytes fetched from etcd (cache hits: none) */
-	/* The last shards read (a node reads the same one or two each time):
-	 * an unchanged shard (same checksum) is not downloaded again. */
-	struct cached { char *name; uint64_t hash; char *data; size_t len; } cache[4];
+	/* The last shards read: an unchanged one (same checksum) is not
+	 * downloaded again. */
+	struct cached { char *name; uint64_t hash; char *data; size_t len; } cache[CACHED_SHARDS];
 	unsigned cache_next;
 };
 
 static struct cached *cache_find(struct su_store *s, const char *name, uint64_t hash, size_t len)
 {
-	for (unsigned i = 0; i < 4; i++)
+	for (unsigned i = 0; i < CACHED_SHARDS; i++)
 		if (s->cache[i].name && !strcmp(s->cache[i].name, name) && s->cache[i].hash == hash &&
 		    s->cache[i].len == len)
 			return &s->cache[i];
@@ -58,7 +62,7 @@ static struct cached *cache_find(struct su_store *s, const char *name, uint64_t 
 
 static void cache_put(struct su_store *s, const char *name, uint64_t hash, const char *data, size_t len)
 {
-	struct cached *c = &s->cache[s->cache_next++ % 4];
+	struct cached *c = &s->cache[s->cache_next++ % CACHED_SHARDS];
 	char *n = strdup(name), *d = malloc(len + 1);
 
 	if (!n || !d) {
@@ -135,7 +139,7 @@ void su_store__close(struct su_store *s)
 	if (!s)
 		return;
 	su_etcd__close(s->etcd);
-	for (unsigned i = 0; i < 4; i++) {
+	for (unsigned i = 0; i < CACHED_SHARDS; i++) {
 		free(s->cache[i].name);
 		free(s->cache[i].data);
 	}
@@ -463,81 +467,121 @@ static int shard_record(struct su_store *s, const struct su_version *v, const ch
 	return ret;
 }
 
+/* A shard record: "softunicast-shard 1 SERIAL CHUNKS BYTES HASH DATADIR"
+ * (the chunks hold the text) or "softunicast-shard 2 ... ZBYTES" (they
+ * hold ZBYTES of it deflated). */
+struct shard_record {
+	unsigned format, chunks;
+	uint64_t serial, bytes, hash, zbytes;
+	char datadir[64];
+};
+
+static bool shard_record__parse(struct shard_record *r, const struct su_etcd_kv *kv, const struct su_version *v)
+{
+	int got = sscanf(kv->value, "softunicast-shard %u %" SCNu64 " %u %" SCNu64 " %" SCNx64 " %63s %" SCNu64, &r->format,
+			 &r->serial, &r->chunks, &r->bytes, &r->hash, r->datadir, &r->zbytes);
+
+	if (r->format == 1 && got == 6)
+		r->zbytes = r->bytes;
+	else if (r->format != 2 || got != 7)
+		return false;
+	/* Chunks of at most SU_STORE_CHUNK bytes, none empty; deflate expands
+	 * at most 1,032 times (RFC 1951), so a bomb's claimed size is refused
+	 * before anything is allocated. */
+	if (r->bytes >= (1ull << 32) || r->zbytes >= (1ull << 32) || r->chunks > r->zbytes + 1 ||
+	    (uint64_t)r->chunks * SU_STORE_CHUNK < r->zbytes || (r->format == 2 && r->bytes > 1032 * r->zbytes + 64))
+		return false;
+	/* Layout 2: the version that wrote the record, named in its key. */
+	if (records_kept(v->dir))
+		return r->serial <= v->serial && !strcmp(r->datadir, strrchr(kv->key, '#') + 1);
+	return r->serial == v->serial;
+}
+
+/* The ZBYTES of the record's chunks, concatenated. */
+static int read_chunks(struct su_store *s, const struct su_version *v, const char *name, const struct shard_record *r,
+		       char *buf, char **last_key, struct su_err *err)
+{
+	struct su_etcd_kv kv;
+	struct su_err e;
+	size_t have = 0;
+	int ret = 0;
+
+	for (unsigned c = 0; !ret && c < r->chunks; c++) {
+		free(*last_key);
+		if (!(*last_key = su_store__key(s, "v/%s/%s/%04u", r->datadir, name, c)))
+			return su_err__set(err, ENOMEM, "out of memory");
+		ret = su_etcd__get(s->etcd, *last_key, &kv, NULL, &e);
+		if (ret == -ENOENT)
+			return fail(s, err, EBADMSG, "key %s missing: shard of version %" PRIu64 " incomplete", *last_key,
+				    v->serial);
+		if (ret)
+			return su_err__set(err, -ret, "%s", e.msg);
+		if (have + kv.value_len > r->zbytes)
+			ret = fail(s, err, EBADMSG, "key %s: shard longer than its %" PRIu64 " bytes", *last_key, r->zbytes);
+		else
+			memcpy(buf + have, kv.value, kv.value_len);
+		have += kv.value_len;
+		free(kv.key);
+		free(kv.value);
+	}
+	if (!ret && have != r->zbytes)
+		ret = fail(s, err, EBADMSG, "key %s: shard corrupt (%zu of %" PRIu64 " bytes); not applied",
+			   *last_key ? *last_key : name, have, r->zbytes);
+	return ret;
+}
+
+/* The shard's text from its chunks: inflated (format 2) and checked. */
+static int shard_text(struct su_store *s, const struct su_version *v, const char *name, const struct shard_record *r,
+		      char **out, struct su_err *err)
+{
+	char *buf = malloc(r->bytes + 1), *z = r->format == 2 ? malloc(r->zbytes + 1) : NULL, *key = NULL;
+	uLongf have = r->bytes;
+	int ret = buf && (z || r->format != 2) ? 0 : su_err__set(err, ENOMEM, "out of memory");
+
+	if (!ret)
+		ret = read_chunks(s, v, name, r, z ? z : buf, &key, err);
+	if (!ret && z && uncompress((Bytef *)buf, &have, (const Bytef *)z, r->zbytes) != Z_OK)
+		have = (uLongf)-1;
+	if (!ret && (have != r->bytes || su_fnv1a64(buf, r->bytes) != r->hash))
+		ret = fail(s, err, EBADMSG, "key %s: shard corrupt (checksum mismatch); not applied", key ? key : name);
+	if (!ret) {
+		buf[r->bytes] = '\0';
+		s->downloaded += r->zbytes;
+		*out = buf;
+		buf = NULL;
+	}
+	free(buf);
+	free(z);
+	free(key);
+	return ret;
+}
+
 static int read_shard_x(struct su_store *s, const struct su_version *v, const char *name, char **data, size_t *len,
 			bool *missing, struct su_err *err)
 {
-	char *key = NULL, datadir[64] = "";
-	uint64_t serial, bytes, hash;
-	unsigned chunks;
+	struct shard_record r = { 0 };
 	struct cached *hit;
 	struct su_etcd_kv kv;
-	struct su_err e;
-	char *buf = NULL;
-	size_t have = 0;
-	bool kept = records_kept(v->dir), ok;
 	int ret;
 
 	*data = NULL;
 	if ((ret = shard_record(s, v, name, &kv, missing, err)))
 		return ret;
-	/* DATADIR: where the chunks are, an older version's when unchanged
-	 * (layout 2: always the version that wrote the record, named in its key). */
-	ok = sscanf(kv.value, "softunicast-shard 1 %" SCNu64 " %u %" SCNu64 " %" SCNx64 " %63s", &serial, &chunks, &bytes,
-		    &hash, datadir) == 5 && bytes < (1ull << 32);
-	if (ok && kept)
-		ok = serial <= v->serial && !strcmp(datadir, strrchr(kv.key, '#') + 1);
-	else if (ok)
-		ok = serial == v->serial;
-	ret = ok ? 0 : fail(s, err, EBADMSG, "key %s: bad shard record '%.60s'", kv.key, kv.value);
+	if (!shard_record__parse(&r, &kv, v))
+		ret = fail(s, err, EBADMSG, "key %s: bad shard record '%.60s'", kv.key, kv.value);
 	free(kv.key);
 	free(kv.value);
-	if (!ret && (hit = cache_find(s, name, hash, bytes)) && (buf = malloc(bytes + 1))) {
-		memcpy(buf, hit->data, bytes + 1);
-		*data = buf;
-		*len = bytes;
-		buf = NULL;
-		goto out;
+	if (ret)
+		return ret;
+	if ((hit = cache_find(s, name, r.hash, r.bytes))) {
+		if (!(*data = malloc(r.bytes + 1)))
+			return su_err__set(err, ENOMEM, "out of memory");
+		memcpy(*data, hit->data, r.bytes + 1);
+	} else if (!(ret = shard_text(s, v, name, &r, data, err))) {
+		cache_put(s, name, r.hash, *data, r.bytes);
 	}
-	if (ret || !(buf = malloc(bytes + 1))) {
-		ret = ret ? ret : su_err__set(err, ENOMEM, "out of memory");
-		goto out;
-	}
-	for (unsigned c = 0; !ret && c < chunks; c++) {
-		free(key);
-		if (!(key = su_store__key(s, "v/%s/%s/%04u", datadir, name, c))) {
-			ret = su_err__set(err, ENOMEM, "out of memory");
-			break;
-		}
-		ret = su_etcd__get(s->etcd, key, &kv, NULL, &e);
-		if (ret == -ENOENT)
-			ret = fail(s, err, EBADMSG, "key %s missing: shard of version %" PRIu64 " incomplete", key,
-				   v->serial);
-		else if (ret)
-			ret = su_err__set(err, -ret, "%s", e.msg);
-		else {
-			if (have + kv.value_len > bytes)
-				ret = fail(s, err, EBADMSG, "key %s: shard longer than its %" PRIu64 " bytes", key, bytes);
-			else
-				memcpy(buf + have, kv.value, kv.value_len);
-			have += kv.value_len;
-			free(kv.key);
-			free(kv.value);
-		}
-	}
-	if (!ret && (have != bytes || su_fnv1a64(buf, have) != hash))
-		ret = fail(s, err, EBADMSG, "key %s: shard corrupt (%zu bytes, checksum mismatch); not applied",
-			   key ? key : name, have);
-	if (!ret) {
-		buf[have] = '\0';
-		s->downloaded += have;
-		cache_put(s, name, hash, buf, have);
-		*data = buf;
-		*len = have;
-		buf = NULL;
-	}
-out:
-	free(buf);
-	free(key);
+	if (!ret)
+		*len = r.bytes;
 	return ret;
 }
 
@@ -572,45 +616,16 @@ static int parse_shard(struct su_store *s, const struct su_version *v, const cha
 	return ret;
 }
 
-static int read_dc_view(struct su_store *s, const struct su_version *v, const char *dc, struct su_plan **out,
-			uint64_t *bytes, struct su_err *err)
-{
-	char *name = NULL, *text = NULL, *ranges = NULL, where[512];
-	size_t len = 0, rlen = 0;
-	int ret;
-
-	if (asprintf(&name, "dc/%s", dc) < 0)
-		return su_err__set(err, ENOMEM, "out of memory");
-	/* The shared shard first: when it is missing, the version is broken,
-	 * whereas a missing DC shard means no such DC. */
-	bool missing = false;
-
-	ret = read_shard(s, v, "ranges", &ranges, &rlen, err);
-	if (!ret)
-		ret = read_shard_x(s, v, name, &text, &len, &missing, err);
-	if (ret == -EBADMSG && missing && ranges)
-		ret = fail(s, err, ENOENT, "no data center '%s' in plan serial %" PRIu64, dc, v->serial);
-	snprintf(where, sizeof(where), "%s: %s/v/%s/%s", s->url, s->prefix, v->dir, name);
-	if (!ret && (ret = su_layout__dc_view(text, len, ranges, rlen, dc, where, out, err)) == -EINVAL)
-		ret = -EBADMSG;
-	if (!ret && !(*out)->serial)
-		(*out)->serial = v->serial;
-	free(name);
-	free(text);
-	free(ranges);
-	return ret;
-}
-
-/* The whole plan: the "plan" manifest and its parts, concatenated (a plan
- * written whole, by an older writer, is read as it is). */
-static int read_plan_text(struct su_store *s, const struct su_version *v, char **data, size_t *len,
-			  struct su_err *err)
+/* Shard NAME whole: a manifest's parts, concatenated (the plan and the
+ * ranges; one written whole, by an older writer, is read as it is). */
+static int read_parts(struct su_store *s, const struct su_version *v, const char *name, char **data, size_t *len,
+		      struct su_err *err)
 {
 	static const char magic[] = "softunicast-parts 1\n";
 	char *manifest = NULL, *part = NULL, *buf = NULL;
 	size_t mlen = 0, plen, have = 0;
 	FILE *fp;
-	int ret = read_shard(s, v, "plan", &manifest, &mlen, err);
+	int ret = read_shard(s, v, name, &manifest, &mlen, err);
 
 	if (ret || strncmp(manifest, magic, sizeof(magic) - 1)) {
 		*data = manifest;
@@ -638,6 +653,35 @@ static int read_plan_text(struct su_store *s, const struct su_version *v, char *
 	*data = buf;
 	*len = have;
 	return 0;
+}
+
+static int read_dc_view(struct su_store *s, const struct su_version *v, const char *dc, struct su_plan **out,
+			uint64_t *bytes, struct su_err *err)
+{
+	char *name = NULL, *text = NULL, *ranges = NULL, where[512];
+	size_t len = 0, rlen = 0;
+	int ret;
+
+	if (asprintf(&name, "dc/%s", dc) < 0)
+		return su_err__set(err, ENOMEM, "out of memory");
+	/* The shared shard first: when it is missing, the version is broken,
+	 * whereas a missing DC shard means no such DC. */
+	bool missing = false;
+
+	ret = read_parts(s, v, "ranges", &ranges, &rlen, err);
+	if (!ret)
+		ret = read_shard_x(s, v, name, &text, &len, &missing, err);
+	if (ret == -EBADMSG && missing && ranges)
+		ret = fail(s, err, ENOENT, "no data center '%s' in plan serial %" PRIu64, dc, v->serial);
+	snprintf(where, sizeof(where), "%s: %s/v/%s/%s", s->url, s->prefix, v->dir, name);
+	if (!ret && (ret = su_layout__dc_view(text, len, ranges, rlen, dc, where, out, err)) == -EINVAL)
+		ret = -EBADMSG;
+	if (!ret && !(*out)->serial)
+		(*out)->serial = v->serial;
+	free(name);
+	free(text);
+	free(ranges);
+	return ret;
 }
 
 static bool shard_exists(struct su_store *s, const struct su_version *v, const char *name)
@@ -680,7 +724,7 @@ static int read_etcd(struct su_store *s, uint64_t serial, enum su_view view, con
 	}
 	if (asprintf(&name, "%s%s", view == SU_VIEW_SERVER ? "server/" : "plan", view == SU_VIEW_SERVER ? vname : "") < 0)
 		return su_err__set(err, ENOMEM, "out of memory");
-	ret = view == SU_VIEW_PLAN ? read_plan_text(s, &v, &text, &len, err) :
+	ret = view == SU_VIEW_PLAN ? read_parts(s, &v, "plan", &text, &len, err) :
 				     read_shard_x(s, &v, name, &text, &len, &missing, err);
 	if (ret == -EBADMSG && view == SU_VIEW_SERVER && missing &&
 	    shard_exists(s, &v, "ranges"))
@@ -859,7 +903,7 @@ static int batch__put(struct batch *b, char *key, const void *val, size_t len, s
 		free(key);
 		return su_err__set(err, ENOMEM, "out of memory");
 	}
-	if (json_array_size(b->ops) + 1 > SU_STORE_TXN_OPS || b->bytes + len + strlen(key) > SU_STORE_CHUNK)
+	if (json_array_size(b->ops) + 1 > SU_STORE_TXN_OPS || b->bytes + len + strlen(key) > su_store__chunk_bytes)
 		ret = batch__flush(b, err);
 	if (!ret)
 		json_array_append_new(b->ops, json_pack("{s:{s:o,s:o}}", "request_put", "key", su_etcd__b64s(key),
@@ -869,31 +913,53 @@ static int batch__put(struct batch *b, char *key, const void *val, size_t len, s
 	return ret;
 }
 
+size_t su_store__chunk_bytes = SU_STORE_CHUNK;
+
 /* Chunks under datadir/NAME only when datadir is this version's dir; an
  * unchanged shard points at the older version's chunks.  Layout 2 writes a
- * record only with the chunks (an unchanged shard costs nothing); layout 1
- * wrote one per shard per version. */
+ * record only with the chunks (an unchanged shard costs nothing), and the
+ * chunks hold the shard deflated (RFC 1950): etcd takes about 0.1 s per
+ * MiB through its JSON gateway, and plan text shrinks 5 to 10 times.
+ * Layout 1 wrote one record per shard per version, and the text as it is. */
 static int write_shard(struct batch *b, const char *dir, const char *datadir, uint64_t serial,
 		       const struct su_shard *sh, uint64_t hash, struct su_err *err)
 {
-	unsigned chunks = (unsigned)((sh->len + SU_STORE_CHUNK - 1) / SU_STORE_CHUNK);
-	bool changed = !strcmp(dir, datadir);
+	bool changed = !strcmp(dir, datadir), kept = records_kept(dir);
+	uLongf zlen = kept && changed ? compressBound(sh->len) : 0;
+	Bytef *z = zlen ? malloc(zlen) : NULL;
+	const char *data = sh->data;
+	size_t len = sh->len;
+	unsigned chunks;
 	char meta[200];
 	int ret = 0;
 
-	for (unsigned c = 0; !ret && changed && c < chunks; c++) {
-		size_t off = (size_t)c * SU_STORE_CHUNK, n = sh->len - off < SU_STORE_CHUNK ? sh->len - off : SU_STORE_CHUNK;
-
-		ret = batch__put(b, su_store__key(b->s, "v/%s/%s/%04u", dir, sh->name, c), sh->data + off, n, err);
+	if (zlen && (!z || compress2(z, &zlen, (const Bytef *)sh->data, sh->len, 1) != Z_OK)) {
+		free(z);
+		return su_err__set(err, ENOMEM, "out of memory");
 	}
-	if (ret || (records_kept(dir) && !changed))
+	if (z) {
+		data = (const char *)z;
+		len = zlen;
+	}
+	chunks = (unsigned)((len + su_store__chunk_bytes - 1) / su_store__chunk_bytes);
+	for (unsigned c = 0; !ret && changed && c < chunks; c++) {
+		size_t off = (size_t)c * su_store__chunk_bytes;
+		size_t n = len - off < su_store__chunk_bytes ? len - off : su_store__chunk_bytes;
+
+		ret = batch__put(b, su_store__key(b->s, "v/%s/%s/%04u", dir, sh->name, c), data + off, n, err);
+	}
+	free(z);
+	if (ret || (kept && !changed))
 		return ret;
-	snprintf(meta, sizeof(meta), "softunicast-shard 1 %" PRIu64 " %u %zu %016" PRIx64 " %s", serial, chunks, sh->len,
-		 hash, datadir);
 	/* The record last: a reader finding it finds every chunk (the batch
 	 * may reorder, but nothing is read before the commit). */
-	if (records_kept(dir))
+	if (kept) {
+		snprintf(meta, sizeof(meta), "softunicast-shard 2 %" PRIu64 " %u %zu %016" PRIx64 " %s %zu", serial,
+			 chunks, sh->len, hash, datadir, len);
 		return batch__put(b, su_store__key(b->s, "m/%s#%s", sh->name, dir), meta, strlen(meta), err);
+	}
+	snprintf(meta, sizeof(meta), "softunicast-shard 1 %" PRIu64 " %u %zu %016" PRIx64 " %s", serial, chunks, sh->len,
+		 hash, datadir);
 	return batch__put(b, su_store__key(b->s, "v/%s/%s/meta", dir, sh->name), meta, strlen(meta), err);
 }
 

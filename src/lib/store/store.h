@@ -26,7 +26,8 @@
  * HASH BYTES DATADIR DIGEST" per shard: the next writer shares unchanged
  * shards by HASH and does not even cut those whose input DIGEST is the
  * same, see su_plan__view_digest), ranges (which
- * DC owns each IP, as runs), dc/DC (a DC's IPs, slots and servers: the
+ * DC owns each IP, as runs; kept in parts as the plan is, a manifest
+ * naming ranges/head, ranges/IP and ranges/end), dc/DC (a DC's IPs, slots and servers: the
  * router's view with ranges), server/SERVER (one server's slots: the agent's
  * view).  Views are snapshots themselves (see su_plan__format_view).
  *
@@ -52,8 +53,12 @@
 #define SU_STORE_DEFAULT_PREFIX "/softunicast"
 #define SU_STORE_DEFAULT_KEEP 10
 #define SU_STORE_CHUNK (1u << 20) /* etcd's request limit is 1.5 MiB */
+/* Bytes per chunk and per transaction a writer uses, at most SU_STORE_CHUNK
+ * (the default; a test lowers it to see shards chunked). */
+extern size_t su_store__chunk_bytes;
 #define SU_STORE_TXN_OPS 128      /* etcd's --max-txn-ops default */
 #define SU_LAYOUT_PART_RECORDS 4096 /* the whole plan is kept in parts of about this many lines (~256 KiB) */
+#define SU_LAYOUT_RANGE_RUNS 1024   /* and the ranges in parts of about this many runs (~40 KiB) */
 
 struct su_store_opts {
 	struct su_etcd_opts etcd;
@@ -126,6 +131,9 @@ typedef uint64_t (*su_layout_prev_fn)(void *ctx, const char *name);
 int su_layout__shards(const struct su_plan *p, su_layout_prev_fn prev, void *ctx, struct su_shard **out,
 		      size_t *n);
 void su_layout__free(struct su_shard *v, size_t n);
+/* Runs per part of the ranges, SU_LAYOUT_RANGE_RUNS (a test lowers it to
+ * see parts in a small fleet). */
+extern uint32_t su_layout__range_runs;
 /* A DC view: its shard plus the IPs of other DCs from the ranges shard.
  * -EBADMSG (malformed, serials differ), -EFBIG (the ranges name more
  * addresses than su_layout__max_view_bytes of plan entries: default 1 GiB,
