@@ -12,8 +12,8 @@
  * re-planned) and published; the figure is the time from the start of the
  * publish to the last watcher holding the new version (LAST; AFTER: from the
  * end of the publish, i.e. the commit and the watchers' reaction), with the
- * bytes each read (AGENT-B, ROUTER-B: a view's shard bytes; OF-PLAN: their
- * share of the whole plan) and the requests and bytes all the watchers made
+ * bytes each read (AGENT-B, ROUTER-B: a view's shard bytes as read from
+ * etcd, deflated; OF-PLAN: their share of the whole plan's text) and the requests and bytes all the watchers made
  * for that version (REQS, MB-MOVED: etcd's load from readers).
  *
  * Beside it, the baseline: the whole plan file copied to N readers, each of
@@ -371,6 +371,21 @@ static void run_round(const char *url, int client_port, struct su_store *s, cons
 	free(lat);
 }
 
+static int usage(FILE *fp, const char *bad)
+{
+	if (fp == stderr)
+		fprintf(fp, "bench/converge: bad option or value: %s\n", bad);
+	fprintf(fp, "usage: converge [--scale S] [--max N] [--n N,N...]\n"
+		    "Publishes a one-IP move of the bench fleet to a local etcd it starts and\n"
+		    "times its arrival at N watchers (N = 3, 30, 300, 3000; a router per 100).\n"
+		    "  --scale S    fleet size, 1 = 300 DCs, 30,000 servers, 1,000,000 addresses\n"
+		    "               (default 0.1)\n"
+		    "  --max N      largest N (default 3000)\n"
+		    "  --n N,...    only these rounds\n"
+		    "Columns: docs/bench.md (bench/converge).\n");
+	return fp == stderr ? 2 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	double scale = 0.1, t0;
@@ -387,13 +402,16 @@ int main(int argc, char **argv)
 	size_t len;
 	int fd;
 
-	for (int i = 1; i + 1 < argc; i += 2) {
-		if (!strcmp(argv[i], "--scale"))
-			scale = atof(argv[i + 1]);
-		else if (!strcmp(argv[i], "--max"))
-			max = (uint32_t)atoi(argv[i + 1]);
-		else if (!strcmp(argv[i], "--n"))
+	for (int i = 1; i < argc; i += 2) {
+		if (i + 1 < argc && !strcmp(argv[i], "--scale") && (scale = atof(argv[i + 1])) > 0)
+			continue;
+		if (i + 1 < argc && !strcmp(argv[i], "--max") && (max = (uint32_t)atoi(argv[i + 1])) > 0)
+			continue;
+		if (i + 1 < argc && !strcmp(argv[i], "--n")) {
 			only = argv[i + 1];
+			continue;
+		}
+		return usage(strcmp(argv[i], "--help") && strcmp(argv[i], "-h") ? stderr : stdout, argv[i]);
 	}
 	n_dcs = (uint32_t)fmax(2, lround(300 * scale));
 	n_ips = (uint32_t)lround(1000000 * scale);

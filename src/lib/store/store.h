@@ -11,11 +11,14 @@
  *                                older writers: "SERIAL DIR" alone
  *   PREFIX/history/SERIAL        "DIR" of each kept committed version
  *   PREFIX/staging/DIR           present while a writer writes DIR (GC cleans)
- *   PREFIX/m/NAME#DIR            "softunicast-shard 1 SERIAL CHUNKS BYTES FNV1A64 DIR":
- *                                the record of shard NAME, written only by the
- *                                version DIR that changed it; version V's is the
- *                                newest committed one at or before V's DIR
- *   PREFIX/v/DIR/NAME/NNNN       chunk NNNN of shard NAME (<= 1 MiB each)
+ *   PREFIX/m/NAME#DIR            "softunicast-shard 2 SERIAL CHUNKS BYTES FNV1A64 DIR ZBYTES":
+ *                                the record of shard NAME (BYTES of text, its
+ *                                FNV-1a 64), written only by the version DIR
+ *                                that changed it; version V's is the newest
+ *                                committed one at or before V's DIR
+ *   PREFIX/v/DIR/NAME/NNNN       chunk NNNN of shard NAME (<= 1 MiB each): the
+ *                                text deflated (zlib, RFC 1950), ZBYTES in all;
+ *                                format 1 records (no ZBYTES) name plain text
  * with DIR = SERIAL.NONCE-r (20 + 16 digits, so two writers never share one;
  * "-r": this layout).  Older writers' versions (DIR without "-r") keep a
  * record per shard per version at PREFIX/v/DIR/NAME/meta; they are still
