@@ -15,6 +15,7 @@
 #include <zlib.h>
 
 #include "lib/store/store.h"
+#include "lib/store/record.h"
 #include "lib/store/version.h"
 #include "lib/strmap.h"
 #include "lib/util.h"
@@ -467,38 +468,19 @@ static int shard_record(struct su_store *s, const struct su_version *v, const ch
 	return ret;
 }
 
-/* A shard record: "softunicast-shard 1 SERIAL CHUNKS BYTES HASH DATADIR"
- * (the chunks hold the text) or "softunicast-shard 2 ... ZBYTES" (they
- * hold ZBYTES of it deflated). */
-struct shard_record {
-	unsigned format, chunks;
-	uint64_t serial, bytes, hash, zbytes;
-	char datadir[64];
-};
-
-static bool shard_record__parse(struct shard_record *r, const struct su_etcd_kv *kv, const struct su_version *v)
+/* A record of version v's (parsed, then checked against v). */
+static bool record_of(struct su_shard_record *r, const struct su_etcd_kv *kv, const struct su_version *v)
 {
-	int got = sscanf(kv->value, "softunicast-shard %u %" SCNu64 " %u %" SCNu64 " %" SCNx64 " %63s %" SCNu64, &r->format,
-			 &r->serial, &r->chunks, &r->bytes, &r->hash, r->datadir, &r->zbytes);
-
-	if (r->format == 1 && got == 6)
-		r->zbytes = r->bytes;
-	else if (r->format != 2 || got != 7)
-		return false;
-	/* Chunks of at most SU_STORE_CHUNK bytes, none empty; deflate expands
-	 * at most 1,032 times (RFC 1951), so a bomb's claimed size is refused
-	 * before anything is allocated. */
-	if (r->bytes >= (1ull << 32) || r->zbytes >= (1ull << 32) || r->chunks > r->zbytes + 1 ||
-	    (uint64_t)r->chunks * SU_STORE_CHUNK < r->zbytes || (r->format == 2 && r->bytes > 1032 * r->zbytes + 64))
+	if (su_shard_record__parse(kv->value, SU_STORE_CHUNK, r))
 		return false;
 	/* Layout 2: the version that wrote the record, named in its key. */
 	if (records_kept(v->dir))
-		return r->serial <= v->serial && !strcmp(r->datadir, strrchr(kv->key, '#') + 1);
+		return r->serial <= v->serial && strrchr(kv->key, '#') && !strcmp(r->datadir, strrchr(kv->key, '#') + 1);
 	return r->serial == v->serial;
 }
 
 /* The ZBYTES of the record's chunks, concatenated. */
-static int read_chunks(struct su_store *s, const struct su_version *v, const char *name, const struct shard_record *r,
+static int read_chunks(struct su_store *s, const struct su_version *v, const char *name, const struct su_shard_record *r,
 		       char *buf, char **last_key, struct su_err *err)
 {
 	struct su_etcd_kv kv;
@@ -531,7 +513,7 @@ static int read_chunks(struct su_store *s, const struct su_version *v, const cha
 }
 
 /* The shard's text from its chunks: inflated (format 2) and checked. */
-static int shard_text(struct su_store *s, const struct su_version *v, const char *name, const struct shard_record *r,
+static int shard_text(struct su_store *s, const struct su_version *v, const char *name, const struct su_shard_record *r,
 		      char **out, struct su_err *err)
 {
 	char *buf = malloc(r->bytes + 1), *z = r->format == 2 ? malloc(r->zbytes + 1) : NULL, *key = NULL;
@@ -559,7 +541,7 @@ static int shard_text(struct su_store *s, const struct su_version *v, const char
 static int read_shard_x(struct su_store *s, const struct su_version *v, const char *name, char **data, size_t *len,
 			bool *missing, struct su_err *err)
 {
-	struct shard_record r = { 0 };
+	struct su_shard_record r = { 0 };
 	struct cached *hit;
 	struct su_etcd_kv kv;
 	int ret;
@@ -567,7 +549,7 @@ static int read_shard_x(struct su_store *s, const struct su_version *v, const ch
 	*data = NULL;
 	if ((ret = shard_record(s, v, name, &kv, missing, err)))
 		return ret;
-	if (!shard_record__parse(&r, &kv, v))
+	if (!record_of(&r, &kv, v))
 		ret = fail(s, err, EBADMSG, "key %s: bad shard record '%.60s'", kv.key, kv.value);
 	free(kv.key);
 	free(kv.value);
@@ -929,6 +911,7 @@ static int write_shard(struct batch *b, const char *dir, const char *datadir, ui
 	Bytef *z = zlen ? malloc(zlen) : NULL;
 	const char *data = sh->data;
 	size_t len = sh->len;
+	struct su_shard_record r;
 	unsigned chunks;
 	char meta[200];
 	int ret = 0;
@@ -953,13 +936,13 @@ static int write_shard(struct batch *b, const char *dir, const char *datadir, ui
 		return ret;
 	/* The record last: a reader finding it finds every chunk (the batch
 	 * may reorder, but nothing is read before the commit). */
-	if (kept) {
-		snprintf(meta, sizeof(meta), "softunicast-shard 2 %" PRIu64 " %u %zu %016" PRIx64 " %s %zu", serial,
-			 chunks, sh->len, hash, datadir, len);
+	r = (struct su_shard_record){ .format = kept ? 2 : 1, .chunks = chunks, .serial = serial, .bytes = sh->len,
+				      .hash = hash, .zbytes = len };
+	snprintf(r.datadir, sizeof(r.datadir), "%s", datadir);
+	if (su_shard_record__format(&r, meta, sizeof(meta)) < 0)
+		return su_err__set(err, ENAMETOOLONG, "shard %s: record too long", sh->name);
+	if (kept)
 		return batch__put(b, su_store__key(b->s, "m/%s#%s", sh->name, dir), meta, strlen(meta), err);
-	}
-	snprintf(meta, sizeof(meta), "softunicast-shard 1 %" PRIu64 " %u %zu %016" PRIx64 " %s", serial, chunks, sh->len,
-		 hash, datadir);
 	return batch__put(b, su_store__key(b->s, "v/%s/%s/meta", dir, sh->name), meta, strlen(meta), err);
 }
 
