@@ -19,6 +19,8 @@
 
 #define BACKOFF_MIN_MS 200
 #define BACKOFF_MAX_MS 10000
+#define HELD_POLL_MS 100
+#define REPORT_MS 1000
 
 struct su_follow {
 	struct su_follow_opts o;
@@ -29,6 +31,7 @@ struct su_follow {
 	bool follow_started, report_started;
 	atomic_bool stop;
 	pthread_mutex_t lock;
+	pthread_cond_t report_now; /* a new serial applied, or stopping */
 	struct su_follow_status st;
 	uint64_t reported_serial;
 	int reported_state;
@@ -235,9 +238,12 @@ static void *follow_main(void *arg)
 
 		if (!ret)
 			backoff = BACKOFF_MIN_MS;
-		/* Slices held for the router: look again soon, not only on a commit. */
+		/* Slices held for the router: look again soon, not only on a
+		 * commit.  A handed slice is held too, and until it is released
+		 * the old owner's live flows lose their second hop: the router
+		 * reports at once (report_main), and this looks every 100 ms. */
 		if (!ret && f->held) {
-			sleep_ms(f, 250);
+			sleep_ms(f, HELD_POLL_MS);
 			continue;
 		}
 		/* Watch from the revision the read saw: a commit in between is an
@@ -284,13 +290,24 @@ static void *report_main(void *arg)
 	int64_t lease = 0;
 
 	while (!stopping(f)) {
+		struct timespec until;
+
 		/* Every second: the put refreshes the report; a keep-alive would
-		 * too, but the report changes with the state anyway. */
+		 * too, but the report changes with the state anyway.  And at once
+		 * when a serial is applied: agents hold the slices they gain until
+		 * their router reports it (hold_gained). */
 		if (report(f, &lease))
 			lease = 0;
 		else
 			su_etcd__lease_keepalive(su_store__etcd(f->reporter), lease, NULL);
-		sleep_ms(f, 1000);
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += REPORT_MS / 1000;
+		pthread_mutex_lock(&f->lock);
+		while (!stopping(f) && f->reported_serial == f->st.applied &&
+		       pthread_cond_timedwait(&f->report_now, &f->lock, &until) != ETIMEDOUT)
+			;
+		f->reported_serial = f->st.applied;
+		pthread_mutex_unlock(&f->lock);
 	}
 	return NULL;
 }
@@ -327,6 +344,7 @@ int su_follow__start(const struct su_follow_opts *o, struct su_follow **out, str
 	f->dc = o->dc ? strdup(o->dc) : NULL;
 	f->state_dir = strdup(o->state_dir);
 	pthread_mutex_init(&f->lock, NULL);
+	pthread_cond_init(&f->report_now, NULL);
 	snprintf(f->path, sizeof(f->path), "%s/view.plan", o->state_dir);
 	snprintf(f->status_path, sizeof(f->status_path), "%s/store.json", o->state_dir);
 	if ((ret = mkdirs(o->state_dir))) {
@@ -382,6 +400,7 @@ void su_follow__applied(struct su_follow *f, uint64_t serial)
 {
 	pthread_mutex_lock(&f->lock);
 	f->st.applied = serial;
+	pthread_cond_signal(&f->report_now);
 	pthread_mutex_unlock(&f->lock);
 	save_status(f);
 }
@@ -397,13 +416,17 @@ void su_follow__stop(struct su_follow *f)
 {
 	if (!f)
 		return;
+	pthread_mutex_lock(&f->lock);
 	atomic_store(&f->stop, true);
+	pthread_cond_broadcast(&f->report_now);
+	pthread_mutex_unlock(&f->lock);
 	if (f->follow_started)
 		pthread_join(f->follow_thread, NULL);
 	if (f->report_started)
 		pthread_join(f->report_thread, NULL);
 	su_store__close(f->reader);
 	su_store__close(f->reporter);
+	pthread_cond_destroy(&f->report_now);
 	pthread_mutex_destroy(&f->lock);
 	free(f->url);
 	free(f->name);
