@@ -1167,6 +1167,50 @@ static void small_change_rewrites_few_parts(void **state)
 	su_store__close(s);
 }
 
+static char *dense_fleet_yaml(int servers)
+{
+	char *yaml = NULL;
+	size_t len = 0;
+	FILE *fp = open_memstream(&yaml, &len);
+
+	fprintf(fp, "ports:\n  range: 1024-65535\n  slice: 64\ndrain: 5m\ndatacenters:\n  big:\n    router: 10.9.0.1\n    servers:\n");
+	for (int i = 0; i < servers; i++)
+		fprintf(fp, "      big-s%d: 10.9.%d.%d\n", i, 1 + i / 200, 1 + i % 200);
+	fprintf(fp, "    egress:\n      - {service: cdn, slices: 60}\nprefixes:\n"
+		    "  - {prefix: 100.64.0.0/19, tags: {service: cdn}}\n");
+	fclose(fp);
+	return yaml;
+}
+
+/* A dense plan (IPs of a thousand slots: a part is a few IPs) is cut into
+ * parts of the usual size (boundaries counted from the start and at block
+ * starts made parts 8 times larger, and shifted all later ones on any
+ * change of a record count), and a server gone rewrites the parts holding
+ * its IPs alone. */
+static void dense_plan_change_rewrites_few_parts(void **state)
+{
+	struct su_store *s = store_open(0);
+	char *ya = dense_fleet_yaml(700), *yb = dense_fleet_yaml(699);
+	struct su_plan *a = plan_of(ya, NULL, NOW), *b = plan_of(yb, a, NOW + 60), *q;
+	struct su_err err;
+	size_t parts, written;
+
+	assert_int_equal(su_store__publish(s, a, 0, &err), 0);
+	assert_int_equal(su_store__publish(s, b, a->serial, &err), 0);
+	count_parts(s, "plan", &parts, &written);
+	print_message("# dense plan: %zu parts, %zu rewritten for one server gone\n", parts, written);
+	assert_true(parts >= 6);
+	assert_true(written <= 4);
+	assert_int_equal(su_store__read(s, 0, SU_VIEW_PLAN, NULL, &q, NULL, &err), 0);
+	assert_true(su_plan__equal(b, q));
+	su_plan__free(q);
+	free(ya);
+	free(yb);
+	su_plan__free(a);
+	su_plan__free(b);
+	su_store__close(s);
+}
+
 static void unreachable_store_is_named(void **state)
 {
 	struct su_store *s;
@@ -1430,6 +1474,7 @@ int main(void)
 		cmocka_unit_test(layout1_version_reads_and_upgrades),
 		cmocka_unit_test(big_plan_is_chunked),
 		cmocka_unit_test(small_change_rewrites_few_parts),
+		cmocka_unit_test(dense_plan_change_rewrites_few_parts),
 		cmocka_unit_test(views_are_cut_again_only_when_their_inputs_change),
 		cmocka_unit_test(unreachable_store_is_named),
 		cmocka_unit_test(file_store_is_the_same_interface),

@@ -361,9 +361,9 @@ static int server_shards(const struct cut_in *in, struct su_shard **v, size_t *n
  * changed:
  *   plan/head         the header and the tables, with serial 0 (the version
  *                     gives the serial, as for the views);
- *   plan/IP           IP records (with their slots) from IP on, ending at
- *                     address block starts (part_end), so boundaries follow
- *                     addresses and a change rarely moves one;
+ *   plan/IP           IP records (with their slots) from IP on, to a
+ *                     content-defined boundary (part_boundary), so a change
+ *                     moves only the boundaries next to it;
  *   plan/end          the end line;
  *   plan              the manifest: "softunicast-parts 1", then the part
  *                     names in order; the plan is their concatenation. */
@@ -376,29 +376,30 @@ static uint32_t ip_records(const struct su_plan *p, uint32_t i)
 	return n;
 }
 
-/* The IPs of the part starting at first: its end (exclusive).  A part ends
- * only before an IP that starts an address block, a /20 once it holds
- * SU_LAYOUT_PART_RECORDS records, a /26 at twice that (a dense /20), any
- * address at 8 times: so a boundary depends on addresses, and a change that
- * adds or drops a few records moves none (or one, to the next block start)
- * instead of shifting every later part. */
-static bool block_start(uint32_t ip, uint32_t prev, unsigned bits)
+/* Where the plan's and the ranges' parts end: content-defined, so that a
+ * change moves only the boundaries next to it.  Each record (an IP's line
+ * and its slot lines; a run) ends its part with probability 1/limit, by a
+ * hash of the IP it belongs to: a part ends before IP ip, weighing `weight`
+ * records, when hash(ip) mod limit < weight, once the part holds a quarter
+ * of limit (and at 8 times limit whatever the hash).  A boundary counted
+ * from the start instead (a part ends at the first block start after
+ * `limit` records) shifts every later part when a change adds a record
+ * near a boundary, and always in a dense plan (IPs of a thousand slots,
+ * where every part ended at a count): a full rewrite for a one-IP move. */
+static bool part_boundary(uint64_t n, uint64_t limit, uint32_t ip, uint32_t weight)
 {
-	return ip >> bits != prev >> bits;
+	uint64_t h = ((uint64_t)ip * 0x9e3779b97f4a7c15ull) >> 32;
+
+	return (4 * n >= limit && h % limit < weight) || n >= 8 * limit;
 }
 
-static bool part_boundary(uint64_t n, uint64_t limit, uint32_t ip, uint32_t prev)
-{
-	return (n >= limit && block_start(ip, prev, 12)) || (n >= 2 * limit && block_start(ip, prev, 6)) ||
-	       n >= 8 * limit;
-}
-
+/* The IPs of the part starting at first: its end (exclusive). */
 static uint32_t part_end(const struct su_plan *p, uint32_t first)
 {
 	uint64_t records = ip_records(p, first);
 	uint32_t i = first + 1;
 
-	for (; i < p->n_ips && !part_boundary(records, SU_LAYOUT_PART_RECORDS, p->ips[i].ip, p->ips[i - 1].ip);
+	for (; i < p->n_ips && !part_boundary(records, SU_LAYOUT_PART_RECORDS, p->ips[i].ip, ip_records(p, i));
 	     records += ip_records(p, i++))
 		;
 	return i;
@@ -459,21 +460,9 @@ static uint32_t run_end(const struct su_plan *p, uint32_t i)
 	return j;
 }
 
-/* A ranges part ends before a run whose first address hashes to 0 mod the
- * runs wanted per part (once it holds a quarter of them; at 8 times, at
- * any run): where parts end depends on the runs there alone, so a move
- * that splits or joins runs changes one or two parts, never shifts the
- * boundaries after it (a count from the start would; two runs per /20
- * and parts of four showed it). */
-static bool ranges_boundary(uint64_t n, uint32_t ip)
-{
-	uint64_t want = su_layout__range_runs ? su_layout__range_runs : 1;
-
-	return (4 * n >= want && ((uint64_t)ip * 0x9e3779b97f4a7c15ull >> 32) % want == 0) || n >= 8 * want;
-}
-
 /* The runs from IP index first on, "range FIRST LAST DC" each, to the next
- * boundary: the end (exclusive); *runs counts them. */
+ * boundary (part_boundary, a run weighing one): the end (exclusive); *runs
+ * counts them. */
 static uint32_t ranges_part(const struct su_plan *p, uint32_t first, FILE *fp, uint64_t *runs)
 {
 	char a[SU_ADDR_STRLEN], b[SU_ADDR_STRLEN];
@@ -487,7 +476,7 @@ static uint32_t ranges_part(const struct su_plan *p, uint32_t first, FILE *fp, u
 			p->dcs[p->ips[i].dc].name);
 		n++;
 		i = j;
-	} while (i < p->n_ips && !ranges_boundary(n, p->ips[i].ip));
+	} while (i < p->n_ips && !part_boundary(n, su_layout__range_runs ? su_layout__range_runs : 1, p->ips[i].ip, 1));
 	*runs += n;
 	return i;
 }
