@@ -84,7 +84,11 @@ lo=$(jq -r ".slices[] | select(.ip == \"$ip\") | .slice[0]" "$T/status.json" | h
 ports=$(jq -r ".slices[] | select(.ip == \"$ip\") | .ports_in_use" "$T/status.json" | head -1)
 check "agent: slice ports in use match agent status ($ports)" test \
 	"$(grep -E "^softunicast_agent_slice_ports_in_use\{ip=\"$ip\",slice=\"$lo-" "$T/agent.prom" | awk '{print $NF}')" = "$ports"
-check "  ... and are the 45 sockets held" test "$ports" = 45
+# 45 sockets; the library may give a socket to the second origin a port a
+# socket to the first already uses (distinct 4-tuples), so 40 to 45 ports.
+sockets=$(jq -r ".slices[] | select(.ip == \"$ip\") | .sockets" "$T/status.json" | head -1)
+check "  ... and hold the 45 sockets ($sockets), on 40 to 45 ports" \
+	test "$sockets" = 45 -a "$ports" -ge 40 -a "$ports" -le 45
 check "agent: the busiest destination, its ports and share of the slice" sh -c \
 	"grep -E '^softunicast_agent_destination_ports_in_use\{ip=\"$ip\",slice=\"$lo-[0-9]+\",proto=\"udp\",destination=\"192.0.2.80:53\"\} 40$' '$T/agent.prom' &&
 	 grep -E '^softunicast_agent_destination_slice_utilization_ratio\{.*destination=\"192.0.2.80:53\"\} 0.01953125$' '$T/agent.prom'"
