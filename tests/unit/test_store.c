@@ -97,6 +97,15 @@ static size_t count_keys_with(struct su_store *s, const char *under, const char 
 	return hits;
 }
 
+/* A test's own temporary directory, gone. */
+static void remove_dir(const char *dir)
+{
+	char cmd[160];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 static size_t count_keys(struct su_store *s, const char *under)
 {
 	char *from = su_store__key(s, "%s", under), *to = su_etcd__prefix_end(from);
@@ -1242,8 +1251,7 @@ static void file_store_is_the_same_interface(void **state)
 	assert_true(su_plan__equal(q, b));
 	su_plan__free(q);
 	su_store__close(s);
-	snprintf(url, sizeof(url), "rm -rf %s", dir);
-	assert_int_equal(system(url), 0);
+	remove_dir(dir);
 	su_plan__free(a);
 	su_plan__free(b);
 }
@@ -1291,7 +1299,7 @@ static void follower_survives_the_store_going_away(void **state)
 {
 	struct su_store *s = store_open(0);
 	struct su_plan *a = plan_of(fleet_yaml, NULL, NOW), *b = next_plan(a, 1), *c = next_plan(b, 2);
-	char dir[] = "/tmp/su-follow-XXXXXX", path[128], cmd[160];
+	char dir[] = "/tmp/su-follow-XXXXXX", path[128];
 	struct su_follow_opts o = { .url = su_store__url(s), .view = SU_VIEW_SERVER, .name = "lhr-s1",
 				    .role = "agent", .state_dir = dir };
 	struct su_follow *f;
@@ -1314,8 +1322,7 @@ static void follower_survives_the_store_going_away(void **state)
 		usleep(100 * 1000);
 	assert_true(wait_serial(path, c->serial));
 	su_follow__stop(f);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	assert_int_equal(system(cmd), 0);
+	remove_dir(dir);
 	su_plan__free(a);
 	su_plan__free(b);
 	su_plan__free(c);
@@ -1385,7 +1392,7 @@ static void router_reports_applied_serial_at_once(void **state)
 {
 	struct su_store *s = store_open(0);
 	struct su_plan *a = plan_of(fleet_yaml, NULL, NOW);
-	char dir[] = "/tmp/su-report-XXXXXX", cmd[160];
+	char dir[] = "/tmp/su-report-XXXXXX";
 	struct su_follow_opts o = { .url = su_store__url(s), .view = SU_VIEW_DC, .name = "lhr", .role = "router",
 				    .state_dir = dir };
 	char *key = su_store__key(s, "nodes/router/lhr");
@@ -1408,8 +1415,7 @@ static void router_reports_applied_serial_at_once(void **state)
 	print_message("# the applied serial reached the store %.3f s after the router applied it\n", took);
 	assert_true(took < 0.6);
 	su_follow__stop(f);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	assert_int_equal(system(cmd), 0);
+	remove_dir(dir);
 	free(key);
 	su_plan__free(a);
 	su_store__close(s);
@@ -1418,7 +1424,7 @@ static void router_reports_applied_serial_at_once(void **state)
 static void gained_slices_wait_for_the_router(void **state)
 {
 	struct su_store *s = store_open(0);
-	char *more = strdup(fleet_yaml), dir[] = "/tmp/su-rollout-XXXXXX", path[128], cmd[160];
+	char *more = strdup(fleet_yaml), dir[] = "/tmp/su-rollout-XXXXXX", path[128];
 	struct su_plan *a = plan_of(fleet_yaml, NULL, NOW), *b;
 	struct su_follow_opts o = { .url = su_store__url(s), .view = SU_VIEW_SERVER, .name = "lhr-s1",
 				    .role = "agent", .state_dir = dir };
@@ -1446,8 +1452,7 @@ static void gained_slices_wait_for_the_router(void **state)
 	assert_true(wait_slots(path, "lhr-s1", before + 1));
 
 	su_follow__stop(f);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	assert_int_equal(system(cmd), 0);
+	remove_dir(dir);
 	free(rkey);
 	free(more);
 	su_plan__free(a);

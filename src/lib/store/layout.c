@@ -410,11 +410,37 @@ static int text_shard(struct su_shard **v, size_t *n, const char *name, char *te
 	return text ? add_shard(v, n, strdup(name), text, len, 0) : -ENOMEM;
 }
 
+/* Ends the manifest mf of NAME's parts (opened on *manifest, NAME/head and
+ * NAME/IP listed): NAME/end ("end COUNT"), then the manifest itself as shard
+ * NAME.  ret: the parts' outcome so far; on an error nothing more is added. */
+static int parts_finish(struct su_shard **v, size_t *n, const char *name, FILE *mf, char **manifest, size_t *mlen,
+			uint64_t count, int ret)
+{
+	char end_name[64], *end = NULL;
+
+	snprintf(end_name, sizeof(end_name), "%s/end", name);
+	if (mf)
+		fprintf(mf, "%s\n", end_name);
+	if (!mf || fclose(mf)) {
+		free(*manifest);
+		return ret ? ret : -ENOMEM;
+	}
+	if (!ret && asprintf(&end, "end %" PRIu64 "\n", count) < 0)
+		end = NULL;
+	if (!ret)
+		ret = text_shard(v, n, end_name, end, end ? strlen(end) : 0);
+	if (ret) {
+		free(*manifest);
+		return ret;
+	}
+	return text_shard(v, n, name, *manifest, *mlen);
+}
+
 static int plan_parts(const struct cut_in *in, const uint32_t *all, struct su_shard **v, size_t *n)
 {
 	const struct su_plan *p = in->p;
 	struct su_plan_view head = { .only_server = -1, .serial0 = true, .part = SU_PART_HEAD };
-	char *manifest = NULL, *end = NULL, name[64], a[SU_ADDR_STRLEN];
+	char *manifest = NULL, name[64], a[SU_ADDR_STRLEN];
 	size_t mlen = 0;
 	FILE *mf = open_memstream(&manifest, &mlen);
 	int ret = mf ? add_view(v, n, in, &head, strdup("plan/head")) : -ENOMEM;
@@ -431,21 +457,7 @@ static int plan_parts(const struct cut_in *in, const uint32_t *all, struct su_sh
 		ret = add_view(v, n, in, &part, strdup(name));
 		fprintf(mf, "%s\n", name);
 	}
-	if (mf)
-		fputs("plan/end\n", mf);
-	if (!mf || fclose(mf)) {
-		free(manifest);
-		return ret ? ret : -ENOMEM;
-	}
-	if (!ret && asprintf(&end, "end %" PRIu64 "\n", su_plan__records(p)) < 0)
-		end = NULL;
-	if (!ret)
-		ret = text_shard(v, n, "plan/end", end, end ? strlen(end) : 0);
-	if (ret) {
-		free(manifest);
-		return ret;
-	}
-	return text_shard(v, n, "plan", manifest, mlen);
+	return parts_finish(v, n, "plan", mf, &manifest, &mlen, ret ? 0 : su_plan__records(p), ret);
 }
 
 uint32_t su_layout__range_runs = SU_LAYOUT_RANGE_RUNS;
@@ -492,7 +504,7 @@ static uint32_t ranges_part(const struct su_plan *p, uint32_t first, FILE *fp, u
 static int ranges_parts(const struct su_plan *p, struct su_shard **v, size_t *n)
 {
 	static const char head[] = "softunicast-ranges 1\nserial 0\n";
-	char *manifest = NULL, *end = NULL, *part = NULL, name[64], a[SU_ADDR_STRLEN];
+	char *manifest = NULL, *part = NULL, name[64], a[SU_ADDR_STRLEN];
 	size_t mlen = 0, plen = 0;
 	uint64_t runs = 0;
 	FILE *mf = open_memstream(&manifest, &mlen), *fp;
@@ -510,21 +522,7 @@ static int ranges_parts(const struct su_plan *p, struct su_shard **v, size_t *n)
 		ret = fclose(fp) ? -ENOMEM : text_shard(v, n, name, part, plen);
 		fprintf(mf, "%s\n", name);
 	}
-	if (mf)
-		fputs("ranges/end\n", mf);
-	if (!mf || fclose(mf)) {
-		free(manifest);
-		return ret ? ret : -ENOMEM;
-	}
-	if (!ret && asprintf(&end, "end %" PRIu64 "\n", runs) < 0)
-		end = NULL;
-	if (!ret)
-		ret = text_shard(v, n, "ranges/end", end, end ? strlen(end) : 0);
-	if (ret) {
-		free(manifest);
-		return ret;
-	}
-	return text_shard(v, n, "ranges", manifest, mlen);
+	return parts_finish(v, n, "ranges", mf, &manifest, &mlen, runs, ret);
 }
 
 static int dc_shards(const struct cut_in *in, struct su_shard **v, size_t *n)
